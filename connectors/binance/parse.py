@@ -1,0 +1,88 @@
+"""Parse Binance Spot combined-stream frames (`/stream`) into quotes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
+from connectors.errors import ParseError, ReconnectRequested
+from connectors.types import Quote
+
+VENUE: Final = "binance"
+
+
+class BookTickerParser:
+    """Parse `<symbol>@bookTicker` frames of a combined stream; dispatch on the stream name.
+
+    A bookTicker payload has no `e`/`E` field, so the channel is the stream-name suffix
+    and there is no exchange time (`exchange_ns` is None; `seq` is the book update id `u`)::
+
+        {"stream": "bnbusdt@bookTicker",
+         "data": {"u": 400900217, "s": "BNBUSDT", "b": "25.35190000", "B": "31.21000000",
+                  "a": "25.36520000", "A": "40.66000000"}}
+
+    `{"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": 1770123456789}}`
+    raises ReconnectRequested. Request responses `{"result": null, "id": 1}` return [];
+    error responses (`{"code": 2, "msg": "Invalid request: ..."}`, also seen wrapped as
+    `{"error": {"code": .., "msg": ..}, "id": 1}`) raise ParseError naming the error.
+    """
+
+    __slots__ = ("_handlers", "_symbols")
+
+    def __init__(self, symbols: Mapping[str, str]) -> None:
+        """Parse for the configured symbols, given as venue form → canonical (`BTCUSDT` → `BTC-USDT`)."""
+        self._symbols = dict(symbols)
+        self._handlers: dict[str, Callable[[dict[str, Any], int], list[Quote]]] = {
+            "bookTicker": self._book_ticker,
+            "!serverShutdown": _server_shutdown,
+        }
+
+    def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
+        """Return the quote in a bookTicker frame, [] for a request response."""
+        message = decode_object(frame)
+        stream = message.get("stream")
+        if stream is None:
+            return _response(message, frame)
+        if not isinstance(stream, str):
+            raise ParseError(f"binance: 'stream' must be a string: {frame_sample(frame)!r}")
+        # "btcusdt@bookTicker" → "bookTicker"; "!serverShutdown" has no "@" and stays whole.
+        handler = self._handlers.get(stream.rpartition("@")[2])
+        if handler is None:
+            raise ParseError(f"binance: unexpected stream {stream!r}")
+        return handler(field(message, "data", dict, f"binance {stream}"), received_ns)
+
+    def _book_ticker(self, data: dict[str, Any], received_ns: int) -> list[Quote]:
+        venue_symbol = field(data, "s", str, "binance bookTicker")
+        symbol = self._symbols.get(venue_symbol)
+        if symbol is None:
+            raise ParseError(f"binance: bookTicker for unconfigured symbol {venue_symbol!r}")
+        quote = Quote(
+            venue=VENUE,
+            symbol=symbol,
+            bid=price_of(data.get("b"), "binance bookTicker b (bid)"),
+            bid_qty=decimal_of(data.get("B"), "binance bookTicker B (bid qty)"),
+            ask=price_of(data.get("a"), "binance bookTicker a (ask)"),
+            ask_qty=decimal_of(data.get("A"), "binance bookTicker A (ask qty)"),
+            exchange_ns=None,
+            received_ns=received_ns,
+            seq=field(data, "u", int, "binance bookTicker"),
+        )
+        return [quote]
+
+
+def _server_shutdown(data: dict[str, Any], received_ns: int) -> list[Quote]:
+    raise ReconnectRequested(f"binance: serverShutdown announced at E={data.get('E')!r}")
+
+
+def _response(message: dict[str, Any], frame: str | bytes) -> list[Quote]:
+    if "result" in message and "id" in message:
+        return []
+    error = message.get("error")
+    if isinstance(error, dict):
+        code, msg = error.get("code"), error.get("msg")
+    elif "code" in message and "msg" in message:
+        code, msg = message["code"], message["msg"]
+    else:
+        raise ParseError(f"binance: unexpected frame without a stream: {frame_sample(frame)!r}")
+    raise ParseError(f"binance: request id={message.get('id')!r} rejected with code {code!r}: {msg!r}")

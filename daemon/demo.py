@@ -1,0 +1,192 @@
+"""`smartroute demo`: the whole system on one machine, for a first look.
+
+Starts the embedded Kafka broker (Tansu) and the exchange simulator, runs
+`smartroute run` as a child process against both, and prints the arbitrage
+opportunities it publishes, read back from Kafka as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from connectors.sim import ExchangeSimulator
+from daemon.broker import EmbeddedBroker
+from daemon.logs import configure_logging
+
+DEMO_VENUES = ("binance", "bybit")
+DEMO_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
+# Dislocations often enough that a first look shows opportunities within seconds (~25 a minute).
+DEMO_DISLOCATION_PROBABILITY = 0.02
+_STOP_GRACE_S = 15.0
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def demo_config(bootstrap: str, sim: ExchangeSimulator, state_dir: Path, http_port: int) -> str:
+    """Return the TOML config the demo's daemon runs with."""
+    lines = [
+        "[daemon]",
+        'mode = "paper"',
+        f"http_port = {http_port}",
+        f'state_dir = "{state_dir}"',
+        "",
+        "[kafka]",
+        f'bootstrap_servers = "{bootstrap}"',
+        "",
+        "[cache]",
+        "ttl_ms = 30000",
+        "max_quote_age_ms = 1500",
+        "",
+        "[detector]",
+        "min_net_profit_bps = 5",
+        "max_notional = 10000",
+    ]
+    for venue in DEMO_VENUES:
+        symbols = ", ".join(f'"{s}"' for s in DEMO_SYMBOLS)
+        lines += ["", f"[venues.{venue}]", f"symbols = [{symbols}]", f'ws_url = "{sim.ws_url(venue)}"']
+    return "\n".join(lines) + "\n"
+
+
+def describe(event: dict[str, Any]) -> str:
+    """Return one human line for an opportunity message."""
+    quantity = Decimal(event["quantity"])
+    base, quote = event["symbol"].split("-")
+    return (
+        f"{event['event']:>7}  {event['symbol']:<9} buy {event['buy_venue']:<7} @ {event['buy_price']:<10} "
+        f"sell {event['sell_venue']:<7} @ {event['sell_price']:<10} qty {quantity:f} {base}  "
+        f"net {Decimal(event['net_profit']):.2f} {quote} ({event['net_spread_bps']} bps after fees)"
+    )
+
+
+async def run_demo(stop: asyncio.Event, *, duration_s: float | None = None, seed: int | None = None) -> None:
+    """Run broker, simulator and daemon; print opportunities until `stop` is set or `duration_s` passes."""
+    workdir = Path(tempfile.mkdtemp(prefix="smartroute-demo-"))
+    started = time.monotonic()
+    with (workdir / "demo.log").open("a") as demo_log:
+        configure_logging("info", demo_log)  # the terminal is for the opportunities
+        await _run(workdir, started, stop, duration_s, seed)
+
+
+async def _run(
+    workdir: Path, started: float, stop: asyncio.Event, duration_s: float | None, seed: int | None
+) -> None:
+    _say(f"smartroute demo — working directory {workdir}")
+    async with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        _say(f"  kafka broker (Tansu) on {broker.bootstrap_servers}")
+        sim = ExchangeSimulator(
+            DEMO_VENUES, DEMO_SYMBOLS, seed=seed, dislocation_probability=DEMO_DISLOCATION_PROBABILITY
+        )
+        await sim.start()
+        try:
+            for venue in DEMO_VENUES:
+                _say(f"  exchange simulator: {venue:<8} {sim.ws_url(venue)}")
+            http_port = _free_port()
+            config = workdir / "smartroute.toml"
+            config.write_text(demo_config(broker.bootstrap_servers, sim, workdir / "state", http_port))
+            daemon = await _start_daemon(config, workdir / "daemon.log")
+            _say(
+                f"  daemon pid {daemon.pid}: logs {workdir / 'daemon.log'}, metrics http://127.0.0.1:{http_port}/metrics"
+            )
+            _say("  waiting for opportunities on smartroute.opportunities (Ctrl-C to stop)\n")
+            try:
+                counts = await _show_opportunities(
+                    broker.bootstrap_servers, stop, duration_s, started, daemon
+                )
+            finally:
+                await _stop_daemon(daemon)
+        finally:
+            await sim.close()
+    summary = ", ".join(f"{n} {event}" for event, n in sorted(counts.items())) or "none"
+    elapsed = time.monotonic() - started
+    _say(f"\nstopped after {elapsed:.0f} s; opportunity events read back from Kafka: {summary}")
+
+
+async def _start_daemon(config: Path, log_path: Path) -> asyncio.subprocess.Process:
+    log_file = log_path.open("wb")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon.cli",
+            "run",
+            "--config",
+            str(config),
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+    finally:
+        log_file.close()  # the child holds its own descriptor
+
+
+async def _stop_daemon(daemon: asyncio.subprocess.Process) -> None:
+    if daemon.returncode is not None:
+        return
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(daemon.wait(), _STOP_GRACE_S)
+    except TimeoutError:
+        daemon.kill()
+        await daemon.wait()
+
+
+async def _show_opportunities(
+    bootstrap: str,
+    stop: asyncio.Event,
+    duration_s: float | None,
+    started: float,
+    daemon: asyncio.subprocess.Process,
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    consumer = AIOKafkaConsumer(
+        "smartroute.opportunities",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        metadata_max_age_ms=500,  # the topic appears on the daemon's first publish; notice it quickly
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                break
+            if daemon.returncode is not None:
+                _say(f"daemon exited with status {daemon.returncode}; see its log")
+                break
+            batches = await consumer.getmany(timeout_ms=250)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        event = orjson.loads(record.value)
+                        line = describe(event)
+                    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                        _say(f"unreadable message at offset {record.offset}: {exc!r}")
+                        continue
+                    counts[event["event"]] += 1
+                    _say(line)
+    finally:
+        await consumer.stop()
+    return counts

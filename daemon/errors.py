@@ -1,0 +1,26 @@
+"""Errors of the runtime layer, under the project's root `connectors.errors.SmartrouteError`.
+
+    SmartrouteError
+     └── daemon.errors.*
+          ├── ConfigError            the config file or a SMARTROUTE_* variable is missing or invalid
+          ├── KafkaUnavailable       the Kafka cluster could not be reached at start
+          └── EmbeddedBrokerError    the embedded test/demo broker (Tansu) could not be started
+
+Foreign errors (aiokafka, tomllib, OS errors) are mapped at the boundary with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+from connectors.errors import SmartrouteError
+
+
+class ConfigError(SmartrouteError):
+    """The configuration is invalid; the message names the offending key (and variable, if any)."""
+
+
+class KafkaUnavailable(SmartrouteError):
+    """No broker of the configured bootstrap servers answered at start."""
+
+
+class EmbeddedBrokerError(SmartrouteError):
+    """The embedded Tansu broker is not installed, did not start, or did not become ready."""

@@ -1,0 +1,87 @@
+"""Reading topics back in integration tests: a consumer that assigns partitions by hand.
+
+Consumer groups on Tansu get their partitions only after about half of the
+session timeout; assigning by hand reads from the first offset at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeAlias
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+
+
+class TopicReader:
+    """Collect every record of one topic from its beginning, also for a topic created later."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.records: list[Record] = []
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000
+        )
+        self._assigned = False
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def _assign(self) -> bool:
+        await self._consumer.topics()  # refreshes metadata: the topic appears on its first produce
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            return False
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_beginning(*assigned)
+        self._assigned = True
+        return True
+
+    async def poll(self, timeout_ms: int = 200) -> list[Record]:
+        """Fetch what arrived since the last poll (nothing while the topic does not exist yet)."""
+        if not self._assigned and not await self._assign():
+            await asyncio.sleep(timeout_ms / 1000)
+            return []
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        fresh = [r for batch in batches.values() for r in batch]
+        self.records.extend(fresh)
+        return fresh
+
+    async def wait_for(self, predicate: Callable[[Record], bool], timeout_s: float = 10.0) -> Record:
+        """Return the first record (already read or arriving) that satisfies `predicate`."""
+        for record in self.records:
+            if predicate(record):
+                return record
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for record in await self.poll():
+                    if predicate(record):
+                        return record
+
+    async def read(self, count: int, timeout_s: float = 10.0, settle_ms: int = 300) -> list[Record]:
+        """Read until `count` records are held, then a short while longer to catch strays or duplicates."""
+        async with asyncio.timeout(timeout_s):
+            while len(self.records) < count:
+                await self.poll()
+        await self.poll(settle_ms)
+        return self.records
+
+
+async def read_back(bootstrap: str, topic: str, count: int) -> list[Record]:
+    """Read `count` records of `topic` from the beginning (and any extra that follow at once)."""
+    async with TopicReader(bootstrap, topic) as reader:
+        return await reader.read(count)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait for an effect of real network I/O (there is no clock to inject for a peer's reply)."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - a value moved by a callback; nothing to await
+            await asyncio.sleep(0.01)

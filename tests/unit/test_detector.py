@@ -1,0 +1,238 @@
+"""ArbitrageDetector: fee-aware economics, lifecycle, staleness and ids, on a fake clock."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.types import Quote
+from router.cache import PriceCache
+from router.detector import ArbitrageDetector, Opportunity
+
+MS = 1_000_000
+FEES = {"binance": Decimal(10), "bybit": Decimal(10), "okx": Decimal(10)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_ns = 10_000 * MS
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance_ms(self, ms: float) -> None:
+        self.now_ns += int(ms * MS)
+
+
+class Harness:
+    def __init__(self, **detector_options: Decimal) -> None:
+        self.clock = Clock()
+        self.cache = PriceCache(ttl_ms=30_000, max_quote_age_ms=1_500, clock_ns=self.clock)
+        self.events: list[Opportunity] = []
+        self.detector = ArbitrageDetector(
+            self.cache, FEES, self.events.append, wall_clock_ns=self.clock, **detector_options
+        )
+
+    def quote(
+        self,
+        venue: str,
+        bid: str,
+        bid_qty: str,
+        ask: str,
+        ask_qty: str,
+        seq: int = 1,
+        symbol: str = "BTC-USDT",
+    ) -> None:
+        q = Quote(venue, symbol, Decimal(bid), Decimal(bid_qty), Decimal(ask), Decimal(ask_qty), None, 0, seq)
+        self.cache.update(q)
+        self.detector.on_quote(q)
+
+
+def test_fee_aware_opportunity_is_computed_exactly() -> None:
+    h = Harness(min_net_profit_bps=Decimal(5), max_notional=Decimal(10_000))
+    h.quote("binance", "63990.00", "1.00000", "64000.00", "0.50000")
+    h.quote("bybit", "64200.00", "0.30000", "64210.00", "1.00000")
+    # Buy on binance at 64000, sell on bybit at 64200, 10 bps taker each side:
+    #   per unit: 64200 × 0.999 − 64000 × 1.001 = 64135.8 − 64064 = 71.8
+    #   size: min(0.5, 0.3) = 0.3, capped by 10000 / 64000 = 0.15625
+    #   net_profit = 0.15625 × 71.8 = 11.21875
+    #   gross = (64200 − 64000) / 64000 × 10⁴ = 31.25 bps
+    #   net = 11.21875 / (0.15625 × 64000) × 10⁴ = 11.21875 bps (published to 3 places, rounded down)
+    [event] = h.events
+    assert event.event == "opened"
+    assert (event.buy_venue, event.sell_venue) == ("binance", "bybit")
+    assert event.quantity == Decimal("0.15625")
+    assert event.buy_price == Decimal("64000.00") and event.sell_price == Decimal("64200.00")
+    assert event.net_profit == Decimal("11.21875")
+    assert event.gross_spread_bps == Decimal("31.250")
+    assert event.net_spread_bps == Decimal("11.218")
+    message = event.as_message()
+    assert message["v"] == 1
+    assert message["quantity"] == "0.15625" and message["net_profit"] == "11.21875"
+    assert message["buy_fee_bps"] == "10" and message["expires_ns"] == h.clock.now_ns + 1_500 * MS
+
+
+def test_size_is_smaller_top_of_book_when_under_notional_cap() -> None:
+    h = Harness(max_notional=Decimal(1_000_000))
+    h.quote("binance", "99", "5", "100", "2")
+    h.quote("bybit", "101", "0.75", "102", "5")
+    # Per unit: 101 × 0.999 − 100 × 1.001 = 100.899 − 100.1 = 0.799; size min(2, 0.75) = 0.75
+    # net = 0.75 × 0.799 = 0.59925; net bps = 0.59925 / 75 × 10⁴ = 79.9
+    [event] = h.events
+    assert event.quantity == Decimal("0.75")
+    assert event.net_profit == Decimal("0.59925")
+    assert event.net_spread_bps == Decimal("79.900")
+
+
+def test_no_opportunity_when_net_spread_is_at_or_below_threshold() -> None:
+    h = Harness(min_net_profit_bps=Decimal(5))
+    # Gross 25 bps − 20 bps of fees ≈ 5 bps (slightly less, fees are taken on each leg's price): no event.
+    h.quote("binance", "9999", "1", "10000", "1")
+    h.quote("bybit", "10025", "1", "10030", "1")
+    # 10025 × 0.999 − 10000 × 1.001 = 10014.975 − 10010 = 4.975 per unit → 4.975 bps ≤ 5
+    assert h.events == []
+
+
+def test_spread_that_does_not_cover_fees_is_ignored() -> None:
+    h = Harness(min_net_profit_bps=Decimal(0))
+    h.quote("binance", "9999", "1", "10000", "1")
+    h.quote("bybit", "10015", "1", "10016", "1")  # 15 bps gross < 20 bps of fees
+    assert h.events == []
+
+
+def test_stale_quote_is_never_used_and_closes_the_opportunity() -> None:
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "102", "1", "103", "1")
+    assert [e.event for e in h.events] == ["opened"]
+    h.clock.advance_ms(1_501)
+    h.detector.sweep()
+    assert [e.event for e in h.events] == ["opened", "closed"]
+    # A fresh quote on one side alone must not reopen it against the stale other side.
+    h.quote("bybit", "102", "1", "103", "1", seq=2)
+    assert [e.event for e in h.events] == ["opened", "closed"]
+
+
+def test_lifecycle_opened_updated_closed_with_one_id() -> None:
+    h = Harness(update_min_change_bps=Decimal(1))
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "102", "1", "103", "1")
+    h.quote("bybit", "102.001", "1", "103", "1", seq=2)  # moves 0.098 bps < 1 bps: not re-published
+    h.quote("bybit", "102.5", "1", "103", "1", seq=3)  # moves ~49 bps: updated
+    h.quote("bybit", "99", "1", "100", "1", seq=4)  # spread gone: closed
+    assert [e.event for e in h.events] == ["opened", "updated", "closed"]
+    assert len({e.id for e in h.events}) == 1
+    assert h.events[1].sell_price == Decimal("102.5")
+    assert h.detector.open_opportunities() == []
+
+
+def test_quantity_change_is_an_update() -> None:
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "102", "1", "103", "1")
+    h.quote("binance", "99", "1", "100", "0.5", seq=2)
+    assert [e.event for e in h.events] == ["opened", "updated"]
+    assert h.events[-1].quantity == Decimal("0.5")
+
+
+def test_id_is_deterministic_for_the_same_book_state_and_differs_otherwise() -> None:
+    first, second, other = Harness(), Harness(), Harness()
+    for h in (first, second):
+        h.quote("binance", "99", "1", "100", "1", seq=7)
+        h.quote("bybit", "102", "1", "103", "1", seq=9)
+    other.quote("binance", "99", "1", "100", "1", seq=8)
+    other.quote("bybit", "102", "1", "103", "1", seq=9)
+    assert first.events[0].id == second.events[0].id
+    assert first.events[0].id != other.events[0].id
+
+
+def test_venue_without_configured_fee_is_never_traded() -> None:
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("kraken", "110", "1", "111", "1")
+    assert h.events == []
+
+
+def test_each_profitable_venue_pair_is_its_own_opportunity() -> None:
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "102", "1", "103", "1")
+    h.quote("okx", "102.5", "1", "103", "1")
+    pairs = {(e.buy_venue, e.sell_venue) for e in h.events}
+    assert pairs == {("binance", "bybit"), ("binance", "okx")}
+
+
+prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(100_000), places=2)
+sizes = st.decimals(min_value=Decimal("0.00001"), max_value=Decimal(50), places=5)
+fees = st.decimals(min_value=Decimal(0), max_value=Decimal(150), places=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    buy_ask=prices,
+    sell_bid=prices,
+    ask_qty=sizes,
+    bid_qty=sizes,
+    fee_buy=fees,
+    fee_sell=fees,
+    threshold=st.decimals(min_value=Decimal(0), max_value=Decimal(50), places=1),
+    notional=st.decimals(min_value=Decimal(1), max_value=Decimal(1_000_000), places=0),
+)
+def test_published_opportunity_always_nets_a_profit_after_fees(
+    buy_ask: Decimal,
+    sell_bid: Decimal,
+    ask_qty: Decimal,
+    bid_qty: Decimal,
+    fee_buy: Decimal,
+    fee_sell: Decimal,
+    threshold: Decimal,
+    notional: Decimal,
+) -> None:
+    clock = Clock()
+    cache = PriceCache(clock_ns=clock)
+    events: list[Opportunity] = []
+    detector = ArbitrageDetector(
+        cache,
+        {"binance": fee_buy, "bybit": fee_sell},
+        events.append,
+        min_net_profit_bps=threshold,
+        max_notional=notional,
+        wall_clock_ns=clock,
+    )
+    for q in (
+        Quote("binance", "X-Y", buy_ask / 2, ask_qty, buy_ask, ask_qty, None, 0, 1),
+        Quote("bybit", "X-Y", sell_bid, bid_qty, sell_bid * 2, bid_qty, None, 0, 1),
+    ):
+        cache.update(q)
+        detector.on_quote(q)
+    for event in events:
+        assert event.event == "opened"
+        assert event.net_profit > 0
+        assert event.quantity <= min(ask_qty, bid_qty)
+        assert event.quantity * event.buy_price <= notional
+        # Recompute from the published figures alone, as a consumer would.
+        f_b, f_s = event.buy_fee_bps / 10_000, event.sell_fee_bps / 10_000
+        recomputed = event.quantity * (event.sell_price * (1 - f_s) - event.buy_price * (1 + f_b))
+        assert recomputed == event.net_profit
+        assert recomputed / (event.quantity * event.buy_price) * 10_000 > threshold
+
+
+@pytest.mark.parametrize(("max_notional", "quantity"), [("0.001", "0.00000001"), ("1", "0.00001")])
+def test_notional_cap_rounds_the_size_down_to_a_step(max_notional: str, quantity: str) -> None:
+    h = Harness(max_notional=Decimal(max_notional))
+    h.quote("binance", "99999", "1", "100000", "1")
+    h.quote("bybit", "102000", "1", "102001", "1")
+    # 0.001 / 100000 = 1e-8 (one step); 1 / 100000 = 0.00001.
+    [event] = h.events
+    assert event.quantity == Decimal(quantity)
+
+
+def test_notional_cap_below_one_step_gives_no_opportunity() -> None:
+    h = Harness(max_notional=Decimal("0.0001"))
+    h.quote("binance", "99999", "1", "100000", "1")
+    h.quote("bybit", "102000", "1", "102001", "1")
+    # 0.0001 / 100000 = 1e-9 rounds down to 0 at 8 decimals: nothing to trade.
+    assert h.events == []
