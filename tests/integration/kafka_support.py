@@ -1,7 +1,8 @@
-"""Reading topics back in integration tests: a consumer that assigns partitions by hand.
+"""Reading topics back in integration tests: a group-less consumer from the first offset.
 
 Consumer groups on Tansu get their partitions only after about half of the
-session timeout; assigning by hand reads from the first offset at once.
+session timeout; a consumer without a group takes every partition at once, and
+a short metadata refresh lets it find a topic created after it started.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeAlias
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
@@ -22,9 +23,14 @@ class TopicReader:
         self.topic = topic
         self.records: list[Record] = []
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=200,
+            request_timeout_ms=5000,
         )
-        self._assigned = False
 
     async def __aenter__(self) -> TopicReader:
         await self._consumer.start()
@@ -33,22 +39,8 @@ class TopicReader:
     async def __aexit__(self, *_: object) -> None:
         await self._consumer.stop()
 
-    async def _assign(self) -> bool:
-        await self._consumer.topics()  # refreshes metadata: the topic appears on its first produce
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            return False
-        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assigned)
-        await self._consumer.seek_to_beginning(*assigned)
-        self._assigned = True
-        return True
-
     async def poll(self, timeout_ms: int = 200) -> list[Record]:
         """Fetch what arrived since the last poll (nothing while the topic does not exist yet)."""
-        if not self._assigned and not await self._assign():
-            await asyncio.sleep(timeout_ms / 1000)
-            return []
         batches = await self._consumer.getmany(timeout_ms=timeout_ms)
         fresh = [r for batch in batches.values() for r in batch]
         self.records.extend(fresh)
