@@ -137,3 +137,12 @@ async def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     code, _, err = await smartroute("check-config", "--config", str(missing))
     assert code == 78 and str(missing) in err
+
+
+async def test_the_shipped_example_config_is_valid() -> None:
+    code, out, err = await smartroute(
+        "check-config", "--config", str(REPO / "deploy" / "smartroute.example.toml")
+    )
+    assert code == 0, err
+    view = orjson.loads(out)
+    assert sorted(v for v, c in view["venues"].items() if c["enabled"]) == ["binance", "bybit"]
