@@ -1,4 +1,9 @@
-"""`smartroute run`: feeds → cache → detector → Kafka, in one process under one TaskGroup."""
+"""`smartroute run`: feeds → cache → detector and router → Kafka, in one process under one TaskGroup.
+
+Roles: `feeds` (exchange connections into the cache) always run; `detect`
+publishes opportunities; `route` serves order requests. `smartroute run`
+has all three, `smartroute route` feeds and route.
+"""
 
 from __future__ import annotations
 
@@ -15,28 +20,37 @@ from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
 from connectors.types import Quote
 from daemon.config import Config
+from daemon.health import BrokerWatch, KafkaMetadataProbe, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
 from daemon.kafka import Publisher, init_publisher_metrics
+from daemon.router_service import RouterService
+from daemon.routing import RouterParts, build_router
+from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
-from router.metrics import CacheCollector, init_detector_metrics, register_cache_metrics
+from router.metrics import CacheCollector, init_detector_metrics, init_router_metrics, register_cache_metrics
 
 log = structlog.get_logger(__name__)
 
 _PURGE_INTERVAL_S = 5.0
+# A feed's first connection attempt ends within the connector's open timeout (10 s); this bounds
+# the wait for it before READY=1, so one hung venue never holds up the start.
+_STARTUP_WAIT_S = 15.0
+_STARTUP_POLL_S = 0.02
+ALL_ROLES = frozenset({"detect", "route"})
 
 
 class Daemon:
     """Own every long-running part of one smartroute process and run them until told to stop."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, roles: frozenset[str] = ALL_ROLES) -> None:
         self.cfg = cfg
         self.cache = PriceCache(ttl_ms=cfg.cache.ttl_ms, max_quote_age_ms=cfg.cache.max_quote_age_ms)
         self.publisher = Publisher(cfg.kafka)
         self.opportunity_topic = cfg.topic("opportunities")
         venues = cfg.enabled_venues()
         self.detector: ArbitrageDetector | None = None
-        if cfg.detector.enabled:
+        if cfg.detector.enabled and "detect" in roles:
             self.detector = ArbitrageDetector(
                 self.cache,
                 {venue: vc.taker_fee_bps for venue, vc in venues.items()},
@@ -53,8 +67,18 @@ class Daemon:
             )
             for venue, vc in venues.items()
         }
+        self.router: RouterParts | None = None
+        self.router_service: RouterService | None = None
+        if cfg.router.enabled and "route" in roles:
+            self.router = build_router(cfg, self.cache)
+            self.router_service = RouterService(
+                cfg, self.router.router, self.router.preferences, self.router.kill_switch
+            )
         self.http: HttpServer | None = None
         self.started = asyncio.Event()
+        # systemd notifications and readiness inputs (daemon/systemd.py, daemon/health.py)
+        self.notifier = Notifier.from_environ()
+        self.broker_watch = BrokerWatch(KafkaMetadataProbe(cfg.kafka))
 
     def _on_quote(self, quote: Quote) -> None:
         self.cache.update(quote)
@@ -79,11 +103,22 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 workers = [tg.create_task(r.run(), name=f"feed:{venue}") for venue, r in self.runners.items()]
                 workers.append(tg.create_task(self._housekeeping(), name="housekeeping"))
+                workers.append(tg.create_task(self.notifier.watchdog_loop(), name="systemd-watchdog"))
+                workers.append(tg.create_task(self.broker_watch.run(), name="kafka-probe"))
                 tg.create_task(self.publisher.run(), name="kafka-publisher")
+                routing = None
+                if self.router_service is not None:
+                    routing = tg.create_task(self.router_service.run(stop), name="router")
+                await self._await_startup(stop)
                 self.started.set()
+                self.notifier.ready(f"running: {len(self.runners)} venues, {self.cfg.daemon.mode} mode")
                 log.info("daemon_started", venues=sorted(self.runners), mode=self.cfg.daemon.mode)
                 await stop.wait()
+                self.notifier.stopping("stopping: finishing in-flight work, flushing Kafka")
                 log.info("daemon_stopping")
+                if routing is not None:
+                    # Stop intake first: the router finishes its batch, publishes, commits, then returns.
+                    await asyncio.wait({routing}, timeout=self.cfg.daemon.shutdown_timeout_ms / 1000)
                 for task in workers:
                     task.cancel()
                 await self.publisher.close(self.cfg.daemon.shutdown_timeout_ms / 1000)
@@ -92,6 +127,9 @@ class Daemon:
             if self.http is not None:
                 await self.http.close()
             REGISTRY.unregister(cache_collector)
+            self.notifier.close()
+            if self.router is not None:
+                self.router.ledger.close()
         log.info("daemon_stopped")
 
     def _init_metrics(self) -> CacheCollector:
@@ -99,6 +137,7 @@ class Daemon:
             init_venue_metrics(venue)
         init_detector_metrics()
         init_publisher_metrics([self.opportunity_topic])
+        init_router_metrics(self.runners)
         return register_cache_metrics(self.cache)
 
     async def _start_http(self) -> None:
@@ -124,14 +163,48 @@ class Daemon:
                 self.cache.purge_expired()
                 next_purge = time.monotonic() + _PURGE_INTERVAL_S
 
+    async def _await_startup(self, stop: asyncio.Event) -> None:
+        """Wait until each feed made its first connection attempt (bounded) and the router reconciled."""
+        deadline = time.monotonic() + _STARTUP_WAIT_S
+        pending: list[str] = []
+        while not stop.is_set():
+            if time.monotonic() < deadline:
+                pending = sorted(v for v, r in self.runners.items() if r.state in ("idle", "connecting"))
+            elif pending:
+                log.warning("startup_feeds_pending", venues=pending, waited_s=_STARTUP_WAIT_S)
+                pending = []
+            if not pending and self._router_state() != "reconciling":
+                return
+            await asyncio.sleep(_STARTUP_POLL_S)  # StreamRunner offers no event to wait on
+
+    def _router_state(self) -> RouterState:
+        if self.router_service is None:
+            return "not_running"
+        return "reconciled" if self.router_service.reconciled.is_set() else "reconciling"
+
+    def _venue_health(self) -> dict[str, VenueHealth]:
+        return venue_health(
+            {venue: r.state for venue, r in self.runners.items()},
+            self.cache.entries(),
+            now_ns=self.cache.clock_ns(),
+            max_quote_age_ms=self.cfg.cache.max_quote_age_ms,
+        )
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when started and every venue streams; otherwise say which are not."""
-        not_streaming = sorted(v for v, r in self.runners.items() if r.state != "streaming")
-        ready = self.started.is_set() and not not_streaming
-        return ready, {"venues_not_streaming": not_streaming}
+        """Answer /readyz by the rule in `daemon.health`: Kafka, router reconciliation, fresh venues."""
+        verdict = assess(
+            started=self.started.is_set(),
+            broker=self.broker_watch.health,
+            venues=self._venue_health(),
+            router=self._router_state(),
+            now_s=self.broker_watch.clock(),
+        )
+        return verdict.as_response()
 
     def status(self) -> dict[str, Any]:
-        """Return the JSON status view: venues, connection state, quote ages, cache statistics."""
+        """Return the JSON status view: readiness, venues, connection state, quote ages, cache statistics."""
+        ready, readiness = self.readiness()
+        health = self._venue_health()
         now = self.cache.clock_ns()
         ages: dict[str, dict[str, float]] = {}
         for entry in self.cache.entries():
@@ -140,8 +213,15 @@ class Daemon:
         stats = self.cache.stats()
         return {
             "mode": self.cfg.daemon.mode,
+            "ready": ready,
+            "readiness": readiness,
             "venues": {
-                venue: {"state": r.state, "connects": r.connects, "quote_age_ms": ages.get(venue, {})}
+                venue: {
+                    "state": r.state,
+                    "freshness": health[venue].state,
+                    "connects": r.connects,
+                    "quote_age_ms": ages.get(venue, {}),
+                }
                 for venue, r in self.runners.items()
             },
             "cache": {
@@ -151,4 +231,5 @@ class Daemon:
                 "entries": stats.entries,
             },
             "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
+            "halted": self.router.kill_switch.halted if self.router else None,
         }

@@ -38,6 +38,8 @@ from daemon.config_schema import (
     DetectorConfig,
     EnvOrigin,
     KafkaConfig,
+    RiskConfig,
+    RouterConfig,
     SaslMechanism,
     Secret,
     Table,
@@ -56,6 +58,8 @@ __all__ = [
     "DaemonConfig",
     "DetectorConfig",
     "KafkaConfig",
+    "RiskConfig",
+    "RouterConfig",
     "Secret",
     "UserConfig",
     "VenueConfig",
@@ -74,6 +78,9 @@ _SASL_PASSWORD_HINT: Final = (
 _ZERO: Final = Decimal(0)
 
 
+_SECTIONS = frozenset({"daemon", "kafka", "cache", "detector", "risk", "router", "venues", "users"})
+
+
 def load_config(path: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None) -> Config:
     """Load and validate the file at `path` (None: no file, defaults only) plus SMARTROUTE_* overrides."""
     raw = {} if path is None else _read_toml(Path(path))
@@ -84,13 +91,17 @@ def build_config(raw: Mapping[str, object], environ: Mapping[str, str]) -> Confi
     """Validate a parsed TOML document, with the overrides and secrets found in `environ`, into a Config."""
     merged, origins = _apply_env_overrides(raw, environ)
     root = Table(merged, "", origins)
-    for name in sorted(set(root.names()) - {"daemon", "kafka", "cache", "detector", "venues", "users"}):
+    for name in sorted(
+        set(root.names()) - {"daemon", "kafka", "cache", "detector", "risk", "router", "venues", "users"}
+    ):
         raise root.error(name, "unknown section")
     return Config(
         daemon=_daemon(root.table("daemon")),
         kafka=_kafka(root.table("kafka"), environ),
         cache=_cache(root.table("cache")),
         detector=_detector(root.table("detector")),
+        risk=_risk(root.table("risk")),
+        router=_router(root.table("router")),
         venues=_venues(root.table("venues")),
         users=_users(root.table("users")),
     )
@@ -309,6 +320,35 @@ def _cache(t: Table) -> CacheConfig:
         raise t.error("max_quote_age_ms", f"must be ≤ {t.key('ttl_ms')} ({ttl_ms}), got {max_age_ms}")
     t.finish()
     return CacheConfig(ttl_ms=ttl_ms, max_quote_age_ms=max_age_ms)
+
+
+def _risk(t: Table) -> RiskConfig:
+    d = RiskConfig()
+    cfg = RiskConfig(
+        max_order_notional=t.decimal("max_order_notional", d.max_order_notional, minimum=_ZERO, strict=True),
+        max_orders_per_second=t.integer("max_orders_per_second", d.max_orders_per_second, minimum=1),
+        max_venue_exposure=t.decimal("max_venue_exposure", d.max_venue_exposure, minimum=_ZERO, strict=True),
+    )
+    t.finish()
+    return cfg
+
+
+def _router(t: Table) -> RouterConfig:
+    d = RouterConfig()
+    group_id = t.string("group_id", d.group_id)
+    if not group_id or len(group_id) > 200:
+        raise t.error("group_id", f"must be 1..200 characters, got {show(group_id)}")
+    cfg = RouterConfig(
+        enabled=t.boolean("enabled", d.enabled),
+        group_id=group_id,
+        residual_policy=t.choice("residual_policy", ("unwind", "report"), "unwind"),
+        session_timeout_ms=t.integer(
+            "session_timeout_ms", d.session_timeout_ms, minimum=1000, maximum=300_000
+        ),
+        max_batch=t.integer("max_batch", d.max_batch, minimum=1, maximum=10_000),
+    )
+    t.finish()
+    return cfg
 
 
 def _detector(t: Table) -> DetectorConfig:

@@ -145,6 +145,26 @@ class DetectorConfig:
     sweep_interval_ms: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    """`[risk]`: global limits every order passes before it executes; notionals in the quote currency."""
+
+    max_order_notional: Decimal = Decimal(1_000_000)
+    max_orders_per_second: int = 50
+    max_venue_exposure: Decimal = Decimal(5_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterConfig:
+    """`[router]`: the order-router service (consumer of the orders topic)."""
+
+    enabled: bool = True
+    group_id: str = "smartroute-router"
+    residual_policy: str = "unwind"  # "unwind" | "report": what to do with an arbitrage's unhedged quantity
+    session_timeout_ms: int = 10_000
+    max_batch: int = 100
+
+
 DEFAULT_SYMBOLS: Final[tuple[str, ...]] = ("BTC-USDT", "ETH-USDT")
 
 
@@ -207,6 +227,8 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
     venues: Mapping[str, VenueConfig] = field(default_factory=_default_venues)
     users: Mapping[str, UserConfig] = field(default_factory=_no_users)
 

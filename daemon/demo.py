@@ -62,6 +62,9 @@ def demo_config(bootstrap: str, sim: ExchangeSimulator, state_dir: Path, http_po
         "[detector]",
         "min_net_profit_bps = 5",
         "max_notional = 10000",
+        "",
+        "[router]",
+        "session_timeout_ms = 3000  # a lone demo router joins its consumer group in ~1.5 s",
     ]
     for venue in DEMO_VENUES:
         symbols = ", ".join(f'"{s}"' for s in DEMO_SYMBOLS)

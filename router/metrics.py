@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -26,6 +26,29 @@ DETECTOR_LATENCY = Histogram(
     "From a quote's arrival (frame received) to the opportunity event it caused.",
     buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25),
 )
+
+
+ORDER_REQUESTS = Counter(
+    "smartroute_order_requests_total",
+    "Order requests answered, by result status (or 'replayed' for a stored result) and reject code.",
+    ["status", "reject_code"],
+)
+ORDER_LEG_SECONDS = Histogram(
+    "smartroute_order_leg_seconds",
+    "Time to execute one order leg on a venue, from send to settled outcome.",
+    ["venue"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+HALTED = Gauge("smartroute_halted", "1 while the kill switch stops new executions, else 0.")
+ORDER_STATUSES = ("filled", "partially_filled", "rejected", "failed", "replayed")
+
+
+def init_router_metrics(venues: Iterable[str]) -> None:
+    """Create the router's series at zero so they exist from start (reject codes appear when used)."""
+    for status in ORDER_STATUSES:
+        ORDER_REQUESTS.labels(status=status, reject_code="")
+    for venue in venues:
+        ORDER_LEG_SECONDS.labels(venue=venue)
 
 
 def init_detector_metrics() -> None:

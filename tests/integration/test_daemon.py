@@ -60,6 +60,9 @@ topic_prefix = "{prefix}"
 min_net_profit_bps = 5
 max_notional = 10000
 
+[router]
+session_timeout_ms = 2000
+
 [venues.binance]
 symbols = ["BTC-USDT", "ETH-USDT"]
 ws_url = "{sim.ws_url("binance")}"

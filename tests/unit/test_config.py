@@ -192,7 +192,12 @@ INVALID = [
     ("[daemon]\nshutdown_timeout_ms = 0", "daemon.shutdown_timeout_ms: must be a positive integer, got 0"),
     ("[daemon]\ncolour = 1", "daemon.colour: unknown key"),
     ("daemon = 1", "daemon: must be a table, got 1"),
-    ("[risk]\nmax = 1", "risk: unknown section"),
+    ("[risks]\nmax = 1", "risks: unknown section"),
+    ("[risk]\nmax = 1", "risk.max: unknown key"),
+    ("[risk]\nmax_order_notional = 0", "risk.max_order_notional"),
+    ("[risk]\nmax_orders_per_second = 0", "risk.max_orders_per_second"),
+    ('[router]\nresidual_policy = "hope"', "router.residual_policy"),
+    ('[router]\ngroup_id = ""', "router.group_id"),
     ("[kafka]\nbootstrap_servers = 9092", "kafka.bootstrap_servers: must be a string or a list of strings"),
     ('[kafka]\nbootstrap_servers = "localhost"', 'kafka.bootstrap_servers: each server must be "host:port"'),
     (

@@ -1,0 +1,225 @@
+"""The order-router service: `smartroute.orders` in, `smartroute.results` (and DLQ entries) out.
+
+Exactly-once effect, built on the ledger rather than on Kafka transactions
+(which the test broker does not offer and real clusters need not be trusted
+with): offsets are committed only after every result of the batch has been
+acknowledged by the broker (`acks="all"`). A crash before the commit makes
+Kafka redeliver the batch; the ledger answers each redelivered request with
+its stored result instead of executing it again.
+
+Control (`halt`/`resume`) and preferences are read by group-less consumers
+from the first offset, so every process sees every message in order; a halt
+takes effect before the next request is executed (polled every 100 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from daemon.config import Config
+from daemon.kafka import client_options
+from router.errors import RouterError
+from router.metrics import HALTED
+from router.preferences import PreferenceStore
+from router.risk import KillSwitch
+from router.smart import SmartRouter
+
+log = structlog.get_logger(__name__)
+
+_POLL_MS = 100
+_RETRY_DELAY_S = 1.0
+
+
+def dlq_entry(record: ConsumerRecord[bytes, bytes], error: str, reject_code: str | None) -> bytes:
+    """Return the DLQ message for a record that could not be used: its exact bytes, origin and error."""
+    value = record.value
+    try:
+        text = value.decode() if value is not None else None
+    except UnicodeDecodeError:
+        text = None
+    return orjson.dumps(
+        {
+            "v": 1,
+            "source_topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": None if record.key is None else base64.b64encode(record.key).decode(),
+            "value_base64": None if value is None else base64.b64encode(value).decode(),
+            "value_text": text,
+            "error": error,
+            "reject_code": reject_code,
+            "received_ns": time.time_ns(),
+        }
+    )
+
+
+class RouterService:
+    """Run the SmartRouter on Kafka: recover, then consume orders, control and preferences."""
+
+    def __init__(
+        self, cfg: Config, router: SmartRouter, preferences: PreferenceStore, kill_switch: KillSwitch
+    ) -> None:
+        self.cfg = cfg
+        self.router = router
+        self.preferences = preferences
+        self.kill_switch = kill_switch
+        self.orders_topic = cfg.topic("orders")
+        self.results_topic = cfg.topic("results")
+        self.dlq_topic = cfg.topic("dlq")
+        self.reconciled = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Recover in-flight requests, then serve until `stop`; the current batch always completes."""
+        producer = AIOKafkaProducer(**client_options(self.cfg.kafka), acks="all", enable_idempotence=False)
+        await producer.start()
+        self._producer = producer
+        try:
+            for result in await self.router.recover():
+                await self._send_all([(self.results_topic, _request_key(result), result)])
+            self.reconciled.set()
+            HALTED.set(1 if self.kill_switch.halted else 0)
+            log.info("router_ready", halted=self.kill_switch.halted)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(
+                    self._follow(self.cfg.topic("control"), self._on_control, stop), name="control"
+                )
+                tg.create_task(
+                    self._follow(self.cfg.topic("preferences"), self._on_preferences, stop),
+                    name="preferences",
+                )
+                tg.create_task(self._serve_orders(stop), name="orders")
+        finally:
+            await producer.stop()
+            log.info("router_stopped")
+
+    async def _serve_orders(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            self.orders_topic,
+            **client_options(self.cfg.kafka),
+            group_id=self.cfg.router.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.cfg.router.session_timeout_ms,
+            heartbeat_interval_ms=max(100, self.cfg.router.session_timeout_ms // 10),
+        )
+        if not await _start_unless_stopped(consumer, stop):
+            return
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.cfg.router.max_batch)
+                for partition, records in batches.items():
+                    await self._process(consumer, partition, records)
+        finally:
+            await consumer.stop()  # offsets were committed batch by batch; nothing is pending here
+
+    async def _process(
+        self,
+        consumer: AIOKafkaConsumer,
+        partition: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        outgoing: list[tuple[str, bytes | None, bytes]] = []
+        for record in records:
+            handled = await self.router.handle(record.value or b"", received_ns=time.time_ns())
+            if handled.result is not None and handled.request_id is not None:
+                outgoing.append((self.results_topic, handled.request_id.encode(), handled.result))
+            if handled.invalid is not None:
+                entry = dlq_entry(record, handled.invalid.message, handled.invalid.reject_code)
+                outgoing.append((self.dlq_topic, record.key, entry))
+        try:
+            await self._send_all(outgoing)
+        except KafkaError as exc:
+            # Nothing is committed: the batch is read again and answered from the ledger.
+            log.error("router_results_not_acknowledged", error=repr(exc), partition=partition.partition)
+            consumer.seek(partition, records[0].offset)
+            await asyncio.sleep(_RETRY_DELAY_S)
+            return
+        await consumer.commit({partition: records[-1].offset + 1})
+
+    async def _send_all(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        """Send every message and wait until the broker acknowledged all of them."""
+        assert self._producer is not None
+        deliveries = [await self._producer.send(topic, value, key=key) for topic, key, value in messages]
+        await asyncio.gather(*deliveries)
+
+    async def _follow(
+        self,
+        topic: str,
+        apply: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]],
+        stop: asyncio.Event,
+    ) -> None:
+        """Read `topic` from its first offset for as long as the service runs, applying every record."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            **client_options(self.cfg.kafka),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=1000,  # notice the topic soon after its first message creates it
+        )
+        if not await _start_unless_stopped(consumer, stop):
+            return
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=_POLL_MS)
+                for records in batches.values():
+                    for record in records:
+                        await apply(record)
+        finally:
+            await consumer.stop()
+
+    async def _on_control(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            halted = self.kill_switch.apply(record.value or b"")
+        except RouterError as exc:
+            log.warning("control_message_invalid", error=str(exc), offset=record.offset)
+            await self._send_all(
+                [(self.dlq_topic, record.key, dlq_entry(record, str(exc), "invalid_control"))]
+            )
+            return
+        HALTED.set(1 if halted else 0)
+        log.warning(
+            "control_applied", halted=halted, reason=self.kill_switch.reason, by=self.kill_switch.issued_by
+        )
+
+    async def _on_preferences(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            prefs = self.preferences.apply_message(record.key, record.value)
+        except RouterError as exc:
+            log.warning("preferences_message_invalid", error=str(exc), offset=record.offset)
+            entry = dlq_entry(record, str(exc), "invalid_preferences")
+            await self._send_all([(self.dlq_topic, record.key, entry)])
+            return
+        log.info(
+            "preferences_applied", user_id=None if prefs is None else prefs.user_id, removed=prefs is None
+        )
+
+
+async def _start_unless_stopped(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+    """Start `consumer` (a group join can take seconds); give up at once if `stop` is set meanwhile."""
+    starting = asyncio.ensure_future(consumer.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if starting.done() and starting.exception() is None:
+        return True
+    starting.cancel()
+    await asyncio.gather(starting, return_exceptions=True)
+    await consumer.stop()
+    if not stop.is_set():
+        await starting  # it failed on its own: let the error propagate
+    return False
+
+
+def _request_key(result: bytes) -> bytes | None:
+    request_id = orjson.loads(result).get("request_id")
+    return request_id.encode() if isinstance(request_id, str) else None

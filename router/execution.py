@@ -1,0 +1,241 @@
+"""Executing order legs: the executor seam, deterministic order ids, and the paper executor.
+
+An executor receives one `OrderLeg` at a time — an immediate-or-cancel order
+with a hard limit price — and returns what filled. The router records the
+leg's intent in the ledger before the call and its outcome after, so a
+restart can tell an order that was sent from one that never was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+import orjson
+
+from connectors.types import Quote, decimal_text
+from router.book_walk import marginal_price, walk_book
+from router.cache import PriceCache
+
+Side = Literal["buy", "sell"]
+Mode = Literal["paper", "live"]
+
+_BPS = Decimal(10_000)
+
+
+def client_order_id(request_id: str, leg: int) -> str:
+    """Return the venue order id smartroute uses for leg `leg` of `request_id`: the same after any restart.
+
+    32 characters of `[a-z0-9]` after a `sr` prefix fit every venue's rules
+    (Binance ≤ 36, Bybit ≤ 36, OKX ≤ 32 alphanumerics).
+    """
+    digest = hashlib.sha256(f"{request_id}\x1f{leg}".encode()).hexdigest()
+    return f"sr{digest[:30]}"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLeg:
+    """One IOC order to send: never fills beyond `quantity` or past `limit_price`."""
+
+    request_id: str
+    leg: int
+    venue: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    limit_price: Decimal
+
+    @property
+    def client_order_id(self) -> str:
+        """Return the deterministic client order id of this leg."""
+        return client_order_id(self.request_id, self.leg)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution against a venue, as it appears in a result's `fills`."""
+
+    venue: str
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    client_order_id: str
+    venue_order_id: str
+    ts_ns: int
+
+    def as_message(self) -> dict[str, object]:
+        """Return the contract's fill object."""
+        return {
+            "venue": self.venue,
+            "side": self.side,
+            "price": decimal_text(self.price),
+            "quantity": decimal_text(self.quantity),
+            "fee": decimal_text(self.fee),
+            "fee_asset": self.fee_asset,
+            "client_order_id": self.client_order_id,
+            "venue_order_id": self.venue_order_id,
+            "ts_ns": self.ts_ns,
+        }
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, object]) -> Fill:
+        """Rebuild a fill stored by `as_message` (ledger outcomes)."""
+        side = str(data["side"])
+        if side not in ("buy", "sell"):
+            raise ValueError(f"stored fill has side {side!r}")
+        ts_ns = data["ts_ns"]
+        if not isinstance(ts_ns, int):
+            raise ValueError("stored fill has no integer ts_ns")
+        return cls(
+            venue=str(data["venue"]),
+            side="buy" if side == "buy" else "sell",
+            price=Decimal(str(data["price"])),
+            quantity=Decimal(str(data["quantity"])),
+            fee=Decimal(str(data["fee"])),
+            fee_asset=str(data["fee_asset"]),
+            client_order_id=str(data["client_order_id"]),
+            venue_order_id=str(data["venue_order_id"]),
+            ts_ns=ts_ns,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LegOutcome:
+    """What happened to one leg: its fills (possibly none) and, if it did not fill, why."""
+
+    leg: OrderLeg
+    fills: tuple[Fill, ...]
+    error: str | None = None
+
+    @property
+    def filled(self) -> Decimal:
+        """Return the filled base quantity."""
+        return sum((f.quantity for f in self.fills), Decimal(0))
+
+    def encode(self) -> bytes:
+        """Serialise for the ledger's leg outcome."""
+        return orjson.dumps({"fills": [f.as_message() for f in self.fills], "error": self.error})
+
+    @classmethod
+    def decode(cls, leg: OrderLeg, raw: bytes) -> LegOutcome:
+        """Rebuild an outcome stored by `encode`."""
+        data = orjson.loads(raw)
+        error = data.get("error")
+        return cls(
+            leg, tuple(Fill.from_message(f) for f in data["fills"]), None if error is None else str(error)
+        )
+
+
+class Executor(Protocol):
+    """Send one leg to its venue and report what filled."""
+
+    mode: Mode
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        """Execute `leg` as an IOC order; never raise for a venue's refusal, report it in the outcome."""
+        ...
+
+    def observed_ack_latency_ms(self, venue: str) -> float | None:
+        """Return the measured order-acknowledgement latency of `venue`, if any was measured."""
+        ...
+
+    async def recover(self, leg: OrderLeg) -> LegOutcome:
+        """Settle a leg a crash left unsettled from what the venue knows; never send it again."""
+        ...
+
+
+def protective_limit(expected: Decimal, side: Side, slippage_bps: Decimal, limit: Decimal | None) -> Decimal:
+    """Return the IOC limit: the planned VWAP moved by the slippage allowance, never past a user limit."""
+    allowance = slippage_bps / _BPS
+    protective = expected * (1 + allowance) if side == "buy" else expected * (1 - allowance)
+    if limit is None:
+        return protective
+    return min(protective, limit) if side == "buy" else max(protective, limit)
+
+
+def leg_limit(
+    quote: Quote | None, quantity: Decimal, side: Side, slippage_bps: Decimal, limit: Decimal | None
+) -> Decimal:
+    """Return a leg's IOC limit: the worst level the plan takes, widened by the slippage allowance.
+
+    The order can take what the plan saw even if the book moves by up to the
+    allowance, and never more; a user's limit price always binds.
+    """
+    if quote is None:
+        raise ValueError("a planned leg always has a quote")
+    levels = quote.ask_levels() if side == "buy" else quote.bid_levels()
+    marginal = marginal_price(levels, quantity, limit, side)
+    if marginal is None:
+        raise ValueError("a planned leg always takes at least one level")
+    return protective_limit(marginal, side, slippage_bps, limit)
+
+
+def quote_asset(symbol: str) -> str:
+    """Return the quote currency of a canonical symbol (`BTC-USDT` → `USDT`)."""
+    return symbol.rsplit("-", 1)[1]
+
+
+class PaperExecutor:
+    """Fill legs against the live cached book at the moment of execution; touch no exchange.
+
+    A leg takes the venue's current levels best-first up to its quantity and
+    limit price, pays the venue's taker fee in the quote currency, and fills
+    partly when depth runs out. A venue whose quote is stale or missing at
+    execution time fills nothing. Paper mode loads no credential.
+    """
+
+    mode: Mode = "paper"
+
+    def __init__(
+        self,
+        cache: PriceCache,
+        taker_fee_bps: Mapping[str, Decimal],
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.cache = cache
+        self.taker_fee_bps = dict(taker_fee_bps)
+        self.clock_ns = clock_ns
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        """Fill `leg` against the cached book now."""
+        entry = self.cache.fresh(leg.symbol).get(leg.venue)
+        if entry is None:
+            return LegOutcome(leg, (), f"{leg.venue} has no fresh {leg.symbol} quote at execution time")
+        quote = entry.quote
+        if quote.crossed:
+            return LegOutcome(leg, (), f"{leg.venue} {leg.symbol} book is crossed at execution time")
+        levels = quote.ask_levels() if leg.side == "buy" else quote.bid_levels()
+        filled, notional = walk_book(levels, leg.quantity, leg.limit_price, leg.side)
+        if filled <= 0:
+            return LegOutcome(
+                leg, (), f"no {leg.venue} liquidity within limit {decimal_text(leg.limit_price)}"
+            )
+        price = notional / filled
+        fee = notional * self.taker_fee_bps[leg.venue] / _BPS
+        fill = Fill(
+            venue=leg.venue,
+            side=leg.side,
+            price=price,
+            quantity=filled,
+            fee=fee,
+            fee_asset=quote_asset(leg.symbol),
+            client_order_id=leg.client_order_id,
+            venue_order_id=f"paper-{leg.client_order_id[2:18]}",
+            ts_ns=self.clock_ns(),
+        )
+        return LegOutcome(leg, (fill,))
+
+    def observed_ack_latency_ms(self, venue: str) -> float | None:
+        """Paper fills are instantaneous: no latency is measured."""
+        return None
+
+    async def recover(self, leg: OrderLeg) -> LegOutcome:
+        """A paper fill exists only once recorded: an unsettled paper leg never filled."""
+        return LegOutcome(leg, (), "interrupted before its paper fill was recorded; not executed again")

@@ -1,0 +1,136 @@
+"""Settling requests a crash left in flight, and reading stored results back.
+
+A request is in flight when its claim is in the ledger but its result is
+not. Each of its legs is settled from what the ledger recorded: a settled
+leg keeps its recorded fills; a leg recorded only as intent or sent is
+settled by the executor from what the venue knows (paper: it never filled).
+Nothing is ever sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+import orjson
+import structlog
+
+from router.execution import Fill, LegOutcome, OrderLeg
+from router.results import ExecutionResult, Status, fill_status
+
+if TYPE_CHECKING:
+    from router.smart import SmartRouter
+
+log = structlog.get_logger(__name__)
+
+
+async def recover_request(router: SmartRouter, request_id: str, raw: bytes) -> ExecutionResult:
+    """Return the result of an interrupted request, settling each of its legs without resending."""
+    document = _document(raw)
+    symbol = str(document.get("symbol", ""))
+    outcomes: list[LegOutcome] = []
+    reconciled = 0
+    for intent in router.ledger.legs(request_id):
+        leg = OrderLeg(
+            request_id,
+            intent.leg,
+            intent.venue,
+            symbol,
+            "buy" if intent.side == "buy" else "sell",
+            intent.quantity,
+            intent.limit_price or Decimal(0),
+        )
+        if intent.state == "settled" and intent.outcome is not None:
+            outcomes.append(LegOutcome.decode(leg, intent.outcome))
+            continue
+        outcome = await router.executor.recover(leg)
+        router.ledger.mark_leg(request_id, intent.leg, "settled", outcome.encode())
+        for fill in outcome.fills:
+            router.risk.record_fill(fill.venue, symbol, fill.side, fill.quantity, fill.price)
+        outcomes.append(outcome)
+        reconciled += 1
+    fills = tuple(f for o in outcomes for f in o.fills)
+    requested = _quantity(document)
+    filled = sum((f.quantity for f in fills), Decimal(0))
+    status: Status = fill_status(requested, filled) if requested > 0 else "failed"
+    log.warning("request_recovered", request_id=request_id, legs=len(outcomes), reconciled=reconciled)
+    now = router.clock_ns()
+    return ExecutionResult(
+        request_id=request_id,
+        user_id=str(document.get("user_id", "")),
+        kind=str(document["kind"]) if document.get("kind") in ("order", "arbitrage") else None,
+        mode=router.executor.mode,
+        status=status,
+        reject_code=None,
+        message=(
+            f"settled after a restart: {len(outcomes) - reconciled} leg(s) from the ledger, {reconciled} "
+            "reconciled with the executor; nothing was sent again"
+        ),
+        received_ns=now,
+        completed_ns=now,
+        fills=fills,
+    )
+
+
+def _document(raw: bytes) -> Mapping[str, object]:
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _quantity(document: Mapping[str, object]) -> Decimal:
+    try:
+        return Decimal(str(document.get("quantity", "0")))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def result_from_message(data: Mapping[str, object]) -> ExecutionResult:
+    """Rebuild an ExecutionResult from its message (what the ledger stores)."""
+    known = {
+        "v",
+        "request_id",
+        "user_id",
+        "kind",
+        "mode",
+        "status",
+        "reject_code",
+        "message",
+        "fills",
+        "filled_quantity",
+        "avg_price",
+        "fees_total",
+        "route",
+        "residual",
+        "received_ns",
+        "completed_ns",
+    }
+    fills = data.get("fills") or []
+    assert isinstance(fills, list)
+    route, residual = data.get("route"), data.get("residual")
+    return ExecutionResult(
+        request_id=str(data["request_id"]),
+        user_id=str(data["user_id"]),
+        kind=None if data.get("kind") is None else str(data["kind"]),
+        mode="live" if data.get("mode") == "live" else "paper",
+        status=_status(data.get("status")),
+        reject_code=None if data.get("reject_code") is None else str(data["reject_code"]),
+        message=str(data.get("message", "")),
+        received_ns=int(str(data.get("received_ns", 0))),
+        completed_ns=int(str(data.get("completed_ns", 0))),
+        fills=tuple(Fill.from_message(f) for f in fills),
+        route=route if isinstance(route, dict) else None,
+        residual=residual if isinstance(residual, dict) else None,
+        extra={k: v for k, v in data.items() if k not in known},
+        hedged_quantity=Decimal(str(data["filled_quantity"])) if data.get("kind") == "arbitrage" else None,
+    )
+
+
+def _status(value: object) -> Status:
+    for status in ("filled", "partially_filled", "rejected", "failed"):
+        if value == status:
+            return status
+    raise ValueError(f"stored result has unknown status {value!r}")

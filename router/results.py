@@ -1,0 +1,90 @@
+"""ExecutionResult: the one answer to an order request (the `smartroute.results` message)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+import orjson
+
+from connectors.types import decimal_text
+from router.execution import Fill, Mode
+
+Status = Literal["filled", "partially_filled", "rejected", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """What happened to one request_id; every delivery of that request is answered with these bytes."""
+
+    request_id: str
+    user_id: str
+    kind: str | None
+    mode: Mode
+    status: Status
+    reject_code: str | None
+    message: str
+    received_ns: int
+    completed_ns: int
+    fills: tuple[Fill, ...] = ()
+    route: dict[str, object] | None = None
+    residual: dict[str, object] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+    hedged_quantity: Decimal | None = None  # arbitrage: the quantity both bought and sold
+
+    @property
+    def filled_quantity(self) -> Decimal:
+        """Return the base quantity filled: every fill for an order, the hedged quantity for arbitrage."""
+        if self.hedged_quantity is not None:
+            return self.hedged_quantity
+        return sum((f.quantity for f in self.fills), Decimal(0))
+
+    @property
+    def fees_total(self) -> Decimal:
+        """Return the sum of fees paid, in the quote currency."""
+        return sum((f.fee for f in self.fills), Decimal(0))
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        """Return the VWAP of every fill; None when nothing filled, and for arbitrage (two prices)."""
+        filled = self.filled_quantity
+        if filled == 0 or self.hedged_quantity is not None:
+            return None
+        return sum((f.price * f.quantity for f in self.fills), Decimal(0)) / filled
+
+    def as_message(self) -> dict[str, object]:
+        """Return the contract's JSON object (decimals as plain strings, `"v": 1`)."""
+        avg = self.avg_price
+        message: dict[str, object] = {
+            "v": 1,
+            "request_id": self.request_id,
+            "user_id": self.user_id,
+            "kind": self.kind,
+            "mode": self.mode,
+            "status": self.status,
+            "reject_code": self.reject_code,
+            "message": self.message,
+            "fills": [f.as_message() for f in self.fills],
+            "filled_quantity": decimal_text(self.filled_quantity),
+            "avg_price": None if avg is None else decimal_text(avg),
+            "fees_total": decimal_text(self.fees_total),
+            "route": self.route,
+            "received_ns": self.received_ns,
+            "completed_ns": self.completed_ns,
+        }
+        if self.residual is not None:
+            message["residual"] = self.residual
+        message.update(self.extra)
+        return message
+
+    def encode(self) -> bytes:
+        """Return the message bytes that are stored in the ledger and produced to Kafka."""
+        return orjson.dumps(self.as_message())
+
+
+def fill_status(requested: Decimal, filled: Decimal) -> Status:
+    """Return filled / partially_filled / failed for an execution that was attempted."""
+    if filled >= requested:
+        return "filled"
+    return "partially_filled" if filled > 0 else "failed"

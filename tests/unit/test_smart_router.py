@@ -1,0 +1,366 @@
+"""SmartRouter: one request → exactly one execution and one result, in paper mode, without Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from connectors.types import Quote
+from router.cache import PriceCache
+from router.execution import LegOutcome, OrderLeg, PaperExecutor, client_order_id
+from router.ledger import Ledger, LegIntent
+from router.preferences import PreferenceStore, preferences_from_fields
+from router.request import RequestRules
+from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.smart import SmartRouter
+
+MS = 1_000_000
+VENUES = ("binance", "bybit", "okx")
+FEES = {"binance": Decimal(10), "bybit": Decimal(10), "okx": Decimal(8)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_ns = 1_800_000_000_000 * MS
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+class CountingExecutor(PaperExecutor):
+    """The paper executor, counting what it is asked to send — the 'exchange' side of the tests."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sent: list[OrderLeg] = []
+        self.recovered: list[OrderLeg] = []
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        self.sent.append(leg)
+        return await super().execute(leg)
+
+    async def recover(self, leg: OrderLeg) -> LegOutcome:
+        self.recovered.append(leg)
+        return await super().recover(leg)
+
+
+class World:
+    def __init__(
+        self,
+        state: Path,
+        *,
+        residual_policy: str = "unwind",
+        users: dict[str, dict[str, object]] | None = None,
+    ) -> None:
+        self.clock = Clock()
+        self.cache = PriceCache(ttl_ms=30_000, max_quote_age_ms=1_500, clock_ns=self.clock)
+        self.ledger = Ledger.open(state)
+        self.executor = CountingExecutor(self.cache, FEES, clock_ns=self.clock)
+        configured = {u: preferences_from_fields(u, f, known_venues=VENUES) for u, f in (users or {}).items()}
+        self.kill_switch = KillSwitch(self.ledger, clock_ns=self.clock)
+        self.router = SmartRouter(
+            self.cache,
+            self.executor,
+            self.ledger,
+            PreferenceStore(configured, known_venues=VENUES),
+            RiskGate(RiskLimits(Decimal(1_000_000), 100, Decimal(5_000_000)), clock_ns=self.clock),
+            self.kill_switch,
+            RequestRules(frozenset(VENUES), frozenset({"BTC-USDT"})),
+            FEES,
+            residual_policy=residual_policy,  # type: ignore[arg-type]
+            clock_ns=self.clock,
+        )
+
+    def book(self, venue: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+        b = tuple((Decimal(p), Decimal(q)) for p, q in bids)
+        a = tuple((Decimal(p), Decimal(q)) for p, q in asks)
+        self.cache.update(Quote(venue, "BTC-USDT", b[0][0], b[0][1], a[0][0], a[0][1], None, 0, 1, b, a))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path / "state")
+    yield w
+    w.ledger.close()
+
+
+def order(request_id: str = "r-1", **fields: object) -> bytes:
+    message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "u1", "kind": "order"}
+    message |= {"symbol": "BTC-USDT", "side": "buy", "quantity": "1"}
+    message |= fields
+    return orjson.dumps(message)
+
+
+def three_books(w: World) -> None:
+    w.book("binance", [("99", "5")], [("100", "0.6"), ("100.5", "2")])
+    w.book("bybit", [("99", "5")], [("100.2", "3")])
+    w.book("okx", [("99", "5")], [("100.15", "0.5"), ("100.3", "3")])
+
+
+async def test_market_buy_fills_on_the_cheapest_venue_all_in(world: World) -> None:
+    three_books(world)
+    handled = await world.router.handle(order(quantity="1"))
+    result = orjson.loads(handled.result or b"")
+    # best_price, 1 BTC, single venue that fills it all, all-in (price × (1 + fee)):
+    #   binance: 0.6 @ 100 + 0.4 @ 100.5 = 100.2 VWAP → × 1.0010  = 100.3002
+    #   bybit:   1 @ 100.2                       = 100.2     → × 1.0010  = 100.3002
+    #   okx:     0.5 @ 100.15 + 0.5 @ 100.3 = 100.225  → × 1.0008  = 100.30518
+    # binance and bybit tie at 100.3002: the tie goes to the venue id, binance.
+    assert handled.executed and not handled.replayed
+    assert result["status"] == "filled" and result["reject_code"] is None
+    assert result["mode"] == "paper" and result["kind"] == "order"
+    [fill] = result["fills"]
+    assert (fill["venue"], fill["price"], fill["quantity"]) == ("binance", "100.2", "1")
+    assert fill["fee"] == "0.1002" and fill["fee_asset"] == "USDT"  # 100.2 × 10 bps
+    assert fill["client_order_id"] == client_order_id("r-1", 0)
+    assert (
+        result["filled_quantity"] == "1"
+        and result["avg_price"] == "100.2"
+        and result["fees_total"] == "0.1002"
+    )
+    route = result["route"]
+    assert route["strategy"] == "best_price" and [leg["venue"] for leg in route["legs"]] == ["binance"]
+    assert [c["venue"] for c in route["considered"]] == ["binance", "bybit", "okx"]
+
+
+async def test_the_same_request_three_times_executes_once_with_identical_results(world: World) -> None:
+    three_books(world)
+    answers = [await world.router.handle(order()) for _ in range(3)]
+    assert len(world.executor.sent) == 1
+    assert [a.executed for a in answers] == [True, False, False]
+    assert answers[1].replayed and answers[2].replayed
+    assert answers[0].result == answers[1].result == answers[2].result
+
+
+async def test_a_new_message_reusing_a_handled_request_id_is_not_executed_again(world: World) -> None:
+    three_books(world)
+    first = await world.router.handle(order(quantity="1"))
+    again = await world.router.handle(order(quantity="2"))  # different body, same request_id
+    assert again.result == first.result and len(world.executor.sent) == 1
+
+
+async def test_an_invalid_request_is_rejected_stored_and_sent_to_the_dlq_never_executed(world: World) -> None:
+    three_books(world)
+    handled = await world.router.handle(order(quantity="-1"))
+    assert handled.invalid is not None and handled.invalid.reject_code == "invalid_request"
+    result = orjson.loads(handled.result or b"")
+    assert result["status"] == "rejected" and result["reject_code"] == "invalid_request"
+    assert "quantity" in result["message"]
+    assert world.executor.sent == []
+    # Fixing the body later does not make the same request_id execute.
+    retry = await world.router.handle(order(quantity="1"))
+    assert retry.replayed and world.executor.sent == []
+
+
+async def test_garbage_without_a_request_id_gets_no_result_only_the_dlq(world: World) -> None:
+    handled = await world.router.handle(b"\x00not json")
+    assert handled.result is None and handled.request_id is None
+    assert handled.invalid is not None
+
+
+async def test_halt_rejects_new_executions_and_resume_lets_them_through(world: World) -> None:
+    three_books(world)
+    world.kill_switch.halt("exchange incident", "ops")
+    halted = orjson.loads((await world.router.handle(order("r-halt"))).result or b"")
+    assert (halted["status"], halted["reject_code"]) == ("rejected", "halted")
+    assert "exchange incident" in halted["message"]
+    world.kill_switch.resume("ops")
+    resumed = orjson.loads((await world.router.handle(order("r-after"))).result or b"")
+    assert resumed["status"] == "filled"
+    assert [leg.request_id for leg in world.executor.sent] == ["r-after"]
+
+
+async def test_no_route_is_rejected_with_its_code_and_every_venue_considered(world: World) -> None:
+    three_books(world)
+    world.clock.now_ns += 2_000 * MS  # every quote is now older than max_quote_age_ms
+    result = orjson.loads((await world.router.handle(order())).result or b"")
+    assert (result["status"], result["reject_code"]) == ("rejected", "stale_prices")
+    assert {c["excluded"] for c in result["route"]["considered"]} == {"stale"}
+    assert world.executor.sent == []
+
+
+async def test_risk_limit_rejection_names_the_limit(tmp_path: Path) -> None:
+    w = World(tmp_path / "s", users={"u1": {"max_order_notional": "50"}})
+    three_books(w)
+    result = orjson.loads((await w.router.handle(order())).result or b"")
+    assert (result["status"], result["reject_code"]) == ("rejected", "risk_limit")
+    assert "user_max_order_notional" in result["message"] or "50" in result["message"]
+    assert w.executor.sent == []
+    w.ledger.close()
+
+
+async def test_limit_order_fills_partly_when_depth_within_the_limit_runs_out(world: World) -> None:
+    three_books(world)
+    result = orjson.loads(
+        (await world.router.handle(order(quantity="2", order_type="limit", limit_price="100.1"))).result
+        or b""
+    )
+    # Only binance offers anything at or below 100.1: 0.6 @ 100 (IOC).
+    assert result["status"] == "partially_filled"
+    assert result["filled_quantity"] == "0.6" and result["avg_price"] == "100"
+
+
+async def test_preferences_change_the_route(tmp_path: Path) -> None:
+    w = World(
+        tmp_path / "p",
+        users={"u1": {"preferred_venues": ["okx"], "preferred_bias_bps": "5", "strategy": "preferred"}},
+    )
+    three_books(w)
+    result = orjson.loads((await w.router.handle(order())).result or b"")
+    # okx all-in 100.30518 × (1 − 5 bps) = 100.25503… beats binance's 100.3002.
+    assert [f["venue"] for f in result["fills"]] == ["okx"]
+    assert result["avg_price"] == "100.225"
+    w.ledger.close()
+
+
+async def test_arbitrage_fills_both_legs_and_reports_the_cash_flow(world: World) -> None:
+    world.book("binance", [("99", "5")], [("100", "2")])
+    world.book("bybit", [("101", "2")], [("102", "5")])
+    raw = orjson.dumps(
+        {
+            "v": 1,
+            "request_id": "arb-1",
+            "user_id": "u1",
+            "kind": "arbitrage",
+            "symbol": "BTC-USDT",
+            "quantity": "1",
+            "buy_venue": "binance",
+            "sell_venue": "bybit",
+        }
+    )
+    result = orjson.loads((await world.router.handle(raw)).result or b"")
+    # buy 1 @ 100 (fee 0.1), sell 1 @ 101 (fee 0.101): cash flow 101 − 100 − 0.201 = 0.799
+    assert result["status"] == "filled" and result["kind"] == "arbitrage"
+    assert result["filled_quantity"] == "1" and result["avg_price"] is None
+    assert result["arbitrage"]["net_cash_flow"] == "0.799"
+    assert "residual" not in result
+    assert {(f["venue"], f["side"]) for f in result["fills"]} == {("binance", "buy"), ("bybit", "sell")}
+
+
+async def test_arbitrage_that_no_longer_pays_is_rejected_before_any_leg(world: World) -> None:
+    world.book("binance", [("99", "5")], [("100", "2")])
+    world.book("bybit", [("100.1", "2")], [("102", "5")])  # 10 bps gross < 20 bps of fees
+    raw = orjson.dumps(
+        {
+            "v": 1,
+            "request_id": "arb-2",
+            "user_id": "u1",
+            "kind": "arbitrage",
+            "symbol": "BTC-USDT",
+            "quantity": "1",
+            "buy_venue": "binance",
+            "sell_venue": "bybit",
+        }
+    )
+    result = orjson.loads((await world.router.handle(raw)).result or b"")
+    assert (result["status"], result["reject_code"]) == ("rejected", "no_opportunity")
+    assert world.executor.sent == []
+
+
+class ThinSellExecutor(CountingExecutor):
+    """The sell venue's book empties between planning and execution: the sell leg fills 0.4 only."""
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        if leg.leg == 1:
+            self.cache.update(
+                Quote("bybit", "BTC-USDT", Decimal(101), Decimal("0.4"), Decimal(102), Decimal(5), None, 0, 2)
+            )
+        return await super().execute(leg)
+
+
+@pytest.mark.parametrize(("policy", "action"), [("unwind", "unwound"), ("report", "left")])
+async def test_arbitrage_residual_is_unwound_or_reported(tmp_path: Path, policy: str, action: str) -> None:
+    w = World(tmp_path / policy, residual_policy=policy)
+    w.executor = ThinSellExecutor(w.cache, FEES, clock_ns=w.clock)
+    w.router.executor = w.executor
+    w.book("binance", [("99.9", "5")], [("100", "2")])
+    w.book("bybit", [("101", "2")], [("102", "5")])
+    raw = orjson.dumps(
+        {
+            "v": 1,
+            "request_id": "arb-3",
+            "user_id": "u1",
+            "kind": "arbitrage",
+            "symbol": "BTC-USDT",
+            "quantity": "1",
+            "buy_venue": "binance",
+            "sell_venue": "bybit",
+        }
+    )
+    result = orjson.loads((await w.router.handle(raw)).result or b"")
+    assert result["status"] == "partially_filled" and result["filled_quantity"] == "0.4"
+    residual = result["residual"]
+    assert (residual["quantity"], residual["venue"], residual["exposure"]) == ("0.6", "binance", "long")
+    assert residual["action"] == action
+    if policy == "unwind":
+        # Sold back 0.6 on binance at its bid 99.9.
+        assert residual["remaining_quantity"] == "0"
+        assert ("binance", "sell", "99.9", "0.6") in {
+            (f["venue"], f["side"], f["price"], f["quantity"]) for f in result["fills"]
+        }
+    else:
+        assert residual["remaining_quantity"] == "0.6" and len(result["fills"]) == 2
+    w.ledger.close()
+
+
+async def test_a_request_left_in_flight_by_a_crash_is_settled_without_sending_again(tmp_path: Path) -> None:
+    state = tmp_path / "crash"
+    first = World(state)
+    raw = order("r-crash", quantity="1")
+    # The previous process claimed the request, recorded two legs, settled one, then died.
+    first.ledger.claim("r-crash", "u1", raw, now_ns=1)
+    fill = {
+        "venue": "binance",
+        "side": "buy",
+        "price": "100",
+        "quantity": "0.5",
+        "fee": "0.05",
+        "fee_asset": "USDT",
+        "client_order_id": client_order_id("r-crash", 0),
+        "venue_order_id": "paper-x",
+        "ts_ns": 5,
+    }
+    for leg, venue in ((0, "binance"), (1, "bybit")):
+        first.ledger.record_leg_intent(
+            LegIntent(
+                "r-crash",
+                leg,
+                venue,
+                client_order_id("r-crash", leg),
+                "buy",
+                Decimal("0.5"),
+                Decimal(101),
+                "intent",
+                None,
+            )
+        )
+    first.ledger.mark_leg("r-crash", 0, "settled", orjson.dumps({"fills": [fill], "error": None}))
+    first.ledger.close()
+
+    restarted = World(state)
+    three_books(restarted)
+    [stored] = await restarted.router.recover()
+    result = orjson.loads(stored)
+    assert restarted.executor.sent == []  # nothing sent again
+    assert [leg.leg for leg in restarted.executor.recovered] == [1]
+    assert result["status"] == "partially_filled" and result["filled_quantity"] == "0.5"
+    # A redelivery of the request afterwards gets this stored result.
+    redelivered = await restarted.router.handle(raw)
+    assert redelivered.replayed and redelivered.result == stored and restarted.executor.sent == []
+    restarted.ledger.close()
+
+
+async def test_python_api_best_price_preferences_and_execution(world: World) -> None:
+    three_books(world)
+    best = await world.router.get_best_price("BTC-USDT", "buy")
+    # Top of book all-in: binance 100 × 1.001 = 100.1, bybit 100.2 × 1.001, okx 100.15 × 1.0008 = 100.23012
+    assert best is not None and (best.venue, best.all_in_price) == ("binance", Decimal("100.1000"))
+    prefs = await world.router.get_user_preferences("nobody")
+    assert prefs.strategy == "best_price"
+    result = await world.router.execute_with_preferences("BTC-USDT", "buy", Decimal("0.5"), "u1")
+    assert result.status == "filled" and result.filled_quantity == Decimal("0.5")
+    assert result.request_id.startswith("api-")
