@@ -76,8 +76,13 @@ class StreamRunner:
         backoff_max_s: float = 30.0,
         rng: random.Random | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
+        on_frame: Callable[[str | bytes, int], None] | None = None,
     ) -> None:
-        """Prepare to stream `adapter`'s symbols; raise ValueError on non-positive durations."""
+        """Prepare to stream `adapter`'s symbols; raise ValueError on non-positive durations.
+
+        `on_frame(frame, received_ns)`, when given, sees every raw frame before it
+        is parsed (what `smartroute record` writes to disk).
+        """
         for name, value in (
             ("silence_timeout_s", silence_timeout_s),
             ("backoff_initial_s", backoff_initial_s),
@@ -92,6 +97,7 @@ class StreamRunner:
         self._backoff_max_s = backoff_max_s
         self._rng = rng if rng is not None else random.Random()
         self._wall_clock_ns = wall_clock_ns
+        self._on_frame = on_frame
         self._state: ConnectionState = "idle"
         self._connects = 0
         self._last_frame_monotonic: float | None = None
@@ -235,6 +241,8 @@ class StreamRunner:
         connection.frames += 1
         self._messages_total.inc()
         self._last_message_ts.set(received_ns / 1e9)
+        if self._on_frame is not None:
+            self._on_frame(frame, received_ns)
         try:
             quotes = parser.parse(frame, received_ns)
         except ParseError as exc:

@@ -392,3 +392,29 @@ def recorded_level1_snapshot() -> str:
     """Return the recorded Bybit `orderbook.1.BTCUSDT` snapshot frame."""
     path = Path(__file__).parents[1] / "connectors" / "frames" / "bybit" / "bbo.jsonl"
     return path.read_text(encoding="utf-8").splitlines()[0]
+
+
+async def test_on_frame_sees_every_raw_frame_with_its_receive_time_before_parsing() -> None:
+    frames: list[str | bytes] = [b'{"result":null,"id":1}', b"garbage", book_ticker(5)]
+    seen: list[tuple[str | bytes, int]] = []
+    collector = Collector(1)
+    clock = iter(range(100, 200))
+
+    async def serve_frames(ws: ServerConnection) -> None:
+        await ws.recv()  # the subscribe message
+        for frame in frames:
+            await ws.send(frame)
+        await asyncio.sleep(5)
+
+    async with loopback(serve_frames) as url:
+        runner = StreamRunner(
+            BinanceAdapter(["BTC-USDT"], ws_url=url),
+            collector,
+            wall_clock_ns=lambda: next(clock),
+            on_frame=lambda frame, ns: seen.append((frame, ns)),
+        )
+        async with running(runner), asyncio.timeout(5):
+            await collector.done.wait()
+    # Garbage too: a recording keeps exactly what the venue sent, in order, with its receive time.
+    assert seen == [(frame, ns) for frame, ns in zip(frames, (100, 101, 102), strict=True)]
+    assert len(collector.quotes) == 1
