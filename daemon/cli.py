@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import signal
 import sys
@@ -22,6 +23,8 @@ from daemon.logs import configure_logging
 DEFAULT_CONFIG = Path("/etc/smartroute/smartroute.toml")
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keeps a bad config from restart-looping
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FILLED = 3  # `order`: a result arrived, but it is rejected or failed
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +46,32 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run feeds, detector and publisher in one process")
     _add_config_flag(run)
     run.add_argument("--live", action="store_true", help="required together with mode = 'live'")
+
+    route = sub.add_parser("route", help="run the order router alone (with the feeds it prices from)")
+    _add_config_flag(route)
+    route.add_argument("--live", action="store_true", help="required together with mode = 'live'")
+
+    order = sub.add_parser("order", help="send one order request and print its result")
+    _add_config_flag(order)
+    order.add_argument("--json", dest="json_request", help="the whole request as JSON (other flags ignored)")
+    order.add_argument("--symbol", help="canonical symbol, e.g. BTC-USDT")
+    order.add_argument("--side", choices=("buy", "sell"))
+    order.add_argument("--quantity", help="base quantity as a decimal, e.g. 0.25")
+    order.add_argument("--type", dest="order_type", choices=("market", "limit"), default="market")
+    order.add_argument("--limit-price")
+    order.add_argument("--venues", help="comma-separated allow-list of venues")
+    order.add_argument("--buy-venue", help="arbitrage: venue to buy on")
+    order.add_argument("--sell-venue", help="arbitrage: venue to sell on")
+    order.add_argument("--max-slippage-bps")
+    order.add_argument("--user", default=None, help="user_id (default: your login name)")
+    order.add_argument("--request-id", default=None, help="default: a fresh unique id")
+    order.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result")
+
+    for command, what in (("halt", "stop new executions everywhere"), ("resume", "lift a halt")):
+        control = sub.add_parser(command, help=f"{what} (a message on the control topic)")
+        _add_config_flag(control)
+        control.add_argument("--reason", required=command == "halt", default="")
+        control.add_argument("--by", default=None, help="who issues it (default: your login name)")
 
     check = sub.add_parser("check-config", help="validate the config and print it (secrets redacted)")
     _add_config_flag(check)
@@ -84,7 +113,7 @@ def _run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, Non
     asyncio.run(runner())
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, roles: frozenset[str] | None = None) -> int:
     """Run the daemon until SIGINT/SIGTERM."""
     cfg = _load(args.config)
     configure_logging(cfg.daemon.log_level)
@@ -95,9 +124,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not cfg.enabled_venues():
         raise ConfigError("venues: no venue is enabled; add a [venues.<id>] section")
 
-    from daemon.app import Daemon
+    from daemon.app import ALL_ROLES, Daemon
 
-    _run_until_signalled(Daemon(cfg).run)
+    _run_until_signalled(Daemon(cfg, roles=ALL_ROLES if roles is None else roles).run)
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    """Run the router role (and the feeds it prices from) until SIGINT/SIGTERM."""
+    return cmd_run(args, roles=frozenset({"route"}))
+
+
+def cmd_order(args: argparse.Namespace) -> int:
+    """Send one order request, wait for its result and print it; exit 0 if anything filled."""
+    from daemon.client import build_order, new_request_id, send_order
+
+    cfg = _load(args.config)
+    if args.json_request is not None:
+        try:
+            message = orjson.loads(args.json_request)
+        except orjson.JSONDecodeError as exc:
+            sys.stderr.write(f"smartroute: --json is not valid JSON: {exc}\n")
+            return EXIT_USAGE
+    else:
+        missing = [
+            flag for flag, value in (("--symbol", args.symbol), ("--quantity", args.quantity)) if not value
+        ]
+        if args.buy_venue is None and args.side is None:
+            missing.append("--side (or --buy-venue/--sell-venue for arbitrage)")
+        if missing:
+            sys.stderr.write(f"smartroute: order needs {', '.join(missing)}\n")
+            return EXIT_USAGE
+        message = build_order(
+            symbol=args.symbol,
+            quantity=args.quantity,
+            user_id=args.user or getpass.getuser(),
+            request_id=args.request_id or new_request_id(),
+            side=args.side,
+            order_type=args.order_type,
+            limit_price=args.limit_price,
+            venues=[v for v in (args.venues or "").split(",") if v] or None,
+            buy_venue=args.buy_venue,
+            sell_venue=args.sell_venue,
+            max_slippage_bps=args.max_slippage_bps,
+        )
+    if not isinstance(message, dict) or not isinstance(message.get("request_id"), str):
+        sys.stderr.write("smartroute: the request needs a string request_id\n")
+        return EXIT_USAGE
+    result = asyncio.run(send_order(cfg, message, args.timeout))
+    if result is None:
+        sys.stderr.write(f"smartroute: no result for {message['request_id']} within {args.timeout:g} s\n")
+        return EXIT_FAILURE
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0 if result.get("status") in ("filled", "partially_filled") else EXIT_NOT_FILLED
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """Publish a halt or resume on the control topic."""
+    from daemon.client import control_message, send
+
+    cfg = _load(args.config)
+    message = control_message(args.command, args.reason, args.by)
+    asyncio.run(send(cfg, cfg.topic("control"), None, message))
+    sys.stdout.write(f"{args.command} sent to {cfg.topic('control')} by {message['issued_by']}\n")
     return 0
 
 
@@ -138,6 +227,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
+    "route": cmd_route,
+    "order": cmd_order,
+    "halt": cmd_control,
+    "resume": cmd_control,
     "check-config": cmd_check_config,
     "demo": cmd_demo,
     "sim": cmd_sim,

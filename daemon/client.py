@@ -1,0 +1,120 @@
+"""What `smartroute order`, `halt` and `resume` do: a user's first client of the Kafka contract."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from daemon.config import Config
+from daemon.kafka import client_options
+
+
+def new_request_id() -> str:
+    """Return a fresh request id that fits the contract (`[A-Za-z0-9._:-]`, ≤ 64)."""
+    return f"cli-{uuid.uuid4().hex}"
+
+
+def build_order(
+    *,
+    symbol: str,
+    quantity: str,
+    user_id: str,
+    request_id: str,
+    side: str | None = None,
+    order_type: str = "market",
+    limit_price: str | None = None,
+    venues: list[str] | None = None,
+    buy_venue: str | None = None,
+    sell_venue: str | None = None,
+    max_slippage_bps: str | None = None,
+) -> dict[str, Any]:
+    """Return an order request message; the router validates it (this only assembles the fields)."""
+    message: dict[str, Any] = {"v": 1, "request_id": request_id, "user_id": user_id, "symbol": symbol}
+    message["quantity"] = quantity
+    if buy_venue is not None or sell_venue is not None:
+        message |= {"kind": "arbitrage", "buy_venue": buy_venue, "sell_venue": sell_venue}
+    else:
+        message |= {"kind": "order", "side": side, "order_type": order_type}
+        if limit_price is not None:
+            message["limit_price"] = limit_price
+        if venues:
+            message["venues"] = venues
+    if max_slippage_bps is not None:
+        message["max_slippage_bps"] = max_slippage_bps
+    return message
+
+
+class ResultWaiter:
+    """Watch the results topic from its current end, so a result produced after `start` is seen."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.topic = cfg.topic("results")
+        self._consumer = AIOKafkaConsumer(
+            **client_options(cfg.kafka),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=500,
+        )
+
+    async def start(self) -> None:
+        """Connect and position at the end of every existing partition (or follow a topic yet to exist)."""
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if partitions:
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            self._consumer.assign(assigned)
+            await self._consumer.seek_to_end(*assigned)
+        else:
+            # No result was ever produced: the first ones will create the topic; read it from the start.
+            self._consumer.subscribe([self.topic])
+
+    async def wait(self, request_id: str, timeout_s: float) -> dict[str, Any] | None:
+        """Return the first result for `request_id`, or None after `timeout_s`."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    batches = await self._consumer.getmany(timeout_ms=200)
+                    for records in batches.values():
+                        for record in records:
+                            if record.key == request_id.encode():
+                                result: dict[str, Any] = orjson.loads(record.value)
+                                return result
+        except TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._consumer.stop()
+
+
+async def send(cfg: Config, topic: str, key: bytes | None, message: dict[str, Any]) -> None:
+    """Produce one message and wait until the broker acknowledged it."""
+    producer = AIOKafkaProducer(**client_options(cfg.kafka), acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, orjson.dumps(message), key=key)
+    finally:
+        await producer.stop()
+
+
+async def send_order(cfg: Config, message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+    """Send one order request and return its result, or None if none arrived in time."""
+    waiter = ResultWaiter(cfg)
+    await waiter.start()
+    try:
+        request_id = str(message["request_id"])
+        await send(cfg, cfg.topic("orders"), request_id.encode(), message)
+        return await waiter.wait(request_id, timeout_s)
+    finally:
+        await waiter.close()
+
+
+def control_message(command: str, reason: str, issued_by: str | None) -> dict[str, Any]:
+    """Return a Control message (`halt` or `resume`)."""
+    return {"v": 1, "command": command, "reason": reason, "issued_by": issued_by or getpass.getuser()}
