@@ -116,5 +116,8 @@ async def send_order(cfg: Config, message: dict[str, Any], timeout_s: float) -> 
 
 
 def control_message(command: str, reason: str, issued_by: str | None) -> dict[str, Any]:
-    """Return a Control message (`halt` or `resume`)."""
-    return {"v": 1, "command": command, "reason": reason, "issued_by": issued_by or getpass.getuser()}
+    """Return a Control message (`halt` or `resume`); an empty reason is left out (resume needs none)."""
+    message: dict[str, Any] = {"v": 1, "command": command, "issued_by": issued_by or getpass.getuser()}
+    if reason:
+        message["reason"] = reason
+    return message

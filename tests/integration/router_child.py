@@ -1,0 +1,58 @@
+"""A router process for crash tests: `python router_child.py CONFIG SENT_LOG [CRASH_AFTER_REQUEST_ID]`.
+
+It runs the daemon's router role exactly as `smartroute route` does, with one
+difference: every leg sent to the executor is appended to SENT_LOG (standing
+in for the exchange's order log), and right after executing a leg of
+CRASH_AFTER_REQUEST_ID the process SIGKILLs itself — after the execution,
+before the ledger records its outcome and before the offset is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from daemon.app import Daemon
+from daemon.config import load_config
+from daemon.logs import configure_logging
+from router.execution import Executor, LegOutcome, OrderLeg
+
+
+class CrashingExecutor:
+    def __init__(self, inner: Executor, sent_log: Path, crash_after: str | None) -> None:
+        self.inner = inner
+        self.mode = inner.mode
+        self.sent_log = sent_log
+        self.crash_after = crash_after
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        with self.sent_log.open("a") as log:
+            log.write(f"{leg.request_id} {leg.leg} {leg.client_order_id}\n")
+        outcome = await self.inner.execute(leg)
+        if leg.request_id == self.crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return outcome
+
+    def observed_ack_latency_ms(self, venue: str) -> float | None:
+        return self.inner.observed_ack_latency_ms(venue)
+
+    async def recover(self, leg: OrderLeg) -> LegOutcome:
+        return await self.inner.recover(leg)
+
+
+async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
+    daemon = Daemon(load_config(config, environ={}), roles=frozenset({"route"}))
+    assert daemon.router is not None
+    daemon.router.router.executor = CrashingExecutor(daemon.router.router.executor, sent_log, crash_after)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await daemon.run(stop)
+
+
+if __name__ == "__main__":
+    configure_logging("info", sys.stderr)
+    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None))

@@ -1,0 +1,242 @@
+"""The router service with the real broker: requests from another Kafka client, one execution each."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from kafka_support import Record, TopicReader, wait_until
+
+from connectors.sim import ExchangeSimulator
+from daemon.app import Daemon
+from daemon.client import control_message, send
+from daemon.config import Config, load_config
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Env:
+    cfg: Config
+    config_path: Path
+    bootstrap: str
+    prefix: str
+    results: TopicReader
+    dlq: TopicReader
+
+
+def write_config(path: Path, bootstrap: str, prefix: str, sim: ExchangeSimulator, state: Path) -> None:
+    path.write_text(
+        f"""
+[daemon]
+http_port = 0
+state_dir = "{state}"
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topic_prefix = "{prefix}"
+
+[router]
+session_timeout_ms = 2000
+
+[venues.binance]
+symbols = ["BTC-USDT"]
+ws_url = "{sim.ws_url("binance")}"
+
+[venues.bybit]
+symbols = ["BTC-USDT"]
+ws_url = "{sim.ws_url("bybit")}"
+"""
+    )
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[ExchangeSimulator]:
+    # Autoplay keeps every quote fresh, as a live market would, so paper orders can fill.
+    async with ExchangeSimulator(("binance", "bybit"), ("BTC-USDT",), seed=11) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def env(embedded_broker: str, tmp_path: Path, sim: ExchangeSimulator) -> AsyncIterator[Env]:
+    prefix = f"t{uuid.uuid4().hex[:12]}."
+    config_path = tmp_path / "smartroute.toml"
+    write_config(config_path, embedded_broker, prefix, sim, tmp_path / "state")
+    cfg = load_config(config_path, environ={})
+    async with (
+        TopicReader(embedded_broker, f"{prefix}results") as results,
+        TopicReader(embedded_broker, f"{prefix}dlq") as dlq,
+    ):
+        yield Env(cfg, config_path, embedded_broker, prefix, results, dlq)
+
+
+@pytest.fixture
+async def daemon(env: Env) -> AsyncIterator[Daemon]:
+    running = Daemon(env.cfg, roles=frozenset({"route"}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop), name="router-under-test")
+    assert running.router_service is not None
+    await asyncio.wait_for(running.router_service.reconciled.wait(), 10)
+    try:
+        yield running
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+
+
+def order(request_id: str, **fields: object) -> dict[str, object]:
+    message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "desk-1", "kind": "order"}
+    message |= {"symbol": "BTC-USDT", "side": "buy", "quantity": "0.001"}
+    return message | fields
+
+
+def produce_with_librdkafka(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    """Produce with confluent-kafka (librdkafka), a different client than the daemon's aiokafka."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False})
+    for key, value in messages:
+        producer.produce(topic, value=value, key=key)
+    assert producer.flush(10) == 0
+
+
+def by_request(records: list[Record]) -> dict[str, list[bytes]]:
+    grouped: dict[str, list[bytes]] = defaultdict(list)
+    for record in records:
+        grouped[orjson.loads(record.value)["request_id"]].append(record.value)
+    return grouped
+
+
+async def test_requests_from_another_client_each_execute_once_and_every_delivery_gets_the_same_result(
+    env: Env, daemon: Daemon
+) -> None:
+    valid = [f"r{i}" for i in range(5)]
+    messages = [(rid.encode(), orjson.dumps(order(rid))) for rid in valid]
+    messages += [(b"r0", orjson.dumps(order("r0"))), (b"r3", orjson.dumps(order("r3", quantity="9")))]
+    messages += [(b"junk", b"{not json"), (b"bad", orjson.dumps(order("bad-1", quantity="-1")))]
+    await asyncio.to_thread(produce_with_librdkafka, env.bootstrap, f"{env.prefix}orders", messages)
+
+    records = await env.results.read(len(valid) + 2 + 1, timeout_s=20)
+    grouped = by_request(records)
+    assert set(grouped) == {*valid, "bad-1"}
+    for request_id, answers in grouped.items():
+        assert len(set(answers)) == 1, f"{request_id} was answered differently: {answers}"
+    assert len(grouped["r0"]) == 2 and len(grouped["r3"]) == 2  # re-sent: the stored result again
+    for request_id in valid:
+        result = orjson.loads(grouped[request_id][0])
+        assert result["status"] == "filled", result
+        assert result["mode"] == "paper" and result["filled_quantity"] == "0.001"
+        keys = {record.key for record in records if orjson.loads(record.value)["request_id"] == request_id}
+        assert keys == {request_id.encode()}
+    rejected = orjson.loads(grouped["bad-1"][0])
+    assert (rejected["status"], rejected["reject_code"]) == ("rejected", "invalid_request")
+
+    dlq = await env.dlq.read(2, timeout_s=10)
+    entries = {entry["key"]: entry for entry in (orjson.loads(r.value) for r in dlq)}
+    junk = entries[base64.b64encode(b"junk").decode()]
+    assert base64.b64decode(junk["value_base64"]) == b"{not json"
+    assert junk["source_topic"] == f"{env.prefix}orders" and isinstance(junk["offset"], int)
+    assert entries[base64.b64encode(b"bad").decode()]["reject_code"] == "invalid_request"
+
+
+async def test_halt_and_resume_through_the_control_topic(env: Env, daemon: Daemon) -> None:
+    assert daemon.router is not None
+    switch = daemon.router.kill_switch
+    await send(env.cfg, env.cfg.topic("control"), None, control_message("halt", "venue incident", "ops"))
+    await wait_until(lambda: switch.halted, timeout_s=2)  # the contract: within a second, plus slack for CI
+    await send(env.cfg, env.cfg.topic("orders"), b"h1", order("h1"))
+    halted = orjson.loads((await env.results.wait_for(lambda r: r.key == b"h1", timeout_s=15)).value)
+    assert (halted["status"], halted["reject_code"]) == ("rejected", "halted")
+
+    await send(env.cfg, env.cfg.topic("control"), None, control_message("resume", "", "ops"))
+    await wait_until(lambda: not switch.halted, timeout_s=2)
+    await send(env.cfg, env.cfg.topic("orders"), b"h2", order("h2"))
+    resumed = orjson.loads((await env.results.wait_for(lambda r: r.key == b"h2", timeout_s=15)).value)
+    assert resumed["status"] == "filled"
+
+
+async def test_halt_survives_a_restart(env: Env) -> None:
+    first = Daemon(env.cfg, roles=frozenset({"route"}))
+    assert first.router is not None
+    first.router.kill_switch.halt("maintenance", "ops")
+    first.router.ledger.close()
+    second = Daemon(env.cfg, roles=frozenset({"route"}))
+    assert second.router is not None and second.router.kill_switch.halted
+    assert second.router.kill_switch.reason == "maintenance"
+    second.router.ledger.close()
+
+
+async def run_child(env: Env, sent_log: Path, crash_after: str | None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("router_child.py")),
+        str(env.config_path),
+        str(sent_log),
+        *([crash_after] if crash_after else []),
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SMARTROUTE_")},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def test_sigkill_between_execution_and_commit_never_executes_twice(env: Env, tmp_path: Path) -> None:
+    sent_log = tmp_path / "sent.log"
+    child = await run_child(env, sent_log, crash_after="k2")
+    try:
+        await send(env.cfg, env.cfg.topic("orders"), b"k1", order("k1"))
+        await env.results.wait_for(lambda r: r.key == b"k1", timeout_s=20)
+        await send(env.cfg, env.cfg.topic("orders"), b"k2", order("k2"))
+        async with asyncio.timeout(20):
+            assert await child.wait() == -signal.SIGKILL  # killed itself right after executing k2
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert "k2 0" in sent_log.read_text()
+
+    restarted = await run_child(env, sent_log, crash_after=None)
+    try:
+        settled = await env.results.wait_for(lambda r: r.key == b"k2", timeout_s=30)
+        await send(env.cfg, env.cfg.topic("orders"), b"k2", order("k2"))  # a client re-sends it, too
+        await env.results.read(len(env.results.records) + 1, timeout_s=15)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await restarted.wait() == 0
+    sends = [line.split()[0] for line in sent_log.read_text().splitlines()]
+    assert sends.count("k2") == 1 and sends.count("k1") == 1  # the exchange saw each order once
+    answers = {r.value for r in env.results.records if r.key == b"k2"}
+    assert answers == {settled.value}  # every delivery of k2 got the same, recovered result
+    result = orjson.loads(settled.value)
+    assert result["status"] == "failed" and "nothing was sent again" in result["message"]
+
+
+async def test_smartroute_order_cli_prints_the_result(env: Env, daemon: Daemon) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "daemon.cli", "order", "--config", str(env.config_path),
+        "--symbol", "BTC-USDT", "--side", "buy", "--quantity", "0.002", "--user", "alice",
+        "--request-id", "cli-1", "--timeout", "20",
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SMARTROUTE_")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    result = orjson.loads(out)
+    assert (result["request_id"], result["user_id"], result["status"]) == ("cli-1", "alice", "filled")
+    assert result["filled_quantity"] == "0.002"
