@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.sim import ExchangeSimulator
 from daemon.broker import EmbeddedBroker
@@ -112,18 +112,19 @@ async def _run(
             _say(
                 f"  daemon pid {daemon.pid}: logs {workdir / 'daemon.log'}, metrics http://127.0.0.1:{http_port}/metrics"
             )
-            _say("  waiting for opportunities on smartroute.opportunities (Ctrl-C to stop)\n")
+            _say("  opportunities from smartroute.opportunities; the demo also sends a market order and")
+            _say("  arbitrage requests for the first opportunities to smartroute.orders (Ctrl-C to stop)\n")
             try:
-                counts = await _show_opportunities(
-                    broker.bootstrap_servers, stop, duration_s, started, daemon
-                )
+                counts = await _Watcher(broker.bootstrap_servers).watch(stop, duration_s, started, daemon)
             finally:
                 await _stop_daemon(daemon)
         finally:
             await sim.close()
+    results = counts.pop("results", 0)
     summary = ", ".join(f"{n} {event}" for event, n in sorted(counts.items())) or "none"
     elapsed = time.monotonic() - started
     _say(f"\nstopped after {elapsed:.0f} s; opportunity events read back from Kafka: {summary}")
+    _say(f"order results read back from Kafka: {results}")
 
 
 async def _start_daemon(config: Path, log_path: Path) -> asyncio.subprocess.Process:
@@ -155,41 +156,103 @@ async def _stop_daemon(daemon: asyncio.subprocess.Process) -> None:
         await daemon.wait()
 
 
-async def _show_opportunities(
-    bootstrap: str,
-    stop: asyncio.Event,
-    duration_s: float | None,
-    started: float,
-    daemon: asyncio.subprocess.Process,
-) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    consumer = AIOKafkaConsumer(
-        "smartroute.opportunities",
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        metadata_max_age_ms=500,  # the topic appears on the daemon's first publish; notice it quickly
+ORDER_DEMO_ARBITRAGES = 3  # arbitrage requests sent on the first opportunities
+MARKET_ORDER_AFTER_S = 4.0  # when the demo sends its one market order
+
+
+def describe_result(result: dict[str, Any]) -> str:
+    """Return one human line for an execution result message."""
+    head = f" result  {result['request_id']:<16} {result['kind'] or '?':<9} {result['status']:<16}"
+    if result["status"] == "rejected":
+        return f"{head} {result['reject_code']}: {result['message']}"
+    arbitrage = result.get("arbitrage")
+    if isinstance(arbitrage, dict):
+        a = arbitrage
+        return (
+            f"{head} bought {a['bought']} @ {a['buy_avg_price']} on {a['buy_venue']}, "
+            f"sold {a['sold']} @ {a['sell_avg_price']} on {a['sell_venue']}, "
+            f"net cash flow {Decimal(a['net_cash_flow']):.4f}"
+        )
+    venues = ",".join(sorted({f["venue"] for f in result["fills"]})) or "-"
+    return (
+        f"{head} {result['filled_quantity']} @ {result['avg_price']} on {venues}, fees {result['fees_total']}"
     )
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            if duration_s is not None and time.monotonic() - started >= duration_s:
-                break
-            if daemon.returncode is not None:
-                _say(f"daemon exited with status {daemon.returncode}; see its log")
-                break
-            batches = await consumer.getmany(timeout_ms=250)
-            for records in batches.values():
-                for record in records:
-                    try:
-                        event = orjson.loads(record.value)
-                        line = describe(event)
-                    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-                        _say(f"unreadable message at offset {record.offset}: {exc!r}")
-                        continue
-                    counts[event["event"]] += 1
-                    _say(line)
-    finally:
-        await consumer.stop()
-    return counts
+
+
+class _Watcher:
+    """Print opportunities and results as they arrive; send a few order requests along the way."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.counts: Counter[str] = Counter()
+        self.sent = 0
+        self.market_order_sent = False
+        self.consumer = AIOKafkaConsumer(
+            "smartroute.opportunities",
+            "smartroute.results",
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            metadata_max_age_ms=500,  # the topics appear on the daemon's first publish; notice them quickly
+        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+
+    async def watch(
+        self,
+        stop: asyncio.Event,
+        duration_s: float | None,
+        started: float,
+        daemon: asyncio.subprocess.Process,
+    ) -> Counter[str]:
+        await self.consumer.start()
+        await self.producer.start()
+        try:
+            while not stop.is_set():
+                if duration_s is not None and time.monotonic() - started >= duration_s:
+                    break
+                if daemon.returncode is not None:
+                    _say(f"daemon exited with status {daemon.returncode}; see its log")
+                    break
+                if not self.market_order_sent and time.monotonic() - started >= MARKET_ORDER_AFTER_S:
+                    self.market_order_sent = True
+                    await self._order("demo-order-1", kind="order", side="buy", quantity="0.05")
+                batches = await self.consumer.getmany(timeout_ms=250)
+                for records in batches.values():
+                    for record in records:
+                        await self._show(record.topic, record.offset, record.value)
+        finally:
+            await self.producer.stop()
+            await self.consumer.stop()
+        return self.counts
+
+    async def _show(self, topic: str, offset: int, value: bytes | None) -> None:
+        try:
+            message = orjson.loads(value or b"")
+            line = describe_result(message) if topic.endswith("results") else describe(message)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            _say(f"unreadable message on {topic} at offset {offset}: {exc!r}")
+            return
+        _say(line)
+        if topic.endswith("results"):
+            self.counts["results"] += 1
+            return
+        self.counts[message["event"]] += 1
+        if message["event"] == "opened" and self.sent < ORDER_DEMO_ARBITRAGES:
+            self.sent += 1
+            await self._order(
+                f"demo-arb-{self.sent}",
+                kind="arbitrage",
+                symbol=message["symbol"],
+                quantity=message["quantity"],
+                buy_venue=message["buy_venue"],
+                sell_venue=message["sell_venue"],
+                opportunity_id=message["id"],
+            )
+
+    async def _order(self, request_id: str, **fields: str) -> None:
+        request = {"v": 1, "request_id": request_id, "user_id": "demo", "symbol": "BTC-USDT", **fields}
+        await self.producer.send_and_wait("smartroute.orders", orjson.dumps(request), key=request_id.encode())
+        _say(
+            f"  order  {request_id:<16} sent: {fields.get('kind')} {fields.get('quantity')} "
+            f"{request['symbol']}"
+        )

@@ -76,7 +76,15 @@ async def test_demo_prints_opportunities_read_back_from_kafka_within_20_s_and_st
     opened = next(line for line in lines if line.lstrip().startswith("opened"))
     assert " buy " in opened and " sell " in opened and "after fees" in opened
     assert "opportunity events read back from Kafka:" in output
-    assert "opened" in output.rsplit("read back from Kafka:", 1)[1]
+    assert "opened" in output.rsplit("opportunity events read back from Kafka:", 1)[1]
+
+
+async def test_demo_sends_orders_and_shows_their_results() -> None:
+    code, out, err = await smartroute("demo", "--seed", "5", "--duration", "12")
+    assert code == 0, err
+    results = [line for line in out.splitlines() if line.lstrip().startswith("result")]
+    assert any("demo-order-1" in line and "filled" in line for line in results), out
+    assert "order results read back from Kafka:" in out
 
 
 async def test_check_config_prints_the_effective_config_with_secrets_redacted(tmp_path: Path) -> None:
