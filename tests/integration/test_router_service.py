@@ -100,11 +100,13 @@ async def daemon(env: Env) -> AsyncIterator[Daemon]:
 
 def order(request_id: str, **fields: object) -> dict[str, object]:
     message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "desk-1", "kind": "order"}
-    message |= {"symbol": "BTC-USDT", "side": "buy", "quantity": "0.001"}
+    message |= {"symbol": "BTC-USDT", "side": "buy", "quantity": "0.0005"}  # the simulator never shows less
     return message | fields
 
 
-def produce_with_librdkafka(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+def produce_with_librdkafka(
+    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
     """Produce with confluent-kafka (librdkafka), a different client than the daemon's aiokafka."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False})
     for key, value in messages:
@@ -137,7 +139,7 @@ async def test_requests_from_another_client_each_execute_once_and_every_delivery
     for request_id in valid:
         result = orjson.loads(grouped[request_id][0])
         assert result["status"] == "filled", result
-        assert result["mode"] == "paper" and result["filled_quantity"] == "0.001"
+        assert result["mode"] == "paper" and result["filled_quantity"] == "0.0005"
         keys = {record.key for record in records if orjson.loads(record.value)["request_id"] == request_id}
         assert keys == {request_id.encode()}
     rejected = orjson.loads(grouped["bad-1"][0])
@@ -227,7 +229,7 @@ async def test_sigkill_between_execution_and_commit_never_executes_twice(env: En
 async def test_smartroute_order_cli_prints_the_result(env: Env, daemon: Daemon) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "daemon.cli", "order", "--config", str(env.config_path),
-        "--symbol", "BTC-USDT", "--side", "buy", "--quantity", "0.002", "--user", "alice",
+        "--symbol", "BTC-USDT", "--side", "buy", "--quantity", "0.0005", "--user", "alice",
         "--request-id", "cli-1", "--timeout", "20",
         cwd=REPO,
         env={k: v for k, v in os.environ.items() if not k.startswith("SMARTROUTE_")},
@@ -239,4 +241,25 @@ async def test_smartroute_order_cli_prints_the_result(env: Env, daemon: Daemon) 
     assert proc.returncode == 0, err.decode()
     result = orjson.loads(out)
     assert (result["request_id"], result["user_id"], result["status"]) == ("cli-1", "alice", "filled")
-    assert result["filled_quantity"] == "0.002"
+    assert result["filled_quantity"] == "0.0005"
+
+
+async def test_a_preferences_message_on_the_compacted_topic_changes_the_next_route(
+    env: Env, daemon: Daemon
+) -> None:
+    assert daemon.router is not None
+    excluded = {"v": 1, "user_id": "desk-1", "excluded_venues": ["binance"], "strategy": "best_price"}
+    await send(env.cfg, env.cfg.topic("preferences"), b"desk-1", excluded)
+    store = daemon.router.preferences
+    await wait_until(lambda: store.get("desk-1").excluded_venues == frozenset({"binance"}), timeout_s=5)
+    await send(env.cfg, env.cfg.topic("orders"), b"p1", order("p1"))
+    result = orjson.loads((await env.results.wait_for(lambda r: r.key == b"p1", timeout_s=15)).value)
+    assert result["status"] == "filled"
+    assert {f["venue"] for f in result["fills"]} == {"bybit"}
+    considered = {c["venue"]: c["excluded"] for c in result["route"]["considered"]}
+    assert considered["binance"] == "excluded_by_preferences"
+    # A tombstone removes the override: the user is back to the defaults.
+    await asyncio.to_thread(
+        produce_with_librdkafka, env.bootstrap, env.cfg.topic("preferences"), [(b"desk-1", None)]
+    )
+    await wait_until(lambda: store.get("desk-1").excluded_venues == frozenset(), timeout_s=5)
