@@ -6,9 +6,11 @@ nets, per unit of base asset and with fees as fractions `f = fee_bps / 10⁴`:
     sell_price × (1 − f_sell) − buy_price × (1 + f_buy)
 
 An opportunity exists when that margin, as bps of the buy notional, exceeds
-`min_net_profit_bps`. Its size is the smaller of the two displayed sizes,
-capped so the buy notional stays within `max_notional`. Only fresh quotes
-(within the cache's `max_quote_age_ms`) are ever used.
+`min_net_profit_bps`. With depth, its size is the largest quantity whose VWAP
+buy on one book and VWAP sell on the other still clear that bar
+(`router.sizing`), capped so the buy notional stays within `max_notional`;
+`buy_price`/`sell_price` are those VWAPs. A top-of-book venue is a one-level
+book. Only fresh quotes (within the cache's `max_quote_age_ms`) are ever used.
 
 Each (symbol, buy venue, sell venue) has a lifecycle: `opened` when it first
 clears the threshold, `updated` when a published figure moves meaningfully,
@@ -27,6 +29,7 @@ from typing import Literal
 from connectors.types import Quote, decimal_text
 from router.cache import CachedQuote, PriceCache
 from router.metrics import DETECTOR_LATENCY, OPPORTUNITIES
+from router.sizing import size_opportunity
 
 EventKind = Literal["opened", "updated", "closed"]
 
@@ -110,19 +113,12 @@ class Edge:
         return self.net_profit / (self.quantity * self.buy_price) * _BPS
 
 
-def size_for(buy: Quote, sell: Quote, max_notional: Decimal) -> Decimal:
-    """Return the tradable size: smaller displayed size, capped by `max_notional` of buy notional.
+def quantity_step(buy: Quote, sell: Quote) -> Decimal:
+    """Return the size step: the finer of the two books' quantity precisions, and at least 8 decimals.
 
-    The cap is rounded down to the finer of the two quantities' precisions, and
-    to at least 8 decimals (a venue showing "0.5" may well trade 0.15625), so
-    the size never exceeds the cap or what either book shows.
+    A venue showing "0.5" may well trade 0.15625, so the step is never coarser than 1e-8.
     """
-    quantity = min(buy.ask_qty, sell.bid_qty)
-    cap = max_notional / buy.ask
-    if cap < quantity:
-        step = min(_step_of(buy.ask_qty), _step_of(sell.bid_qty), _MIN_STEP)
-        quantity = cap.quantize(step, rounding=ROUND_DOWN)
-    return quantity
+    return min(_step_of(buy.ask_qty), _step_of(sell.bid_qty), _MIN_STEP)
 
 
 def _step_of(value: Decimal) -> Decimal:
@@ -215,12 +211,18 @@ class ArbitrageDetector:
         fee_sell = self.taker_fee_bps.get(sell.quote.venue)
         if fee_buy is None or fee_sell is None:
             return False  # a venue without a configured fee is never traded against
-        quantity = size_for(buy.quote, sell.quote, self.max_notional)
-        if quantity <= 0:
+        sized = size_opportunity(
+            buy.quote.ask_levels(),
+            sell.quote.bid_levels(),
+            fee_buy,
+            fee_sell,
+            self.min_net_profit_bps,
+            self.max_notional,
+            quantity_step(buy.quote, sell.quote),
+        )
+        if sized is None:
             return False
-        edge = Edge(quantity, buy.quote.ask, sell.quote.bid, fee_buy, fee_sell)
-        if edge.net_spread_bps <= self.min_net_profit_bps:
-            return False
+        edge = Edge(sized.quantity, sized.buy_price, sized.sell_price, fee_buy, fee_sell)
         previous = self._open.get(key)
         candidate = self._event(key, edge, buy, sell, now_ns, previous)
         if previous is None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.types import Quote
+from connectors.types import Level, Quote
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 
@@ -236,3 +236,149 @@ def test_notional_cap_below_one_step_gives_no_opportunity() -> None:
     h.quote("bybit", "102000", "1", "102001", "1")
     # 0.0001 / 100000 = 1e-9 rounds down to 0 at 8 decimals: nothing to trade.
     assert h.events == []
+
+
+def book_quote(venue: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], seq: int = 1) -> Quote:
+    b = tuple((Decimal(p), Decimal(q)) for p, q in bids)
+    a = tuple((Decimal(p), Decimal(q)) for p, q in asks)
+    return Quote(venue, "BTC-USDT", b[0][0], b[0][1], a[0][0], a[0][1], None, 0, seq, b, a)
+
+
+def depth_harness(**options: Decimal) -> Harness:
+    return Harness(min_net_profit_bps=Decimal(5), max_notional=Decimal(1_000_000), **options)
+
+
+def test_depth_aware_size_walks_both_books_to_the_last_level_that_pays() -> None:
+    h = depth_harness()
+    for q in (
+        book_quote("binance", [("90", "1")], [("100", "1"), ("101", "1"), ("102", "2")]),
+        book_quote("bybit", [("103", "0.5"), ("102.5", "1"), ("101", "5")], [("110", "1")]),
+    ):
+        h.cache.update(q)
+        h.detector.on_quote(q)
+    # Buying all 4 on binance: 100 + 101 + 2 × 102 = 405 → VWAP 101.25.
+    # Selling 4 on bybit: 0.5 × 103 + 1 × 102.5 + 2.5 × 101 = 406.5 → VWAP 101.625.
+    # net = 4 × (101.625 × 0.999 − 101.25 × 1.001) = 4 × 0.172125 = 0.6885 → 0.6885 / 405 × 10⁴ = 17 bps > 5.
+    # The ask book ends at 4: nothing larger can be bought, so 4 is the size.
+    [event] = h.events
+    assert event.quantity == Decimal(4)
+    assert (event.buy_price, event.sell_price) == (Decimal("101.25"), Decimal("101.625"))
+    assert event.net_profit == Decimal("0.6885")
+    assert event.net_spread_bps == Decimal("17.000")
+
+
+def largest_paying_size(asks: list[Level], bids: list[Level], step: Decimal) -> Decimal:
+    """Brute force oracle: bisect over multiples of `step` for the last size whose VWAPs still net > 5 bps."""
+
+    def vwap(levels: list[Level], q: Decimal) -> Decimal:
+        left, total = q, Decimal(0)
+        for price, size in levels:
+            take = min(size, left)
+            total, left = total + take * price, left - take
+        return total / q
+
+    def pays(units: int) -> bool:
+        q = units * step
+        buy, sell = vwap(asks, q), vwap(bids, q)
+        return q * (sell * Decimal("0.999") - buy * Decimal("1.001")) > Decimal("0.0005") * q * buy
+
+    depth = min(sum(s for _, s in asks), sum(s for _, s in bids))
+    lo, hi = 0, int(depth / step)
+    while lo < hi:  # the net spread only falls as size grows, so "pays" is monotone
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if pays(mid) else (lo, mid - 1)
+    return lo * step
+
+
+def test_depth_aware_size_stops_inside_a_level_where_the_average_stops_paying() -> None:
+    asks = [("100", "1"), ("101", "1"), ("102", "10")]
+    bids = [("103", "0.5"), ("102.5", "1"), ("101", "5")]
+    h = depth_harness()
+    for q in (book_quote("binance", [("90", "1")], asks), book_quote("bybit", bids, [("110", "1")])):
+        h.cache.update(q)
+        h.detector.on_quote(q)
+    # After 2 units the margin over 5 bps is 2.994; the next segment (buy 102, sell 101) loses
+    # 101 × 0.999 − 102 × 1.001 − 0.0005 × 102 = −1.254 per unit, so it pays for 2.994 / 1.254 ≈ 2.3876 more.
+    [event] = h.events
+    levels = lambda pairs: [(Decimal(p), Decimal(s)) for p, s in pairs]  # noqa: E731
+    assert event.quantity == largest_paying_size(levels(asks), levels(bids), Decimal("1e-8"))
+    assert Decimal("4.38") < event.quantity < Decimal("4.39")
+    # The size sits right at the bar: the exact figure clears 5 bps (the published one is truncated).
+    assert event.net_profit / (event.quantity * event.buy_price) * 10_000 > 5
+
+
+def test_depth_aware_size_respects_the_notional_cap_across_levels() -> None:
+    h = Harness(min_net_profit_bps=Decimal(5), max_notional=Decimal(150))
+    for q in (
+        book_quote("binance", [("90", "1")], [("100", "1"), ("101", "1")]),
+        book_quote("bybit", [("110", "5")], [("120", "1")]),
+    ):
+        h.cache.update(q)
+        h.detector.on_quote(q)
+    # 1 @ 100 = 100, then 50 / 101 = 0.49504950… more before the buy notional reaches 150.
+    [event] = h.events
+    assert event.quantity == Decimal("1.49504950")
+    assert event.quantity * event.buy_price <= 150
+
+
+depth_levels = st.lists(
+    st.tuples(st.decimals(min_value=Decimal(1), max_value=Decimal(3), places=1), sizes),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ask_steps=depth_levels, bid_steps=depth_levels, base=st.decimals(min_value=100, max_value=1000, places=2)
+)
+def test_depth_aware_size_is_the_largest_that_still_pays(
+    ask_steps: list[tuple[Decimal, Decimal]], bid_steps: list[tuple[Decimal, Decimal]], base: Decimal
+) -> None:
+    # Asks rise from `base`, bids fall from just above it: some sizes pay, larger ones may not.
+    asks, price = [], base
+    for gap, size in ask_steps:
+        asks.append((price, size))
+        price += gap
+    bids, price = [], base * Decimal("1.01")
+    for gap, size in bid_steps:
+        bids.append((price, size))
+        price -= gap
+    h = depth_harness()
+    for q in (
+        Quote(
+            "binance",
+            "BTC-USDT",
+            base / 2,
+            Decimal(1),
+            asks[0][0],
+            asks[0][1],
+            None,
+            0,
+            1,
+            ((base / 2, Decimal(1)),),
+            tuple(asks),
+        ),
+        Quote(
+            "bybit",
+            "BTC-USDT",
+            bids[0][0],
+            bids[0][1],
+            price * 3,
+            Decimal(1),
+            None,
+            0,
+            1,
+            tuple(bids),
+            ((price * 3, Decimal(1)),),
+        ),
+    ):
+        h.cache.update(q)
+        h.detector.on_quote(q)
+    expected = largest_paying_size(asks, bids, Decimal("1e-8"))
+    if expected == 0:
+        assert h.events == []
+    else:
+        [event] = h.events
+        # The published VWAPs are rounded against us (buy up, sell down), which can cost the last step.
+        assert expected - Decimal("1e-8") <= event.quantity <= expected
