@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from contract import assert_valid
 from kafka_support import Record, TopicReader, wait_until
 from prometheus_client import REGISTRY
 
@@ -89,7 +90,9 @@ ws_url = "{sim.ws_url("bybit")}"
 
 
 def event(record: Record) -> dict[str, object]:
+    """Decode an opportunity read back from Kafka, checking it against the published schema."""
     value: dict[str, object] = orjson.loads(record.value)
+    assert_valid("opportunity", value)
     return value
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
+from contract import assert_valid
 from kafka_support import Record, TopicReader, wait_until
 
 from connectors.sim import ExchangeSimulator
@@ -115,9 +116,12 @@ def produce_with_librdkafka(
 
 
 def by_request(records: list[Record]) -> dict[str, list[bytes]]:
+    """Group results by request_id, checking each against the published schema."""
     grouped: dict[str, list[bytes]] = defaultdict(list)
     for record in records:
-        grouped[orjson.loads(record.value)["request_id"]].append(record.value)
+        result = orjson.loads(record.value)
+        assert_valid("execution-result", result)
+        grouped[result["request_id"]].append(record.value)
     return grouped
 
 
@@ -147,6 +151,8 @@ async def test_requests_from_another_client_each_execute_once_and_every_delivery
 
     dlq = await env.dlq.read(2, timeout_s=10)
     entries = {entry["key"]: entry for entry in (orjson.loads(r.value) for r in dlq)}
+    for entry in entries.values():
+        assert_valid("dlq-entry", entry)
     junk = entries[base64.b64encode(b"junk").decode()]
     assert base64.b64decode(junk["value_base64"]) == b"{not json"
     assert junk["source_topic"] == f"{env.prefix}orders" and isinstance(junk["offset"], int)
@@ -223,6 +229,7 @@ async def test_sigkill_between_execution_and_commit_never_executes_twice(env: En
     answers = {r.value for r in env.results.records if r.key == b"k2"}
     assert answers == {settled.value}  # every delivery of k2 got the same, recovered result
     result = orjson.loads(settled.value)
+    assert_valid("execution-result", result)
     assert result["status"] == "failed" and "nothing was sent again" in result["message"]
 
 
