@@ -1,8 +1,11 @@
 """`smartroute run`: feeds → cache → detector and router → Kafka, in one process under one TaskGroup.
 
-Roles: `feeds` (exchange connections into the cache) always run; `detect`
-publishes opportunities; `route` serves order requests. `smartroute run`
-has all three, `smartroute route` feeds and route.
+Roles: `feeds` (exchange connections into the cache), `detect` (publish
+opportunities), `route` (serve order requests), and for scale-out
+`publish_quotes` (feeds also write every quote to `smartroute.quotes`) and
+`consume_quotes` (the cache is filled from that topic instead of exchanges).
+`smartroute run` = feeds + detect + route; `feeds` = feeds + publish_quotes;
+`detect` = consume_quotes + detect; `route` = feeds + route.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from daemon.config import Config
 from daemon.health import BrokerWatch, KafkaMetadataProbe, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
 from daemon.kafka import Publisher, init_publisher_metrics
+from daemon.quotes import QuoteFollower
 from daemon.router_service import RouterService
 from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
@@ -37,7 +41,7 @@ _PURGE_INTERVAL_S = 5.0
 # the wait for it before READY=1, so one hung venue never holds up the start.
 _STARTUP_WAIT_S = 15.0
 _STARTUP_POLL_S = 0.02
-ALL_ROLES = frozenset({"detect", "route"})
+ALL_ROLES = frozenset({"feeds", "detect", "route"})
 
 
 class Daemon:
@@ -59,13 +63,20 @@ class Daemon:
                 max_notional=cfg.detector.max_notional,
                 update_min_change_bps=cfg.detector.update_min_change_bps,
             )
+        self.quotes_topic = cfg.topic("quotes") if "publish_quotes" in roles else None
+        self.quote_follower = (
+            QuoteFollower(cfg, self._on_quote_from_kafka, self.publisher)
+            if "consume_quotes" in roles
+            else None
+        )
+        runner_venues = venues if "feeds" in roles else {}
         self.runners = {
             venue: StreamRunner(
                 build_adapter(venue, vc.symbols, ws_url=vc.ws_url),
                 self._on_quote,
                 silence_timeout_s=vc.silence_timeout_ms / 1000,
             )
-            for venue, vc in venues.items()
+            for venue, vc in runner_venues.items()
         }
         self.router: RouterParts | None = None
         self.router_service: RouterService | None = None
@@ -82,6 +93,13 @@ class Daemon:
 
     def _on_quote(self, quote: Quote) -> None:
         self.cache.update(quote)
+        if self.detector is not None:
+            self.detector.on_quote(quote)
+        if self.quotes_topic is not None:
+            self.publisher.publish(self.quotes_topic, quote.symbol.encode(), orjson.dumps(quote.as_message()))
+
+    def _on_quote_from_kafka(self, quote: Quote, age_ns: int) -> None:
+        self.cache.update(quote, age_ns=age_ns)
         if self.detector is not None:
             self.detector.on_quote(quote)
 
@@ -106,6 +124,8 @@ class Daemon:
                 workers.append(tg.create_task(self.notifier.watchdog_loop(), name="systemd-watchdog"))
                 workers.append(tg.create_task(self.broker_watch.run(), name="kafka-probe"))
                 tg.create_task(self.publisher.run(), name="kafka-publisher")
+                if self.quote_follower is not None:
+                    workers.append(tg.create_task(self.quote_follower.run(stop), name="quotes"))
                 routing = None
                 if self.router_service is not None:
                     routing = tg.create_task(self.router_service.run(stop), name="router")
@@ -136,7 +156,7 @@ class Daemon:
         for venue in self.runners:
             init_venue_metrics(venue)
         init_detector_metrics()
-        init_publisher_metrics([self.opportunity_topic])
+        init_publisher_metrics([self.opportunity_topic, *([self.quotes_topic] if self.quotes_topic else [])])
         init_router_metrics(self.runners)
         return register_cache_metrics(self.cache)
 

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     route = sub.add_parser("route", help="run the order router alone (with the feeds it prices from)")
     _add_config_flag(route)
     route.add_argument("--live", action="store_true", help="required together with mode = 'live'")
+    for role, what in (
+        ("feeds", "scale-out: stream the exchanges and publish every quote to smartroute.quotes"),
+        ("detect", "scale-out: detect arbitrage on quotes read from smartroute.quotes"),
+    ):
+        role_parser = sub.add_parser(role, help=what)
+        _add_config_flag(role_parser)
+        role_parser.set_defaults(live=False)
 
     order = sub.add_parser("order", help="send one order request and print its result")
     _add_config_flag(order)
@@ -85,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--symbols", default="BTC-USDT,ETH-USDT,SOL-USDT", help="comma-separated symbols")
     sim.add_argument("--port-base", type=int, default=0, help="first venue's port, next venues +1 (0: free)")
     sim.add_argument("--seed", type=int, default=None)
+
+    record = sub.add_parser("record", help="record the enabled venues' raw frames to a compressed file")
+    _add_config_flag(record)
+    record.add_argument("--out", type=Path, required=True, help="recording to create (never overwritten)")
+    record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    record.add_argument("--venues", default=None, help="comma-separated venue ids (default: every enabled)")
+
+    replay = sub.add_parser("replay", help="replay a recording through cache and detector, deterministically")
+    replay.add_argument("recording", type=Path, help="a file written by `smartroute record`")
+    replay.add_argument("--out", type=Path, default=None, help="events file, JSON lines (default: stdout)")
+    replay.add_argument(
+        "--config", type=Path, default=None, help="detector, cache and fee settings (default: built-in)"
+    )
     return parser
 
 
@@ -132,7 +152,17 @@ def cmd_run(args: argparse.Namespace, roles: frozenset[str] | None = None) -> in
 
 def cmd_route(args: argparse.Namespace) -> int:
     """Run the router role (and the feeds it prices from) until SIGINT/SIGTERM."""
-    return cmd_run(args, roles=frozenset({"route"}))
+    return cmd_run(args, roles=frozenset({"feeds", "route"}))
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    """Stream the exchanges and publish every quote until SIGINT/SIGTERM."""
+    return cmd_run(args, roles=frozenset({"feeds", "publish_quotes"}))
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Detect opportunities on the quotes topic until SIGINT/SIGTERM."""
+    return cmd_run(args, roles=frozenset({"consume_quotes", "detect"}))
 
 
 def cmd_order(args: argparse.Namespace) -> int:
@@ -225,15 +255,46 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record raw frames until SIGINT/SIGTERM or --duration, then print what was written."""
+    from daemon.record import record
+
+    cfg = _load(args.config)
+    configure_logging(cfg.daemon.log_level)
+    venues = [v.strip() for v in args.venues.split(",") if v.strip()] if args.venues else None
+
+    async def main(stop: asyncio.Event) -> None:
+        summary = await record(cfg, args.out, stop, duration_s=args.duration, venues=venues)
+        sys.stdout.write(orjson.dumps(summary, default=str).decode() + "\n")
+
+    _run_until_signalled(main)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a recording, write its events, print the counts (to stderr when events go to stdout)."""
+    from daemon.record import replay_file
+
+    cfg = load_config(args.config) if args.config is not None else Config()
+    stats = replay_file(cfg, args.recording, args.out)
+    counts = orjson.dumps(stats).decode() + "\n"
+    (sys.stdout if args.out is not None else sys.stderr).write(counts)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "route": cmd_route,
+    "feeds": cmd_feeds,
+    "detect": cmd_detect,
     "order": cmd_order,
     "halt": cmd_control,
     "resume": cmd_control,
     "check-config": cmd_check_config,
     "demo": cmd_demo,
     "sim": cmd_sim,
+    "record": cmd_record,
+    "replay": cmd_replay,
 }
 
 

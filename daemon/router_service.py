@@ -111,7 +111,7 @@ class RouterService:
             session_timeout_ms=self.cfg.router.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.cfg.router.session_timeout_ms // 10),
         )
-        if not await _start_unless_stopped(consumer, stop):
+        if not await start_unless_stopped(consumer, stop):
             return
         try:
             while not stop.is_set():
@@ -166,7 +166,7 @@ class RouterService:
             auto_offset_reset="earliest",
             metadata_max_age_ms=1000,  # notice the topic soon after its first message creates it
         )
-        if not await _start_unless_stopped(consumer, stop):
+        if not await start_unless_stopped(consumer, stop):
             return
         try:
             while not stop.is_set():
@@ -204,7 +204,7 @@ class RouterService:
         )
 
 
-async def _start_unless_stopped(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+async def start_unless_stopped(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
     """Start `consumer` (a group join can take seconds); give up at once if `stop` is set meanwhile."""
     starting = asyncio.ensure_future(consumer.start())
     stopping = asyncio.ensure_future(stop.wait())

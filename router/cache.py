@@ -81,9 +81,13 @@ class PriceCache:
         self._misses = 0
         self._expirations = 0
 
-    def update(self, quote: Quote) -> CachedQuote:
-        """Store `quote` as the venue's latest for its symbol, stamped now."""
-        entry = CachedQuote(quote, self.clock_ns())
+    def update(self, quote: Quote, *, age_ns: int = 0) -> CachedQuote:
+        """Store `quote` as the venue's latest for its symbol, stamped now minus `age_ns`.
+
+        `age_ns` is how old the quote already is on arrival — e.g. its time in
+        transit through Kafka in scale-out mode — so freshness rules see its true age.
+        """
+        entry = CachedQuote(quote, self.clock_ns() - max(0, age_ns))
         venues = self._by_symbol.get(quote.symbol)
         if venues is None:
             venues = self._by_symbol[quote.symbol] = {}

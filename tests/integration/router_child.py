@@ -44,7 +44,7 @@ class CrashingExecutor:
 
 
 async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
-    daemon = Daemon(load_config(config, environ={}), roles=frozenset({"route"}))
+    daemon = Daemon(load_config(config, environ={}), roles=frozenset({"feeds", "route"}))
     assert daemon.router is not None
     daemon.router.router.executor = CrashingExecutor(daemon.router.router.executor, sent_log, crash_after)
     stop = asyncio.Event()

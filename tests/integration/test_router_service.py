@@ -86,7 +86,7 @@ async def env(embedded_broker: str, tmp_path: Path, sim: ExchangeSimulator) -> A
 
 @pytest.fixture
 async def daemon(env: Env) -> AsyncIterator[Daemon]:
-    running = Daemon(env.cfg, roles=frozenset({"route"}))
+    running = Daemon(env.cfg, roles=frozenset({"feeds", "route"}))
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop), name="router-under-test")
     assert running.router_service is not None

@@ -1,0 +1,82 @@
+"""Scale-out mode: feeds publish every quote to `smartroute.quotes`; detectors consume them.
+
+Quotes are keyed by symbol, so detectors in one consumer group split the
+symbols between them and each sees every venue of its symbols. A quote's
+age is carried across the hop (its `received_ns` against the wall clock), so
+the freshness rules see its true age, transit included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from connectors.types import Quote
+from daemon.config import Config
+from daemon.kafka import Publisher, client_options
+from daemon.router_service import dlq_entry, start_unless_stopped
+
+log = structlog.get_logger(__name__)
+
+DETECTOR_GROUP = "smartroute-detector"
+_POLL_MS = 100
+
+
+class QuoteFollower:
+    """Feed every quote of the quotes topic (this member's share of it) to `on_quote`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        on_quote: Callable[[Quote, int], None],
+        publisher: Publisher,
+        *,
+        wall_clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.cfg = cfg
+        self.topic = cfg.topic("quotes")
+        self.on_quote = on_quote
+        self.publisher = publisher
+        self.wall_clock_ns = wall_clock_ns
+        self.invalid = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop`; malformed quotes go to the DLQ and are counted, never applied."""
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            **client_options(self.cfg.kafka),
+            group_id=DETECTOR_GROUP,
+            enable_auto_commit=True,  # quotes are state, not requests: a re-read after a crash is harmless
+            auto_offset_reset="latest",  # an old quote is stale anyway
+            session_timeout_ms=self.cfg.router.session_timeout_ms,
+            heartbeat_interval_ms=max(100, self.cfg.router.session_timeout_ms // 10),
+        )
+        if not await start_unless_stopped(consumer, stop):
+            return
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=_POLL_MS)
+                for records in batches.values():
+                    for record in records:
+                        self._apply(record)
+        finally:
+            await consumer.stop()
+
+    def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            quote = Quote.from_message(orjson.loads(record.value or b""))
+        except (ValueError, TypeError) as exc:
+            self.invalid += 1
+            log.warning(
+                "quote_message_invalid", error=str(exc), offset=record.offset, partition=record.partition
+            )
+            self.publisher.publish(
+                self.cfg.topic("dlq"), record.key, dlq_entry(record, str(exc), "invalid_quote")
+            )
+            return
+        self.on_quote(quote, max(0, self.wall_clock_ns() - quote.received_ns))
