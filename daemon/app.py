@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from connectors.metrics import init_venue_metrics
 from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
-from connectors.types import Quote
+from connectors.types import Quote, decimal_text
 from daemon.config import Config
 from daemon.health import BrokerWatch, KafkaMetadataProbe, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
@@ -222,28 +222,31 @@ class Daemon:
         return verdict.as_response()
 
     def status(self) -> dict[str, Any]:
-        """Return the JSON status view: readiness, venues, connection state, quote ages, cache statistics."""
-        ready, readiness = self.readiness()
-        health = self._venue_health()
+        """Return the JSON status view: venues, connection state, quotes and ages, cache, halted flag."""
         now = self.cache.clock_ns()
         ages: dict[str, dict[str, float]] = {}
+        quotes: dict[str, dict[str, dict[str, Any]]] = {}
         for entry in self.cache.entries():
             q = entry.quote
-            ages.setdefault(q.venue, {})[q.symbol] = round(entry.age_ns(now) / 1e6, 3)
+            age_ms = round(entry.age_ns(now) / 1e6, 3)
+            ages.setdefault(q.venue, {})[q.symbol] = age_ms
+            quotes.setdefault(q.symbol, {})[q.venue] = {
+                "bid": decimal_text(q.bid),
+                "bid_qty": decimal_text(q.bid_qty),
+                "ask": decimal_text(q.ask),
+                "ask_qty": decimal_text(q.ask_qty),
+                "age_ms": age_ms,
+                "seq": q.seq,
+            }
         stats = self.cache.stats()
         return {
             "mode": self.cfg.daemon.mode,
-            "ready": ready,
-            "readiness": readiness,
+            "max_quote_age_ms": self.cfg.cache.max_quote_age_ms,
             "venues": {
-                venue: {
-                    "state": r.state,
-                    "freshness": health[venue].state,
-                    "connects": r.connects,
-                    "quote_age_ms": ages.get(venue, {}),
-                }
+                venue: {"state": r.state, "connects": r.connects, "quote_age_ms": ages.get(venue, {})}
                 for venue, r in self.runners.items()
             },
+            "quotes": quotes,
             "cache": {
                 "hits": stats.hits,
                 "misses": stats.misses,
