@@ -222,7 +222,9 @@ class Daemon:
         return verdict.as_response()
 
     def status(self) -> dict[str, Any]:
-        """Return the JSON status view: venues, connection state, quotes and ages, cache, halted flag."""
+        """Return the JSON status view: readiness, venues and their state, quotes and ages, cache, halted."""
+        ready, readiness = self.readiness()
+        health = self._venue_health()
         now = self.cache.clock_ns()
         ages: dict[str, dict[str, float]] = {}
         quotes: dict[str, dict[str, dict[str, Any]]] = {}
@@ -242,8 +244,15 @@ class Daemon:
         return {
             "mode": self.cfg.daemon.mode,
             "max_quote_age_ms": self.cfg.cache.max_quote_age_ms,
+            "ready": ready,
+            "readiness": readiness,
             "venues": {
-                venue: {"state": r.state, "connects": r.connects, "quote_age_ms": ages.get(venue, {})}
+                venue: {
+                    "state": r.state,
+                    "freshness": health[venue].state,
+                    "connects": r.connects,
+                    "quote_age_ms": ages.get(venue, {}),
+                }
                 for venue, r in self.runners.items()
             },
             "quotes": quotes,

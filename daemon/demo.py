@@ -215,7 +215,7 @@ class _Watcher:
                     break
                 if not self.market_order_sent and time.monotonic() - started >= MARKET_ORDER_AFTER_S:
                     self.market_order_sent = True
-                    await self._order("demo-order-1", kind="order", side="buy", quantity="0.05")
+                    await self._order("demo-order-1", kind="order", side="buy", quantity="0.0005")
                 batches = await self.consumer.getmany(timeout_ms=250)
                 for records in batches.values():
                     for record in records:
