@@ -270,3 +270,51 @@ async def test_a_preferences_message_on_the_compacted_topic_changes_the_next_rou
         produce_with_librdkafka, env.bootstrap, env.cfg.topic("preferences"), [(b"desk-1", None)]
     )
     await wait_until(lambda: store.get("desk-1").excluded_venues == frozenset(), timeout_s=5)
+
+
+async def test_sigterm_under_load_loses_no_result_commits_and_exits_in_time(env: Env, tmp_path: Path) -> None:
+    sent_log = tmp_path / "sent.log"
+    first = await run_child(env, sent_log, crash_after=None)
+    ids = [f"load-{i}" for i in range(300)]
+    producing = asyncio.create_task(
+        asyncio.to_thread(
+            produce_with_librdkafka,
+            env.bootstrap,
+            f"{env.prefix}orders",
+            [(rid.encode(), orjson.dumps(order(rid))) for rid in ids],
+        )
+    )
+    try:
+        await env.results.wait_for(lambda r: r.key is not None and r.key.startswith(b"load-"), timeout_s=30)
+        first.send_signal(signal.SIGTERM)  # mid-stream: some requests answered, others not yet read
+        async with asyncio.timeout(12):  # shutdown_timeout_ms (10 s) bounds it, well below TimeoutStopSec
+            assert await first.wait() == 0
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+        await producing
+    answered_before = {r.key for r in env.results.records}
+
+    assert len(answered_before) < len(ids), "the first router finished before the signal: no load to test"
+    second = await run_child(env, sent_log, crash_after=None)
+    try:
+        async with asyncio.timeout(60):
+            while not {rid.encode() for rid in ids} <= {r.key for r in env.results.records}:
+                await env.results.poll()
+        # One more request, answered, proves the second router is up before it is stopped in turn.
+        await send(env.cfg, env.cfg.topic("orders"), b"after", order("after"))
+        await env.results.wait_for(lambda r: r.key == b"after", timeout_s=20)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await second.wait() == 0
+    sends = [line.split()[0] for line in sent_log.read_text().splitlines()]
+    assert len(sends) == len(set(sends))  # no order ever sent twice
+    answers = by_request(env.results.records)
+    assert all(len(set(answers[rid])) == 1 for rid in ids)  # re-answers, if any, are identical
+    # Sent exactly when the result shows it executed (the rest were refused, e.g. by the rate limit).
+    executed = {rid for rid in ids if orjson.loads(answers[rid][0])["status"] != "rejected"}
+    assert set(sends) - {"after"} == executed and executed
+    # What the first process answered, it committed: the second did not answer it again.
+    assert all(len(answers[rid.decode()]) == 1 for rid in answered_before if rid is not None)
