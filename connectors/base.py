@@ -4,6 +4,17 @@ An adapter says where to connect, what to send and how to parse; everything
 else about a connection (reconnects, keepalive timing, watchdog, metrics, logs)
 lives once in `connectors.stream.StreamRunner`. The helpers at the bottom turn
 venue JSON into checked values and raise only `ParseError`.
+
+Depth feeds (`depth` set) keep a local book per symbol and raise
+`connectors.book.BookInvalid` when its integrity rule fails. The runner then
+resyncs the symbol, in the first way the venue offers:
+
+- a `SnapshotParser` asks for REST snapshots (`snapshot_requests`); the runner
+  fetches each with `VenueAdapter.fetch_snapshot` and feeds it to
+  `load_snapshot`, while frames keep being read (the parser buffers meanwhile);
+- `VenueAdapter.resync_messages(symbol)` returns frames that resubscribe the
+  symbol on the open connection (the venue answers with a new snapshot);
+- otherwise the runner reopens the whole connection.
 """
 
 from __future__ import annotations
@@ -11,13 +22,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import orjson
 
 from connectors.errors import ParseError
 from connectors.symbols import validate_symbol
-from connectors.types import Quote
+from connectors.types import Level, Quote
 
 _SAMPLE_CHARS = 200
 _T = TypeVar("_T")
@@ -35,11 +46,32 @@ class Parser(Protocol):
         ...
 
 
+@runtime_checkable
+class SnapshotParser(Parser, Protocol):
+    """A depth parser whose books start (and restart) from a REST snapshot the runner fetches."""
+
+    def snapshot_requests(self) -> list[str]:
+        """Return, once each, the canonical symbols whose book now waits for a REST snapshot."""
+        ...
+
+    def load_snapshot(self, symbol: str, payload: bytes, received_ns: int) -> list[Quote]:
+        """Align the REST snapshot `payload` with the buffered updates of `symbol`; return its quote.
+
+        Raise ParseError for a body that is not a snapshot (the symbol asks again),
+        `BookInvalid` when the buffered updates do not continue it.
+        """
+        ...
+
+
 class VenueAdapter(ABC):
     """Describe one venue's public market-data WebSocket: URL, subscriptions, keepalive, parser."""
 
     venue: ClassVar[str]
     default_ws_url: ClassVar[str]
+    # REST base URL for snapshots; None when the adapter fetches none.
+    default_rest_url: ClassVar[str | None] = None
+    # Deepest local book the adapter can keep; None when it offers only top of book.
+    max_depth: ClassVar[int | None] = None
     # App-level ping period; None when the venue needs none (server pings, websockets answers).
     keepalive_interval_s: ClassVar[float | None] = None
     # Reconnect on our own before the venue's forced cut; None when it has none.
@@ -47,8 +79,19 @@ class VenueAdapter(ABC):
     # Pause between subscribe messages, to stay inside the venue's incoming-message rate limit.
     subscribe_interval_s: ClassVar[float] = 0.0
 
-    def __init__(self, symbols: Sequence[str], *, ws_url: str | None = None) -> None:
-        """Check the canonical symbols and the endpoint; raise ValueError on bad input."""
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        *,
+        ws_url: str | None = None,
+        rest_url: str | None = None,
+        depth: int | None = None,
+    ) -> None:
+        """Check the canonical symbols, endpoints and depth; raise ValueError on bad input.
+
+        `depth` None streams top of book; an int keeps a local book and serves
+        that many levels a side (at most `max_depth`).
+        """
         if isinstance(symbols, str):
             raise ValueError(
                 f"{self.venue}: symbols must be a sequence of symbols, not the string {symbols!r}"
@@ -61,11 +104,28 @@ class VenueAdapter(ABC):
         url = self.default_ws_url if ws_url is None else ws_url
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"{self.venue}: ws_url must start with ws:// or wss://, got {url!r}")
+        rest = self.default_rest_url if rest_url is None else rest_url
+        if rest is not None and not rest.startswith(("http://", "https://")):
+            raise ValueError(f"{self.venue}: rest_url must start with http:// or https://, got {rest!r}")
         self.symbols: tuple[str, ...] = checked
         self.ws_url: str = url.rstrip("/")
+        self.rest_url: str | None = None if rest is None else rest.rstrip("/")
+        self.depth: int | None = self._checked_depth(depth)
+
+    def _checked_depth(self, depth: int | None) -> int | None:
+        if depth is None:
+            return None
+        if self.max_depth is None:
+            raise ValueError(f"{self.venue}: this adapter streams top of book only; depth must be unset")
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= self.max_depth:
+            raise ValueError(f"{self.venue}: depth must be an integer in 1..{self.max_depth}, got {depth!r}")
+        return depth
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(symbols={list(self.symbols)!r}, ws_url={self.ws_url!r})"
+        return (
+            f"{type(self).__name__}(symbols={list(self.symbols)!r}, ws_url={self.ws_url!r}, "
+            f"rest_url={self.rest_url!r}, depth={self.depth!r})"
+        )
 
     @abstractmethod
     def connect_url(self) -> str:
@@ -82,6 +142,23 @@ class VenueAdapter(ABC):
     @abstractmethod
     def new_parser(self) -> Parser:
         """Return a fresh parser for one new connection."""
+
+    def resync_messages(self, symbol: str) -> list[str] | None:
+        """Return the frames that resync `symbol`'s book on the open connection; None if the venue has none.
+
+        Called after the parser raised BookInvalid for `symbol`. With None and a
+        parser that is no `SnapshotParser`, the runner reopens the connection.
+        """
+        return None
+
+    async def fetch_snapshot(self, symbol: str) -> bytes:
+        """Return the body of a REST book snapshot of `symbol`; raise VenueError when it cannot be had."""
+        raise NotImplementedError(f"{self.venue}: this adapter fetches no REST snapshot")
+
+    async def close(self) -> None:
+        """Release what the adapter holds open (a REST session); idempotent, and it may be used again."""
+        # Top-of-book adapters hold nothing between connections.
+        return
 
 
 def frame_sample(frame: str | bytes) -> str:
@@ -128,3 +205,15 @@ def price_of(value: object, name: str) -> Decimal:
     if price == 0:
         raise ParseError(f"{name} must be positive, got {value!r}")
     return price
+
+
+def levels_of(value: object, name: str) -> list[Level]:
+    """Return the `[price, size]` decimal-string pairs of a venue's level list (size 0 = delete)."""
+    if not isinstance(value, list):
+        raise ParseError(f"{name} must be a list of [price, size] levels, got {value!r}")
+    levels: list[Level] = []
+    for level in value:
+        if not isinstance(level, list) or len(level) != 2:
+            raise ParseError(f"{name} level must be [price, size], got {level!r}")
+        levels.append((price_of(level[0], f"{name} price"), decimal_of(level[1], f"{name} size")))
+    return levels

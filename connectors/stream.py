@@ -4,8 +4,15 @@ A `StreamRunner` keeps one venue connection alive for as long as it runs:
 connect, subscribe, read frames into the adapter's parser and hand quotes to
 `on_quote`; reopen on errors, closes, silence and the venue's forced cuts, with
 capped, fully jittered exponential backoff between attempts that delivered
-nothing. Per connection it owns two named tasks in a TaskGroup: a watchdog
-(silence and maximum age) and, when the venue needs one, an app-level keepalive.
+nothing. Per connection it owns named tasks in a TaskGroup: a watchdog
+(silence and maximum age), when the venue needs one an app-level keepalive,
+and for REST-synced depth books a few workers fetching the snapshots asked for.
+
+A depth parser raises `BookInvalid` when a symbol's book fails its integrity
+rule. The runner counts it, tells `on_book_invalid` (which drops the symbol
+from the cache at once) and resyncs that symbol without disturbing the others:
+by REST snapshot, by the adapter's resync messages, or else by reopening the
+connection (see `connectors.base`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import structlog
@@ -23,8 +30,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, WebSocketException
 
 from connectors import metrics
-from connectors.base import Parser, VenueAdapter, frame_sample
-from connectors.errors import ParseError, ReconnectRequested, VenueConnectionError
+from connectors.base import Parser, SnapshotParser, VenueAdapter, frame_sample
+from connectors.book import BookInvalid
+from connectors.errors import ParseError, ReconnectRequested, VenueConnectionError, VenueError
 from connectors.metrics import ReconnectReason
 from connectors.types import Quote
 
@@ -35,8 +43,16 @@ _OPEN_TIMEOUT_S: Final = 10.0
 # Bounds how long a silent (possibly dead) peer can hold up a reconnect.
 _CLOSE_TIMEOUT_S: Final = 2.0
 _PARSE_ERROR_LOG_EVERY: Final = 1000
+# REST snapshots fetched at once per connection: enough to sync many symbols, gentle on request weight.
+_SNAPSHOT_WORKERS: Final = 4
 # Reconnecting at once is safe only when the venue itself asked, or we left on schedule.
 _NO_BACKOFF: Final[frozenset[ReconnectReason]] = frozenset({"server_shutdown", "max_age"})
+
+_REASON_COUNTERS: Final = {
+    "gap": metrics.BOOK_GAPS,
+    "checksum": metrics.BOOK_CHECKSUM_FAILURES,
+    "crossed": metrics.BOOK_CROSSED,
+}
 
 _log = structlog.get_logger(__name__)
 
@@ -49,13 +65,29 @@ def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.R
 
 @dataclass(slots=True)
 class _Connection:
-    """What one open connection delivered and why it ended."""
+    """What one open connection delivered and why it ended, and the resync work it has under way."""
 
     opened_at: float
+    ws: ClientConnection
+    parser: Parser
+    # The same parser when it syncs books from REST snapshots (checked once: the hot path asks per frame).
+    snapshots: SnapshotParser | None
+    group: asyncio.TaskGroup | None = None
     frames: int = 0
     quotes: int = 0
     end_reason: ReconnectReason | None = None
     end_detail: str = ""
+    # Frames to send once the current frame is handled (resubscriptions).
+    outbox: list[str] = field(default_factory=list)
+    # Resyncs per symbol since a frame last gave it a quote: a book that fails again and
+    # again (a venue serving a crossed book) is resynced with backoff, not in a loop.
+    resyncs: dict[str, int] = field(default_factory=dict)
+    delayed: set[asyncio.Task[None]] = field(default_factory=set)
+    # Symbols waiting for a REST snapshot, each queued at most once at a time.
+    snapshot_queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    fetching: set[str] = field(default_factory=set)
+    # REST snapshots fetched per symbol since its book was last in sync: spaces out refetches.
+    snapshot_fetches: dict[str, int] = field(default_factory=dict)
 
     def end(self, reason: ReconnectReason, detail: str = "") -> None:
         """Record why the connection ended; the first cause found wins."""
@@ -77,11 +109,15 @@ class StreamRunner:
         rng: random.Random | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         on_frame: Callable[[str | bytes, int], None] | None = None,
+        on_book_invalid: Callable[[str, str, str], None] | None = None,
     ) -> None:
         """Prepare to stream `adapter`'s symbols; raise ValueError on non-positive durations.
 
         `on_frame(frame, received_ns)`, when given, sees every raw frame before it
         is parsed (what `smartroute record` writes to disk).
+        `on_book_invalid(venue, symbol, reason)` is called as soon as a symbol's
+        book is discarded, before its resync starts: nothing built on that book
+        may be served any more.
         """
         for name, value in (
             ("silence_timeout_s", silence_timeout_s),
@@ -98,6 +134,7 @@ class StreamRunner:
         self._rng = rng if rng is not None else random.Random()
         self._wall_clock_ns = wall_clock_ns
         self._on_frame = on_frame
+        self._on_book_invalid = on_book_invalid
         self._state: ConnectionState = "idle"
         self._connects = 0
         self._last_frame_monotonic: float | None = None
@@ -128,8 +165,8 @@ class StreamRunner:
     async def run(self) -> None:
         """Stream until cancelled, retrying transient faults without limit.
 
-        Exceptions raised by `on_quote` are the caller's bugs: they end the run,
-        wrapped in an ExceptionGroup by the connection's task group.
+        Exceptions raised by `on_quote` or `on_book_invalid` are the caller's bugs:
+        they end the run, wrapped in an ExceptionGroup by the connection's task group.
         """
         with structlog.contextvars.bound_contextvars(venue=self._adapter.venue):
             attempt = 0
@@ -155,11 +192,10 @@ class StreamRunner:
             finally:
                 self._state = "stopped"
                 self._connected.set(0)
+                await self._adapter.close()
 
     async def _back_off(self, attempt: int, reason: ReconnectReason, detail: str) -> None:
-        delay_s = backoff_delay(
-            attempt, initial_s=self._backoff_initial_s, max_s=self._backoff_max_s, rng=self._rng
-        )
+        delay_s = self._backoff(attempt)
         self._state = "backoff"
         _log.info("ws_backoff", delay_s=round(delay_s, 3), attempt=attempt, reason=reason, detail=detail)
         await asyncio.sleep(delay_s)
@@ -175,7 +211,9 @@ class StreamRunner:
             )
         except (OSError, WebSocketException) as exc:
             raise VenueConnectionError(f"cannot connect to {url}: {exc!r}") from exc
-        connection = _Connection(opened_at=time.monotonic())
+        parser = self._adapter.new_parser()
+        snapshots = parser if isinstance(parser, SnapshotParser) else None
+        connection = _Connection(opened_at=time.monotonic(), ws=ws, parser=parser, snapshots=snapshots)
         self._connects += 1
         self._connected.set(1)
         _log.info("ws_connected", url=url, connects=self._connects)
@@ -204,6 +242,7 @@ class StreamRunner:
         keepalive = self._adapter.keepalive_message()
         interval_s = self._adapter.keepalive_interval_s
         async with asyncio.TaskGroup() as group:
+            connection.group = group
             helpers = [group.create_task(self._watch(ws, connection), name=f"{venue}-ws-watchdog")]
             if keepalive is not None and interval_s is not None:
                 helpers.append(
@@ -211,31 +250,45 @@ class StreamRunner:
                         self._keepalive(ws, keepalive, interval_s), name=f"{venue}-ws-keepalive"
                     )
                 )
+            if connection.snapshots is not None:
+                workers = min(_SNAPSHOT_WORKERS, len(self._adapter.symbols))
+                helpers.extend(
+                    group.create_task(
+                        self._fetch_snapshots(connection, connection.snapshots),
+                        name=f"{venue}-book-snapshots-{number}",
+                    )
+                    for number in range(workers)
+                )
             await self._read(ws, connection)
-            # The connection is over: nothing is left to watch or keep alive.
-            for helper in helpers:
+            # The connection is over: nothing is left to watch, keep alive or resync.
+            for helper in (*helpers, *connection.delayed):
                 helper.cancel()
 
     async def _subscribe(self, ws: ClientConnection) -> None:
         messages = self._adapter.subscribe_messages()
+        await self._send_paced(ws, messages)
+        _log.info("ws_subscribed", messages=len(messages), symbols=len(self._adapter.symbols))
+
+    async def _send_paced(self, ws: ClientConnection, messages: list[str]) -> None:
         for number, message in enumerate(messages):
             if number:
                 await asyncio.sleep(self._adapter.subscribe_interval_s)
             await ws.send(message)
-        _log.info("ws_subscribed", messages=len(messages), symbols=len(self._adapter.symbols))
 
     async def _read(self, ws: ClientConnection, connection: _Connection) -> None:
-        parser = self._adapter.new_parser()
         try:
             async for frame in ws:
-                if not self._handle(frame, parser, connection):
+                if not self._handle(frame, connection):
                     return
+                if connection.outbox:
+                    messages, connection.outbox = connection.outbox, []
+                    await self._send_paced(ws, messages)
         except ConnectionClosedError as exc:
             connection.end("error", repr(exc))
         connection.end("closed", f"close code {ws.close_code}")
 
-    def _handle(self, frame: str | bytes, parser: Parser, connection: _Connection) -> bool:
-        """Parse one frame and deliver its quotes; return False when the venue asks us to reconnect."""
+    def _handle(self, frame: str | bytes, connection: _Connection) -> bool:
+        """Parse one frame and deliver its quotes; return False when the connection must be reopened."""
         received_ns = self._wall_clock_ns()
         self._last_frame_monotonic = time.monotonic()
         connection.frames += 1
@@ -244,7 +297,9 @@ class StreamRunner:
         if self._on_frame is not None:
             self._on_frame(frame, received_ns)
         try:
-            quotes = parser.parse(frame, received_ns)
+            quotes = connection.parser.parse(frame, received_ns)
+        except BookInvalid as exc:
+            return self._book_invalid(exc, connection)
         except ParseError as exc:
             self._count_parse_error(exc, frame)
             return True
@@ -252,12 +307,112 @@ class StreamRunner:
             _log.warning("ws_server_shutdown", detail=str(exc))
             connection.end("server_shutdown", str(exc))
             return False
+        if quotes and connection.resyncs:
+            for quote in quotes:
+                connection.resyncs.pop(quote.symbol, None)
+        self._deliver(quotes, connection)
+        return True
+
+    def _deliver(self, quotes: list[Quote], connection: _Connection) -> None:
         for quote in quotes:
             self._on_quote(quote)
         if quotes:
             connection.quotes += len(quotes)
             self._quotes_total.inc(len(quotes))
+        self._queue_snapshots(connection)
+
+    def _book_invalid(self, exc: BookInvalid, connection: _Connection) -> bool:
+        """Count and withdraw a discarded book and start its resync; return False to reopen the connection."""
+        venue = self._adapter.venue
+        metrics.BOOK_RESYNCS.labels(venue, exc.reason).inc()
+        counter = _REASON_COUNTERS.get(exc.reason)
+        if counter is not None:
+            counter.labels(venue).inc()
+        if self._on_book_invalid is not None:
+            self._on_book_invalid(venue, exc.symbol, exc.reason)
+        messages = self._adapter.resync_messages(exc.symbol)
+        by_snapshot = connection.snapshots is not None
+        how = "snapshot" if by_snapshot else "reconnect" if messages is None else "messages"
+        _log.warning("book_invalid", symbol=exc.symbol, reason=exc.reason, detail=exc.detail, resync=how)
+        if messages is None and not by_snapshot:
+            connection.end("book_invalid", str(exc))
+            return False
+        resyncs = connection.resyncs[exc.symbol] = connection.resyncs.get(exc.symbol, 0) + 1
+        if messages and (resyncs == 1 or connection.group is None):
+            connection.outbox.extend(messages)
+        elif messages and connection.group is not None:
+            task = connection.group.create_task(
+                self._send_later(connection, messages, self._backoff(resyncs - 2)),
+                name=f"{venue}-book-resync-{exc.symbol}",
+            )
+            connection.delayed.add(task)
+            task.add_done_callback(connection.delayed.discard)
+        self._queue_snapshots(connection)
         return True
+
+    async def _send_later(self, connection: _Connection, messages: list[str], delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        try:
+            await self._send_paced(connection.ws, messages)
+        except ConnectionClosed:
+            return  # the connection is ending; the next one subscribes afresh
+
+    def _queue_snapshots(self, connection: _Connection) -> None:
+        if connection.snapshots is None:
+            return
+        for symbol in connection.snapshots.snapshot_requests():
+            if symbol not in connection.fetching:
+                connection.fetching.add(symbol)
+                connection.snapshot_queue.put_nowait(symbol)
+
+    async def _fetch_snapshots(self, connection: _Connection, parser: SnapshotParser) -> None:
+        """Fetch each queued symbol's REST snapshot and align it with the parser's buffered updates."""
+        while True:
+            symbol = await connection.snapshot_queue.get()
+            fetches = connection.snapshot_fetches.get(symbol, 0)
+            # A refetch (the last snapshot was too old or did not align), or a book failing again
+            # and again: do not hammer the venue.
+            retries = fetches + max(0, connection.resyncs.get(symbol, 0) - 1)
+            if retries:
+                await asyncio.sleep(self._backoff(retries - 1))
+            payload = await self._fetch_snapshot(symbol)
+            connection.snapshot_fetches[symbol] = fetches + 1
+            connection.fetching.discard(symbol)
+            received_ns = self._wall_clock_ns()
+            try:
+                quotes = parser.load_snapshot(symbol, payload, received_ns)
+            except BookInvalid as exc:
+                if not self._book_invalid(exc, connection):
+                    await connection.ws.close()
+                continue
+            except ParseError as exc:
+                self._count_parse_error(exc, payload)
+                self._queue_snapshots(connection)
+                continue
+            if quotes:
+                del connection.snapshot_fetches[symbol]
+                _log.info("book_synced", symbol=symbol, seq=quotes[-1].seq)
+            self._deliver(quotes, connection)
+
+    async def _fetch_snapshot(self, symbol: str) -> bytes:
+        """Return `symbol`'s REST snapshot, retrying venue errors with backoff until one arrives."""
+        attempt = 0
+        while True:
+            try:
+                return await self._adapter.fetch_snapshot(symbol)
+            except VenueError as exc:
+                metrics.BOOK_SNAPSHOT_FAILURES.labels(self._adapter.venue).inc()
+                delay_s = self._backoff(attempt)
+                _log.warning(
+                    "book_snapshot_failed", symbol=symbol, error=str(exc), retry_in_s=round(delay_s, 3)
+                )
+                await asyncio.sleep(delay_s)
+                attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(
+            attempt, initial_s=self._backoff_initial_s, max_s=self._backoff_max_s, rng=self._rng
+        )
 
     def _count_parse_error(self, exc: ParseError, frame: str | bytes) -> None:
         self._parse_errors += 1

@@ -32,11 +32,18 @@ from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
-from router.metrics import CacheCollector, init_detector_metrics, init_router_metrics, register_cache_metrics
+from router.metrics import (
+    CacheCollector,
+    init_detector_metrics,
+    init_router_metrics,
+    observe_freshness,
+    register_cache_metrics,
+)
 
 log = structlog.get_logger(__name__)
 
 _PURGE_INTERVAL_S = 5.0
+_SAMPLE_INTERVAL_S = 1.0
 # A feed's first connection attempt ends within the connector's open timeout (10 s); this bounds
 # the wait for it before READY=1, so one hung venue never holds up the start.
 _STARTUP_WAIT_S = 15.0
@@ -72,9 +79,10 @@ class Daemon:
         runner_venues = venues if "feeds" in roles else {}
         self.runners = {
             venue: StreamRunner(
-                build_adapter(venue, vc.symbols, ws_url=vc.ws_url),
+                build_adapter(venue, vc.symbols, ws_url=vc.ws_url, rest_url=vc.rest_url, depth=vc.depth),
                 self._on_quote,
                 silence_timeout_s=vc.silence_timeout_ms / 1000,
+                on_book_invalid=self._on_book_invalid,
             )
             for venue, vc in runner_venues.items()
         }
@@ -98,6 +106,13 @@ class Daemon:
         if self.quotes_topic is not None:
             self.publisher.publish(self.quotes_topic, quote.symbol.encode(), orjson.dumps(quote.as_message()))
 
+    def _on_book_invalid(self, venue: str, symbol: str, reason: str) -> None:
+        """Withdraw a book that can no longer be trusted, and close what was built on it, at once."""
+        self.cache.invalidate(venue, symbol)
+        if self.detector is not None:
+            self.detector.evaluate(symbol)
+        log.warning("book_withdrawn", venue=venue, symbol=symbol, reason=reason)
+
     def _on_quote_from_kafka(self, quote: Quote, age_ns: int) -> None:
         self.cache.update(quote, age_ns=age_ns)
         if self.detector is not None:
@@ -117,6 +132,8 @@ class Daemon:
         cache_collector = self._init_metrics()
         try:
             await self.publisher.start()
+            if self.router is not None:
+                await self.router.connect()  # live venues: clock offset and rules before reconciling
             await self._start_http()
             async with asyncio.TaskGroup() as tg:
                 workers = [tg.create_task(r.run(), name=f"feed:{venue}") for venue, r in self.runners.items()]
@@ -149,6 +166,7 @@ class Daemon:
             REGISTRY.unregister(cache_collector)
             self.notifier.close()
             if self.router is not None:
+                await self.router.disconnect()
                 self.router.ledger.close()
         log.info("daemon_stopped")
 
@@ -175,10 +193,15 @@ class Daemon:
         """Close opportunities whose quotes went stale, and drop expired cache entries."""
         interval = self.cfg.detector.sweep_interval_ms / 1000
         next_purge = time.monotonic() + _PURGE_INTERVAL_S
+        next_sample = time.monotonic()
+        symbols = {venue: vc.symbols for venue, vc in self.cfg.enabled_venues().items()}
         while True:
             await asyncio.sleep(interval)
             if self.detector is not None:
                 self.detector.sweep()
+            if time.monotonic() >= next_sample:
+                observe_freshness(self.cache, symbols)
+                next_sample = time.monotonic() + _SAMPLE_INTERVAL_S
             if time.monotonic() >= next_purge:
                 self.cache.purge_expired()
                 next_purge = time.monotonic() + _PURGE_INTERVAL_S

@@ -58,27 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_flag(role_parser)
         role_parser.set_defaults(live=False)
 
-    order = sub.add_parser("order", help="send one order request and print its result")
-    _add_config_flag(order)
-    order.add_argument("--json", dest="json_request", help="the whole request as JSON (other flags ignored)")
-    order.add_argument("--symbol", help="canonical symbol, e.g. BTC-USDT")
-    order.add_argument("--side", choices=("buy", "sell"))
-    order.add_argument("--quantity", help="base quantity as a decimal, e.g. 0.25")
-    order.add_argument("--type", dest="order_type", choices=("market", "limit"), default="market")
-    order.add_argument("--limit-price")
-    order.add_argument("--venues", help="comma-separated allow-list of venues")
-    order.add_argument("--buy-venue", help="arbitrage: venue to buy on")
-    order.add_argument("--sell-venue", help="arbitrage: venue to sell on")
-    order.add_argument("--max-slippage-bps")
-    order.add_argument("--user", default=None, help="user_id (default: your login name)")
-    order.add_argument("--request-id", default=None, help="default: a fresh unique id")
-    order.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result")
-
-    for command, what in (("halt", "stop new executions everywhere"), ("resume", "lift a halt")):
-        control = sub.add_parser(command, help=f"{what} (a message on the control topic)")
-        _add_config_flag(control)
-        control.add_argument("--reason", required=command == "halt", default="")
-        control.add_argument("--by", default=None, help="who issues it (default: your login name)")
+    _add_client_commands(sub)
 
     check = sub.add_parser("check-config", help="validate the config and print it (secrets redacted)")
     _add_config_flag(check)
@@ -106,6 +86,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=None, help="detector, cache and fee settings (default: built-in)"
     )
     return parser
+
+
+def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands that talk to a running system: order, halt, resume, top."""
+    order = sub.add_parser("order", help="send one order request and print its result")
+    _add_config_flag(order)
+    order.add_argument("--json", dest="json_request", help="the whole request as JSON (other flags ignored)")
+    order.add_argument("--symbol", help="canonical symbol, e.g. BTC-USDT")
+    order.add_argument("--side", choices=("buy", "sell"))
+    order.add_argument("--quantity", help="base quantity as a decimal, e.g. 0.25")
+    order.add_argument("--type", dest="order_type", choices=("market", "limit"), default="market")
+    order.add_argument("--limit-price")
+    order.add_argument("--venues", help="comma-separated allow-list of venues")
+    order.add_argument("--buy-venue", help="arbitrage: venue to buy on")
+    order.add_argument("--sell-venue", help="arbitrage: venue to sell on")
+    order.add_argument("--max-slippage-bps")
+    order.add_argument("--user", default=None, help="user_id (default: your login name)")
+    order.add_argument("--request-id", default=None, help="default: a fresh unique id")
+    order.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result")
+
+    for command, what in (("halt", "stop new executions everywhere"), ("resume", "lift a halt")):
+        control = sub.add_parser(command, help=f"{what} (a message on the control topic)")
+        _add_config_flag(control)
+        control.add_argument("--reason", required=command == "halt", default="")
+        control.add_argument("--by", default=None, help="who issues it (default: your login name)")
+
+    top = sub.add_parser("top", help="live terminal view of a running daemon")
+    _add_config_flag(top)
+    top.add_argument("--url", default=None, help="the daemon's HTTP address (default: from daemon.http_port)")
+    top.add_argument("--once", action="store_true", help="print one view and exit")
+    top.add_argument("--refresh", type=float, default=1.0, help="seconds between refreshes")
 
 
 def _load(path: Path | None) -> Config:
@@ -282,7 +293,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    """Show the live terminal view until Ctrl-C."""
+    from daemon.top import run_top
+
+    cfg = _load(args.config)
+    url = args.url or f"http://{cfg.daemon.http_host}:{cfg.daemon.http_port}"
+    _run_until_signalled(lambda stop: run_top(cfg, url, stop, refresh_s=args.refresh, once=args.once))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "top": cmd_top,
     "run": cmd_run,
     "route": cmd_route,
     "feeds": cmd_feeds,

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import urlsplit
 
+from connectors.registry import ADAPTERS
 from connectors.types import VENUE_IDS
 from daemon.config_schema import (
     LOG_LEVELS,
@@ -30,6 +31,7 @@ from daemon.config_schema import (
     SECURITY_PROTOCOLS,
     STRATEGIES,
     SYMBOL_RE,
+    TESTNET_ENDPOINTS,
     TOPIC_PREFIX_RE,
     USER_ID_RE,
     CacheConfig,
@@ -381,18 +383,34 @@ def _venue(t: Table, venue: str) -> VenueConfig:
         if not SYMBOL_RE.fullmatch(symbol):
             expected = 'canonical BASE-QUOTE upper case like "BTC-USDT"'
             raise t.error("symbols", f"must be {expected}, got {show(symbol)}")
+    testnet = t.boolean("testnet", d.testnet)
+    if testnet and venue not in TESTNET_ENDPOINTS:
+        raise t.error("testnet", f"no testnet endpoints are known for {venue}")
+    ws_default, rest_default = TESTNET_ENDPOINTS[venue] if testnet else (d.ws_url, d.rest_url)
     cfg = VenueConfig(
         venue=venue,
         enabled=t.boolean("enabled", True),  # a present section means "use this venue" unless it says not
         symbols=symbols,
-        ws_url=_url(t, "ws_url", d.ws_url, ("ws", "wss")),
-        rest_url=_url(t, "rest_url", d.rest_url, ("http", "https")),
+        ws_url=_url(t, "ws_url", ws_default, ("ws", "wss")),
+        rest_url=_url(t, "rest_url", rest_default, ("http", "https")),
         taker_fee_bps=t.decimal("taker_fee_bps", d.taker_fee_bps, minimum=_ZERO),
         maker_fee_bps=t.decimal("maker_fee_bps", d.maker_fee_bps, minimum=_ZERO),
         silence_timeout_ms=t.integer("silence_timeout_ms", d.silence_timeout_ms, minimum=1),
+        testnet=testnet,
+        recv_window_ms=t.integer("recv_window_ms", d.recv_window_ms, minimum=1, maximum=60_000),
+        depth=_depth(t, venue),
     )
     t.finish()
     return cfg
+
+
+def _depth(t: Table, venue: str) -> int | None:
+    if not t.has("depth"):
+        return None
+    limit = ADAPTERS[venue].max_depth
+    if limit is None:
+        raise t.error("depth", f"{venue} streams the best bid and offer only; remove the key")
+    return t.integer("depth", 0, minimum=1, maximum=limit)
 
 
 def _url(t: Table, name: str, default: str, schemes: tuple[str, str]) -> str:

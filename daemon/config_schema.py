@@ -94,6 +94,12 @@ VENUE_DEFAULTS: Final[Mapping[str, VenueDefaults]] = MappingProxyType(
 )
 
 
+# Venues with a public testnet: (ws_url, rest_url) that `[venues.<id>] testnet = true` defaults to.
+TESTNET_ENDPOINTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
+    {"binance": ("wss://stream.testnet.binance.vision", "https://testnet.binance.vision")}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     """`[daemon]`: process mode, the HTTP endpoint (/metrics /healthz /readyz), state and logging."""
@@ -180,6 +186,9 @@ class VenueConfig:
     taker_fee_bps: Decimal
     maker_fee_bps: Decimal
     silence_timeout_ms: int
+    testnet: bool = False  # endpoints default to the venue's testnet (TESTNET_ENDPOINTS)
+    recv_window_ms: int = 5_000  # how long a signed request stays valid at the venue (live trading)
+    depth: int | None = None  # levels of a local order book; None streams the best bid and offer only
 
     @classmethod
     def default(cls, venue: str) -> VenueConfig:

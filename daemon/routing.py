@@ -1,16 +1,28 @@
-"""Build the SmartRouter and its state (ledger, preferences, risk, kill switch) from the config."""
+"""Build the SmartRouter and its state (ledger, preferences, risk, kill switch) from the config.
+
+Paper mode fills against the cached books and loads no credential. Live mode
+(`mode = "live"`, which the CLI accepts only with `--live`) trades through
+`router.live.LiveExecutor` on the venues it has a REST connector for —
+Binance — and only those venues are routable.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from pathlib import Path
 
+from connectors.binance.metrics import init_binance_metrics
+from connectors.binance.rest import BinanceConnector
 from connectors.types import VENUE_IDS
 from daemon.config import Config
+from daemon.credentials import load_binance_credentials
 from daemon.errors import ConfigError
 from router.cache import PriceCache
-from router.execution import PaperExecutor
+from router.execution import Executor, PaperExecutor
 from router.ledger import Ledger
+from router.live import LiveExecutor
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
 from router.risk import KillSwitch, RiskGate, RiskLimits
@@ -25,6 +37,17 @@ class RouterParts:
     ledger: Ledger
     preferences: PreferenceStore
     kill_switch: KillSwitch
+    live: LiveExecutor | None = None  # the live executor, whose venue connections need start/close
+
+    async def connect(self) -> None:
+        """Connect the live venues (clock offset, exchange rules) before reconciling; paper: nothing."""
+        if self.live is not None:
+            await self.live.start()
+
+    async def disconnect(self) -> None:
+        """Close the live venues' connections; idempotent."""
+        if self.live is not None:
+            await self.live.close()
 
 
 def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
@@ -39,18 +62,35 @@ def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
     return configured
 
 
-def build_router(cfg: Config, cache: PriceCache) -> RouterParts:
-    """Open the ledger in `state_dir` and assemble a paper-mode SmartRouter over `cache`."""
-    if cfg.daemon.mode != "paper":
-        raise ConfigError("daemon.mode: live execution is not available in this build; use mode = 'paper'")
+def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -> LiveExecutor:
+    """Build the live executor for Binance from `[venues.binance]` and the API credentials; no I/O."""
+    binance = cfg.venues["binance"]
+    if not binance.enabled:
+        raise ConfigError("daemon.mode: live trading needs [venues.binance] enabled (the live venue)")
+    credentials = load_binance_credentials(environ)
+    connector = BinanceConnector(
+        rest_url=binance.rest_url,
+        credentials=credentials.for_connector(),
+        recv_window_ms=binance.recv_window_ms,
+    )
+    init_binance_metrics("binance")
+    return LiveExecutor({"binance": connector}, taker_fee_bps={"binance": binance.taker_fee_bps})
+
+
+def build_router(cfg: Config, cache: PriceCache, *, environ: Mapping[str, str] | None = None) -> RouterParts:
+    """Open the ledger in `state_dir` and assemble the SmartRouter over `cache`, paper or live."""
     venues = cfg.enabled_venues()
+    fees: dict[str, Decimal] = {venue: vc.taker_fee_bps for venue, vc in venues.items()}
+    live = build_live_executor(cfg, environ) if cfg.daemon.mode == "live" else None
+    executor: Executor = PaperExecutor(cache, fees) if live is None else live
+    if live is not None:
+        fees = {venue: fee for venue, fee in fees.items() if venue in live.venues}
     preferences = PreferenceStore(configured_preferences(cfg), known_venues=VENUE_IDS)
     ledger = Ledger.open(Path(cfg.daemon.state_dir))
     kill_switch = KillSwitch(ledger)
-    fees = {venue: vc.taker_fee_bps for venue, vc in venues.items()}
     router = SmartRouter(
         cache,
-        PaperExecutor(cache, fees),
+        executor,
         ledger,
         preferences,
         RiskGate(
@@ -68,4 +108,4 @@ def build_router(cfg: Config, cache: PriceCache) -> RouterParts:
         fees,
         residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
     )
-    return RouterParts(router, ledger, preferences, kill_switch)
+    return RouterParts(router, ledger, preferences, kill_switch, live)

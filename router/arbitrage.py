@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from connectors.types import decimal_text
 from router.book_walk import BPS
 from router.errors import RouterError
-from router.execution import LegOutcome, OrderLeg, leg_limit, protective_limit
+from router.execution import LegOutcome, OrderLeg, all_refused, leg_limit, protective_limit
 from router.request import OrderRequest, Side
 from router.results import ExecutionResult, Status
 from router.risk import PlannedLeg
@@ -153,6 +153,9 @@ async def settle_arbitrage(
 ) -> ExecutionResult:
     """Build the result of both legs, unwinding or reporting any unhedged quantity."""
     buy_out, sell_out = outcomes
+    if refused := all_refused(outcomes):
+        message = "; ".join(o.error or "refused" for o in outcomes) + "; nothing was executed"
+        return router.reject(request, refused, message, received_ns, plan.route)
     bought, sold = buy_out.filled, sell_out.filled
     residual, unwind = await _residual(router, request, bought - sold, plan.slippage_bps)
     fills = (*buy_out.fills, *sell_out.fills, *(unwind.fills if unwind else ()))

@@ -54,6 +54,7 @@ class CacheStats:
     misses: int
     expirations: int
     entries: int
+    invalidations: int = 0
 
 
 class PriceCache:
@@ -80,6 +81,7 @@ class PriceCache:
         self._hits = 0
         self._misses = 0
         self._expirations = 0
+        self._invalidations = 0
 
     def update(self, quote: Quote, *, age_ns: int = 0) -> CachedQuote:
         """Store `quote` as the venue's latest for its symbol, stamped now minus `age_ns`.
@@ -166,6 +168,19 @@ class PriceCache:
             quote_age_ms=entry.age_ns(self.clock_ns()) / _NS_PER_MS,
         )
 
+    def invalidate(self, venue: str, symbol: str) -> bool:
+        """Withdraw the venue's entry for `symbol` at once (its book can no longer be trusted).
+
+        Return whether there was one. Nothing is served for it until a new quote arrives.
+        """
+        venues = self._by_symbol.get(symbol)
+        if venues is None or venue not in venues:
+            return False
+        del venues[venue]
+        self._entries -= 1
+        self._invalidations += 1
+        return True
+
     def purge_expired(self) -> int:
         """Drop every entry past TTL; return how many were dropped."""
         now = self.clock_ns()
@@ -190,7 +205,7 @@ class PriceCache:
 
     def stats(self) -> CacheStats:
         """Return hit/miss/expiration counters and the entry count."""
-        return CacheStats(self._hits, self._misses, self._expirations, self._entries)
+        return CacheStats(self._hits, self._misses, self._expirations, self._entries, self._invalidations)
 
     def _drop(self, symbol: str, venue: str) -> None:
         del self._by_symbol[symbol][venue]

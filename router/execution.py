@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -112,6 +112,9 @@ class LegOutcome:
     leg: OrderLeg
     fills: tuple[Fill, ...]
     error: str | None = None
+    # Set when the leg was refused before it could execute (nothing reached the order book):
+    # an execution whose legs were all refused is answered `rejected` with this code.
+    reject_code: str | None = None
 
     @property
     def filled(self) -> Decimal:
@@ -120,7 +123,13 @@ class LegOutcome:
 
     def encode(self) -> bytes:
         """Serialise for the ledger's leg outcome."""
-        return orjson.dumps({"fills": [f.as_message() for f in self.fills], "error": self.error})
+        return orjson.dumps(
+            {
+                "fills": [f.as_message() for f in self.fills],
+                "error": self.error,
+                "reject_code": self.reject_code,
+            }
+        )
 
     @classmethod
     def decode(cls, leg: OrderLeg, raw: bytes) -> LegOutcome:
@@ -130,6 +139,14 @@ class LegOutcome:
         return cls(
             leg, tuple(Fill.from_message(f) for f in data["fills"]), None if error is None else str(error)
         )
+
+
+def all_refused(outcomes: Sequence[LegOutcome]) -> str | None:
+    """Return the reject code when every leg was refused before executing, else None."""
+    codes = [o.reject_code for o in outcomes]
+    if outcomes and all(codes) and not any(o.fills for o in outcomes):
+        return codes[0]
+    return None
 
 
 class Executor(Protocol):

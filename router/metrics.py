@@ -6,7 +6,7 @@ reads them at scrape time, so a cache lookup never touches a metric lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -39,6 +39,39 @@ ORDER_LEG_SECONDS = Histogram(
     ["venue"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+BOOK_AGE = Histogram(
+    "smartroute_book_age_seconds",
+    "Age of each configured symbol's cached book or quote, sampled once a second.",
+    ["venue"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0),
+)
+STALE_SYMBOLS = Gauge(
+    "smartroute_stale_symbols",
+    "Configured symbols of a venue with no quote younger than max_quote_age_ms (not used for decisions).",
+    ["venue"],
+)
+
+
+def observe_freshness(cache: PriceCache, symbols_by_venue: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """Sample every configured symbol's age into the metrics; return the stale count per venue."""
+    now = cache.clock_ns()
+    latest = {(e.quote.venue, e.quote.symbol): e for e in cache.entries()}
+    stale_by_venue = {}
+    for venue, symbols in symbols_by_venue.items():
+        stale = 0
+        for symbol in symbols:
+            entry = latest.get((venue, symbol))
+            if entry is None:
+                stale += 1
+                continue
+            age_ns = entry.age_ns(now)
+            BOOK_AGE.labels(venue=venue).observe(age_ns / 1e9)
+            stale += age_ns > cache.max_quote_age_ns
+        STALE_SYMBOLS.labels(venue=venue).set(stale)
+        stale_by_venue[venue] = stale
+    return stale_by_venue
+
+
 HALTED = Gauge("smartroute_halted", "1 while the kill switch stops new executions, else 0.")
 ORDER_STATUSES = ("filled", "partially_filled", "rejected", "failed", "replayed")
 
@@ -74,6 +107,11 @@ class CacheCollector(Collector):
             "smartroute_cache_expirations", "Entries dropped for being past their TTL.", stats.expirations
         )
         yield GaugeMetricFamily("smartroute_cache_entries", "Entries held now.", stats.entries)
+        yield CounterMetricFamily(
+            "smartroute_cache_invalidations",
+            "Entries withdrawn because their book could no longer be trusted (gap, checksum, crossed).",
+            stats.invalidations,
+        )
 
 
 def register_cache_metrics(cache: PriceCache, registry: CollectorRegistry = REGISTRY) -> CacheCollector:

@@ -35,7 +35,7 @@ from router.arbitrage import NoArbitrage, plan_arbitrage, settle_arbitrage
 from router.book_walk import BPS
 from router.cache import PriceCache
 from router.errors import InvalidRequest
-from router.execution import Executor, LegOutcome, OrderLeg, leg_limit
+from router.execution import Executor, LegOutcome, OrderLeg, all_refused, leg_limit
 from router.ledger import Ledger, LegIntent
 from router.metrics import ORDER_LEG_SECONDS, ORDER_REQUESTS
 from router.preferences import PreferenceStore, UserPreferences
@@ -215,7 +215,7 @@ class SmartRouter:
     async def _execute(self, request: OrderRequest, received_ns: int) -> ExecutionResult:
         if self.kill_switch.halted:
             reason = self.kill_switch.reason or "no reason given"
-            return self._reject(
+            return self.reject(
                 request, "halted", f"trading is halted ({reason}); nothing was executed", received_ns
             )
         prefs = self.preferences.get(request.user_id)
@@ -223,7 +223,7 @@ class SmartRouter:
             return await self._execute_arbitrage(request, prefs, received_ns)
         return await self._execute_order(request, prefs, received_ns)
 
-    def _reject(
+    def reject(
         self,
         request: OrderRequest,
         code: str,
@@ -259,7 +259,7 @@ class SmartRouter:
         try:
             plan = plan_route(route_request, self.venue_views(request.symbol))
         except NoRoute as exc:
-            return self._reject(request, exc.reject_code, exc.message, received_ns, exc.as_message())
+            return self.reject(request, exc.reject_code, exc.message, received_ns, exc.as_message())
         quotes = {view.venue: view.quote for view in self.venue_views(request.symbol)}
         legs = [
             OrderLeg(
@@ -282,13 +282,16 @@ class SmartRouter:
                 user_max_order_notional=prefs.max_order_notional,
             )
         except RiskRejected as exc:
-            return self._reject(request, exc.reject_code, exc.message, received_ns, plan.as_message())
+            return self.reject(request, exc.reject_code, exc.message, received_ns, plan.as_message())
         outcomes = await self.run_legs(legs)
         return self._order_result(request, plan, outcomes, received_ns)
 
     def _order_result(
         self, request: OrderRequest, plan: RoutePlan, outcomes: Sequence[LegOutcome], received_ns: int
     ) -> ExecutionResult:
+        if refused := all_refused(outcomes):
+            message = "; ".join(o.error or "refused" for o in outcomes) + "; nothing was executed"
+            return self.reject(request, refused, message, received_ns, plan.as_message())
         fills = tuple(f for o in outcomes for f in o.fills)
         filled = sum((f.quantity for f in fills), Decimal(0))
         status = fill_status(request.quantity, filled)
@@ -323,11 +326,11 @@ class SmartRouter:
         try:
             plan = plan_arbitrage(request, views, slippage, self.cache.max_quote_age_ns / 1e6)
         except NoArbitrage as exc:
-            return self._reject(request, exc.reject_code, exc.message, received_ns, exc.route)
+            return self.reject(request, exc.reject_code, exc.message, received_ns, exc.route)
         try:
             self.risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
         except RiskRejected as exc:
-            return self._reject(request, exc.reject_code, exc.message, received_ns, plan.route)
+            return self.reject(request, exc.reject_code, exc.message, received_ns, plan.route)
         outcomes = await self.run_legs(plan.legs)
         return await settle_arbitrage(self, request, plan, outcomes, received_ns)
 

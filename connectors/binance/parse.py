@@ -35,7 +35,7 @@ class BookTickerParser:
         self._symbols = dict(symbols)
         self._handlers: dict[str, Callable[[dict[str, Any], int], list[Quote]]] = {
             "bookTicker": self._book_ticker,
-            "!serverShutdown": _server_shutdown,
+            "!serverShutdown": server_shutdown,
         }
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
@@ -43,7 +43,7 @@ class BookTickerParser:
         message = decode_object(frame)
         stream = message.get("stream")
         if stream is None:
-            return _response(message, frame)
+            return request_response(message, frame)
         if not isinstance(stream, str):
             raise ParseError(f"binance: 'stream' must be a string: {frame_sample(frame)!r}")
         # "btcusdt@bookTicker" → "bookTicker"; "!serverShutdown" has no "@" and stays whole.
@@ -71,11 +71,13 @@ class BookTickerParser:
         return [quote]
 
 
-def _server_shutdown(data: dict[str, Any], received_ns: int) -> list[Quote]:
+def server_shutdown(data: dict[str, Any], received_ns: int) -> list[Quote]:
+    """Raise ReconnectRequested for the `!serverShutdown` event."""
     raise ReconnectRequested(f"binance: serverShutdown announced at E={data.get('E')!r}")
 
 
-def _response(message: dict[str, Any], frame: str | bytes) -> list[Quote]:
+def request_response(message: dict[str, Any], frame: str | bytes) -> list[Quote]:
+    """Return [] for a request's success response; raise ParseError naming a request's error."""
     if "result" in message and "id" in message:
         return []
     error = message.get("error")

@@ -3,67 +3,65 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any, Final
 
-from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
+from connectors.base import decode_object, field, frame_sample, levels_of
+from connectors.book import BookInvalid, OrderBook, book_quote
 from connectors.errors import ParseError
 from connectors.types import Quote
 
 VENUE: Final = "bybit"
 _CONTROL_OPS: Final = frozenset({"subscribe", "unsubscribe", "ping", "pong"})
-
-Level = tuple[Decimal, Decimal]
-
-
-class _Book:
-    """One symbol's book as price → quantity per side; level 1 holds a single price a side."""
-
-    __slots__ = ("asks", "bids")
-
-    def __init__(self) -> None:
-        self.bids: dict[Decimal, Decimal] = {}
-        self.asks: dict[Decimal, Decimal] = {}
-
-    def apply(self, bids: list[Level], asks: list[Level]) -> None:
-        """Set each level's quantity; quantity 0 deletes the level."""
-        for side, levels in ((self.bids, bids), (self.asks, asks)):
-            for price, qty in levels:
-                if qty:
-                    side[price] = qty
-                else:
-                    side.pop(price, None)
+_BOOK_KINDS: Final = frozenset({"snapshot", "delta"})
+# Deltas ignored while a symbol waits for its resubscription's snapshot before asking again:
+# the old subscription's deltas in flight are few, a lost resubscription would wait forever.
+RESYNC_PATIENCE_DELTAS: Final = 200
 
 
 class OrderbookParser:
-    """Keep a book per symbol from `orderbook.<depth>.<SYM>` frames and emit its best bid and ask.
+    """Keep a book per symbol from `orderbook.<depth>.<SYM>` frames and emit its top after each frame.
 
-    We subscribe to `orderbook.1`; deeper topics of the same shape parse too::
+    The documented push (here `orderbook.50`; `orderbook.1` is the same shape)::
 
-        {"topic": "orderbook.1.BTCUSDT", "type": "snapshot", "ts": 1672304484978,
-         "data": {"s": "BTCUSDT", "b": [["16493.50", "0.006"]], "a": [["16611.00", "0.029"]],
+        {"topic": "orderbook.50.BTCUSDT", "type": "snapshot", "ts": 1672304484978,
+         "data": {"s": "BTCUSDT", "b": [["16493.50", "0.006"], ["16493.00", "0.100"]],
+                  "a": [["16611.00", "0.029"], ["16612.00", "0.213"]],
                   "u": 18521288, "seq": 7961638724},
          "cts": 1672304484976}
 
-    A snapshot replaces the book, a delta updates it (qty "0" deletes a level) and
-    `u == 1` marks a service restart whose data overwrites the book. A quote is
-    emitted once both sides have a level: `exchange_ns` = `ts` ms, `seq` = `u`.
+    A snapshot replaces the book, whatever its `u` (level 1 re-pushes the same
+    one). A delta (qty "0" deletes a level) must carry the next `u`: one at or
+    below the book's is old and ignored, one past `u + 1` is a gap. `u == 1`
+    marks a service restart whose data overwrites the book. A gap, a crossed
+    book or a delta before any snapshot discards the book and raises
+    BookInvalid; the symbol then waits for a new snapshot (its resubscription
+    answers with one), ignoring deltas, and asks again after
+    `RESYNC_PATIENCE_DELTAS` of them.
+
+    A quote is emitted once both sides have a level: `exchange_ns` = `ts` ms,
+    `seq` = `u`, and with `depth` set the top `depth` levels a side.
     Acks and the spot pong (`{"success": true, "ret_msg": "pong", ..., "op": "ping"}`)
     return []; an ack with `"success": false` raises ParseError naming `ret_msg`.
     """
 
-    __slots__ = ("_books", "_handlers", "_symbols")
+    __slots__ = ("_books", "_depth", "_handlers", "_resyncing", "_symbols")
 
-    def __init__(self, symbols: Mapping[str, str]) -> None:
-        """Parse for the configured symbols, given as venue form → canonical (`BTCUSDT` → `BTC-USDT`)."""
+    def __init__(self, symbols: Mapping[str, str], depth: int | None = None) -> None:
+        """Parse for the symbols, given as venue form → canonical (`BTCUSDT` → `BTC-USDT`).
+
+        `depth` None emits top of book only; an int adds that many levels a side.
+        """
         self._symbols = dict(symbols)
-        self._books: dict[str, _Book] = {}
+        self._depth = depth
+        self._books: dict[str, OrderBook] = {}
+        # Symbol → deltas ignored since its book was discarded.
+        self._resyncing: dict[str, int] = {}
         self._handlers: dict[str, Callable[[str, dict[str, Any], int], list[Quote]]] = {
             "orderbook": self._orderbook,
         }
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
-        """Return the symbol's new best bid/ask after an orderbook frame, [] for control frames."""
+        """Return the symbol's new top of book after an orderbook frame, [] for control frames."""
         message = decode_object(frame)
         topic = message.get("topic")
         if topic is None:
@@ -86,45 +84,66 @@ class OrderbookParser:
         if symbol is None:
             raise ParseError(f"bybit: {topic} is for unconfigured symbol {venue_symbol!r}")
         update_id = field(data, "u", int, topic)
+        if kind not in _BOOK_KINDS:
+            raise ParseError(f"bybit: {topic} has unknown type {kind!r}")
         # Check the whole frame before touching the book, so a bad frame changes nothing.
-        bids = _levels(data.get("b"), f"{topic} b")
-        asks = _levels(data.get("a"), f"{topic} a")
+        bids = levels_of(data.get("b"), f"bybit: {topic} b")
+        asks = levels_of(data.get("a"), f"bybit: {topic} a")
         if kind == "snapshot" or update_id == 1:
-            book = self._books[symbol] = _Book()
-        elif kind == "delta":
+            book = self._books[symbol] = OrderBook()
+            book.apply_snapshot(bids, asks, update_id)
+            self._resyncing.pop(symbol, None)
+        elif symbol in self._resyncing:
+            return self._wait_for_snapshot(symbol, update_id)
+        else:
             found = self._books.get(symbol)
             if found is None:
-                raise ParseError(f"bybit: {topic} delta u={update_id} before any snapshot")
+                self._resyncing[symbol] = 0
+                raise BookInvalid(symbol, "sequence", f"delta u={update_id} before any snapshot")
+            if not self._continues(symbol, found, update_id):
+                return []
             book = found
-        else:
-            raise ParseError(f"bybit: {topic} has unknown type {kind!r}")
-        book.apply(bids, asks)
-        if not book.bids or not book.asks:
+            book.apply_levels(bids, asks)
+            book.seq = update_id
+        return self._serve(symbol, book, ts_ms * 1_000_000, received_ns)
+
+    def _continues(self, symbol: str, book: OrderBook, update_id: int) -> bool:
+        """Return True if a delta with `update_id` is the next one, False if it is old; raise on a gap."""
+        last_id = book.seq
+        assert last_id is not None  # every book starts from a snapshot's u
+        if update_id <= last_id:
+            return False
+        if update_id != last_id + 1:
+            self._discard(symbol)
+            raise BookInvalid(symbol, "gap", f"delta u={update_id} follows u={last_id}")
+        return True
+
+    def _wait_for_snapshot(self, symbol: str, update_id: int) -> list[Quote]:
+        """Ignore a delta of a discarded book; ask again once too many came without a snapshot."""
+        ignored = self._resyncing[symbol] + 1
+        if ignored < RESYNC_PATIENCE_DELTAS:
+            self._resyncing[symbol] = ignored
             return []
-        bid, ask = max(book.bids), min(book.asks)
-        quote = Quote(
+        self._resyncing[symbol] = 0
+        raise BookInvalid(symbol, "sequence", f"{ignored} deltas without a snapshot, the last u={update_id}")
+
+    def _serve(self, symbol: str, book: OrderBook, exchange_ns: int, received_ns: int) -> list[Quote]:
+        if book.crossed:
+            self._discard(symbol)
+            raise BookInvalid(symbol, "crossed", f"best bid {book.best_bid} >= best ask {book.best_ask}")
+        quote = book_quote(
+            book,
             venue=VENUE,
             symbol=symbol,
-            bid=bid,
-            bid_qty=book.bids[bid],
-            ask=ask,
-            ask_qty=book.asks[ask],
-            exchange_ns=ts_ms * 1_000_000,
+            depth=self._depth,
+            exchange_ns=exchange_ns,
             received_ns=received_ns,
-            seq=update_id,
         )
-        return [quote]
+        return [] if quote is None else [quote]
 
-
-def _levels(value: object, name: str) -> list[Level]:
-    if not isinstance(value, list):
-        raise ParseError(f"bybit: {name} must be a list of [price, size] levels, got {value!r}")
-    levels: list[Level] = []
-    for level in value:
-        if not isinstance(level, list) or len(level) != 2:
-            raise ParseError(f"bybit: {name} level must be [price, size], got {level!r}")
-        levels.append((price_of(level[0], f"bybit {name} price"), decimal_of(level[1], f"bybit {name} size")))
-    return levels
+    def _discard(self, symbol: str) -> None:
+        del self._books[symbol]
+        self._resyncing[symbol] = 0
 
 
 def _control(message: dict[str, Any], frame: str | bytes) -> list[Quote]:

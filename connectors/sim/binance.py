@@ -1,4 +1,8 @@
-"""Binance Spot market streams as the simulator serves them (`/ws`, `/ws/<streams>`, `/stream[?streams=]`).
+"""Binance Spot market streams and the depth snapshot, as the simulator serves them.
+
+WebSocket paths `/ws`, `/ws/<streams>`, `/stream[?streams=]`; plain HTTP GETs
+on the same port: `/api/v3/depth?symbol=X&limit=N` (`limit` default 100,
+capped at 5000 and at the simulated depth), `/api/v3/ping`, `/api/v3/time`.
 
 Live control, as documented in binance-spot-api-docs `web-socket-streams.md`:
 
@@ -10,6 +14,15 @@ BBO data, `<symbol>@bookTicker` (no `e`/`E` fields), raw on `/ws`, wrapped on `/
 
     {"stream": "btcusdt@bookTicker",
      "data": {"u": 400900217, "s": "BTCUSDT", "b": "64000.01", "B": "0.5", "a": "64000.02", "A": "1.2"}}
+
+Depth, `<symbol>@depth@100ms` (or `<symbol>@depth`): one event per book change,
+`U` = first update id of the event, `u` = last (the next event's `U` is `u` + 1),
+aligned with the REST snapshot's `lastUpdateId`:
+
+    {"e": "depthUpdate", "E": 1672515782136, "s": "BNBBTC", "U": 157, "u": 160,
+     "b": [["0.0024", "10"]], "a": [["0.0026", "100"]]}
+    GET /api/v3/depth?symbol=BNBBTC&limit=5
+        → {"lastUpdateId": 1027024, "bids": [["4.00000000", "431.00000000"]], "asks": [...]}
 """
 
 from __future__ import annotations
@@ -17,17 +30,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import ClassVar, Final
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from connectors.sim.protocol import BookState, Reply, VenueProtocol, VenueRules
+from connectors.sim.depth import DepthEvent
+from connectors.sim.protocol import BookState, MarketView, Reply, RestReply, VenueProtocol, VenueRules
+from connectors.types import Level
 
 _METHODS: Final = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 _ID_STRING: Final = re.compile(r"[A-Za-z0-9]{1,36}")
 _INT64: Final = range(-(2**63), 2**63)
 _BOOK_TICKER: Final = "@bookTicker"
+_DEPTH_STREAMS: Final = ("@depth", "@depth@100ms")
+_REST_DEFAULT_LIMIT: Final = 100
+_REST_MAX_LIMIT: Final = 5000
 _BAD_ID: Final = "Invalid request: request ID must be an unsigned integer"
 
 
@@ -47,11 +66,13 @@ class BinanceProtocol(VenueProtocol):
     url_path: ClassVar[str] = ""
     # Server pings every 20 s, pong due within a minute; 5 incoming messages/s per connection.
     rules: ClassVar[VenueRules] = VenueRules(max_messages_per_s=5, ping_interval_s=20.0, ping_timeout_s=60.0)
-    snapshot_on_subscribe: ClassVar[bool] = False
     announces_shutdown: ClassVar[bool] = True
+    has_rest: ClassVar[bool] = True
 
-    def __init__(self, path: str, symbols: Mapping[str, str], conn_id: str) -> None:
-        super().__init__(path, symbols, conn_id)
+    def __init__(
+        self, path: str, symbols: Mapping[str, str], conn_id: str, *, checksums: bool = False
+    ) -> None:
+        super().__init__(path, symbols, conn_id, checksums=checksums)
         parts = urlsplit(path)
         self.combined = parts.path.rstrip("/") == "/stream"
         if self.combined:
@@ -66,17 +87,50 @@ class BinanceProtocol(VenueProtocol):
         route = urlsplit(path).path.rstrip("/")
         return route in ("/ws", "/stream") or route.startswith("/ws/")
 
-    @property
-    def url_subscriptions(self) -> tuple[str, ...]:
-        """Return canonical symbols of the bookTicker streams named in the connection URL."""
-        return tuple(s for s in map(self._bbo_symbol, self._streams) if s is not None)
+    @classmethod
+    def rest(cls, path: str, market: MarketView) -> RestReply | None:
+        """Answer `GET /api/v3/depth`, `/api/v3/ping` and `/api/v3/time` the way Binance does."""
+        parts = urlsplit(path)
+        route = parts.path.rstrip("/")
+        if route == "/api/v3/ping":
+            return RestReply(HTTPStatus.OK, {})
+        if route == "/api/v3/time":
+            return RestReply(HTTPStatus.OK, {"serverTime": market.now_ms})
+        if route != "/api/v3/depth":
+            return None
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        symbol = market.symbols.get(query.get("symbol", "").upper())
+        if not query.get("symbol"):
+            return _rest_error(
+                -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
+        if symbol is None:
+            return _rest_error(-1121, "Invalid symbol.")
+        limit_text = query.get("limit", str(_REST_DEFAULT_LIMIT))
+        if not limit_text.isdigit() or len(limit_text) > 20:
+            return _rest_error(
+                -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+            )
+        limit = min(max(int(limit_text), 1), _REST_MAX_LIMIT)
+        book = market.depth(symbol)
+        body = {
+            "lastUpdateId": book.last_id,
+            "bids": _levels(book.bids[:limit]),
+            "asks": _levels(book.asks[:limit]),
+        }
+        return RestReply(HTTPStatus.OK, body)
+
+    def url_reply(self) -> Reply:
+        """Return the bookTicker and depth subscriptions named in the connection URL."""
+        bbo, depth = self._stream_symbols(tuple(self._streams))
+        return Reply(message=None, subscribed=bbo, depth_subscribed=depth)
 
     @property
     def streams(self) -> tuple[str, ...]:
         """Return the connection's current stream names, in subscription order."""
         return tuple(self._streams)
 
-    def handle(self, text: str) -> Reply:
+    def handle(self, text: str, now_ns: int = 0) -> Reply:
         """Answer one live-control message the way Binance does."""
         try:
             request = json.loads(text)
@@ -95,15 +149,36 @@ class BinanceProtocol(VenueProtocol):
         except _InvalidRequest as exc:
             error = {"code": exc.code, "msg": exc.msg}
             return Reply(message=request, frames=(_dumps({"error": error, "id": request_id}),))
-        return Reply(
-            message=request, frames=(_dumps({"result": result, "id": request_id}),), subscribed=subscribed
+        bbo, depth = self._stream_symbols(subscribed)
+        frame = _dumps({"result": result, "id": request_id})
+        return Reply(message=request, frames=(frame,), subscribed=bbo, depth_subscribed=depth)
+
+    def encode_depth(self, event: DepthEvent, now_ns: int) -> tuple[str, ...]:
+        """Encode a `depthUpdate` for each depth stream of the symbol this connection has."""
+        venue_symbol = self.venue_symbol(event.symbol)
+        bids = [[format(p, "f"), format(q, "f")] for side, p, q in event.changes if side == "bid"]
+        asks = [[format(p, "f"), format(q, "f")] for side, p, q in event.changes if side == "ask"]
+        data = {
+            "e": "depthUpdate",
+            "E": now_ns // 1_000_000,
+            "s": venue_symbol,
+            "U": event.first_id,
+            "u": event.after.last_id,
+            "b": bids,
+            "a": asks,
+        }
+        names = [venue_symbol.lower() + suffix for suffix in _DEPTH_STREAMS]
+        return tuple(
+            _dumps({"stream": name, "data": data} if self.combined else data)
+            for name in names
+            if name in self._streams
         )
 
-    def encode(self, symbol: str, state: BookState, now_ms: int) -> str | None:
-        """Encode a bookTicker event, wrapped when the connection is combined; None if not subscribed."""
+    def encode(self, symbol: str, state: BookState, now_ns: int) -> tuple[str, ...]:
+        """Encode a bookTicker event, wrapped when the connection is combined; nothing if not subscribed."""
         stream = self.venue_symbol(symbol).lower() + _BOOK_TICKER
         if stream not in self._streams:
-            return None
+            return ()
         top = state.top
         data = {
             "u": state.update_id,
@@ -113,11 +188,11 @@ class BinanceProtocol(VenueProtocol):
             "a": format(top.ask, "f"),
             "A": format(top.ask_qty, "f"),
         }
-        return _dumps({"stream": stream, "data": data} if self.combined else data)
+        return (_dumps({"stream": stream, "data": data} if self.combined else data),)
 
-    def shutdown_frame(self, now_ms: int) -> str | None:
+    def shutdown_frame(self, now_ns: int) -> str | None:
         """Return the `serverShutdown` event, wrapped as `!serverShutdown` on combined connections."""
-        data = {"e": "serverShutdown", "E": now_ms}
+        data = {"e": "serverShutdown", "E": now_ns // 1_000_000}
         return _dumps({"stream": "!serverShutdown", "data": data} if self.combined else data)
 
     def _dispatch(self, request: dict[str, object], text: str) -> tuple[object, tuple[str, ...]]:
@@ -139,7 +214,9 @@ class BinanceProtocol(VenueProtocol):
         if not isinstance(params, list):
             raise _InvalidRequest(2, "Invalid request: params must be an array")
         if method == "SUBSCRIBE":
-            return None, self._subscribe(_stream_names(params))
+            names = _stream_names(params)
+            self._streams.update(dict.fromkeys(names))
+            return None, tuple(names)
         if method == "UNSUBSCRIBE":
             for name in _stream_names(params):
                 self._streams.pop(name, None)
@@ -147,10 +224,6 @@ class BinanceProtocol(VenueProtocol):
         if method == "LIST_SUBSCRIPTIONS":
             return list(self._streams), ()
         return self._property(method, params), ()
-
-    def _subscribe(self, names: list[str]) -> tuple[str, ...]:
-        self._streams.update(dict.fromkeys(names))
-        return tuple(s for s in map(self._bbo_symbol, names) if s is not None)
 
     def _property(self, method: object, params: list[object]) -> object:
         expected_len = 2 if method == "SET_PROPERTY" else 1
@@ -170,11 +243,18 @@ class BinanceProtocol(VenueProtocol):
         self.combined = params[1]
         return None
 
-    def _bbo_symbol(self, stream: str) -> str | None:
-        name, sep, channel = stream.partition("@")
-        if not sep or "@" + channel != _BOOK_TICKER or name != name.lower():
-            return None
-        return self.symbols.get(name.upper())
+    def _stream_symbols(self, streams: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return canonical symbols of the (bookTicker, depth) streams among `streams`."""
+        bbo: list[str] = []
+        depth: list[str] = []
+        for stream in streams:
+            name, sep, channel = stream.partition("@")
+            symbol = self.symbols.get(name.upper()) if sep and name == name.lower() else None
+            if symbol is not None and "@" + channel == _BOOK_TICKER:
+                bbo.append(symbol)
+            elif symbol is not None and "@" + channel in _DEPTH_STREAMS:
+                depth.append(symbol)
+        return tuple(bbo), tuple(depth)
 
 
 def _request_id(request: dict[str, object]) -> object:
@@ -192,6 +272,14 @@ def _stream_names(params: list[object]) -> list[str]:
     if not all(isinstance(p, str) and p for p in params):
         raise _InvalidRequest(2, "Invalid request: stream names must be non-empty strings")
     return [p for p in params if isinstance(p, str)]
+
+
+def _levels(levels: tuple[Level, ...]) -> list[list[str]]:
+    return [[format(price, "f"), format(qty, "f")] for price, qty in levels]
+
+
+def _rest_error(code: int, msg: str) -> RestReply:
+    return RestReply(HTTPStatus.BAD_REQUEST, {"code": code, "msg": msg})
 
 
 def _dumps(value: object) -> str:

@@ -74,8 +74,13 @@ _OTHER_SPEC: Final = SymbolSpec(100.0, Decimal("0.01"), Decimal("0.01"), 1.0, 5_
 
 
 def spec_for(symbol: str) -> SymbolSpec:
-    """Return the default trading spec of a canonical symbol (generic ~100 USDT spec if unknown)."""
-    return DEFAULT_SPECS.get(symbol, _OTHER_SPEC)
+    """Return the default trading spec of a canonical symbol (generic ~100 USDT spec if unknown).
+
+    A USD or USDC pair takes its USDT sibling's spec (`BTC-USD` trades like `BTC-USDT`).
+    """
+    base, _, quote = symbol.partition("-")
+    sibling = f"{base}-USDT" if quote in ("USD", "USDC") else symbol
+    return DEFAULT_SPECS.get(symbol) or DEFAULT_SPECS.get(sibling, _OTHER_SPEC)
 
 
 @dataclass(slots=True)

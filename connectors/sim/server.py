@@ -1,36 +1,54 @@
-"""The exchange simulator: one loopback WebSocket server per venue, speaking that venue's real protocol.
+"""The exchange simulator: one loopback server per venue, speaking that venue's real market-data protocol.
 
 `ExchangeSimulator` owns one `VenueEndpoint` per venue, the price model and its
 ticker, and a control API for tests and demos: scripted quotes, raw frames,
-dropped or silent connections, venue shutdown events. Venue protocols live one
-per module behind the `SIM_VENUES` registry.
+dropped, silent or stalled connections, venue shutdown events, and book faults
+(a lost message, a duplicate, a bad checksum, a crossed top), each counted.
+Venue protocols live one per module behind the `SIM_VENUES` registry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import random
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self, get_args
 
 import structlog
 
 from connectors.sim.binance import BinanceProtocol
+from connectors.sim.books import VenueBooks
 from connectors.sim.bybit import BybitProtocol
+from connectors.sim.checks import check_limits, check_settings, decimal_arg
+from connectors.sim.coinbase import CoinbaseProtocol
 from connectors.sim.endpoint import VenueEndpoint
-from connectors.sim.market import DEFAULT_DISLOCATION_PROBABILITY, BookTop, MarketModel, SimulatorError
+from connectors.sim.kraken import KrakenProtocol
+from connectors.sim.market import (
+    DEFAULT_DISLOCATION_PROBABILITY,
+    BookTop,
+    MarketModel,
+    SimulatorError,
+    SymbolSpec,
+)
+from connectors.sim.okx import BOOKS_MAX_LEVELS, OkxProtocol
 from connectors.sim.protocol import VenueProtocol, VenueRules
+from connectors.types import Level
 
 SIM_VENUES: Final[dict[str, type[VenueProtocol]]] = {
     BinanceProtocol.venue: BinanceProtocol,
     BybitProtocol.venue: BybitProtocol,
+    OkxProtocol.venue: OkxProtocol,
+    CoinbaseProtocol.venue: CoinbaseProtocol,
+    KrakenProtocol.venue: KrakenProtocol,
 }
 
+Fault = Literal["gap", "duplicate", "bad_checksum", "crossed", "stall"]
+
 _log = structlog.get_logger(__name__)
-_SYMBOL: Final = re.compile(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}")
 
 
 class ExchangeSimulator:
@@ -42,6 +60,9 @@ class ExchangeSimulator:
     connection's outbox (a connection whose outbox overflows is dropped and
     counted); `shutdown_grace_s` is how long `server_shutdown` waits before
     closing; `clock_ns` gives the wall-clock time stamped on frames.
+    `book_levels` is the depth each venue keeps per symbol (1..400);
+    `okx_checksums` makes OKX send real `books` checksums instead of 0;
+    `specs` overrides symbols' trading specs (tick, lot step, start price, ...).
     """
 
     def __init__(
@@ -59,33 +80,56 @@ class ExchangeSimulator:
         send_queue_frames: int = 10_000,
         shutdown_grace_s: float = 1.0,
         clock_ns: Callable[[], int] = time.time_ns,
+        book_levels: int = 50,
+        okx_checksums: bool = False,
+        specs: Mapping[str, SymbolSpec] | None = None,
     ) -> None:
         ports, rules = ports or {}, rules or {}
-        _check_settings(venues, symbols, ports, rules)
-        if send_queue_frames < 1 or shutdown_grace_s < 0:
-            raise SimulatorError("send_queue_frames must be >= 1 and shutdown_grace_s >= 0")
+        check_settings(venues, symbols, ports, rules, SIM_VENUES)
+        check_limits(
+            send_queue_frames=send_queue_frames,
+            shutdown_grace_s=shutdown_grace_s,
+            book_levels=book_levels,
+            max_levels=BOOKS_MAX_LEVELS,
+        )
         self.model = MarketModel(
             venues,
             symbols,
             seed=seed,
             tick_interval_s=tick_interval_s,
             dislocation_probability=dislocation_probability,
+            specs=specs,
         )
         self._host = host
         self._autoplay = autoplay
         self._tick_interval_s = tick_interval_s
         self._shutdown_grace_s = shutdown_grace_s
+        depth_rng = random.Random(None if seed is None else f"depth-{seed}")  # all venues: one stream
+
+        def books(venue: str) -> VenueBooks:
+            return VenueBooks(
+                symbols,
+                specs=specs or {},
+                levels=book_levels,
+                rng=depth_rng,
+                view_depths=SIM_VENUES[venue].view_depths,
+                clock_ms=lambda: clock_ns() // 1_000_000,
+            )
+
         self._endpoints = {
             venue: VenueEndpoint(
                 SIM_VENUES[venue],
                 rules.get(venue, SIM_VENUES[venue].rules),
+                books(venue),
                 symbols,
                 port=ports.get(venue, 0),
                 send_queue_frames=send_queue_frames,
                 clock_ns=clock_ns,
+                checksums=okx_checksums and venue == OkxProtocol.venue,
             )
             for venue in venues
         }
+        self._faults: Counter[tuple[str, str]] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: asyncio.Future[None] | None = None
         self._state = "new"
@@ -113,13 +157,16 @@ class ExchangeSimulator:
             raise SimulatorError(f"cannot listen on {self._host}: {exc}") from exc
         if self._autoplay:
             for (venue, symbol), top in self.model.quotes().items():
-                self._endpoints[venue].seed(symbol, top)
+                self._endpoints[venue].books.seed(symbol, top)
             self._spawn(self._autoplay_loop(), "sim-autoplay")
         for venue, endpoint in self._endpoints.items():
             if endpoint.rules.repush_interval_s is not None:
                 self._spawn(
                     self._repush_loop(endpoint, endpoint.rules.repush_interval_s), f"sim-repush-{venue}"
                 )
+            if endpoint.rules.heartbeat_interval_s is not None:
+                beat = self._heartbeat_loop(endpoint, endpoint.rules.heartbeat_interval_s)
+                self._spawn(beat, f"sim-heartbeat-{venue}")
         _log.info("sim_started", urls={venue: self.ws_url(venue) for venue in self._endpoints})
 
     async def close(self) -> None:
@@ -138,12 +185,15 @@ class ExchangeSimulator:
         _log.info("sim_closed")
 
     def ws_url(self, venue: str) -> str:
-        """Return the `ws_url` a client configures for the venue (Binance: the base; Bybit: the spot path)."""
+        """Return the `ws_url` a client configures for the venue (Binance: the base; others: their path)."""
         endpoint = self._endpoint(venue)
-        if endpoint.port == 0:
-            raise SimulatorError(f"{venue} has no port yet: start the simulator first")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"ws://{host}:{endpoint.port}{endpoint.protocol.url_path}"
+        return f"ws://{self._address(venue)}{endpoint.protocol.url_path}"
+
+    def rest_url(self, venue: str) -> str:
+        """Return the `rest_url` a client configures for a venue with REST snapshots (Binance, OKX)."""
+        if not self._endpoint(venue).protocol.has_rest:
+            raise SimulatorError(f"{venue} serves no REST API in the simulator")
+        return f"http://{self._address(venue)}"
 
     async def push_quote(
         self,
@@ -155,17 +205,71 @@ class ExchangeSimulator:
         ask_qty: Decimal | str,
     ) -> None:
         """Make this the venue's current quote and send it to every connection subscribed to the symbol."""
-        endpoint = self._endpoint(venue)
-        if symbol not in endpoint.symbols:
-            raise SimulatorError(f"{symbol!r} is not simulated (symbols: {list(endpoint.symbols)})")
+        endpoint = self._symbol_endpoint(venue, symbol)
         top = BookTop(
-            bid=_decimal("bid", bid),
-            bid_qty=_decimal("bid_qty", bid_qty),
-            ask=_decimal("ask", ask),
-            ask_qty=_decimal("ask_qty", ask_qty),
+            bid=decimal_arg("bid", bid),
+            bid_qty=decimal_arg("bid_qty", bid_qty),
+            ask=decimal_arg("ask", ask),
+            ask_qty=decimal_arg("ask_qty", ask_qty),
         )
         endpoint.publish(symbol, top)
         await asyncio.sleep(0)  # let writers run, so a tight push loop does not overflow outboxes
+
+    def depth(self, venue: str, symbol: str) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        """Return the venue's current book of the symbol as (bids, asks), best first."""
+        book = self._symbol_endpoint(venue, symbol).books.depth(symbol).snapshot()
+        return book.bids, book.asks
+
+    async def inject_gap(self, venue: str, symbol: str) -> None:
+        """Lose one depth message: the book changes, nobody is told, the next message skips a sequence number.
+
+        Kraken, which numbers nothing, shows it as a checksum that no longer matches the client's book.
+        """
+        self._symbol_endpoint(venue, symbol).lose_message(symbol)
+        self._count(venue, symbol, "gap")
+
+    async def inject_duplicate(self, venue: str, symbol: str) -> None:
+        """Send the symbol's next depth message twice, same sequence numbers."""
+        self._symbol_endpoint(venue, symbol).books.queue_duplicate(symbol)
+        self._count(venue, symbol, "duplicate")
+
+    async def inject_bad_checksum(self, venue: str, symbol: str) -> None:
+        """Send the symbol's next depth message with a wrong checksum (Kraken; OKX with `okx_checksums`)."""
+        endpoint = self._symbol_endpoint(venue, symbol)
+        if not endpoint.checksums:
+            raise SimulatorError(f"{venue} sends no checksums here (OKX needs okx_checksums=True)")
+        endpoint.books.queue_bad_checksum(symbol)
+        self._count(venue, symbol, "bad_checksum")
+
+    async def inject_crossed(self, venue: str, symbol: str) -> None:
+        """Publish a crossed top now: the bid one tick above the ask, in the BBO and the depth alike."""
+        endpoint = self._symbol_endpoint(venue, symbol)
+        endpoint.publish(symbol, endpoint.books.crossed_top(symbol))
+        self._count(venue, symbol, "crossed")
+        await asyncio.sleep(0)
+
+    def stall(self, venue: str, seconds: float) -> None:
+        """Hold back the venue's market data for `seconds`, sockets, control replies and heartbeats kept.
+
+        Autoplay leaves a stalled venue's books still, so nothing is lost; a quote pushed during
+        the stall is applied but never sent, and shows as a gap once data flows again.
+        """
+        endpoint = self._endpoint(venue)
+        if seconds <= 0:
+            raise SimulatorError(f"a stall needs a positive duration, got {seconds}")
+        endpoint.stalled_until = asyncio.get_running_loop().time() + seconds
+        self._count(venue, None, "stall")
+
+    def resume(self, venue: str) -> None:
+        """End the venue's stall now."""
+        self._endpoint(venue).stalled_until = 0.0
+
+    def faults_injected(self, venue: str, kind: Fault | None = None) -> int:
+        """Return how many faults (of `kind`, or of any kind) were injected into the venue."""
+        self._endpoint(venue)
+        if kind is not None and kind not in get_args(Fault):
+            raise SimulatorError(f"unknown fault {kind!r}; faults: {list(get_args(Fault))}")
+        return sum(n for (v, k), n in self._faults.items() if v == venue and kind in (None, k))
 
     async def advance(self, ticks: int = 1) -> None:
         """Step the price model `ticks` times by hand and publish what changed, as autoplay does."""
@@ -209,14 +313,13 @@ class ExchangeSimulator:
         count: int = 1,
         timeout: float = 5.0,  # noqa: ASYNC109 - part of the simulator's published API
     ) -> None:
-        """Return once `count` BBO subscriptions to the symbol were received, cumulative across connections.
+        """Return once `count` market-data subscriptions (BBO or depth) to the symbol were received.
+
+        Counted cumulatively across connections; a request naming the symbol twice counts twice.
 
         Raises `SubscriptionTimeout` (a `SimulatorError` and a `TimeoutError`) when they do not come in time.
         """
-        endpoint = self._endpoint(venue)
-        if symbol not in endpoint.symbols:
-            raise SimulatorError(f"{symbol!r} is not simulated (symbols: {list(endpoint.symbols)})")
-        await endpoint.wait_subscribed(symbol, count, timeout)
+        await self._symbol_endpoint(venue, symbol).wait_subscribed(symbol, count, timeout)
 
     def connections_accepted(self, venue: str) -> int:
         """Return how many WebSocket connections the venue has accepted so far."""
@@ -242,8 +345,15 @@ class ExchangeSimulator:
             await self.close()
 
     def _step_model(self) -> None:
-        for (venue, symbol), top in self.model.step().items():
-            self._endpoints[venue].publish(symbol, top)
+        self.model.step()
+        for venue, endpoint in self._endpoints.items():
+            if endpoint.stalled:
+                continue  # a stalled venue's market stands still, so the stall itself loses nothing
+            for symbol in endpoint.symbols:
+                # The model's quote wins at each tick: a scripted or crossed top lasts one tick.
+                top = self.model.quote(venue, symbol)
+                served = endpoint.books.bbo.get(symbol)
+                endpoint.publish(symbol, None if served and served.top == top else top, evolve=True)
 
     async def _autoplay_loop(self) -> None:
         while True:
@@ -255,6 +365,12 @@ class ExchangeSimulator:
         # A timer, not a wait for a condition: each pass says how long until the next book is due.
         while True:  # noqa: ASYNC110
             await asyncio.sleep(endpoint.repush(interval_s))
+
+    @staticmethod
+    async def _heartbeat_loop(endpoint: VenueEndpoint, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            endpoint.heartbeat()
 
     async def _close_later(self, endpoint: VenueEndpoint, conns: Sequence[Any]) -> None:
         await asyncio.sleep(self._shutdown_grace_s)
@@ -279,29 +395,19 @@ class ExchangeSimulator:
         except KeyError:
             raise SimulatorError(f"{venue!r} is not simulated (venues: {sorted(self._endpoints)})") from None
 
+    def _symbol_endpoint(self, venue: str, symbol: str) -> VenueEndpoint:
+        endpoint = self._endpoint(venue)
+        if symbol not in endpoint.symbols:
+            raise SimulatorError(f"{symbol!r} is not simulated (symbols: {list(endpoint.symbols)})")
+        return endpoint
 
-def _check_settings(
-    venues: Sequence[str], symbols: Sequence[str], ports: Mapping[str, int], rules: Mapping[str, VenueRules]
-) -> None:
-    if isinstance(venues, str) or isinstance(symbols, str):
-        raise SimulatorError("venues and symbols must be sequences of names, not one string")
-    if not venues or any(v not in SIM_VENUES for v in venues) or len(set(venues)) != len(venues):
-        raise SimulatorError(f"venues must be distinct names from {sorted(SIM_VENUES)}, got {list(venues)}")
-    bad = [s for s in symbols if not isinstance(s, str) or not _SYMBOL.fullmatch(s)]
-    if not symbols or bad or len(set(symbols)) != len(symbols):
-        raise SimulatorError(f"symbols must be distinct canonical BASE-QUOTE names, got {list(symbols)}")
-    for what, mapping in (("ports", ports), ("rules", rules)):
-        if extra := set(mapping) - set(venues):
-            raise SimulatorError(f"{what} given for venues that are not simulated: {sorted(extra)}")
+    def _address(self, venue: str) -> str:
+        endpoint = self._endpoint(venue)
+        if endpoint.port == 0:
+            raise SimulatorError(f"{venue} has no port yet: start the simulator first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{host}:{endpoint.port}"
 
-
-def _decimal(name: str, value: Decimal | str) -> Decimal:
-    if not isinstance(value, Decimal | str):
-        raise SimulatorError(f"{name} must be a Decimal or a decimal string, got {value!r}")
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(value)
-    except InvalidOperation as exc:
-        raise SimulatorError(f"{name} must be a decimal number, got {value!r}") from exc
-    if not number.is_finite() or number < 0:
-        raise SimulatorError(f"{name} must be a finite, non-negative decimal, got {value!r}")
-    return number
+    def _count(self, venue: str, symbol: str | None, kind: Fault) -> None:
+        self._faults[venue, kind] += 1
+        _log.info("sim_fault_injected", venue=venue, symbol=symbol, fault=kind)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from connectors.base import Parser
+from connectors.book import BookInvalid
 from connectors.bybit import BybitAdapter
 from connectors.errors import ParseError
 from connectors.types import Quote
@@ -40,13 +41,12 @@ def level1(kind: str, bids: list[list[str]], asks: list[list[str]], u: int, ts: 
     return orjson.dumps({"topic": "orderbook.1.BTCUSDT", "type": kind, "ts": ts, "data": data, "cts": ts - 2})
 
 
-def test_documented_snapshot_then_delta_track_the_best_levels(
+def test_documented_snapshot_parses_and_the_documented_delta_is_a_gap_after_it(
     parser: Parser, recorded: Any, received_ns: int
 ) -> None:
-    # The documented examples come from different days (16.5k vs 30.2k), so the merged
-    # book is crossed; the parser reports what the frames say and does not "fix" them.
+    # The documented examples come from different days (u 18521288 vs 177400507): applied
+    # one after the other the delta skips updates, so the book is discarded, never served.
     after_snapshot = parser.parse(recorded.text(VENUE, "bybit-orderbook-snapshot.json"), received_ns)
-    after_delta = parser.parse(recorded.text(VENUE, "bybit-orderbook-delta.json"), received_ns + 1)
 
     assert after_snapshot == [
         Quote(
@@ -61,19 +61,9 @@ def test_documented_snapshot_then_delta_track_the_best_levels(
             seq=18521288,
         )
     ]
-    assert after_delta == [
-        Quote(
-            venue="bybit",
-            symbol="BTC-USDT",
-            bid=Decimal("30247.20"),
-            bid_qty=Decimal("30.028"),
-            ask=Decimal("16611.00"),
-            ask_qty=Decimal("0.029"),
-            exchange_ns=1687940967466 * 1_000_000,
-            received_ns=received_ns + 1,
-            seq=177400507,
-        )
-    ]
+    with pytest.raises(BookInvalid) as caught:
+        parser.parse(recorded.text(VENUE, "bybit-orderbook-delta.json"), received_ns + 1)
+    assert (caught.value.symbol, caught.value.reason) == ("BTC-USDT", "gap")
 
 
 def test_level1_snapshot_gives_its_single_levels(
@@ -142,9 +132,18 @@ def test_bad_delta_leaves_the_book_unchanged(parser: Parser) -> None:
 
     with pytest.raises(ParseError):
         parser.parse(level1("delta", [["100.0", "0"]], [["101.0", "NaN"]], u=11), 2)
-    (quote,) = parser.parse(level1("delta", [], [["101.0", "2.5"]], u=12), 3)
+    (quote,) = parser.parse(level1("delta", [], [["101.0", "2.5"]], u=11), 3)
 
     assert (quote.bid, quote.bid_qty, quote.ask_qty) == (Decimal("100.0"), Decimal("1"), Decimal("2.5"))
+
+
+def test_update_lost_in_a_bad_delta_shows_as_a_gap_at_the_next_one(parser: Parser) -> None:
+    parser.parse(level1("snapshot", [["100.0", "1"]], [["101.0", "2"]], u=10), 1)
+    with pytest.raises(ParseError):
+        parser.parse(level1("delta", [["100.0", "0"]], [["101.0", "NaN"]], u=11), 2)
+
+    with pytest.raises(BookInvalid, match="gap"):
+        parser.parse(level1("delta", [], [["101.0", "2.5"]], u=12), 3)
 
 
 def test_documented_control_frames_return_no_quotes(parser: Parser, recorded: Any) -> None:

@@ -1,4 +1,7 @@
-"""The exchange simulator speaks Binance's and Bybit's documented protocols to a plain WebSocket client."""
+"""The exchange simulator speaks Binance's and Bybit's documented protocols to a plain WebSocket client.
+
+Depth, REST snapshots and faults: test_sim_depth.py; OKX, Coinbase and Kraken: test_sim_venues.py.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from connectors.sim import (
 from connectors.sim.binance import BinanceProtocol
 from connectors.sim.market import cross_venue_spread_bps, spec_for
 from connectors.sim.protocol import RateWindow
+from connectors.types import VENUE_IDS
 
 pytestmark = pytest.mark.integration
 
@@ -336,7 +340,7 @@ async def test_bybit_more_than_ten_args_are_refused_and_nothing_is_subscribed() 
 async def test_bybit_unknown_and_repeated_topics_get_failure_acks(sim: ExchangeSimulator) -> None:
     async with asyncio.timeout(10), connect(sim.ws_url("bybit")) as ws:
         unknown = await bybit_send(ws, "subscribe", "orderbook.1.DOGEUSDT")
-        other_depth = await bybit_send(ws, "subscribe", "orderbook.50.BTCUSDT")
+        other_depth = await bybit_send(ws, "subscribe", "orderbook.25.BTCUSDT")  # not a spot depth
         await bybit_send(ws, "subscribe", "orderbook.1.BTCUSDT")
         repeated = await bybit_send(ws, "subscribe", "orderbook.1.BTCUSDT")
         bad_op = await bybit_send(ws, "subscrbe", "orderbook.1.BTCUSDT")
@@ -346,7 +350,7 @@ async def test_bybit_unknown_and_repeated_topics_get_failure_acks(sim: ExchangeS
         unknown["success"] is False
         and unknown["ret_msg"] == "error:handler not found,topic:orderbook.1.DOGEUSDT"
     )
-    assert other_depth["ret_msg"] == "error:handler not found,topic:orderbook.50.BTCUSDT"
+    assert other_depth["ret_msg"] == "error:handler not found,topic:orderbook.25.BTCUSDT"
     assert repeated["ret_msg"] == "error:already subscribed,topic:orderbook.1.BTCUSDT"
     assert bad_op["ret_msg"] == "error:invalid op"
     assert garbage["success"] is False and garbage["ret_msg"].startswith("Failed to decode incoming data")
@@ -494,7 +498,10 @@ def test_constructor_refuses_unknown_venues_and_malformed_symbols() -> None:
         ExchangeSimulator(("binance",), ports={"bybit": 0})
     with pytest.raises(SimulatorError):
         ExchangeSimulator(dislocation_probability=2.0)
-    assert set(SIM_VENUES) == {"binance", "bybit"}
+    for levels in (0, 401):
+        with pytest.raises(SimulatorError):
+            ExchangeSimulator(book_levels=levels)
+    assert set(SIM_VENUES) == set(VENUE_IDS)
 
 
 async def test_close_is_idempotent_and_leaves_no_task_or_listener() -> None:

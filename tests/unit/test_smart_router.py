@@ -364,3 +364,24 @@ async def test_python_api_best_price_preferences_and_execution(world: World) -> 
     result = await world.router.execute_with_preferences("BTC-USDT", "buy", Decimal("0.5"), "u1")
     assert result.status == "filled" and result.filled_quantity == Decimal("0.5")
     assert result.request_id.startswith("api-")
+
+
+class RefusingExecutor(CountingExecutor):
+    """A venue that refuses every order before it reaches the book (as during a Binance 418 ban)."""
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        self.sent.append(leg)
+        return LegOutcome(leg, (), f"not sent to {leg.venue}: banned until later", "venue_error")
+
+
+async def test_legs_refused_before_executing_make_a_rejected_result_with_the_venue_code(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path / "refused")
+    w.executor = RefusingExecutor(w.cache, FEES, clock_ns=w.clock)
+    w.router.executor = w.executor
+    three_books(w)
+    result = orjson.loads((await w.router.handle(order())).result or b"")
+    assert (result["status"], result["reject_code"]) == ("rejected", "venue_error")
+    assert "banned" in result["message"] and result["fills"] == []
+    w.ledger.close()

@@ -8,12 +8,14 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
 import pytest
 import structlog
+from aiohttp import web
 from prometheus_client import REGISTRY
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -418,3 +420,305 @@ async def test_on_frame_sees_every_raw_frame_with_its_receive_time_before_parsin
     # Garbage too: a recording keeps exactly what the venue sent, in order, with its receive time.
     assert seen == [(frame, ns) for frame, ns in zip(frames, (100, 101, 102), strict=True)]
     assert len(collector.quotes) == 1
+
+
+# --- book resyncs ---------------------------------------------------------------------------------
+
+
+def depth_event(first: int, last: int, bids: list[list[str]], asks: list[list[str]]) -> str:
+    """Return a combined-stream BTCUSDT diff event of the documented shape."""
+    data = {
+        "e": "depthUpdate",
+        "E": 1672515782136,
+        "s": "BTCUSDT",
+        "U": first,
+        "u": last,
+        "b": bids,
+        "a": asks,
+    }
+    return orjson.dumps({"stream": "btcusdt@depth@100ms", "data": data}).decode()
+
+
+@contextlib.asynccontextmanager
+async def depth_rest(bodies: list[dict[str, Any] | None], calls: list[dict[str, str]]) -> AsyncIterator[str]:
+    """Serve `GET /api/v3/depth` on a free 127.0.0.1 port, answering `bodies` in turn (None: HTTP 500)."""
+
+    async def depth(request: web.Request) -> web.Response:
+        calls.append(dict(request.query))
+        body = bodies.pop(0) if bodies else None
+        if body is None:
+            return web.json_response({"code": -1000, "msg": "An unknown error occurred."}, status=500)
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/api/v3/depth", depth)
+    site_runner = web.AppRunner(app)
+    await site_runner.setup()
+    site = web.TCPSite(site_runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await site_runner.cleanup()
+
+
+class Timeline:
+    """Record quotes and book invalidations in the order the runner reports them."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, Any]] = []
+        self.changed = asyncio.Event()
+
+    def quote(self, quote: Quote) -> None:
+        self.entries.append(("quote", quote))
+        self.changed.set()
+
+    def invalid(self, venue: str, symbol: str, reason: str) -> None:
+        self.entries.append(("invalid", (venue, symbol, reason)))
+        self.changed.set()
+
+    def quotes(self) -> list[Quote]:
+        return [value for kind, value in self.entries if kind == "quote"]
+
+    async def until_seq(self, seq: int) -> None:
+        while not any(quote.seq == seq for quote in self.quotes()):
+            self.changed.clear()
+            await self.changed.wait()
+
+
+async def test_binance_gap_triggers_one_snapshot_resync_and_serves_only_the_new_book() -> None:
+    old_book = {"lastUpdateId": 100, "bids": [["10", "1"]], "asks": [["11", "1"]]}
+    new_book = {"lastUpdateId": 200, "bids": [["20", "2"]], "asks": [["21", "2"]]}
+    frames: asyncio.Queue[str | None] = asyncio.Queue()
+    rest_calls: list[dict[str, str]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        while (frame := await frames.get()) is not None:
+            await ws.send(frame)
+
+    gaps_before = metric("smartroute_book_gaps_total", "binance")
+    resyncs_before = metric("smartroute_book_resyncs_total", "binance", reason="gap")
+    timeline = Timeline()
+    async with (
+        asyncio.timeout(10),
+        loopback(handler) as url,
+        depth_rest([old_book, new_book], rest_calls) as rest,
+    ):
+        adapter = BinanceAdapter(["BTC-USDT"], ws_url=url, rest_url=rest, depth=5)
+        runner = StreamRunner(adapter, timeline.quote, on_book_invalid=timeline.invalid)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with running(runner):
+                    frames.put_nowait(depth_event(100, 101, [["10", "3"]], []))
+                    await timeline.until_seq(101)
+                    frames.put_nowait(depth_event(150, 150, [["10", "4"]], []))  # 102..149 lost
+                    await timeline.until_seq(200)
+                    frames.put_nowait(depth_event(201, 201, [], [["21", "5"]]))
+                    await timeline.until_seq(201)
+                    assert runner.connects == 1  # resynced on the open connection
+        finally:
+            frames.put_nowait(None)  # lets the server's handler end
+
+    assert rest_calls == [{"symbol": "BTCUSDT", "limit": "100"}] * 2
+    kinds = [(kind, value if kind == "invalid" else value.seq) for kind, value in timeline.entries]
+    assert kinds == [
+        ("quote", 101),
+        ("invalid", ("binance", "BTC-USDT", "gap")),
+        ("quote", 200),
+        ("quote", 201),
+    ]
+    after = timeline.quotes()[1:]
+    assert [(q.bids, q.asks) for q in after] == [
+        (((D("20"), D("2")),), ((D("21"), D("2")),)),
+        (((D("20"), D("2")),), ((D("21"), D("5")),)),
+    ]
+    assert metric("smartroute_book_gaps_total", "binance") == gaps_before + 1
+    assert metric("smartroute_book_resyncs_total", "binance", reason="gap") == resyncs_before + 1
+    (invalid_log,) = [entry for entry in logs if entry["event"] == "book_invalid"]
+    assert (invalid_log["symbol"], invalid_log["reason"], invalid_log["resync"]) == (
+        "BTC-USDT",
+        "gap",
+        "snapshot",
+    )
+
+
+async def test_failed_snapshot_fetch_is_counted_and_retried() -> None:
+    book = {"lastUpdateId": 7, "bids": [["10", "1"]], "asks": [["11", "1"]]}
+    rest_calls: list[dict[str, str]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(depth_event(7, 8, [], []))
+        await ws.wait_closed()
+
+    failures_before = metric("smartroute_book_snapshot_failures_total", "binance")
+    timeline = Timeline()
+    async with asyncio.timeout(10), loopback(handler) as url, depth_rest([None, book], rest_calls) as rest:
+        adapter = BinanceAdapter(["BTC-USDT"], ws_url=url, rest_url=rest, depth=5)
+        runner = StreamRunner(adapter, timeline.quote, backoff_initial_s=0.01)
+        with structlog.testing.capture_logs() as logs:
+            async with running(runner):
+                await timeline.until_seq(8)
+
+    assert len(rest_calls) == 2
+    assert metric("smartroute_book_snapshot_failures_total", "binance") == failures_before + 1
+    (failed,) = [entry for entry in logs if entry["event"] == "book_snapshot_failed"]
+    assert "HTTP 500" in failed["error"]
+
+
+async def test_bybit_gap_resubscribes_the_symbol_and_serves_only_the_new_snapshot() -> None:
+    def book_frame(kind: str, u: int, bids: list[list[str]], asks: list[list[str]]) -> str:
+        data = {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": 1}
+        message = {"topic": "orderbook.50.BTCUSDT", "type": kind, "ts": 1672304484978, "data": data, "cts": 1}
+        return orjson.dumps(message).decode()
+
+    received: list[Any] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            request = orjson.loads(message)
+            received.append((request["op"], request["args"]))
+            if request["op"] != "subscribe":
+                continue
+            if len(received) == 1:
+                await ws.send(book_frame("snapshot", 10, [["100", "1"]], [["101", "1"]]))
+                await ws.send(book_frame("delta", 11, [["100", "2"]], []))
+                await ws.send(book_frame("delta", 13, [["100", "3"]], []))  # u=12 lost
+                await ws.send(book_frame("delta", 14, [["100", "4"]], []))  # old subscription, in flight
+            else:
+                await ws.send(book_frame("snapshot", 40, [["90", "1"]], [["91", "1"]]))
+
+    gaps_before = metric("smartroute_book_gaps_total", "bybit")
+    timeline = Timeline()
+    async with asyncio.timeout(10), loopback(handler) as url:
+        runner = StreamRunner(
+            BybitAdapter(["BTC-USDT"], ws_url=url, depth=50), timeline.quote, on_book_invalid=timeline.invalid
+        )
+        async with running(runner):
+            await timeline.until_seq(40)
+            assert runner.connects == 1
+
+    topic = ["orderbook.50.BTCUSDT"]
+    assert received == [("subscribe", topic), ("unsubscribe", topic), ("subscribe", topic)]
+    kinds = [(kind, value if kind == "invalid" else value.seq) for kind, value in timeline.entries]
+    assert kinds == [("quote", 10), ("quote", 11), ("invalid", ("bybit", "BTC-USDT", "gap")), ("quote", 40)]
+    assert timeline.quotes()[-1].bids == ((D("90"), D("1")),)
+    assert metric("smartroute_book_gaps_total", "bybit") == gaps_before + 1
+
+
+async def test_venue_without_in_place_resync_reopens_the_connection() -> None:
+    class ReconnectingBybit(BybitAdapter):
+        def resync_messages(self, symbol: str) -> list[str] | None:
+            return None
+
+    connections = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal connections
+        await ws.recv()
+        connections += 1
+        await ws.send(
+            orjson.dumps(
+                {
+                    "topic": "orderbook.1.BTCUSDT",
+                    "type": "snapshot",
+                    "ts": 1,
+                    "cts": 1,
+                    "data": {"s": "BTCUSDT", "b": [["101", "1"]], "a": [["100", "1"]], "u": 5, "seq": 1},
+                }
+            ).decode()
+            if connections == 1
+            else orjson.dumps(
+                {
+                    "topic": "orderbook.1.BTCUSDT",
+                    "type": "snapshot",
+                    "ts": 1,
+                    "cts": 1,
+                    "data": {"s": "BTCUSDT", "b": [["99", "1"]], "a": [["100", "1"]], "u": 6, "seq": 1},
+                }
+            ).decode()
+        )
+        await ws.wait_closed()
+
+    reopened_before = metric("smartroute_ws_reconnects_total", "bybit", reason="book_invalid")
+    crossed_before = metric("smartroute_book_crossed_total", "bybit")
+    timeline = Timeline()
+    async with asyncio.timeout(10), loopback(handler) as url:
+        runner = StreamRunner(
+            ReconnectingBybit(["BTC-USDT"], ws_url=url),
+            timeline.quote,
+            on_book_invalid=timeline.invalid,
+            backoff_initial_s=0.01,
+        )
+        async with running(runner):
+            await timeline.until_seq(6)
+
+    assert connections == 2
+    kinds = [(kind, value if kind == "invalid" else value.seq) for kind, value in timeline.entries]
+    assert kinds == [("invalid", ("bybit", "BTC-USDT", "crossed")), ("quote", 6)]
+    assert metric("smartroute_ws_reconnects_total", "bybit", reason="book_invalid") == reopened_before + 1
+    assert metric("smartroute_book_crossed_total", "bybit") == crossed_before + 1
+
+
+def test_book_metrics_exist_at_zero_for_every_venue() -> None:
+    StreamRunner(BybitAdapter(["BTC-USDT"]), lambda quote: None)
+
+    for name in (
+        "smartroute_book_gaps_total",
+        "smartroute_book_checksum_failures_total",
+        "smartroute_book_crossed_total",
+    ):
+        assert REGISTRY.get_sample_value(name, {"venue": "bybit"}) is not None
+    for reason in ("gap", "checksum", "crossed", "sequence"):
+        assert (
+            REGISTRY.get_sample_value("smartroute_book_resyncs_total", {"venue": "bybit", "reason": reason})
+            is not None
+        )
+
+
+class CeilingRecorder(random.Random):
+    """An rng that records each backoff ceiling asked for and waits not at all."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.ceilings: list[float] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.ceilings.append(b)
+        return 0.0
+
+
+async def test_book_that_fails_again_and_again_is_resynced_with_backoff_not_in_a_loop() -> None:
+    def snapshot(u: int, bid: str) -> str:
+        data = {"s": "BTCUSDT", "b": [[bid, "1"]], "a": [["100", "1"]], "u": u, "seq": 1}
+        message = {"topic": "orderbook.50.BTCUSDT", "type": "snapshot", "ts": 1, "data": data, "cts": 1}
+        return orjson.dumps(message).decode()
+
+    subscribes = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal subscribes
+        async for message in ws:
+            if orjson.loads(message)["op"] == "subscribe":
+                subscribes += 1
+                # The venue serves a crossed book three times over, then a sound one.
+                await ws.send(snapshot(subscribes, "101" if subscribes <= 3 else "99"))
+
+    rng = CeilingRecorder()
+    timeline = Timeline()
+    async with asyncio.timeout(10), loopback(handler) as url:
+        runner = StreamRunner(
+            BybitAdapter(["BTC-USDT"], ws_url=url, depth=50),
+            timeline.quote,
+            on_book_invalid=timeline.invalid,
+            rng=rng,
+            backoff_initial_s=0.25,
+        )
+        async with running(runner):
+            await timeline.until_seq(4)
+
+    assert [kind for kind, _ in timeline.entries] == ["invalid"] * 3 + ["quote"]
+    # The first resync goes at once; the next ones wait a growing, jittered delay.
+    assert rng.ceilings == [0.25, 0.5]

@@ -1,0 +1,298 @@
+"""LiveExecutor: order legs as IOC LIMIT orders on a venue's REST API, never executed twice.
+
+Each leg is sent once, under its deterministic client order id
+(`OrderLeg.client_order_id`, the same after any restart), after the router
+recorded its intent in the ledger. Its quantity is rounded down to the lot
+step and its limit price onto the tick grid in the requester's favour; a leg
+that breaks the symbol's rules (minimum notional, ...) is refused unsent.
+
+When the answer is lost — timeout, dropped connection, 5xx, -1006/-1007 —
+the order may or may not exist, and Binance accepts a reused client id once
+the first order is filled, so re-sending could trade twice. The executor
+queries the order by client id instead, with bounded backoff, and settles
+from the venue's answer. "No such order" is believed only once recvWindow
+(plus a margin) has passed since the send: from then on the venue refuses
+the request as too old, so the order can no longer appear. If the venue
+cannot tell within the query window, `ExecutionError` propagates and the
+leg stays "sent" in the ledger, to be settled by `recover()` at the next
+start — it is never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+import structlog
+
+from connectors.binance.errors import DuplicateOrder, OrderNotFound, OutcomeUnknown
+from connectors.binance.filters import SymbolFilters
+from connectors.binance.metrics import LIVE_ORDERS, ORDER_RECONCILIATIONS
+from connectors.binance.payloads import OrderReport, Side, TradeFill, ts_ns
+from connectors.errors import ParseError, VenueError
+from connectors.types import decimal_text
+from router.errors import ExecutionError
+from router.execution import Fill, LegOutcome, Mode, OrderLeg, quote_asset
+
+log = structlog.get_logger(__name__)
+
+_BPS = Decimal(10_000)
+_LATENCY_WEIGHT = 0.2  # of each new measurement in the moving average
+
+
+class OrderVenue(Protocol):
+    """What the live executor needs of a venue's REST connector (`BinanceConnector` has it)."""
+
+    recv_window_ms: int
+
+    async def start(self) -> None:
+        """Open the connection and load the venue's rules; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection; idempotent."""
+        ...
+
+    async def symbol_filters(self, symbol: str) -> SymbolFilters:
+        """Return the symbol's trading rules."""
+        ...
+
+    async def place_order(
+        self, symbol: str, side: Side, quantity: Decimal, price: Decimal, client_order_id: str
+    ) -> OrderReport:
+        """Place an IOC LIMIT order; raise OutcomeUnknown when its fate is unknown."""
+        ...
+
+    async def query_order(self, symbol: str, client_order_id: str) -> OrderReport:
+        """Return the order with this client id; raise OrderNotFound if there is none."""
+        ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport:
+        """Cancel the open order with this client id."""
+        ...
+
+    async def order_trades(self, symbol: str, order_id: int) -> tuple[TradeFill, ...]:
+        """Return the trades of one order with their commissions."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SettlePolicy:
+    """How an unknown outcome is settled: the pauses between queries, and the clock-error margin."""
+
+    query_delays_s: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+    finality_margin_ms: int = 1000
+
+
+class LiveExecutor:
+    """Execute legs on real venues through their REST connectors; settle every unknown by querying."""
+
+    mode: Mode = "live"
+
+    def __init__(
+        self,
+        connectors: Mapping[str, OrderVenue],
+        *,
+        taker_fee_bps: Mapping[str, Decimal] | None = None,
+        policy: SettlePolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """Trade on each venue of `connectors`; `taker_fee_bps` estimates a fee the venue did not report."""
+        self.connectors = dict(connectors)
+        self.venues = frozenset(self.connectors)
+        self.taker_fee_bps = dict(taker_fee_bps or {})
+        self.policy = policy or SettlePolicy()
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.clock_ns = clock_ns
+        self._latency_ms: dict[str, float] = {}
+
+    async def start(self) -> None:
+        """Connect every venue (clock offset, exchange rules) before the first request."""
+        for connector in self.connectors.values():
+            await connector.start()
+
+    async def close(self) -> None:
+        """Close every venue connection."""
+        for connector in self.connectors.values():
+            await connector.close()
+
+    def observed_ack_latency_ms(self, venue: str) -> float | None:
+        """Return the moving average of the venue's order-acknowledgement round trips."""
+        return self._latency_ms.get(venue)
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        """Send `leg` once as an IOC LIMIT order and report its fills; settle an unknown by query."""
+        venue = self.connectors.get(leg.venue)
+        if venue is None:
+            return self._not_sent(leg, f"{leg.venue} is not a live venue")
+        try:
+            rules = await venue.symbol_filters(leg.symbol)
+            quantity, price = rules.prepare(leg.side, leg.quantity, leg.limit_price)
+        except (VenueError, ParseError) as exc:
+            return self._not_sent(leg, str(exc))
+        started = time.monotonic()
+        log.info(
+            "order_sending",
+            request_id=leg.request_id,
+            venue=leg.venue,
+            client_order_id=leg.client_order_id,
+            quantity=decimal_text(quantity),
+            price=decimal_text(price),
+        )
+        try:
+            report = await venue.place_order(leg.symbol, leg.side, quantity, price, leg.client_order_id)
+        except DuplicateOrder:
+            # Our own deterministic id is open on the venue: this leg was sent before. Settle it.
+            LIVE_ORDERS.labels(leg.venue, "unknown").inc()
+            return await self._settle(venue, leg, self._finality(venue))
+        except OutcomeUnknown as exc:
+            LIVE_ORDERS.labels(leg.venue, "unknown").inc()
+            log.warning("order_outcome_unknown", client_order_id=leg.client_order_id, error=str(exc))
+            return await self._settle(venue, leg, self._finality(venue))
+        except VenueError as exc:
+            LIVE_ORDERS.labels(leg.venue, "rejected").inc()
+            log.warning("order_rejected", client_order_id=leg.client_order_id, error=str(exc))
+            return LegOutcome(leg, (), f"{leg.venue} did not execute the order: {exc}", "venue_error")
+        self._record_latency(leg.venue, (time.monotonic() - started) * 1000)
+        LIVE_ORDERS.labels(leg.venue, "accepted").inc()
+        return await self._outcome(venue, leg, report)
+
+    async def recover(self, leg: OrderLeg) -> LegOutcome:
+        """Settle a leg an earlier run left unsettled from what the venue says; never send it."""
+        venue = self.connectors.get(leg.venue)
+        if venue is None:
+            # Live mode routes only to live venues: a leg elsewhere comes from a paper run.
+            return LegOutcome(leg, (), f"{leg.venue} is not a live venue: never sent live, not executed")
+        outcome = await self._settle(venue, leg, self._finality(venue))
+        log.warning(
+            "order_recovered", client_order_id=leg.client_order_id, filled=decimal_text(outcome.filled)
+        )
+        return outcome
+
+    def _finality(self, venue: OrderVenue) -> float:
+        """Return when (monotonic s) the venue refuses any copy of an order sent until now as too old.
+
+        The venue's clock runs at our pace, so "recvWindow after the send" needs no clock offset;
+        the margin covers the error of the timestamp we signed with.
+        """
+        return self.monotonic() + (venue.recv_window_ms + self.policy.finality_margin_ms) / 1000
+
+    async def _settle(self, venue: OrderVenue, leg: OrderLeg, not_before: float) -> LegOutcome:
+        """Query the order by client id until the venue gives a final answer; never re-send."""
+        delays = self.policy.query_delays_s
+        for attempt in range(len(delays) + 1):
+            pause = delays[min(attempt, len(delays) - 1)]
+            try:
+                report = await venue.query_order(leg.symbol, leg.client_order_id)
+            except OrderNotFound:
+                remaining = not_before - self.monotonic()
+                if remaining <= 0:
+                    ORDER_RECONCILIATIONS.labels(leg.venue, "not_found").inc()
+                    log.warning("order_not_found", client_order_id=leg.client_order_id)
+                    return LegOutcome(
+                        leg,
+                        (),
+                        f"{leg.venue} has no order {leg.client_order_id}: never accepted, not executed",
+                    )
+                pause = remaining  # a late copy could still be accepted until then
+            except (VenueError, ParseError) as exc:
+                ORDER_RECONCILIATIONS.labels(leg.venue, "failed").inc()
+                log.warning("order_query_failed", client_order_id=leg.client_order_id, error=str(exc))
+            else:
+                if not report.is_open:
+                    ORDER_RECONCILIATIONS.labels(leg.venue, "found").inc()
+                    return await self._outcome(venue, leg, report)
+                await self._cancel(venue, leg)
+                pause = 0.0
+            if attempt < len(delays):
+                await self.sleep(pause)
+        raise ExecutionError(
+            f"{leg.venue} order {leg.client_order_id}: outcome still unknown after {len(delays) + 1} "
+            "queries; the leg stays in flight and is settled from the venue at the next start"
+        )
+
+    async def _cancel(self, venue: OrderVenue, leg: OrderLeg) -> None:
+        # An IOC order rests only for an instant; one found open is cancelled so it can be settled.
+        try:
+            await venue.cancel_order(leg.symbol, leg.client_order_id)
+        except OrderNotFound:
+            return  # it finished meanwhile
+        except (VenueError, ParseError) as exc:
+            log.warning("order_cancel_failed", client_order_id=leg.client_order_id, error=str(exc))
+
+    async def _outcome(self, venue: OrderVenue, leg: OrderLeg, report: OrderReport) -> LegOutcome:
+        if report.is_open:
+            await self._cancel(venue, leg)
+            return await self._settle(venue, leg, not_before=0.0)
+        trades = report.fills
+        if not trades and report.executed_qty > 0:
+            trades = await self._trades(venue, leg, report)
+        fills = tuple(self._fill(leg, report, t) for t in trades) if trades else self._estimated(leg, report)
+        if fills:
+            return LegOutcome(leg, fills)
+        return LegOutcome(
+            leg,
+            (),
+            f"no {leg.venue} liquidity within limit {decimal_text(report.price)} "
+            f"(IOC order {report.client_order_id} {report.status.lower()}, nothing filled)",
+        )
+
+    async def _trades(self, venue: OrderVenue, leg: OrderLeg, report: OrderReport) -> tuple[TradeFill, ...]:
+        try:
+            trades = await venue.order_trades(leg.symbol, report.order_id)
+        except (VenueError, ParseError) as exc:
+            log.warning("order_trades_unavailable", client_order_id=leg.client_order_id, error=str(exc))
+            return ()
+        if sum((t.quantity for t in trades), Decimal(0)) != report.executed_qty:
+            return ()  # the trade list lags the order: fall back to the order's totals
+        return trades
+
+    def _fill(self, leg: OrderLeg, report: OrderReport, trade: TradeFill) -> Fill:
+        return Fill(
+            venue=leg.venue,
+            side=leg.side,
+            price=trade.price,
+            quantity=trade.quantity,
+            fee=trade.commission,
+            fee_asset=trade.commission_asset,
+            client_order_id=report.client_order_id,
+            venue_order_id=str(report.order_id),
+            ts_ns=ts_ns(trade.time_ms or report.time_ms, self.clock_ns()),
+        )
+
+    def _estimated(self, leg: OrderLeg, report: OrderReport) -> tuple[Fill, ...]:
+        price = report.average_price
+        if price is None:
+            return ()
+        fee = report.cumulative_quote_qty * self.taker_fee_bps.get(leg.venue, Decimal(0)) / _BPS
+        log.warning("fill_fee_estimated", client_order_id=leg.client_order_id, fee=decimal_text(fee))
+        fill = Fill(
+            venue=leg.venue,
+            side=leg.side,
+            price=price,
+            quantity=report.executed_qty,
+            fee=fee,
+            fee_asset=quote_asset(leg.symbol),
+            client_order_id=report.client_order_id,
+            venue_order_id=str(report.order_id),
+            ts_ns=ts_ns(report.time_ms, self.clock_ns()),
+        )
+        return (fill,)
+
+    def _not_sent(self, leg: OrderLeg, reason: str) -> LegOutcome:
+        LIVE_ORDERS.labels(leg.venue, "not_sent").inc()
+        log.warning("order_not_sent", client_order_id=leg.client_order_id, reason=reason)
+        return LegOutcome(leg, (), f"not sent to {leg.venue}: {reason}", "venue_error")
+
+    def _record_latency(self, venue: str, latency_ms: float) -> None:
+        previous = self._latency_ms.get(venue)
+        self._latency_ms[venue] = (
+            latency_ms if previous is None else previous + _LATENCY_WEIGHT * (latency_ms - previous)
+        )
