@@ -25,7 +25,10 @@ from connectors.sim import ExchangeSimulator
 from daemon.broker import EmbeddedBroker
 from daemon.logs import configure_logging
 
-DEMO_VENUES = ("binance", "bybit")
+DEMO_VENUES = ("binance", "bybit", "okx", "coinbase", "kraken")
+# Each venue keeps a local order book of this many levels, synced its own way (REST snapshot + diffs,
+# snapshot + deltas, sequence numbers, checksums): the detector sizes opportunities on depth.
+DEMO_DEPTH = {"binance": 20, "bybit": 50, "okx": 20, "coinbase": 20, "kraken": 10}
 DEMO_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
 # Dislocations often enough that a first look shows opportunities within seconds (~25 a minute).
 DEMO_DISLOCATION_PROBABILITY = 0.02
@@ -69,16 +72,27 @@ def demo_config(bootstrap: str, sim: ExchangeSimulator, state_dir: Path, http_po
     for venue in DEMO_VENUES:
         symbols = ", ".join(f'"{s}"' for s in DEMO_SYMBOLS)
         lines += ["", f"[venues.{venue}]", f"symbols = [{symbols}]", f'ws_url = "{sim.ws_url(venue)}"']
+        lines += [f"depth = {DEMO_DEPTH[venue]}"]
+        if venue in ("binance", "okx"):  # books start from a REST snapshot
+            lines += [f'rest_url = "{sim.rest_url(venue)}"']
     return "\n".join(lines) + "\n"
+
+
+def _px(value: object) -> str:
+    """Show a price for people: exact VWAPs carry up to 28 digits, the screen needs 6 decimals at most."""
+    if value is None:
+        return "-"
+    text = f"{Decimal(str(value)):.6f}".rstrip("0").rstrip(".")
+    return text or "0"
 
 
 def describe(event: dict[str, Any]) -> str:
     """Return one human line for an opportunity message."""
-    quantity = Decimal(event["quantity"])
     base, quote = event["symbol"].split("-")
+    buy, sell = _px(event["buy_price"]), _px(event["sell_price"])
     return (
-        f"{event['event']:>7}  {event['symbol']:<9} buy {event['buy_venue']:<7} @ {event['buy_price']:<10} "
-        f"sell {event['sell_venue']:<7} @ {event['sell_price']:<10} qty {quantity:f} {base}  "
+        f"{event['event']:>7}  {event['symbol']:<9} buy {event['buy_venue']:<8} @ {buy:<12} "
+        f"sell {event['sell_venue']:<8} @ {sell:<12} qty {event['quantity']} {base}  "
         f"net {Decimal(event['net_profit']):.2f} {quote} ({event['net_spread_bps']} bps after fees)"
     )
 
@@ -169,8 +183,8 @@ def describe_result(result: dict[str, Any]) -> str:
     if isinstance(arbitrage, dict):
         a = arbitrage
         return (
-            f"{head} bought {a['bought']} @ {a['buy_avg_price']} on {a['buy_venue']}, "
-            f"sold {a['sold']} @ {a['sell_avg_price']} on {a['sell_venue']}, "
+            f"{head} bought {a['bought']} @ {_px(a['buy_avg_price'])} on {a['buy_venue']}, "
+            f"sold {a['sold']} @ {_px(a['sell_avg_price'])} on {a['sell_venue']}, "
             f"net cash flow {Decimal(a['net_cash_flow']):.4f}"
         )
     venues = ",".join(sorted({f["venue"] for f in result["fills"]})) or "-"

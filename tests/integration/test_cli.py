@@ -82,6 +82,8 @@ async def test_demo_prints_opportunities_read_back_from_kafka_within_20_s_and_st
 async def test_demo_sends_orders_and_shows_their_results() -> None:
     code, out, err = await smartroute("demo", "--seed", "5", "--duration", "12")
     assert code == 0, err
+    for venue in ("binance", "bybit", "okx", "coinbase", "kraken"):
+        assert f"exchange simulator: {venue}" in out  # make run shows all five venues
     results = [line for line in out.splitlines() if line.lstrip().startswith("result")]
     assert any("demo-order-1" in line and "filled" in line for line in results), out
     assert "order results read back from Kafka:" in out
