@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter, Gauge
 
 UnsentReason = Literal["closed", "shutdown"]
@@ -38,3 +39,20 @@ KAFKA_SEND_BUFFER = Gauge(
     "smartroute_kafka_send_buffer_messages",
     "Messages waiting in the publisher's send buffer.",
 )
+KAFKA_CONSUMER_LAG = Gauge(
+    "smartroute_kafka_consumer_lag_messages",
+    "Messages written to a topic that this process's consumer group has not read yet (its share).",
+    ["topic", "group"],
+)
+
+
+async def record_consumer_lag(consumer: AIOKafkaConsumer, topic: str, group: str) -> int:
+    """Set the lag gauge from the assigned partitions' high-water marks; return the lag."""
+    lag = 0
+    for partition in consumer.assignment():
+        highwater = consumer.highwater(partition)
+        if highwater is None:
+            continue  # nothing fetched from this partition yet: its end is unknown
+        lag += max(0, highwater - await consumer.position(partition))
+    KAFKA_CONSUMER_LAG.labels(topic=topic, group=group).set(lag)
+    return lag

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from connectors.types import Quote
 from daemon.config import Config
 from daemon.kafka import Publisher, client_options
+from daemon.metrics import record_consumer_lag
 from daemon.router_service import dlq_entry, start_unless_stopped
 
 log = structlog.get_logger(__name__)
@@ -64,6 +65,7 @@ class QuoteFollower:
                 for records in batches.values():
                     for record in records:
                         self._apply(record)
+                await record_consumer_lag(consumer, self.topic, DETECTOR_GROUP)
         finally:
             await consumer.stop()
 

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from daemon.config import Config
 from daemon.kafka import client_options
+from daemon.metrics import record_consumer_lag
 from router.errors import RouterError
 from router.metrics import HALTED
 from router.preferences import PreferenceStore
@@ -118,6 +119,7 @@ class RouterService:
                 batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.cfg.router.max_batch)
                 for partition, records in batches.items():
                     await self._process(consumer, partition, records)
+                await record_consumer_lag(consumer, self.orders_topic, self.cfg.router.group_id)
         finally:
             await consumer.stop()  # offsets were committed batch by batch; nothing is pending here
 

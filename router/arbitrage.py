@@ -19,7 +19,7 @@ from router.book_walk import BPS
 from router.errors import RouterError
 from router.execution import LegOutcome, OrderLeg, all_refused, leg_limit, protective_limit
 from router.request import OrderRequest, Side
-from router.results import ExecutionResult, Status
+from router.results import ExecutionResult, Status, quote_fee
 from router.risk import PlannedLeg
 from router.routing import NoRoute, RoutePlan, RouteRequest, VenueView, plan_route
 
@@ -167,7 +167,8 @@ async def settle_arbitrage(
         status = "partially_filled"
     else:
         status = "failed"
-    flows = sum((f.price * f.quantity * (1 if f.side == "sell" else -1) - f.fee for f in fills), Decimal(0))
+    fees = sum((fee for f in fills if (fee := quote_fee(f, request.symbol)) is not None), Decimal(0))
+    flows = sum((f.price * f.quantity * (1 if f.side == "sell" else -1) for f in fills), Decimal(0)) - fees
     problems = "; ".join(o.error for o in outcomes if o.error)
     message = f"bought {decimal_text(bought)} on {buy_out.leg.venue}, sold {decimal_text(sold)} on "
     message += sell_out.leg.venue + (f": {problems}" if problems else "")
@@ -185,6 +186,7 @@ async def settle_arbitrage(
         route=plan.route,
         residual=residual,
         hedged_quantity=hedged,
+        symbol=request.symbol,
         extra={
             "arbitrage": {
                 "buy_venue": buy_out.leg.venue,

@@ -70,6 +70,7 @@ async def recover_request(router: SmartRouter, request_id: str, raw: bytes) -> E
         received_ns=now,
         completed_ns=now,
         fills=fills,
+        symbol=symbol or None,
     )
 
 
@@ -91,6 +92,8 @@ def _quantity(document: Mapping[str, object]) -> Decimal:
 def result_from_message(data: Mapping[str, object]) -> ExecutionResult:
     """Rebuild an ExecutionResult from its message (what the ledger stores)."""
     known = {
+        "symbol",
+        "fees_other",
         "v",
         "request_id",
         "user_id",
@@ -126,6 +129,7 @@ def result_from_message(data: Mapping[str, object]) -> ExecutionResult:
         residual=residual if isinstance(residual, dict) else None,
         extra={k: v for k, v in data.items() if k not in known},
         hedged_quantity=Decimal(str(data["filled_quantity"])) if data.get("kind") == "arbitrage" else None,
+        symbol=str(data["symbol"]) if isinstance(data.get("symbol"), str) else None,
     )
 
 

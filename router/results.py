@@ -32,6 +32,7 @@ class ExecutionResult:
     residual: dict[str, object] | None = None
     extra: dict[str, object] = field(default_factory=dict)
     hedged_quantity: Decimal | None = None  # arbitrage: the quantity both bought and sold
+    symbol: str | None = None  # the request's symbol: tells a fee in the base asset from one in the quote
 
     @property
     def filled_quantity(self) -> Decimal:
@@ -42,8 +43,20 @@ class ExecutionResult:
 
     @property
     def fees_total(self) -> Decimal:
-        """Return the sum of fees paid, in the quote currency."""
-        return sum((f.fee for f in self.fills), Decimal(0))
+        """Return the fees paid in the quote currency; a fee in the base asset counts at its fill price.
+
+        Fees in any other asset (e.g. BNB) are not in this sum: see `fees_other`.
+        """
+        return sum((fee for f in self.fills if (fee := quote_fee(f, self.symbol)) is not None), Decimal(0))
+
+    @property
+    def fees_other(self) -> dict[str, Decimal]:
+        """Return fees charged in assets that are neither side of the symbol, by asset."""
+        other: dict[str, Decimal] = {}
+        for fill in self.fills:
+            if quote_fee(fill, self.symbol) is None:
+                other[fill.fee_asset] = other.get(fill.fee_asset, Decimal(0)) + fill.fee
+        return other
 
     @property
     def avg_price(self) -> Decimal | None:
@@ -75,12 +88,28 @@ class ExecutionResult:
         }
         if self.residual is not None:
             message["residual"] = self.residual
+        if self.symbol is not None:
+            message["symbol"] = self.symbol
+        if other := self.fees_other:
+            message["fees_other"] = {asset: decimal_text(amount) for asset, amount in sorted(other.items())}
         message.update(self.extra)
         return message
 
     def encode(self) -> bytes:
         """Return the message bytes that are stored in the ledger and produced to Kafka."""
         return orjson.dumps(self.as_message())
+
+
+def quote_fee(fill: Fill, symbol: str | None) -> Decimal | None:
+    """Return `fill`'s fee in the symbol's quote currency, or None when it was paid in another asset."""
+    if symbol is None:
+        return fill.fee
+    base, quote = symbol.rsplit("-", 1)
+    if fill.fee_asset == quote:
+        return fill.fee
+    if fill.fee_asset == base:
+        return fill.fee * fill.price
+    return None
 
 
 def fill_status(requested: Decimal, filled: Decimal) -> Status:

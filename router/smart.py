@@ -314,6 +314,7 @@ class SmartRouter:
             completed_ns=self.clock_ns(),
             fills=fills,
             route=plan.as_message(),
+            symbol=request.symbol,
         )
 
     async def _execute_arbitrage(

@@ -385,3 +385,22 @@ async def test_legs_refused_before_executing_make_a_rejected_result_with_the_ven
     assert (result["status"], result["reject_code"]) == ("rejected", "venue_error")
     assert "banned" in result["message"] and result["fills"] == []
     w.ledger.close()
+
+
+def test_fees_are_totalled_in_the_quote_currency_whatever_asset_the_venue_charged() -> None:
+    from router.execution import Fill
+    from router.results import ExecutionResult
+
+    def fill(fee: str, asset: str) -> Fill:
+        return Fill("binance", "buy", Decimal(64000), Decimal("0.5"), Decimal(fee), asset, "c", "v", 1)
+
+    result = ExecutionResult(
+        "r", "u", "order", "live", "filled", None, "ok", 0, 1,
+        fills=(fill("0.0005", "BTC"), fill("3.2", "USDT"), fill("0.01", "BNB")),
+        symbol="BTC-USDT",
+    )  # fmt: skip
+    # 0.0005 BTC at 64000 = 32 USDT, plus 3.2 USDT; the BNB fee is reported on its own.
+    assert result.fees_total == Decimal("35.2")
+    message = result.as_message()
+    assert message["fees_total"] == "35.2" and message["fees_other"] == {"BNB": "0.01"}
+    assert message["symbol"] == "BTC-USDT"
