@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from connectors.base import decimal_of, field, price_of
-from connectors.book import BookInvalid, BookInvalidReason, OrderBook
+from connectors.book import BookInvalid, BookInvalidReason, OrderBook, book_quote
 from connectors.coinbase.parse import (
     CONTROL_CHANNELS,
     VENUE,
@@ -120,22 +120,16 @@ class Level2Parser:
                 self._discard(symbol, "crossed", f"best bid {bids[0][0]} >= best ask {asks[0][0]}")
             return []
         self._held.discard(symbol)
-        bids, asks = book.top(self._depth)
-        if not bids or not asks:
-            return []
-        quote = Quote(
+        quote = book_quote(
+            book,
             venue=VENUE,
             symbol=symbol,
-            bid=bids[0][0],
-            bid_qty=bids[0][1],
-            ask=asks[0][0],
-            ask_qty=asks[0][1],
+            depth=self._depth,
             exchange_ns=envelope.exchange_ns,
             received_ns=received_ns,
-            seq=envelope.sequence_num,
-            bids=bids,
-            asks=asks,
         )
+        if quote is None:
+            return []
         return [quote]
 
     def _discard(self, symbol: str, reason: BookInvalidReason, detail: str) -> None:

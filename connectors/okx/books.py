@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from connectors.base import decode_object, field
-from connectors.book import BookInvalid, OrderBook
+from connectors.book import BookInvalid, OrderBook, book_quote
 from connectors.errors import ParseError
 from connectors.okx.checksum import CHECKSUM_LEVELS, book_checksum
 from connectors.okx.parse import VENUE, Push, decode_push, levels, ms_to_ns, sequence
@@ -212,22 +212,16 @@ class BooksParser:
             self._resync(symbol, [])
             raise BookInvalid(symbol, "crossed", _crossed_detail(book))
         self._held.discard(symbol)
-        bids, asks = book.top(self._depth)
-        if not bids or not asks:
-            return []
-        quote = Quote(
+        quote = book_quote(
+            book,
             venue=VENUE,
             symbol=symbol,
-            bid=bids[0][0],
-            bid_qty=bids[0][1],
-            ask=asks[0][0],
-            ask_qty=asks[0][1],
+            depth=self._depth,
             exchange_ns=exchange_ns,
             received_ns=received_ns,
-            seq=book.seq,
-            bids=bids,
-            asks=asks,
         )
+        if quote is None:
+            return []
         return [quote]
 
     def _resync(self, symbol: str, buffered: Sequence[_Update]) -> None:
