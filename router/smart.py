@@ -35,7 +35,7 @@ from router.arbitrage import NoArbitrage, plan_arbitrage, settle_arbitrage
 from router.book_walk import BPS
 from router.cache import PriceCache
 from router.errors import InvalidRequest
-from router.execution import Executor, LegOutcome, OrderLeg, all_refused, leg_limit
+from router.execution import Executor, Fill, LegOutcome, OrderLeg, all_refused, leg_limit
 from router.ledger import Ledger, LegIntent
 from router.metrics import ORDER_LEG_SECONDS, ORDER_REQUESTS
 from router.preferences import PreferenceStore, UserPreferences
@@ -371,11 +371,29 @@ class SmartRouter:
     # ----- recovery after a crash --------------------------------------------------------------
 
     async def recover(self) -> list[bytes]:
-        """Settle every request a previous run left in flight; return their results (oldest first)."""
+        """Rebuild positions from the ledger, then settle every request a previous run left in flight.
+
+        Return the settled requests' results, oldest first.
+        """
+        self.restore_positions()
         results = [await self._recover_one(request_id, raw) for request_id, raw in self.ledger.in_flight()]
         if results:
             log.warning("router_recovered_in_flight", requests=len(results))
         return results
+
+    def restore_positions(self) -> int:
+        """Feed every fill the ledger recorded into the risk gate, so exposure limits survive a restart."""
+        fills = 0
+        for request, intent in self.ledger.settled_legs():
+            symbol = orjson.loads(request).get("symbol")
+            if not isinstance(symbol, str) or intent.outcome is None:
+                continue
+            for fill in (Fill.from_message(f) for f in orjson.loads(intent.outcome)["fills"]):
+                self.risk.record_fill(fill.venue, symbol, fill.side, fill.quantity, fill.price)
+                fills += 1
+        if fills:
+            log.info("positions_restored", fills=fills, exposure=self.risk.snapshot())
+        return fills
 
     async def _recover_one(self, request_id: str, raw: bytes) -> bytes:
         result = await recover_request(self, request_id, raw)

@@ -404,3 +404,18 @@ def test_fees_are_totalled_in_the_quote_currency_whatever_asset_the_venue_charge
     message = result.as_message()
     assert message["fees_total"] == "35.2" and message["fees_other"] == {"BNB": "0.01"}
     assert message["symbol"] == "BTC-USDT"
+
+
+async def test_venue_exposure_survives_a_restart(tmp_path: Path) -> None:
+    first = World(tmp_path / "exposure")
+    three_books(first)
+    assert (await first.router.handle(order("e1", quantity="1"))).executed
+    exposure = first.router.risk.exposure("binance")
+    assert exposure > 0
+    first.ledger.close()
+
+    restarted = World(tmp_path / "exposure")  # a new process: the risk gate starts empty
+    assert restarted.router.risk.exposure("binance") == 0
+    await restarted.router.recover()
+    assert restarted.router.risk.exposure("binance") == exposure
+    restarted.ledger.close()
