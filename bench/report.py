@@ -1,0 +1,163 @@
+"""Summaries of bench runs: medians, within-round ratios, the machine, and the Markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from typing import Any, Final
+
+# The issue's targets, shown beside what was reached (never turned into a pass/fail).
+TARGETS: Final = {
+    "b/a": ">= 0.85",
+    "b/c": ">= 1.5",
+    "b/d": ">= 5",
+    "p99_us": "<= 200",
+    "rss_growth_mib": "flat",
+}
+RATIOS: Final = (("b/a", "b", "a"), ("b/c", "b", "c"), ("b/d", "b", "d"))
+_PACKAGES: Final = ("websockets", "orjson", "aiokafka", "cryptofeed", "ccxt")
+
+
+def machine() -> dict[str, Any]:
+    """Describe the machine and software the figures come from."""
+    model = platform.processor() or platform.machine()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        lscpu = ""
+    for line in lscpu.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "Model name":
+            model = value.strip()
+    versions: dict[str, str | None] = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        # Other work on the machine skews absolute figures (ratios within a round less so).
+        "load_average_1m": os.getloadavg()[0],
+        "packages": versions,
+    }
+
+
+def median_of(runs: Sequence[Mapping[str, Any]], key: str) -> float:
+    """Return the median of `key` over runs."""
+    return statistics.median(float(run[key]) for run in runs)
+
+
+def summarize_ingest(rounds: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Return each client's median msgs/s and each ratio's median over rounds (taken within each round)."""
+    clients = sorted({name for round_ in rounds for name in round_})
+    medians = {name: median_of([r[name] for r in rounds if name in r], "msgs_per_s") for name in clients}
+    ratios = {}
+    for label, top, bottom in RATIOS:
+        per_round = [
+            r[top]["msgs_per_s"] / r[bottom]["msgs_per_s"] for r in rounds if top in r and bottom in r
+        ]
+        if per_round:
+            ratios[label] = statistics.median(per_round)
+    server_cpu = {
+        name: median_of(runs, "server_cpu_share")
+        for name in clients
+        if (runs := [r[name] for r in rounds if "server_cpu_share" in r.get(name, {})])
+    }
+    return {"median_msgs_per_s": medians, "ratios": ratios, "median_server_cpu_share": server_cpu}
+
+
+def _row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def markdown(results: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """Return the results as Markdown tables (what the README and bench/results/*.md show)."""
+    m = results["machine"]
+    lines = [
+        f"Bench of {results['date']} ({results['mode']} mode): {m['cpu']}, {m['cores']} cores, "
+        f"Python {m['python']}; medians of {results['settings']['runs']} interleaved fresh-process runs; "
+        f"load average {m['load_average_1m']:.1f} at start, {m.get('load_average_1m_end', 0.0):.1f} at end.",
+        "",
+    ]
+    ingest = results.get("ingest")
+    if ingest:
+        lines += [
+            f"**Ingest** — {results['settings']['frames']} Binance bookTicker frames, 200 symbols, loopback",
+            "",
+        ]
+        lines += [
+            _row(("client", "msgs/s (median)", "ratio to a", "server CPU")),
+            _row(("---", "---:", "---:", "---:")),
+        ]
+        base = ingest["median_msgs_per_s"].get("a")
+        cpu = ingest.get("median_server_cpu_share", {})
+        for name, rate in ingest["median_msgs_per_s"].items():
+            ratio = f"{rate / base:.2f}" if base else "—"
+            share = f"{cpu[name]:.0%}" if name in cpu else "—"
+            lines.append(_row((f"{name}: {labels.get(name, name)}", f"{rate:,.0f}", ratio, share)))
+        for name, reason in ingest.get("skipped", {}).items():
+            lines.append(_row((f"{name}: {labels.get(name, name)}", f"skipped: {reason}", "—", "—")))
+        lines += [
+            "",
+            _row(("ratio (median of per-round ratios)", "reached", "target")),
+            _row(("---", "---:", "---:")),
+        ]
+        for label, value in ingest["ratios"].items():
+            lines.append(_row((label, f"{value:.2f}", TARGETS[label])))
+        lines.append("")
+    lines += _latency_router_memory(results)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _latency_router_memory(results: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for name, render in (("latency", _latency_lines), ("router", _router_lines), ("memory", _memory_lines)):
+        if results.get(name):
+            lines += [*render(results[name]["summary"]), ""]
+    return lines
+
+
+def _latency_lines(s: Mapping[str, Any]) -> list[str]:
+    return [
+        f"**Detector latency** — quote arrival → opportunity event, {s['venues']} venues × "
+        f"{s['symbols']} symbols, {s['events']:,.0f} events at {s['quotes_per_s']:,.0f} quotes/s "
+        "(medians of runs)",
+        "",
+        _row(("percentile", "µs", "target µs")),
+        _row(("---", "---:", "---:")),
+        _row(("p50", f"{s['p50_us']:.1f}", "")),
+        _row(("p99", f"{s['p99_us']:.1f}", TARGETS["p99_us"])),
+        _row(("p999", f"{s['p999_us']:.1f}", "")),
+    ]
+
+
+def _router_lines(s: Mapping[str, Any]) -> list[str]:
+    return [
+        f"**Router** — paper orders through the Tansu broker, {s['window']} in flight",
+        "",
+        _row(("requests/s", "p50 ms", "p99 ms")),
+        _row(("---:",) * 3),
+        _row((f"{s['requests_per_s']:,.0f}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}")),
+    ]
+
+
+def _memory_lines(s: Mapping[str, Any]) -> list[str]:
+    return [
+        f"**Memory** — daemon (every role) for {s['duration_s']:.0f} s "
+        f"at {s['quotes_per_s']:,.0f} quotes/s; growth target: flat",
+        "",
+        _row(("RSS start MiB", "RSS end MiB", "growth MiB", "max MiB", "tasks start → end")),
+        _row(("---:",) * 5),
+        _row((
+            f"{s['rss_start_mib']:.1f}", f"{s['rss_end_mib']:.1f}", f"{s['rss_growth_mib']:+.1f}",
+            f"{s['rss_max_mib']:.1f}", f"{s['tasks_start']} → {s['tasks_end']}",
+        )),
+    ]  # fmt: skip
