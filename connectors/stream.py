@@ -141,11 +141,9 @@ class StreamRunner:
         self._parse_errors = 0
         venue = adapter.venue
         metrics.init_venue_metrics(venue)
-        self._messages_total = metrics.WS_MESSAGES.labels(venue)
+        self._frames = metrics.frame_counters(venue)
         self._parse_errors_total = metrics.WS_PARSE_ERRORS.labels(venue)
-        self._quotes_total = metrics.QUOTES.labels(venue)
         self._connected = metrics.WS_CONNECTED.labels(venue)
-        self._last_message_ts = metrics.WS_LAST_MESSAGE_TIMESTAMP.labels(venue)
 
     @property
     def state(self) -> ConnectionState:
@@ -292,8 +290,9 @@ class StreamRunner:
         received_ns = self._wall_clock_ns()
         self._last_frame_monotonic = time.monotonic()
         connection.frames += 1
-        self._messages_total.inc()
-        self._last_message_ts.set(received_ns / 1e9)
+        frames = self._frames
+        frames.messages += 1
+        frames.last_message_ns = received_ns
         if self._on_frame is not None:
             self._on_frame(frame, received_ns)
         try:
@@ -318,7 +317,7 @@ class StreamRunner:
             self._on_quote(quote)
         if quotes:
             connection.quotes += len(quotes)
-            self._quotes_total.inc(len(quotes))
+            self._frames.quotes += len(quotes)
         self._queue_snapshots(connection)
 
     def _book_invalid(self, exc: BookInvalid, connection: _Connection) -> bool:

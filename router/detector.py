@@ -170,6 +170,7 @@ class ArbitrageDetector:
         self.update_min_change_bps = update_min_change_bps
         self.wall_clock_ns = wall_clock_ns
         self._open: dict[tuple[str, str, str], Opportunity] = {}
+        self._open_by_symbol: dict[str, set[tuple[str, str, str]]] = {}  # so a quote checks only its symbol
         self._trigger: Quote | None = None  # the quote being evaluated, for latency
 
     def on_quote(self, quote: Quote) -> None:
@@ -182,7 +183,7 @@ class ArbitrageDetector:
 
     def sweep(self) -> None:
         """Re-evaluate every symbol with an open opportunity, closing those whose quotes went stale."""
-        for symbol in {key[0] for key in self._open}:
+        for symbol in sorted(self._open_by_symbol):  # sorted: the same events in the same order on replay
             self.evaluate(symbol)
 
     def open_opportunities(self) -> list[Opportunity]:
@@ -203,8 +204,10 @@ class ArbitrageDetector:
                     key = (symbol, buy_venue, sell_venue)
                     if self._consider(key, buy, sell, now_ns):
                         seen.add(key)
-        for key in [k for k in self._open if k[0] == symbol and k not in seen]:
-            self._close(key)
+        still_open = self._open_by_symbol.get(symbol)
+        if still_open:
+            for key in sorted(still_open - seen):
+                self._close(key)
 
     def _consider(self, key: tuple[str, str, str], buy: CachedQuote, sell: CachedQuote, now_ns: int) -> bool:
         fee_buy = self.taker_fee_bps.get(buy.quote.venue)
@@ -278,8 +281,14 @@ class ArbitrageDetector:
         key = (event.symbol, event.buy_venue, event.sell_venue)
         if event.event == "closed":
             self._open.pop(key, None)
+            keys = self._open_by_symbol.get(event.symbol)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._open_by_symbol[event.symbol]
         else:
             self._open[key] = event
+            self._open_by_symbol.setdefault(event.symbol, set()).add(key)
         self.on_event(event)
         OPPORTUNITIES.labels(event=event.event).inc()
         if self._trigger is not None:
