@@ -18,6 +18,7 @@ loop (no uvloop), so the comparison is of the clients, not of the loops.
 from __future__ import annotations
 
 import asyncio
+import decimal
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -107,7 +108,17 @@ async def cryptofeed_binance(port: int, symbols: Sequence[str], meter: Meter) ->
 
 
 async def ccxt_pro_bids_asks(port: int, symbols: Sequence[str], meter: Meter) -> None:
-    """Run ccxt.pro `binance.watch_bids_asks` on the loopback server until the meter is done."""
+    """Run ccxt.pro `binance.watch_bids_asks` on the loopback server until the meter is done.
+
+    ccxt rewrites the current Decimal context in place (rounding HALF_UP, Underflow
+    trapped), and that context object is shared by every task of the process: it runs
+    in a private context, so smartroute's money math around it is never affected.
+    """
+    with decimal.localcontext():
+        await _ccxt_pro_bids_asks(port, symbols, meter)
+
+
+async def _ccxt_pro_bids_asks(port: int, symbols: Sequence[str], meter: Meter) -> None:
     import ccxt.pro  # noqa: PLC0415 - an optional bench dependency
 
     exchange = ccxt.pro.binance({"options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False}})

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
+
+import msgspec
 
 VENUE_IDS: Final = ("binance", "bybit", "okx", "coinbase", "kraken")
 
@@ -13,8 +14,7 @@ Level = tuple[Decimal, Decimal]
 """One price level: (price, quantity)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
+class Quote(msgspec.Struct, frozen=True):
     """Best bid and offer of one symbol on one venue, as the venue sent it.
 
     Prices and quantities are exact decimals parsed from the venue's strings.
@@ -26,6 +26,9 @@ class Quote:
     `bids`/`asks` hold the book's depth, best first, when the feed maintains a
     book (the first level equals bid/ask); a top-of-book feed leaves them empty
     and the quote stands for a one-level book.
+
+    A frozen msgspec Struct rather than a dataclass: one is built per frame, and
+    a frozen dataclass costs ~4 µs to build against ~0.3 µs (see `make bench`).
     """
 
     venue: str

@@ -11,6 +11,7 @@ about half of `session_timeout_ms` (keep it small, or assign partitions by hand)
 
 from __future__ import annotations
 
+import decimal
 import uuid
 from collections.abc import Iterator
 
@@ -34,3 +35,24 @@ def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def kafka_topic() -> str:
     """Return a topic name unique to this test."""
     return f"test.{uuid.uuid4().hex}"
+
+
+def _decimal_settings(context: decimal.Context) -> tuple[object, ...]:
+    return (context.prec, context.rounding, context.Emin, context.Emax, dict(context.traps))
+
+
+@pytest.fixture(autouse=True)
+def decimal_context_untouched() -> Iterator[None]:
+    """Fail a test that leaves the process-wide Decimal context changed, and restore it.
+
+    Money math runs in the ambient context; a library that rewrites it (ccxt does, in
+    place) would silently change every later result. The offender is named here.
+    """
+    context = decimal.getcontext()
+    before = _decimal_settings(context)
+    saved = context.copy()
+    yield
+    after = _decimal_settings(decimal.getcontext())
+    if after != before:
+        decimal.setcontext(saved)
+        pytest.fail(f"this test changed the process-wide Decimal context: {before} -> {after}")

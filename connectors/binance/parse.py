@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
@@ -53,6 +54,23 @@ class BookTickerParser:
         return handler(field(message, "data", dict, f"binance {stream}"), received_ns)
 
     def _book_ticker(self, data: dict[str, Any], received_ns: int) -> list[Quote]:
+        # Fast path for the well-formed frame (nearly all of them); anything odd takes the
+        # checking path below, which raises the precise ParseError.
+        try:
+            b, bq, a, aq, u = data["b"], data["B"], data["a"], data["A"], data["u"]
+            symbol = self._symbols[data["s"]]
+            if type(b) is str and type(bq) is str and type(a) is str and type(aq) is str and type(u) is int:
+                bid, bid_qty, ask, ask_qty = Decimal(b), Decimal(bq), Decimal(a), Decimal(aq)
+                if (
+                    bid.is_finite() and ask.is_finite() and bid_qty.is_finite() and ask_qty.is_finite()
+                    and bid > 0 and ask > 0 and bid_qty >= 0 and ask_qty >= 0
+                ):  # fmt: skip
+                    return [Quote(VENUE, symbol, bid, bid_qty, ask, ask_qty, None, received_ns, u)]
+        except (KeyError, TypeError, InvalidOperation):
+            pass
+        return self._checked_book_ticker(data, received_ns)
+
+    def _checked_book_ticker(self, data: dict[str, Any], received_ns: int) -> list[Quote]:
         venue_symbol = field(data, "s", str, "binance bookTicker")
         symbol = self._symbols.get(venue_symbol)
         if symbol is None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.binance import BinanceAdapter
+from connectors.binance.parse import BookTickerParser
 from connectors.errors import ParseError, ReconnectRequested
 from connectors.types import Quote
 
@@ -185,3 +189,38 @@ def test_configured_ws_url_is_used_without_trailing_slash() -> None:
 def test_bad_configuration_is_rejected_with_clear_error(symbols: Any, ws_url: str | None, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         BinanceAdapter(symbols, ws_url=ws_url)
+
+
+_values = st.one_of(
+    st.sampled_from(["25.35190000", "0", "-1", "NaN", "Infinity", "1e3", "", "abc", "0.00000001"]),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.none(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    b=_values,
+    bq=_values,
+    a=_values,
+    aq=_values,
+    u=st.one_of(st.integers(0, 2**40), st.text(max_size=3), st.booleans(), st.none()),
+    s=st.sampled_from(["BTCUSDT", "ETHUSDT", "XXX"]),
+    drop=st.sampled_from([None, "b", "B", "a", "A", "u", "s"]),
+)
+def test_fast_and_checked_book_ticker_paths_always_agree(
+    b: object, bq: object, a: object, aq: object, u: object, s: str, drop: str | None
+) -> None:
+    parser = BookTickerParser({"BTCUSDT": "BTC-USDT"})
+    data = {"b": b, "B": bq, "a": a, "A": aq, "u": u, "s": s}
+    if drop is not None:
+        del data[drop]
+
+    def outcome(parse: Callable[[dict[str, Any], int], list[Quote]]) -> object:
+        try:
+            return parse(dict(data), 7)
+        except ParseError:
+            return ParseError
+
+    assert outcome(parser._book_ticker) == outcome(parser._checked_book_ticker)

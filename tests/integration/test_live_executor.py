@@ -9,7 +9,6 @@ the router child process of the SIGKILL test (see `child_main`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault
@@ -93,7 +93,7 @@ class LiveWorld:
         await self.executor.start()
         for venue, connector in self.connectors.items():
             book = await connector.order_book("BTC-USDT", limit=5)
-            self.cache.update(dataclasses.replace(book, venue=venue))
+            self.cache.update(msgspec.structs.replace(book, venue=venue))
         return self
 
     async def __aexit__(self, *_: object) -> None:
