@@ -8,7 +8,7 @@ and nothing downstream sees the discarded book (old and new are never mixed).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -215,3 +215,36 @@ def book_quote(
         bids=bids,
         asks=asks,
     )
+
+
+def serve_or_hold(
+    book: OrderBook,
+    held: set[str],
+    discard: Callable[[str, str], None],
+    *,
+    fresh: bool,
+    venue: str,
+    symbol: str,
+    depth: int | None,
+    exchange_ns: int | None,
+    received_ns: int,
+) -> list[Quote]:
+    """Return the book's quote, or nothing while it is crossed.
+
+    A book that crosses after an update cannot be true: `discard(symbol, detail)`
+    drops it (the caller reports BookInvalid "crossed" and resyncs). A fresh
+    snapshot that is already crossed (a venue's pre-open book) is held quietly in
+    `held` until it uncrosses, instead of resyncing into the same crossed book again.
+    """
+    if book.crossed:
+        if fresh or symbol in held:
+            held.add(symbol)
+        else:
+            bids, asks = book.top(1)
+            discard(symbol, f"best bid {bids[0][0]} >= best ask {asks[0][0]}")
+        return []
+    held.discard(symbol)
+    quote = book_quote(
+        book, venue=venue, symbol=symbol, depth=depth, exchange_ns=exchange_ns, received_ns=received_ns
+    )
+    return [] if quote is None else [quote]

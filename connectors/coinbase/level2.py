@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from connectors.base import decimal_of, field, price_of
-from connectors.book import BookInvalid, BookInvalidReason, OrderBook, book_quote
+from connectors.book import BookInvalid, BookInvalidReason, OrderBook, serve_or_hold
 from connectors.coinbase.parse import (
     CONTROL_CHANNELS,
     VENUE,
@@ -112,25 +112,17 @@ class Level2Parser:
     def _serve(
         self, symbol: str, book: OrderBook, envelope: Envelope, received_ns: int, *, fresh: bool
     ) -> list[Quote]:
-        if book.crossed:
-            if fresh or symbol in self._held:
-                self._held.add(symbol)
-            else:
-                bids, asks = book.top(1)
-                self._discard(symbol, "crossed", f"best bid {bids[0][0]} >= best ask {asks[0][0]}")
-            return []
-        self._held.discard(symbol)
-        quote = book_quote(
+        return serve_or_hold(
             book,
+            self._held,
+            lambda name, detail: self._discard(name, "crossed", detail),
+            fresh=fresh,
             venue=VENUE,
             symbol=symbol,
             depth=self._depth,
             exchange_ns=envelope.exchange_ns,
             received_ns=received_ns,
         )
-        if quote is None:
-            return []
-        return [quote]
 
     def _discard(self, symbol: str, reason: BookInvalidReason, detail: str) -> None:
         self._books.pop(symbol, None)
