@@ -248,3 +248,25 @@ def serve_or_hold(
         book, venue=venue, symbol=symbol, depth=depth, exchange_ns=exchange_ns, received_ns=received_ns
     )
     return [] if quote is None else [quote]
+
+
+def withhold_crossed(
+    quotes: list[Quote], crossed: set[str], report: Callable[[BookInvalid], None], names: tuple[str, str]
+) -> list[Quote]:
+    """Return the quotes that are not crossed; report each symbol once when its ticker first crosses.
+
+    A crossed best bid/offer cannot be traded on: it withdraws the cached quote (one BookInvalid
+    "crossed" per episode, `names` being the venue's bid/ask field names for the message) and
+    nothing is served for the symbol until its ticker uncrosses.
+    """
+    served = []
+    for quote in quotes:
+        if quote.crossed:
+            if quote.symbol not in crossed:
+                crossed.add(quote.symbol)
+                detail = f"ticker {names[0]} {quote.bid} >= {names[1]} {quote.ask}"
+                report(BookInvalid(quote.symbol, "crossed", detail))
+            continue
+        crossed.discard(quote.symbol)
+        served.append(quote)
+    return served

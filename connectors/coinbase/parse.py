@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
-from connectors.book import BookInvalid
+from connectors.book import BookInvalid, withhold_crossed
 from connectors.errors import ParseError
 from connectors.types import Quote
 
@@ -176,16 +176,7 @@ class TickerParser:
             for event in envelope.events
             for ticker in field(event, "tickers", list, "coinbase ticker event")
         ]
-        quotes = []
-        for quote in tickers:
-            if quote.crossed:
-                if quote.symbol not in self._crossed:
-                    self._crossed.add(quote.symbol)
-                    detail = f"ticker best_bid {quote.bid} >= best_ask {quote.ask}"
-                    self._reports.report(BookInvalid(quote.symbol, "crossed", detail))
-                continue
-            self._crossed.discard(quote.symbol)
-            quotes.append(quote)
+        quotes = withhold_crossed(tickers, self._crossed, self._reports.report, ("best_bid", "best_ask"))
         return self._reports.deliver(quotes)
 
     def _ticker(self, ticker: object, envelope: Envelope, received_ns: int) -> Quote:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from connectors.base import frame_sample
-from connectors.book import BookInvalid
+from connectors.book import withhold_crossed
 from connectors.coinbase.parse import Reports, rfc3339_ns
 from connectors.errors import ParseError
 from connectors.types import Quote
@@ -124,16 +124,7 @@ class TickerParser:
         if channel != "ticker":
             raise ParseError(f"kraken: unexpected channel {channel!r} on a ticker connection")
         tickers = [self._ticker(item, received_ns) for item in items(message, "ticker")]
-        quotes = []
-        for quote in tickers:
-            if quote.crossed:
-                if quote.symbol not in self._crossed:
-                    self._crossed.add(quote.symbol)
-                    detail = f"ticker bid {quote.bid} >= ask {quote.ask}"
-                    self._reports.report(BookInvalid(quote.symbol, "crossed", detail))
-                continue
-            self._crossed.discard(quote.symbol)
-            quotes.append(quote)
+        quotes = withhold_crossed(tickers, self._crossed, self._reports.report, ("bid", "ask"))
         return self._reports.deliver(quotes)
 
     def _ticker(self, item: dict[str, Any], received_ns: int) -> Quote:
