@@ -2,8 +2,9 @@
 
 Clients (one fresh process per run, `bench.worker ingest`):
 
-    a      bare websockets + orjson, combined frames  (the limit for our transport)
+    a      bare websockets + orjson, combined frames  (the issue's yardstick: the transport we began on)
     a_raw  bare websockets + orjson, raw frames       (PEERS.md's baseline row)
+    a_http bare aiohttp + orjson, combined frames     (the limit of the transport smartroute uses now)
     b      smartroute: StreamRunner → BinanceAdapter parser → PriceCache → ArbitrageDetector
     c      cryptofeed Binance TICKER
     d      ccxt.pro watch_bids_asks
@@ -17,7 +18,13 @@ from decimal import Decimal
 from typing import Final
 
 from bench.meter import Meter
-from bench.peers import bare_websockets, bare_websockets_raw, ccxt_pro_bids_asks, cryptofeed_binance
+from bench.peers import (
+    bare_aiohttp,
+    bare_websockets,
+    bare_websockets_raw,
+    ccxt_pro_bids_asks,
+    cryptofeed_binance,
+)
 from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
 from connectors.types import Quote
@@ -55,13 +62,15 @@ async def smartroute_pipeline(port: int, symbols: Sequence[str], meter: Meter) -
 CLIENTS: Final[dict[str, Client]] = {
     "a": bare_websockets,
     "a_raw": bare_websockets_raw,
+    "a_http": bare_aiohttp,
     "b": smartroute_pipeline,
     "c": cryptofeed_binance,
     "d": ccxt_pro_bids_asks,
 }
 LABELS: Final = {
-    "a": "bare websockets + orjson (combined frames, the transport limit)",
+    "a": "bare websockets + orjson (combined frames, the issue's yardstick)",
     "a_raw": "bare websockets + orjson (raw /ws frames)",
+    "a_http": "bare aiohttp + orjson (combined frames, the limit of smartroute's transport)",
     "b": "smartroute connector → cache → detector",
     "c": "cryptofeed Binance TICKER",
     "d": "ccxt.pro watch_bids_asks",

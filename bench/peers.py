@@ -5,6 +5,8 @@
   transport. `combined=True` reads the same combined-stream frames as
   smartroute (`/stream` + SUBSCRIBE); `combined=False` the smaller raw frames
   (`/ws` + SUBSCRIBE), PEERS.md's baseline row.
+- `bare_aiohttp`: aiohttp's WebSocket client + orjson and nothing else on the
+  same combined frames: the limit of the transport smartroute's runner uses.
 - `cryptofeed_binance`: cryptofeed's Binance feed, TICKER channel (bookTicker),
   on `/stream?streams=...`; its symbol map comes from the server's exchangeInfo.
 - `ccxt_pro_bids_asks`: ccxt.pro `binance.watch_bids_asks`, counted per frame
@@ -22,6 +24,7 @@ import decimal
 from collections.abc import Sequence
 from typing import Any, Final
 
+import aiohttp
 import orjson
 from websockets.asyncio.client import connect
 
@@ -53,6 +56,22 @@ async def bare_websockets(port: int, symbols: Sequence[str], meter: Meter, *, co
 async def bare_websockets_raw(port: int, symbols: Sequence[str], meter: Meter) -> None:
     """Run the bare loop on raw `/ws` frames (no `{"stream", "data"}` wrapper)."""
     await bare_websockets(port, symbols, meter, combined=False)
+
+
+async def bare_aiohttp(port: int, symbols: Sequence[str], meter: Meter) -> None:
+    """Read and decode combined frames with aiohttp's WebSocket client + orjson only."""
+    subscribe = orjson.dumps({"method": "SUBSCRIBE", "params": stream_names(symbols), "id": 1}).decode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{port}/stream", max_msg_size=_MAX_FRAME_BYTES) as ws,
+    ):
+        await ws.send_str(subscribe)
+        await ws.receive()  # the SUBSCRIBE ack comes before any data frame
+        async for message in ws:
+            orjson.loads(message.data)
+            meter.tick()
+            if meter.done.is_set():
+                break
 
 
 def _loopback_cryptofeed(port: int) -> Any:

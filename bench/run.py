@@ -1,7 +1,7 @@
 """The bench harness: `python -m bench.run` (full, what `make bench` runs) or `--tiny` (seconds, for tests).
 
 Every run is a fresh worker process (`bench.worker`) on loopback in this
-process tree. Ingest rounds are interleaved (a, a_raw, b, c, d, a, a_raw, ...),
+process tree. Ingest rounds are interleaved (a, a_raw, a_http, b, c, d, a, ...),
 so that drift of the machine hits every client alike; ratios are taken within
 each round and their median reported. It prints medians and ratios, never a
 pass/fail on time, and writes `<out>/<date>.json` and `<out>/<date>.md`.
@@ -58,7 +58,7 @@ FULL = Settings(
     mode="full",
     runs=5,
     frames=200_000,
-    clients=("a", "a_raw", "b", "c", "d"),
+    clients=("a", "a_raw", "a_http", "b", "c", "d"),
     latency_quotes=200_000,
     router_requests=1000,
     router_window=32,
@@ -73,7 +73,7 @@ TINY = Settings(
     mode="tiny",
     runs=2,
     frames=3000,
-    clients=("a", "a_raw", "b", "c", "d"),
+    clients=("a", "a_raw", "a_http", "b", "c", "d"),
     latency_quotes=5000,
     router_requests=30,
     router_window=8,

@@ -72,7 +72,7 @@ class VenueAdapter(ABC):
     default_rest_url: ClassVar[str | None] = None
     # Deepest local book the adapter can keep; None when it offers only top of book.
     max_depth: ClassVar[int | None] = None
-    # App-level ping period; None when the venue needs none (server pings, websockets answers).
+    # App-level ping period; None when the venue needs none (server pings, aiohttp answers).
     keepalive_interval_s: ClassVar[float | None] = None
     # Reconnect on our own before the venue's forced cut; None when it has none.
     max_connection_age_s: ClassVar[float | None] = None

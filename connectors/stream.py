@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+import aiohttp
 import structlog
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, WebSocketException
+from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from connectors import metrics
 from connectors.base import Parser, SnapshotParser, VenueAdapter, frame_sample
@@ -42,6 +42,14 @@ _MAX_FRAME_BYTES: Final = 16 * 2**20
 _OPEN_TIMEOUT_S: Final = 10.0
 # Bounds how long a silent (possibly dead) peer can hold up a reconnect.
 _CLOSE_TIMEOUT_S: Final = 2.0
+# A WebSocket ping after this long without a frame, and the connection closed when its pong
+# does not come within half of it: liveness on a quiet link, besides the silence watchdog.
+_HEARTBEAT_S: Final = 20.0
+# Sending on a connection that is closing or gone.
+_SEND_FAILED: Final = (ConnectionError, aiohttp.ClientError)
+# 1006: the connection ended without a close frame (RFC 6455 7.1.5).
+_ABNORMAL_CLOSE_CODES: Final = frozenset({None, 1006})
+_DATA: Final = (WSMsgType.TEXT, WSMsgType.BINARY)
 _PARSE_ERROR_LOG_EVERY: Final = 1000
 # REST snapshots fetched at once per connection: enough to sync many symbols, gentle on request weight.
 _SNAPSHOT_WORKERS: Final = 4
@@ -68,7 +76,7 @@ class _Connection:
     """What one open connection delivered and why it ended, and the resync work it has under way."""
 
     opened_at: float
-    ws: ClientConnection
+    ws: ClientWebSocketResponse
     parser: Parser
     # The same parser when it syncs books from REST snapshots (checked once: the hot path asks per frame).
     snapshots: SnapshotParser | None
@@ -169,10 +177,12 @@ class StreamRunner:
         with structlog.contextvars.bound_contextvars(venue=self._adapter.venue):
             attempt = 0
             reason: ReconnectReason
+            # trust_env: HTTPS_PROXY/NO_PROXY from the environment apply, as for REST calls.
+            http = aiohttp.ClientSession(trust_env=True)
             try:
                 while True:
                     try:
-                        connection = await self._session()
+                        connection = await self._session(http)
                     except VenueConnectionError as exc:
                         reason, detail, delivered = "error", str(exc), False
                     else:
@@ -190,6 +200,7 @@ class StreamRunner:
             finally:
                 self._state = "stopped"
                 self._connected.set(0)
+                await http.close()
                 await self._adapter.close()
 
     async def _back_off(self, attempt: int, reason: ReconnectReason, detail: str) -> None:
@@ -198,16 +209,20 @@ class StreamRunner:
         _log.info("ws_backoff", delay_s=round(delay_s, 3), attempt=attempt, reason=reason, detail=detail)
         await asyncio.sleep(delay_s)
 
-    async def _session(self) -> _Connection:
+    async def _session(self, http: aiohttp.ClientSession) -> _Connection:
         """Open one connection, stream it until it ends and return what it delivered."""
         url = self._adapter.connect_url()
         self._state = "connecting"
         _log.info("ws_connecting", url=url)
         try:
-            ws = await connect(
-                url, open_timeout=_OPEN_TIMEOUT_S, close_timeout=_CLOSE_TIMEOUT_S, max_size=_MAX_FRAME_BYTES
-            )
-        except (OSError, WebSocketException) as exc:
+            async with asyncio.timeout(_OPEN_TIMEOUT_S):
+                ws = await http.ws_connect(
+                    url,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=_CLOSE_TIMEOUT_S),
+                    heartbeat=_HEARTBEAT_S,
+                    max_msg_size=_MAX_FRAME_BYTES,
+                )
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
             raise VenueConnectionError(f"cannot connect to {url}: {exc!r}") from exc
         parser = self._adapter.new_parser()
         snapshots = parser if isinstance(parser, SnapshotParser) else None
@@ -217,7 +232,7 @@ class StreamRunner:
         _log.info("ws_connected", url=url, connects=self._connects)
         try:
             await self._stream(ws, connection)
-        except (OSError, WebSocketException) as exc:
+        except (OSError, aiohttp.ClientError) as exc:
             connection.end("error", repr(exc))
         finally:
             self._connected.set(0)
@@ -233,7 +248,7 @@ class StreamRunner:
         )
         return connection
 
-    async def _stream(self, ws: ClientConnection, connection: _Connection) -> None:
+    async def _stream(self, ws: ClientWebSocketResponse, connection: _Connection) -> None:
         await self._subscribe(ws)
         self._state = "streaming"
         venue = self._adapter.venue
@@ -262,28 +277,36 @@ class StreamRunner:
             for helper in (*helpers, *connection.delayed):
                 helper.cancel()
 
-    async def _subscribe(self, ws: ClientConnection) -> None:
+    async def _subscribe(self, ws: ClientWebSocketResponse) -> None:
         messages = self._adapter.subscribe_messages()
         await self._send_paced(ws, messages)
         _log.info("ws_subscribed", messages=len(messages), symbols=len(self._adapter.symbols))
 
-    async def _send_paced(self, ws: ClientConnection, messages: list[str]) -> None:
+    async def _send_paced(self, ws: ClientWebSocketResponse, messages: list[str]) -> None:
         for number, message in enumerate(messages):
             if number:
                 await asyncio.sleep(self._adapter.subscribe_interval_s)
-            await ws.send(message)
+            await ws.send_str(message)
 
-    async def _read(self, ws: ClientConnection, connection: _Connection) -> None:
-        try:
-            async for frame in ws:
-                if not self._handle(frame, connection):
+    async def _read(self, ws: ClientWebSocketResponse, connection: _Connection) -> None:
+        handle, receive = self._handle, ws.receive
+        while True:
+            message = await receive()
+            if message.type in _DATA:
+                if not handle(message.data, connection):
                     return
                 if connection.outbox:
                     messages, connection.outbox = connection.outbox, []
                     await self._send_paced(ws, messages)
-        except ConnectionClosedError as exc:
-            connection.end("error", repr(exc))
-        connection.end("closed", f"close code {ws.close_code}")
+            elif message.type is WSMsgType.ERROR:
+                connection.end("error", repr(message.data))
+                return
+            elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                if ws.close_code in _ABNORMAL_CLOSE_CODES:
+                    connection.end("error", f"connection lost without a close frame ({ws.exception()!r})")
+                connection.end("closed", f"close code {ws.close_code}")
+                return
+            # PING and PONG are answered and consumed by aiohttp (autoping); nothing else is sent.
 
     def _handle(self, frame: str | bytes, connection: _Connection) -> bool:
         """Parse one frame and deliver its quotes; return False when the connection must be reopened."""
@@ -313,12 +336,14 @@ class StreamRunner:
         return True
 
     def _deliver(self, quotes: list[Quote], connection: _Connection) -> None:
-        for quote in quotes:
-            self._on_quote(quote)
         if quotes:
+            on_quote = self._on_quote
+            for quote in quotes:
+                on_quote(quote)
             connection.quotes += len(quotes)
             self._frames.quotes += len(quotes)
-        self._queue_snapshots(connection)
+        if connection.snapshots is not None:
+            self._queue_snapshots(connection)
 
     def _book_invalid(self, exc: BookInvalid, connection: _Connection) -> bool:
         """Count and withdraw a discarded book and start its resync; return False to reopen the connection."""
@@ -353,7 +378,7 @@ class StreamRunner:
         await asyncio.sleep(delay_s)
         try:
             await self._send_paced(connection.ws, messages)
-        except ConnectionClosed:
+        except _SEND_FAILED:
             return  # the connection is ending; the next one subscribes afresh
 
     def _queue_snapshots(self, connection: _Connection) -> None:
@@ -422,7 +447,7 @@ class StreamRunner:
                 "ws_parse_error", error=str(exc), parse_errors=self._parse_errors, frame=frame_sample(frame)
             )
 
-    async def _watch(self, ws: ClientConnection, connection: _Connection) -> None:
+    async def _watch(self, ws: ClientWebSocketResponse, connection: _Connection) -> None:
         """Close the connection once it has been silent too long or reaches the venue's maximum age."""
         max_age_s = self._adapter.max_connection_age_s
         age_deadline = math.inf if max_age_s is None else connection.opened_at + max_age_s
@@ -439,13 +464,13 @@ class StreamRunner:
                 connection.end("silence", f"no frame for {silent_s} s")
                 break
             await asyncio.sleep(min(age_deadline, silence_deadline) - now)
-        await ws.close(reason=connection.end_reason or "")
+        await ws.close(message=(connection.end_reason or "").encode())
 
-    async def _keepalive(self, ws: ClientConnection, message: str, interval_s: float) -> None:
+    async def _keepalive(self, ws: ClientWebSocketResponse, message: str, interval_s: float) -> None:
         """Send the venue's app-level ping every `interval_s` seconds."""
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await ws.send(message)
-            except ConnectionClosed:
+                await ws.send_str(message)
+            except _SEND_FAILED:
                 return

@@ -29,7 +29,7 @@ def _json_dumps(obj: Any, **_: Any) -> str:
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send structlog events and stdlib logging (aiokafka, websockets) as JSON lines to `stream`.
+    """Send structlog events and stdlib logging (aiokafka, aiohttp) as JSON lines to `stream`.
 
     Libraries log at WARNING and above only, so their chatter never floods the output.
     """

@@ -6,11 +6,35 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+import msgspec
+
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
 from connectors.errors import ParseError, ReconnectRequested
 from connectors.types import Quote
 
 VENUE: Final = "binance"
+_ZERO: Final = Decimal(0)
+_INFINITY: Final = Decimal("Infinity")
+
+
+class _BookTickerData(msgspec.Struct):
+    u: int
+    s: str
+    # Strings, as Binance sends them: a JSON number here is a format change, not a price.
+    b: str
+    B: str  # Binance's field names are case-sensitive: B is the bid quantity
+    a: str
+    A: str
+
+
+class _BookTickerFrame(msgspec.Struct):
+    stream: str
+    data: _BookTickerData
+
+
+# Decodes a well-formed bookTicker frame in one typed pass; any other frame fails it and
+# takes the general path, which dispatches or names the problem.
+_decode_book_ticker: Final = msgspec.json.Decoder(_BookTickerFrame).decode
 
 
 class BookTickerParser:
@@ -41,6 +65,25 @@ class BookTickerParser:
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return the quote in a bookTicker frame, [] for a request response."""
+        # Fast path for the well-formed bookTicker frame (nearly all of them). A NaN makes the
+        # comparisons raise InvalidOperation; anything odd takes the general path below, which
+        # raises the precise ParseError.
+        try:
+            message = _decode_book_ticker(frame)
+            data = message.data
+            bid, bid_qty, ask, ask_qty = Decimal(data.b), Decimal(data.B), Decimal(data.a), Decimal(data.A)
+            if (
+                message.stream.endswith("@bookTicker")
+                and _ZERO < bid < _INFINITY and _ZERO < ask < _INFINITY
+                and _ZERO <= bid_qty < _INFINITY and _ZERO <= ask_qty < _INFINITY
+            ):  # fmt: skip
+                symbol = self._symbols[data.s]
+                return [Quote(VENUE, symbol, bid, bid_qty, ask, ask_qty, None, received_ns, data.u)]
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError, InvalidOperation):
+            pass
+        return self._parse_checked(frame, received_ns)
+
+    def _parse_checked(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         message = decode_object(frame)
         stream = message.get("stream")
         if stream is None:
@@ -54,23 +97,6 @@ class BookTickerParser:
         return handler(field(message, "data", dict, f"binance {stream}"), received_ns)
 
     def _book_ticker(self, data: dict[str, Any], received_ns: int) -> list[Quote]:
-        # Fast path for the well-formed frame (nearly all of them); anything odd takes the
-        # checking path below, which raises the precise ParseError.
-        try:
-            b, bq, a, aq, u = data["b"], data["B"], data["a"], data["A"], data["u"]
-            symbol = self._symbols[data["s"]]
-            if type(b) is str and type(bq) is str and type(a) is str and type(aq) is str and type(u) is int:
-                bid, bid_qty, ask, ask_qty = Decimal(b), Decimal(bq), Decimal(a), Decimal(aq)
-                if (
-                    bid.is_finite() and ask.is_finite() and bid_qty.is_finite() and ask_qty.is_finite()
-                    and bid > 0 and ask > 0 and bid_qty >= 0 and ask_qty >= 0
-                ):  # fmt: skip
-                    return [Quote(VENUE, symbol, bid, bid_qty, ask, ask_qty, None, received_ns, u)]
-        except (KeyError, TypeError, InvalidOperation):
-            pass
-        return self._checked_book_ticker(data, received_ns)
-
-    def _checked_book_ticker(self, data: dict[str, Any], received_ns: int) -> list[Quote]:
         venue_symbol = field(data, "s", str, "binance bookTicker")
         symbol = self._symbols.get(venue_symbol)
         if symbol is None:

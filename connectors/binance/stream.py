@@ -24,7 +24,7 @@ class BinanceAdapter(VenueAdapter):
     default_ws_url: ClassVar[str] = "wss://stream.binance.com:9443"
     default_rest_url: ClassVar[str | None] = "https://api.binance.com"
     max_depth: ClassVar[int | None] = MAX_DEPTH
-    # The server pings every 20 s and websockets answers; no app-level ping exists.
+    # The server pings every 20 s and aiohttp answers; no app-level ping exists.
     keepalive_interval_s: ClassVar[float | None] = None
     # Binance cuts every connection after 24 h; leave on our own terms before that.
     max_connection_age_s: ClassVar[float | None] = 23.5 * 3600

@@ -208,19 +208,22 @@ _values = st.one_of(
     u=st.one_of(st.integers(0, 2**40), st.text(max_size=3), st.booleans(), st.none()),
     s=st.sampled_from(["BTCUSDT", "ETHUSDT", "XXX"]),
     drop=st.sampled_from([None, "b", "B", "a", "A", "u", "s"]),
+    stream=st.sampled_from(["btcusdt@bookTicker", "btcusdt@depth", "bookTicker"]),
 )
 def test_fast_and_checked_book_ticker_paths_always_agree(
-    b: object, bq: object, a: object, aq: object, u: object, s: str, drop: str | None
+    b: object, bq: object, a: object, aq: object, u: object, s: str, drop: str | None, stream: str
 ) -> None:
     parser = BookTickerParser({"BTCUSDT": "BTC-USDT"})
     data = {"b": b, "B": bq, "a": a, "A": aq, "u": u, "s": s}
     if drop is not None:
         del data[drop]
+    frame = orjson.dumps({"stream": stream, "data": data})
 
-    def outcome(parse: Callable[[dict[str, Any], int], list[Quote]]) -> object:
+    def outcome(parse: Callable[[bytes, int], list[Quote]]) -> object:
         try:
-            return parse(dict(data), 7)
+            return parse(frame, 7)
         except ParseError:
             return ParseError
 
-    assert outcome(parser._book_ticker) == outcome(parser._checked_book_ticker)
+    # parse() takes the typed fast path first; _parse_checked() is the general path alone.
+    assert outcome(parser.parse) == outcome(parser._parse_checked)

@@ -42,13 +42,13 @@ def test_every_ingest_client_read_every_frame_in_each_interleaved_round(
     ingest, frames = results["ingest"], results["settings"]["frames"]
     assert len(ingest["rounds"]) == results["settings"]["runs"] == 2
     ran = set(ingest["rounds"][0])
-    assert {"a", "a_raw", "b"} <= ran
+    assert {"a", "a_raw", "a_http", "b"} <= ran
     for round_ in ingest["rounds"]:
         assert set(round_) == ran
         for result in round_.values():
             assert result["messages"] == frames and result["msgs_per_s"] > 0
     assert set(ingest["median_msgs_per_s"]) == ran
-    assert "b/a" in ingest["ratios"]
+    assert "b/a" in ingest["ratios"] and "b/a_http" in ingest["ratios"]
 
 
 def test_a_peer_is_measured_when_installed_and_skipped_with_the_reason_when_not(
