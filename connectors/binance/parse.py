@@ -14,7 +14,6 @@ from connectors.types import Quote
 
 VENUE: Final = "binance"
 _ZERO: Final = Decimal(0)
-_INFINITY: Final = Decimal("Infinity")
 
 
 class _BookTickerData(msgspec.Struct):
@@ -65,17 +64,16 @@ class BookTickerParser:
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return the quote in a bookTicker frame, [] for a request response."""
-        # Fast path for the well-formed bookTicker frame (nearly all of them). A NaN makes the
-        # comparisons raise InvalidOperation; anything odd takes the general path below, which
-        # raises the precise ParseError.
+        # Fast path for the well-formed bookTicker frame (nearly all of them); anything odd
+        # takes the general path below, which raises the precise ParseError.
         try:
             message = _decode_book_ticker(frame)
             data = message.data
             bid, bid_qty, ask, ask_qty = Decimal(data.b), Decimal(data.B), Decimal(data.a), Decimal(data.A)
             if (
                 message.stream.endswith("@bookTicker")
-                and _ZERO < bid < _INFINITY and _ZERO < ask < _INFINITY
-                and _ZERO <= bid_qty < _INFINITY and _ZERO <= ask_qty < _INFINITY
+                and bid.is_finite() and ask.is_finite() and bid_qty.is_finite() and ask_qty.is_finite()
+                and bid > _ZERO and ask > _ZERO and bid_qty >= _ZERO and ask_qty >= _ZERO
             ):  # fmt: skip
                 symbol = self._symbols[data.s]
                 return [Quote(VENUE, symbol, bid, bid_qty, ask, ask_qty, None, received_ns, data.u)]
