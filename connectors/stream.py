@@ -21,7 +21,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -118,6 +118,7 @@ class StreamRunner:
         wall_clock_ns: Callable[[], int] = time.time_ns,
         on_frame: Callable[[str | bytes, int], None] | None = None,
         on_book_invalid: Callable[[str, str, str], None] | None = None,
+        on_disconnect: Callable[[str, Sequence[str]], None] | None = None,
     ) -> None:
         """Prepare to stream `adapter`'s symbols; raise ValueError on non-positive durations.
 
@@ -125,7 +126,9 @@ class StreamRunner:
         is parsed (what `smartroute record` writes to disk).
         `on_book_invalid(venue, symbol, reason)` is called as soon as a symbol's
         book is discarded, before its resync starts: nothing built on that book
-        may be served any more.
+        may be served any more. `on_disconnect(venue, symbols)` is called as soon as
+        a connection that delivered quotes has ended, before the close handshake and
+        any backoff: none of its books is current any more.
         """
         for name, value in (
             ("silence_timeout_s", silence_timeout_s),
@@ -143,6 +146,7 @@ class StreamRunner:
         self._wall_clock_ns = wall_clock_ns
         self._on_frame = on_frame
         self._on_book_invalid = on_book_invalid
+        self._on_disconnect = on_disconnect
         self._state: ConnectionState = "idle"
         self._connects = 0
         self._last_frame_monotonic: float | None = None
@@ -236,6 +240,8 @@ class StreamRunner:
             connection.end("error", repr(exc))
         finally:
             self._connected.set(0)
+            if connection.quotes and self._on_disconnect is not None:
+                self._on_disconnect(self._adapter.venue, self._adapter.symbols)
             await ws.close()
         _log.info(
             "ws_closed",

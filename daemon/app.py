@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -83,6 +84,7 @@ class Daemon:
                 self._on_quote,
                 silence_timeout_s=vc.silence_timeout_ms / 1000,
                 on_book_invalid=self._on_book_invalid,
+                on_disconnect=self._on_disconnect,
             )
             for venue, vc in runner_venues.items()
         }
@@ -112,6 +114,15 @@ class Daemon:
         if self.detector is not None:
             self.detector.evaluate(symbol)
         log.warning("book_withdrawn", venue=venue, symbol=symbol, reason=reason)
+
+    def _on_disconnect(self, venue: str, symbols: Sequence[str]) -> None:
+        """Withdraw a venue's books as soon as its connection ends: a dead feed's price is never served."""
+        withdrawn = [symbol for symbol in symbols if self.cache.invalidate(venue, symbol)]
+        if self.detector is not None:
+            for symbol in withdrawn:
+                self.detector.evaluate(symbol)
+        if withdrawn:
+            log.info("venue_books_withdrawn", venue=venue, symbols=len(withdrawn), reason="disconnected")
 
     def _on_quote_from_kafka(self, quote: Quote, age_ns: int) -> None:
         self.cache.update(quote, age_ns=age_ns)

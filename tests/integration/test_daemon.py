@@ -134,6 +134,22 @@ async def test_dropped_connection_reconnects_resubscribes_and_carries_on(running
     assert closed["id"] == opened["id"]
 
 
+async def test_a_dropped_connection_withdraws_its_books_and_closes_what_was_built_on_them(
+    running: Running,
+) -> None:
+    await open_btc_opportunity(running.sim)
+    opened = event(await running.reader.wait_for(lambda r: event(r)["event"] == "opened"))
+    assert running.daemon.cache.get("bybit", "BTC-USDT") is not None
+    running.sim.set_silent("bybit", True)  # the next connection opens but delivers nothing
+    await running.sim.drop_connections("bybit")
+    closed = event(await running.reader.wait_for(lambda r: event(r)["event"] == "closed"))
+    assert closed["id"] == opened["id"]
+    # Withdrawn, not merely stale: a stale quote would still be cached (its TTL is 30 s).
+    assert running.daemon.cache.get("bybit", "BTC-USDT") is None
+    assert running.daemon.cache.get("bybit", "ETH-USDT") is None
+    assert running.daemon.cache.get("binance", "BTC-USDT") is not None
+
+
 @pytest.mark.parametrize("silence_timeout_ms", [600])
 async def test_a_silent_connection_is_detected_and_reopened(running: Running) -> None:
     before = reconnects("binance", "silence")

@@ -38,7 +38,8 @@ NOW_NS = 1_770_123_456_789_000_000
 
 def documented(name: str) -> Any:
     """Load a documented sample: the copy under tests/connectors/frames, else the shared original."""
-    for path in (FRAMES / name.split("-", maxsplit=1)[0] / name, SHARED_SAMPLES / name):
+    copies = (FRAMES / name.split("-", maxsplit=1)[0] / name, *sorted(FRAMES.glob(f"*/{name}")))
+    for path in (*copies, SHARED_SAMPLES / name):
         if path.exists():
             text = path.read_text()
             if name.endswith(".jsonl"):

@@ -209,6 +209,43 @@ async def test_server_close_reconnects_and_resubscribes() -> None:
     assert metric("smartroute_ws_reconnects_total", "binance", reason="closed") == closed_before + 1
 
 
+async def test_dropped_connection_withdraws_the_venues_books_at_once_and_counts_an_error() -> None:
+    connections = 0
+    second_open = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        await ws.recv()
+        if connections == 1:
+            await ws.send(book_ticker(1))
+            await asyncio.sleep(0.05)
+            ws.transport.abort()  # gone without a close frame, as when a link dies
+            return
+        second_open.set()
+        await ws.wait_closed()  # open, but silent: delivers nothing
+
+    disconnects: list[tuple[str, tuple[str, ...]]] = []
+    error_before = metric("smartroute_ws_reconnects_total", "binance", reason="error")
+    collector = Collector(wanted=1)
+    async with asyncio.timeout(5), loopback(handler) as url:
+        adapter = BinanceAdapter(["BTC-USDT", "ETH-USDT"], ws_url=url)
+        runner = StreamRunner(
+            adapter,
+            collector,
+            backoff_initial_s=0.01,
+            on_disconnect=lambda venue, symbols: disconnects.append((venue, tuple(symbols))),
+        )
+        async with running(runner):
+            await collector.done.wait()
+            await second_open.wait()
+            # The first connection's books were withdrawn before the second one opened.
+            assert disconnects == [("binance", ("BTC-USDT", "ETH-USDT"))]
+    # The silent connection delivered nothing: ending it withdraws nothing more.
+    assert disconnects == [("binance", ("BTC-USDT", "ETH-USDT"))]
+    assert metric("smartroute_ws_reconnects_total", "binance", reason="error") == error_before + 1
+
+
 async def test_silent_connection_is_reopened_after_the_silence_timeout() -> None:
     opened: list[float] = []
     reopened = asyncio.Event()
