@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+import msgspec
+
 from connectors.types import Quote
 
 Action = Literal["buy", "sell"]
@@ -22,9 +24,12 @@ Action = Literal["buy", "sell"]
 _NS_PER_MS = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class CachedQuote:
-    """A quote and the monotonic time (ns) the cache stored it."""
+class CachedQuote(msgspec.Struct, frozen=True, gc=False):
+    """A quote and the monotonic time (ns) the cache stored it.
+
+    A frozen msgspec Struct rather than a dataclass: one is built for every quote
+    the cache takes, and a frozen dataclass costs several times as much to build.
+    """
 
     quote: Quote
     stored_ns: int
@@ -89,13 +94,18 @@ class PriceCache:
         `age_ns` is how old the quote already is on arrival — e.g. its time in
         transit through Kafka in scale-out mode — so freshness rules see its true age.
         """
-        entry = CachedQuote(quote, self.clock_ns() - max(0, age_ns))
+        stored_ns = self.clock_ns()
+        if age_ns > 0:
+            stored_ns -= age_ns
+        entry = CachedQuote(quote, stored_ns)
         venues = self._by_symbol.get(quote.symbol)
         if venues is None:
-            venues = self._by_symbol[quote.symbol] = {}
-        if quote.venue not in venues:
+            self._by_symbol[quote.symbol] = {quote.venue: entry}
             self._entries += 1
-        venues[quote.venue] = entry
+        else:
+            held = len(venues)
+            venues[quote.venue] = entry
+            self._entries += len(venues) - held  # one more when the venue is new here
         return entry
 
     def get(self, venue: str, symbol: str) -> CachedQuote | None:
@@ -124,16 +134,20 @@ class PriceCache:
             return {}
         now = self.clock_ns()
         limit = self.max_quote_age_ns if max_age_ms is None else max_age_ms * _NS_PER_MS
+        ttl = self.ttl_ns
         fresh: dict[str, CachedQuote] = {}
-        expired: list[str] = []
+        expired: list[str] | None = None
         for venue, entry in venues.items():
             age = now - entry.stored_ns
-            if age > self.ttl_ns:
+            if age > ttl:
+                if expired is None:
+                    expired = []
                 expired.append(venue)
             elif age <= limit:
                 fresh[venue] = entry
-        for venue in expired:
-            self._drop(symbol, venue)
+        if expired is not None:
+            for venue in expired:
+                self._drop(symbol, venue)
         if fresh:
             self._hits += 1
         else:

@@ -135,3 +135,52 @@ def test_statistics_are_exposed_as_prometheus_metrics(cache: PriceCache, clock: 
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         PriceCache(ttl_ms=0)
+
+
+def test_entries_count_each_venue_and_symbol_once_however_often_it_is_updated(cache: PriceCache) -> None:
+    for bid in ("100", "101", "102"):
+        cache.update(quote("binance", bid, "103"))
+        cache.update(quote("bybit", bid, "103"))
+        cache.update(quote("binance", bid, "103", symbol="ETH-USDT"))
+    assert cache.stats().entries == 3
+    entry = cache.get("binance", "BTC-USDT")
+    assert entry is not None and entry.quote.bid == Decimal("102")
+
+
+def test_fresh_drops_expired_entries_it_meets_and_serves_the_rest(
+    cache: PriceCache, clock: FakeClock
+) -> None:
+    cache.update(quote("binance", "100", "101"))
+    clock.advance_ms(29_000)
+    cache.update(quote("bybit", "100", "101"))
+    clock.advance_ms(1_001)  # binance is now past TTL; bybit is 1001 ms old: fresh
+    assert list(cache.fresh("BTC-USDT")) == ["bybit"]
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.expirations, stats.entries) == (1, 0, 1, 1)
+    clock.advance_ms(500)  # bybit 1501 ms old: cached but not fresh, which is a miss
+    assert cache.fresh("BTC-USDT") == {}
+    assert cache.fresh("BTC-USDT", max_age_ms=2_000).keys() == {"bybit"}
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.entries) == (2, 1, 1)
+
+
+def test_an_entry_records_when_the_quote_was_taken_and_cannot_be_altered(
+    cache: PriceCache, clock: FakeClock
+) -> None:
+    q = quote("binance", "100", "101")
+    entry = cache.update(q, age_ns=250 * MS)
+    clock.advance_ms(100)
+    assert entry.quote is q and entry.age_ns(clock()) == 350 * MS
+    with pytest.raises(AttributeError):
+        entry.stored_ns = clock()  # type: ignore[misc]
+
+
+def test_an_invalidated_entry_is_withdrawn_and_counted(cache: PriceCache) -> None:
+    cache.update(quote("binance", "100", "101"))
+    assert cache.invalidate("binance", "BTC-USDT") is True
+    assert cache.invalidate("binance", "BTC-USDT") is False
+    assert cache.get("binance", "BTC-USDT") is None
+    stats = cache.stats()
+    assert (stats.entries, stats.invalidations) == (0, 1)
+    cache.update(quote("binance", "100", "101"))
+    assert cache.stats().entries == 1

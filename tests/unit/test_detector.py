@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from connectors.types import Level, Quote
 from router.cache import PriceCache
@@ -382,3 +383,117 @@ def test_depth_aware_size_is_the_largest_that_still_pays(
         [event] = h.events
         # The published VWAPs are rounded against us (buy up, sell down), which can cost the last step.
         assert expected - Decimal("1e-8") <= event.quantity <= expected
+
+
+# A bid this far above the break-even bid ask × (1 + 0.001 + 0.0005) / (1 − 0.001) clears 5 bps net.
+near_break_even = st.one_of(
+    st.decimals(min_value=Decimal("-1e-9"), max_value=Decimal("1e-9"), places=15),
+    st.decimals(min_value=Decimal("-1e-4"), max_value=Decimal("1e-4"), places=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ask=st.decimals(min_value=Decimal("0.01"), max_value=Decimal(100_000), places=2),
+    offset=near_break_even,
+    ask_qty=sizes,
+    bid_qty=sizes,
+)
+def test_a_top_of_book_pair_at_the_edge_of_paying_is_published_exactly_when_it_pays(
+    ask: Decimal, offset: Decimal, ask_qty: Decimal, bid_qty: Decimal
+) -> None:
+    bid = (ask * Decimal("1.0015") / Decimal("0.999") * (1 + offset)).quantize(Decimal("1e-12"))
+    h = Harness(min_net_profit_bps=Decimal(5), max_notional=Decimal(10**12))  # the oracle's terms, no cap
+    h.quote("binance", str(ask / 2), "1", str(ask), str(ask_qty))
+    h.quote("bybit", str(bid), str(bid_qty), str(bid * 2), "1")
+    expected = largest_paying_size([(ask, ask_qty)], [(bid, bid_qty)], Decimal("1e-8"))
+    if expected == 0:
+        assert h.events == []
+    else:
+        [event] = h.events
+        assert expected - Decimal("1e-8") <= event.quantity <= expected
+
+
+def test_an_opportunity_that_closed_when_its_quotes_went_stale_reopens_on_the_same_quotes() -> None:
+    h = Harness()
+    buy = Quote("binance", "BTC-USDT", Decimal(99), Decimal(1), Decimal(100), Decimal(1), None, 0, 1)
+    sell = Quote("bybit", "BTC-USDT", Decimal(102), Decimal(1), Decimal(103), Decimal(1), None, 0, 1)
+    for _ in range(2):  # the very same quote objects, delivered again (a replay, a resend)
+        for q in (buy, sell):
+            h.cache.update(q)
+            h.detector.on_quote(q)
+        h.clock.advance_ms(1_501)
+        h.detector.sweep()
+    assert [e.event for e in h.events] == ["opened", "closed", "opened", "closed"]
+    first, _, again, _ = h.events
+    assert again.id == first.id
+    assert again.as_message() | {"detected_ns": 0, "expires_ns": 0} == first.as_message() | {
+        "detected_ns": 0,
+        "expires_ns": 0,
+    }
+
+
+def test_a_closed_opportunity_is_no_longer_open_when_its_event_is_delivered() -> None:
+    h = Harness()
+    open_at_delivery: list[int] = []
+
+    def deliver(event: Opportunity) -> None:
+        h.events.append(event)
+        open_at_delivery.append(len(h.detector.open_opportunities()))
+
+    h.detector.on_event = deliver
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "102", "1", "103", "1")
+    h.quote("bybit", "99", "1", "100", "1", seq=2)
+    assert [e.event for e in h.events] == ["opened", "closed"]
+    assert open_at_delivery == [1, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    buy_age_ns=st.one_of(
+        st.integers(0, 1_500_000_000), st.integers(0, 1_499_999).map(lambda ms: ms * 1_000 + 500)
+    ),
+    sell_age_ns=st.integers(0, 1_500_000_000),
+)
+def test_published_quote_ages_are_the_ages_in_milliseconds_to_three_places(
+    buy_age_ns: int, sell_age_ns: int
+) -> None:
+    h = Harness()
+    for venue, bid, ask, age_ns in (
+        ("binance", "99", "100", buy_age_ns),
+        ("bybit", "102", "103", sell_age_ns),
+    ):
+        q = Quote(venue, "BTC-USDT", Decimal(bid), Decimal(1), Decimal(ask), Decimal(1), None, 0, 1)
+        h.cache.update(q, age_ns=age_ns)
+        h.detector.on_quote(q)
+    [event] = h.events
+    assert event.buy_quote_age_ms == round(buy_age_ns / 1e6, 3)
+    assert event.sell_quote_age_ms == round(sell_age_ns / 1e6, 3)
+    assert event.expires_ns == h.clock.now_ns + 1_500 * MS - max(buy_age_ns, sell_age_ns)
+
+
+def test_every_published_event_is_counted_and_a_quote_triggered_one_is_timed() -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {e: sample("smartroute_opportunities_total", event=e) for e in ("opened", "updated", "closed")}
+    timed_before = sample("smartroute_detector_latency_seconds_count")
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "102", "1", "103", "1")
+    h.quote("okx", "102.5", "1", "103", "1")  # a second pair opens
+    h.quote("bybit", "102.5", "1", "103", "1", seq=2)  # moves ~49 bps: updated
+    h.clock.advance_ms(1_501)
+    h.detector.sweep()  # both close, untimed: no quote triggered them
+    after = {e: sample("smartroute_opportunities_total", event=e) for e in ("opened", "updated", "closed")}
+    assert [e.event for e in h.events] == ["opened", "opened", "updated", "closed", "closed"]
+    assert {e: after[e] - before[e] for e in after} == {"opened": 2, "updated": 1, "closed": 2}
+    assert sample("smartroute_detector_latency_seconds_count") - timed_before == 3
+
+
+def test_the_detector_settings_are_fixed_at_construction() -> None:
+    h = Harness(min_net_profit_bps=Decimal(7))
+    assert h.detector.min_net_profit_bps == Decimal(7)
+    with pytest.raises(AttributeError):
+        h.detector.min_net_profit_bps = Decimal(1)  # type: ignore[misc]
