@@ -9,7 +9,15 @@
         await publisher.close(timeout_s)          # stop intake, drain, flush, stop the producer
 
 Nothing is dropped silently: every message ends as sent, a produce error, an overflow or an
-unsent-at-close, each with its counter in `daemon.metrics` and a log event naming topic and key.
+unsent-at-close, each with its counter in `daemon.metrics` and a log event naming topic and key
+(for a batch of many messages: how many, and the first one's key).
+
+The drain task wakes, takes what has gathered (at most `_MAX_TAKE` messages) and hands it to
+aiokafka as whole record batches, one per (topic, partition) at a time, each with one delivery
+callback. A message's partition is the one `AIOKafkaProducer.send()` would choose: murmur2 of its
+key (Java-compatible), so per-key order and co-partitioning with other producers hold; unkeyed
+messages share one available partition per wake. `linger_ms` is how long the drain task lets a
+burst gather after waking from idle; under load it never waits, since every wake finds a backlog.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import asyncio
 import re
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from types import TracebackType
@@ -29,6 +37,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
+from daemon.batches import (
+    MAX_BATCH_SIZE,
+    MAX_REQUEST_SIZE,
+    Batch,
+    KeyPartitions,
+    Message,
+    Route,
+    build,
+    count_by_topic,
+)
 from daemon.config_schema import KafkaConfig
 from daemon.errors import ConfigError, KafkaUnavailable
 from daemon.metrics import (
@@ -36,9 +54,9 @@ from daemon.metrics import (
     KAFKA_MESSAGES_SENT,
     KAFKA_MESSAGES_UNSENT,
     KAFKA_PRODUCE_ERRORS,
-    KAFKA_SEND_BUFFER,
     UNSENT_REASONS,
     UnsentReason,
+    track_send_buffer,
 )
 
 log = structlog.get_logger(__name__)
@@ -47,8 +65,7 @@ _TOPIC_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _OVERFLOW_LOG_INTERVAL_S: Final = 1.0
 _DEFAULT_CLOSE_TIMEOUT_S: Final = 10.0
 _CALLBACK_GRACE_S: Final = 1.0
-
-_Message = tuple[str, bytes | None, bytes]
+_MAX_TAKE: Final = 2048  # messages per wake: bounds how long one pass holds the event loop
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, object]:
@@ -117,19 +134,29 @@ class Publisher:
             raise ValueError(f"buffer_size must be ≥ 1, got {size}")
         self._cfg = cfg
         self._buffer_size = size
+        self._linger_s = cfg.linger_ms / 1000
         self._clock = clock
-        # Unbounded on purpose: publish() enforces the bound, so close() can always add its stop marker.
-        self._queue: asyncio.Queue[_Message | None] = asyncio.Queue()
+        # publish() enforces the bound on the buffer plus what the drain task holds (`_in_hand`).
+        self._buffer: deque[Message] = deque()
+        self._in_hand = 0  # taken by the drain task, not yet handed to the producer nor failed
+        self._wake = asyncio.Event()  # set when the buffer stops being empty, and by close()
         self._producer: AIOKafkaProducer | None = None
         self._known_topics: set[str] = set()
+        self._key_partitions = KeyPartitions()
         self._overflow_log: dict[str, tuple[float, int]] = {}  # topic → (last logged at, refused since)
         self._drain_task: asyncio.Task[None] | None = None
         self._drain_done = asyncio.Event()
-        self._in_flight = 0
+        self._in_flight = 0  # messages handed to the producer whose delivery outcome is not counted yet
         self._all_delivered = asyncio.Event()
         self._all_delivered.set()
         self._closing = False
         self._closed = asyncio.Event()
+        track_send_buffer(self)
+
+    @property
+    def buffered(self) -> int:
+        """Return how many messages are held and not yet handed to the producer (the send-buffer gauge)."""
+        return len(self._buffer) + self._in_hand
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -148,7 +175,9 @@ class Publisher:
             **client_options(self._cfg),
             acks="all",
             enable_idempotence=False,
-            linger_ms=self._cfg.linger_ms,
+            linger_ms=0,  # every batch is handed over complete; run() lingers for linger_ms instead
+            max_batch_size=MAX_BATCH_SIZE,
+            max_request_size=MAX_REQUEST_SIZE,
             compression_type=None,
         )
         try:
@@ -172,12 +201,14 @@ class Publisher:
             KAFKA_MESSAGES_UNSENT.labels(topic, "closed").inc()
             log.warning("kafka_publish_after_close", topic=topic, key=_key_text(key))
             return False
-        if self._queue.qsize() >= self._buffer_size:
+        waiting = len(self._buffer)
+        if waiting + self._in_hand >= self._buffer_size:
             KAFKA_BUFFER_OVERFLOW.labels(topic).inc()
             self._log_overflow(topic, key)
             return False
-        self._queue.put_nowait((topic, key, value))
-        KAFKA_SEND_BUFFER.inc()
+        self._buffer.append((topic, key, value))
+        if not waiting:
+            self._wake.set()  # the drain task waits only on an empty buffer
         return True
 
     def _log_overflow(self, topic: str, key: bytes | None) -> None:
@@ -197,7 +228,8 @@ class Publisher:
 
     async def run(self) -> None:
         """Drain the buffer into the producer until close(); the caller owns this task (e.g. a TaskGroup)."""
-        if self._producer is None:
+        producer = self._producer
+        if producer is None:
             raise RuntimeError("Publisher.run() needs start() first")
         if self._drain_task is not None:
             raise RuntimeError("Publisher.run() is already running")
@@ -206,42 +238,104 @@ class Publisher:
         self._drain_task = asyncio.current_task()
         self._drain_done.clear()
         try:
-            while (message := await self._queue.get()) is not None:
-                KAFKA_SEND_BUFFER.dec()
-                await self._send(self._producer, message)
+            # Once closing, publish() refuses: the buffer only shrinks, and an empty one ends the task.
+            while self._buffer or not self._closing:
+                if not self._buffer:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    if self._linger_s and not self._closing:
+                        await asyncio.sleep(self._linger_s)  # let the burst that woke us gather into batches
+                    continue
+                await self._send(producer, self._take())
+                await asyncio.sleep(0)  # a pass may not have yielded: let publishers and the rest run
         finally:
             self._drain_task = None
             self._drain_done.set()
 
-    async def _send(self, producer: AIOKafkaProducer, message: _Message) -> None:
-        topic, key, value = message
-        try:
-            # Hands the message to aiokafka's accumulator; delivery is awaited by the callback, not here.
-            delivery = await producer.send(topic, value, key=key)
-        except asyncio.CancelledError:
-            self._count_unsent(Counter({topic: 1}))
-            raise
-        except KafkaError as exc:
-            self._on_failure(topic, key, exc)
-            return
-        self._in_flight += 1
-        self._all_delivered.clear()
-        delivery.add_done_callback(partial(self._on_delivery, topic, key))
+    def _take(self) -> list[Message]:
+        buffer = self._buffer
+        if len(buffer) <= _MAX_TAKE:
+            chunk = list(buffer)
+            buffer.clear()
+        else:
+            chunk = [buffer.popleft() for _ in range(_MAX_TAKE)]
+        self._in_hand += len(chunk)
+        return chunk
 
-    def _on_delivery(self, topic: str, key: bytes | None, delivery: asyncio.Future[object]) -> None:
-        self._in_flight -= 1
+    async def _send(self, producer: AIOKafkaProducer, chunk: list[Message]) -> None:
+        """Hand `chunk` to the producer as record batches; count what fails now, or all if cancelled."""
+        try:
+            try:
+                routes = await self._routes(producer, chunk)
+            except asyncio.CancelledError:
+                self._count_unsent(Counter(topic for topic, _, _ in chunk))
+                raise
+            batches, failures = build(chunk, routes, producer.create_batch)
+            for failure in failures:
+                self._in_hand -= failure.count
+                self._on_failure(failure.topic, failure.first_key, failure.count, failure.error)
+            await self._submit(producer, batches)
+        finally:
+            self._in_hand = 0
+
+    async def _routes(self, producer: AIOKafkaProducer, chunk: list[Message]) -> dict[str, Route]:
+        """Return each topic's route; count a topic's messages as failed if its metadata cannot be had."""
+        routes: dict[str, Route] = {}
+        failed: dict[str, KafkaError] = {}
+        for topic in {topic for topic, _, _ in chunk}:
+            try:
+                # What send() awaits first: the topic's metadata, fetched once (Tansu creates the topic).
+                partitions = await producer.partitions_for(topic)
+            except KafkaError as exc:
+                failed[topic] = exc
+                continue
+            available = producer.client.cluster.available_partitions_for_topic(topic) or ()
+            routes[topic] = self._key_partitions.route(topic, partitions, available)
+        for topic, error in failed.items():  # after every await: a cancellation counts the chunk once
+            keys = [key for message_topic, key, _ in chunk if message_topic == topic]
+            self._in_hand -= len(keys)
+            self._on_failure(topic, keys[0], len(keys), error)
+        return routes
+
+    async def _submit(self, producer: AIOKafkaProducer, batches: list[Batch]) -> None:
+        """Queue each batch in aiokafka (per partition in order) with one callback counting its outcome."""
+        for i, batch in enumerate(batches):
+            batch.builder.close()  # complete: aiokafka sends it without lingering, nothing else joins it
+            try:
+                delivery = await producer.send_batch(batch.builder, batch.topic, partition=batch.partition)
+            except asyncio.CancelledError:
+                self._count_unsent(count_by_topic(batches[i:]))
+                raise
+            except KafkaError as exc:
+                self._on_failure(batch.topic, batch.first_key, batch.count, exc)
+            else:
+                self._in_flight += batch.count
+                self._all_delivered.clear()
+                delivery.add_done_callback(
+                    partial(self._on_delivery, batch.topic, batch.first_key, batch.count)
+                )
+            finally:
+                self._in_hand -= batch.count
+
+    def _on_delivery(
+        self, topic: str, first_key: bytes | None, count: int, delivery: asyncio.Future[object]
+    ) -> None:
+        self._in_flight -= count
         if self._in_flight == 0:
             self._all_delivered.set()
         if delivery.cancelled():
-            self._on_failure(topic, key, asyncio.CancelledError("delivery cancelled"))
+            self._on_failure(topic, first_key, count, asyncio.CancelledError("delivery cancelled"))
         elif (exc := delivery.exception()) is not None:
-            self._on_failure(topic, key, exc)
+            self._on_failure(topic, first_key, count, exc)
         else:
-            KAFKA_MESSAGES_SENT.labels(topic).inc()
+            KAFKA_MESSAGES_SENT.labels(topic).inc(count)
 
-    def _on_failure(self, topic: str, key: bytes | None, exc: BaseException) -> None:
-        KAFKA_PRODUCE_ERRORS.labels(topic).inc()
-        log.error("kafka_delivery_failed", topic=topic, key=_key_text(key), error=repr(exc))
+    def _on_failure(self, topic: str, first_key: bytes | None, count: int, exc: BaseException) -> None:
+        """Count `count` messages of `topic` as produce errors, in one log event naming the first key."""
+        KAFKA_PRODUCE_ERRORS.labels(topic).inc(count)
+        log.error(
+            "kafka_delivery_failed", topic=topic, key=_key_text(first_key), messages=count, error=repr(exc)
+        )
 
     async def close(self, timeout_s: float = _DEFAULT_CLOSE_TIMEOUT_S) -> None:
         """Stop intake, send what is buffered, flush and stop the producer; later calls wait, then return.
@@ -271,13 +365,10 @@ class Publisher:
         if self._producer is None:
             return  # never started: nothing can be sent, and _drop_buffered accounts for it
         if self._drain_task is not None:
-            self._queue.put_nowait(None)  # run() sends everything ahead of this marker, then returns
+            self._wake.set()  # run() sends everything buffered, then sees `_closing` and returns
             await self._drain_done.wait()
-        while not self._queue.empty():  # no drain task ran, or it was cancelled part-way
-            message = self._queue.get_nowait()
-            if message is not None:
-                KAFKA_SEND_BUFFER.dec()
-                await self._send(self._producer, message)
+        while self._buffer:  # no drain task ran, or it was cancelled part-way
+            await self._send(self._producer, self._take())
         await self._producer.flush()
         await self._all_delivered.wait()  # every delivery callback has counted its outcome
 
@@ -298,12 +389,8 @@ class Publisher:
             await self._drain_done.wait()
 
     def _drop_buffered(self) -> None:
-        left: Counter[str] = Counter()
-        while not self._queue.empty():
-            message = self._queue.get_nowait()
-            if message is not None:
-                KAFKA_SEND_BUFFER.dec()
-                left[message[0]] += 1
+        left = Counter(topic for topic, _, _ in self._buffer)
+        self._buffer.clear()
         self._count_unsent(left)
 
     def _count_unsent(self, by_topic: Counter[str], reason: UnsentReason = "shutdown") -> None:

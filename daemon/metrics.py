@@ -6,7 +6,8 @@ bounded: `topic` is one of the configured topics, `reason` one of `UNSENT_REASON
 
 from __future__ import annotations
 
-from typing import Final, Literal
+import weakref
+from typing import Final, Literal, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter, Gauge
@@ -35,10 +36,32 @@ KAFKA_MESSAGES_UNSENT = Counter(
     "close ran out of time or the producer never started (shutdown).",
     ["topic", "reason"],
 )
+
+
+class SendBuffer(Protocol):
+    """A publisher's buffer, as the send-buffer gauge sees it."""
+
+    @property
+    def buffered(self) -> int:
+        """Messages held and not yet handed to the Kafka client."""
+        ...
+
+
+_SEND_BUFFERS: Final[weakref.WeakSet[SendBuffer]] = weakref.WeakSet()
+
+
+def track_send_buffer(buffer: SendBuffer) -> None:
+    """Count `buffer` in the send-buffer gauge for as long as it lives."""
+    _SEND_BUFFERS.add(buffer)
+
+
+# Read at scrape time: publishing a message touches no metric (a Gauge's inc/dec takes a lock).
 KAFKA_SEND_BUFFER = Gauge(
     "smartroute_kafka_send_buffer_messages",
     "Messages waiting in the publisher's send buffer.",
 )
+KAFKA_SEND_BUFFER.set_function(lambda: sum(buffer.buffered for buffer in tuple(_SEND_BUFFERS)))
+
 KAFKA_CONSUMER_LAG = Gauge(
     "smartroute_kafka_consumer_lag_messages",
     "Messages written to a topic that this process's consumer group has not read yet (its share).",

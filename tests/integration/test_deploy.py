@@ -246,8 +246,8 @@ ALERT_CASES: list[dict[str, Any]] = [
                 "SmartrouteKafkaProduceErrors",
                 "4m",
                 expect("smartroute on a fails to produce to t.opportunities",
-                       "Kafka refused messages or their delivery failed; each one is logged "
-                       "(event kafka_delivery_failed) with its key.",
+                       "Kafka refused messages or their delivery failed; each failed batch is logged "
+                       "once (event kafka_delivery_failed) with its message count and first key.",
                        instance="a", topic="t.opportunities", severity="critical"),
             ),
             silent("SmartrouteKafkaProduceErrors", "10m"),

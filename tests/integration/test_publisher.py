@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -11,6 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 from kafka_support import read_back, wait_until
 from prometheus_client import REGISTRY
@@ -34,6 +37,27 @@ def sent(topic: str) -> float:
 
 def errors(topic: str) -> float:
     return sample("smartroute_kafka_produce_errors_total", topic=topic)
+
+
+def unsent(topic: str) -> float:
+    return sample("smartroute_kafka_messages_unsent_total", topic=topic, reason="shutdown")
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
+async def partitions_send_picks(bootstrap: str, topic: str, keys: list[bytes]) -> dict[bytes, int]:
+    """Send one message per key with aiokafka's own send() and return the partition each went to."""
+    async with AIOKafkaProducer(bootstrap_servers=bootstrap) as producer:
+        return {key: (await producer.send_and_wait(topic, b"reference", key=key)).partition for key in keys}
 
 
 @pytest.fixture
@@ -168,6 +192,112 @@ async def test_a_message_the_producer_refuses_is_counted_and_logged_and_the_rest
     assert "MessageSizeTooLargeError" in failed[0]["error"]
 
 
+async def test_a_burst_over_several_keys_and_topics_arrives_in_key_order_on_the_partitions_send_picks(
+    kafka_cfg: KafkaConfig, embedded_broker: str, kafka_topic: str
+) -> None:
+    topics = [f"{kafka_topic}.a", f"{kafka_topic}.b"]
+    reference = f"{kafka_topic}.reference"
+    keys = [f"SYM{i}-USDT".encode() for i in range(20)]
+    async with asyncio.timeout(30):
+        await create_topics(embedded_broker, [*topics, reference], partitions=7)
+        expected_partition = await partitions_send_picks(embedded_broker, reference, keys)
+        publisher = Publisher(kafka_cfg)
+        await publisher.start()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(publisher.run())
+            for seq in range(5000):
+                topic, key = topics[seq % 2], keys[(seq // 2) % len(keys)]
+                assert publisher.publish(topic, key, b"%s:%d" % (key, seq))
+                if seq % 500 == 499:
+                    await asyncio.sleep(0)  # the drain task wakes several times during the burst
+            await publisher.close()
+        arrived = {topic: await read_back(embedded_broker, topic, 2500) for topic in topics}
+    assert len(set(expected_partition.values())) > 1  # the keys do spread over partitions
+    for i, topic in enumerate(topics):
+        records = arrived[topic]
+        assert len(records) == 2500
+        assert (sent(topic), errors(topic)) == (2500, 0)
+        for key in keys:
+            mine = [r for r in records if r.key == key]
+            assert {r.partition for r in mine} == {expected_partition[key]}
+            published = [seq for seq in range(i, 5000, 2) if keys[(seq // 2) % len(keys)] == key]
+            assert [r.value for r in mine] == [b"%s:%d" % (key, seq) for seq in published]
+    assert publisher.buffered == 0
+
+
+async def test_messages_too_large_for_a_request_are_each_counted_logged_once_and_skipped_in_order(
+    kafka_cfg: KafkaConfig, kafka_topic: str, embedded_broker: str
+) -> None:
+    too_big = b"x" * (2 * 1024 * 1024)
+    oversized = {10: b"a", 50: b"b"}
+    async with asyncio.timeout(20):
+        publisher = Publisher(kafka_cfg)
+        await publisher.start()
+        for seq in range(200):  # no drain task: close() sends them in one pass
+            key = oversized.get(seq, b"abcd"[seq % 4 : seq % 4 + 1])
+            publisher.publish(kafka_topic, key, too_big if seq in oversized else b"%d" % seq)
+        with capture_logs() as logs:
+            await publisher.close()
+        records = await read_back(embedded_broker, kafka_topic, 198)
+    assert (sent(kafka_topic), errors(kafka_topic)) == (198, 2)
+    failed = [e for e in logs if e["event"] == "kafka_delivery_failed"]
+    assert [(e["topic"], e["key"], e["messages"]) for e in failed] == [(kafka_topic, "a", 2)]
+    assert "MessageSizeTooLargeError" in failed[0]["error"]
+    for key in (b"a", b"b", b"c", b"d"):
+        expected = [b"%d" % s for s in range(200) if s not in oversized and s % 4 == b"abcd".index(key)]
+        assert [r.value for r in records if r.key == key] == expected
+
+
+async def test_a_lost_broker_fails_whole_batches_counted_per_message_and_logged_once_per_batch(
+    own_broker: EmbeddedBroker, kafka_topic: str
+) -> None:
+    cfg = KafkaConfig(bootstrap_servers=(own_broker.bootstrap_servers,), request_timeout_ms=1000)
+    async with asyncio.timeout(20):
+        async with Publisher(cfg) as warm_up:  # creates the topic: the next producer starts knowing it
+            warm_up.publish(kafka_topic, b"warm-up", b"0")
+        publisher = Publisher(cfg)
+        await publisher.start()
+        await asyncio.to_thread(own_broker.stop)
+        for i in range(1000):
+            assert publisher.publish(kafka_topic, b"k%d" % (i % 10), b"%d" % i)
+        with capture_logs() as logs:
+            await publisher.close(timeout_s=0.2)
+    failed = [e for e in logs if e["event"] == "kafka_delivery_failed"]
+    assert errors(kafka_topic) == 1000
+    assert sum(e["messages"] for e in failed) == 1000
+    assert len(failed) <= 4  # one per partition's batch, never one per message
+    assert sent(kafka_topic) == 1  # the warm-up
+
+
+@pytest.mark.parametrize("interruption", ["close_times_out", "drain_task_cancelled"])
+async def test_an_interrupted_burst_ends_every_message_as_sent_or_unsent_and_nothing_else(
+    kafka_cfg: KafkaConfig, kafka_topic: str, embedded_broker: str, interruption: str
+) -> None:
+    published = 20_000
+    async with asyncio.timeout(30):
+        publisher = Publisher(kafka_cfg, buffer_size=published)
+        await publisher.start()
+        drain = asyncio.create_task(publisher.run())
+        for i in range(published):
+            assert publisher.publish(kafka_topic, b"k%d" % (i % 13), b"%d" % i)
+        if interruption == "close_times_out":
+            await publisher.close(timeout_s=0.01)  # whatever is not sent by then is unsent
+        else:
+            for _ in range(3):
+                await asyncio.sleep(0)  # the drain task takes a first pass and starts handing it over
+            drain.cancel()
+            await publisher.close()  # sends the rest itself
+        with pytest.raises(asyncio.CancelledError) if drain.cancelled() else contextlib.nullcontext():
+            await drain
+        delivered = int(sent(kafka_topic))
+        records = await read_back(embedded_broker, kafka_topic, delivered) if delivered else []
+    assert errors(kafka_topic) == 0
+    assert delivered + unsent(kafka_topic) == published
+    values = [int(r.value) for r in records]
+    assert len(values) == len(set(values)) == delivered  # what was counted sent arrived, once
+    assert publisher.buffered == 0
+
+
 async def test_a_delivery_that_fails_after_the_broker_is_lost_is_counted_and_logged(
     own_broker: EmbeddedBroker, kafka_topic: str
 ) -> None:
@@ -214,7 +344,8 @@ async def test_close_is_bounded_when_deliveries_cannot_finish(
     events = [e["event"] for e in logs]
     assert "kafka_close_timeout" in events
     assert errors(kafka_topic) == 3  # every in-flight message ended as a counted failure
-    assert events.count("kafka_delivery_failed") == 3
+    failed = [e for e in logs if e["event"] == "kafka_delivery_failed"]
+    assert [(e["key"], e["messages"]) for e in failed] == [("k", 3)]  # one batch: one event, its count
 
 
 async def test_start_against_a_closed_port_raises_kafka_unavailable_naming_the_address(
