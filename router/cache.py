@@ -122,6 +122,11 @@ class PriceCache:
         self._hits += 1
         return entry
 
+    def venue_count(self, symbol: str) -> int:
+        """Return how many venues have an entry for `symbol`, fresh or not (no lookup is counted)."""
+        venues = self._by_symbol.get(symbol)
+        return 0 if venues is None else len(venues)
+
     def fresh(self, symbol: str, *, max_age_ms: int | None = None) -> dict[str, CachedQuote]:
         """Return venue → entry for every quote of `symbol` no older than the decision age limit.
 

@@ -222,9 +222,12 @@ class ArbitrageDetector:
 
     def on_quote(self, quote: Quote) -> None:
         """Re-evaluate the quote's symbol across venues; call it after the cache took the quote."""
+        symbol = quote.symbol
+        if self.cache.venue_count(symbol) < 2 and symbol not in self._open_by_symbol:
+            return  # one venue quotes it and nothing is open on it: nothing can open or close
         self._trigger = quote
         try:
-            self.evaluate(quote.symbol)
+            self.evaluate(symbol)
         finally:
             self._trigger = None
 

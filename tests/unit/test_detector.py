@@ -117,6 +117,25 @@ def test_stale_quote_is_never_used_and_closes_the_opportunity() -> None:
     assert [e.event for e in h.events] == ["opened", "closed"]
 
 
+def test_a_symbol_one_venue_quotes_is_not_looked_up_until_a_second_venue_quotes_it() -> None:
+    h = Harness()
+    for seq in range(1, 4):
+        h.quote("binance", "99", "1", "100", "1", seq=seq)
+    assert h.events == [] and (h.cache.stats().hits, h.cache.stats().misses) == (0, 0)
+    h.quote("bybit", "102", "1", "103", "1")
+    assert [e.event for e in h.events] == ["opened"]
+    assert h.cache.stats().hits == 1  # one lookup, once the symbol had a pair
+
+
+def test_an_open_opportunity_still_closes_when_its_other_venue_drops_out_of_the_cache() -> None:
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "102", "1", "103", "1")
+    h.cache.invalidate("bybit", "BTC-USDT")  # one venue left: the next quote must still close it
+    h.quote("binance", "99", "1", "100", "1", seq=2)
+    assert [e.event for e in h.events] == ["opened", "closed"]
+
+
 def test_lifecycle_opened_updated_closed_with_one_id() -> None:
     h = Harness(update_min_change_bps=Decimal(1))
     h.quote("binance", "99", "1", "100", "1")
