@@ -348,8 +348,7 @@ class StreamRunner:
                 on_quote(quote)
             connection.quotes += len(quotes)
             self._frames.quotes += len(quotes)
-        if connection.snapshots is not None:
-            self._queue_snapshots(connection)
+        self._queue_snapshots(connection)
 
     def _book_invalid(self, exc: BookInvalid, connection: _Connection) -> bool:
         """Count and withdraw a discarded book and start its resync; return False to reopen the connection."""

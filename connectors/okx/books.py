@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from connectors.base import decode_object, field
-from connectors.book import BookInvalid, OrderBook, book_quote
+from connectors.book import BookInvalid, OrderBook, serve_or_hold
 from connectors.errors import ParseError
 from connectors.okx.checksum import CHECKSUM_LEVELS, book_checksum
 from connectors.okx.parse import VENUE, Push, decode_push, levels, ms_to_ns, sequence
@@ -205,24 +205,22 @@ class BooksParser:
     def _serve(
         self, symbol: str, book: OrderBook, exchange_ns: int, received_ns: int, *, fresh: bool
     ) -> list[Quote]:
-        if book.crossed:
-            if fresh or symbol in self._held:
-                self._held.add(symbol)
-                return []
-            self._resync(symbol, [])
-            raise BookInvalid(symbol, "crossed", _crossed_detail(book))
-        self._held.discard(symbol)
-        quote = book_quote(
+        return serve_or_hold(
             book,
+            self._held,
+            self._crossed,
+            fresh=fresh,
             venue=VENUE,
             symbol=symbol,
             depth=self._depth,
             exchange_ns=exchange_ns,
             received_ns=received_ns,
         )
-        if quote is None:
-            return []
-        return [quote]
+
+    def _crossed(self, symbol: str, detail: str) -> None:
+        """Discard a book an update crossed and ask for a REST snapshot (raises BookInvalid)."""
+        self._resync(symbol, [])
+        raise BookInvalid(symbol, "crossed", detail)
 
     def _resync(self, symbol: str, buffered: Sequence[_Update]) -> None:
         """Discard `symbol`'s book and ask for a REST snapshot, keeping `buffered` to align it with."""
@@ -235,11 +233,6 @@ class BooksParser:
         self._buffers.pop(symbol, None)
         self._straddle.discard(symbol)
         self._held.discard(symbol)
-
-
-def _crossed_detail(book: OrderBook) -> str:
-    bids, asks = book.top(1)
-    return f"best bid {bids[0][0]} >= best ask {asks[0][0]}"
 
 
 def _apply(book: OrderBook, update: _Update) -> None:
