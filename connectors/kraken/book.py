@@ -12,11 +12,10 @@ from connectors.coinbase.parse import Reports
 from connectors.errors import ParseError
 from connectors.kraken.checksum import CHECKSUM_LEVELS, book_checksum
 from connectors.kraken.parse import (
-    CONTROL_CHANNELS,
     VENUE,
-    control,
     decode,
     exchange_ns_of,
+    is_data,
     items,
     number_of,
     positive_of,
@@ -123,14 +122,8 @@ class BookParser:
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return a quote per book a `book` message changed, [] for control messages."""
         message = decode(frame)
-        channel = message.get("channel")
-        if channel is None:
-            control(message, frame)
+        if not is_data(message, frame, "book"):
             return self._reports.deliver([])
-        if channel in CONTROL_CHANNELS:
-            return self._reports.deliver([])
-        if channel != "book":
-            raise ParseError(f"kraken: unexpected channel {channel!r} on a book connection")
         kind = message.get("type")
         if kind not in ("snapshot", "update"):
             raise ParseError(f"kraken: book type must be snapshot or update, got {kind!r}")

@@ -67,6 +67,23 @@ def control(message: dict[str, Any], frame: str | bytes) -> None:
         raise ParseError(f"kraken: {method} {message.get('symbol', '')!r} failed: {message.get('error')!r}")
 
 
+def is_data(message: dict[str, Any], frame: str | bytes, channel: str) -> bool:
+    """Return True for a message on `channel`, False for an ack, pong, heartbeat or status.
+
+    Raise ParseError for a failed request, an unknown message or another data channel
+    (each connection carries one).
+    """
+    found = message.get("channel")
+    if found is None:
+        control(message, frame)
+        return False
+    if found in CONTROL_CHANNELS:
+        return False
+    if found != channel:
+        raise ParseError(f"kraken: unexpected channel {found!r} on a {channel} connection")
+    return True
+
+
 def items(message: dict[str, Any], channel: str) -> list[dict[str, Any]]:
     """Return the `data` objects of a channel message."""
     data = message.get("data")
@@ -115,14 +132,8 @@ class TickerParser:
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return a quote per ticker object, [] for control messages."""
         message = decode(frame)
-        channel = message.get("channel")
-        if channel is None:
-            control(message, frame)
+        if not is_data(message, frame, "ticker"):
             return self._reports.deliver([])
-        if channel in CONTROL_CHANNELS:
-            return self._reports.deliver([])
-        if channel != "ticker":
-            raise ParseError(f"kraken: unexpected channel {channel!r} on a ticker connection")
         tickers = [self._ticker(item, received_ns) for item in items(message, "ticker")]
         quotes = withhold_crossed(tickers, self._crossed, self._reports.report, ("bid", "ask"))
         return self._reports.deliver(quotes)
