@@ -4,7 +4,16 @@
      ├── ParseError              a venue frame that cannot be understood: counted and skipped
      ├── VenueError              something a venue did or failed to do
      │    ├── VenueConnectionError   connect failed, socket dropped, handshake refused
-     │    └── ReconnectRequested     the venue asked us to reconnect (Binance serverShutdown)
+     │    │    └── VenueUnreachable      no connection could be opened: nothing was sent
+     │    ├── ReconnectRequested     the venue asked us to reconnect (Binance serverShutdown)
+     │    ├── VenueRejected          a venue answered a REST request and refused it: nothing executed
+     │    │    ├── OrderNotFound         no order with that client id
+     │    │    ├── DuplicateOrder        that client id is taken: the order exists, query it
+     │    │    └── ClockRejected         our timestamp or nonce fell outside the venue's window
+     │    ├── OutcomeUnknown         the request may or may not have executed: only a query can tell
+     │    ├── RateLimited            throttled (nothing executed): wait `retry_after_s` first
+     │    ├── VenueBanned            banned until `until_s`: nothing is sent meanwhile
+     │    └── OrderRuleViolation     the order breaks the symbol's rules; refused before sending
      ├── router.errors.*         decisions and execution (defined in `router`)
      └── daemon.errors.*         configuration and runtime (defined in `daemon`)
 
@@ -33,3 +42,58 @@ class VenueConnectionError(VenueError):
 
 class ReconnectRequested(VenueError):
     """The venue announced it is closing this connection; reconnect at once, without backoff."""
+
+
+class VenueUnreachable(VenueConnectionError):
+    """No connection to the venue could be opened, so the request never left this process."""
+
+
+class VenueRejected(VenueError):
+    """The venue answered with an error: the request was refused and nothing executed.
+
+    `code` is the venue's own error code (a number on most venues, a string such as
+    `EOrder:Insufficient funds` on Kraken); `status` the HTTP status.
+    """
+
+    def __init__(self, code: int | str, message: str, status: int, *, venue: str) -> None:
+        super().__init__(f"{venue} refused the request: HTTP {status}, code {code}: {message}")
+        self.venue = venue
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class OrderNotFound(VenueRejected):
+    """The venue has no order with the given client id."""
+
+
+class DuplicateOrder(VenueRejected):
+    """An order already carries this client order id: the order exists, query it."""
+
+
+class ClockRejected(VenueRejected):
+    """The request's timestamp or nonce was outside the venue's window; it was not executed."""
+
+
+class OutcomeUnknown(VenueError):
+    """The request may or may not have been executed; only a query can tell."""
+
+
+class RateLimited(VenueError):
+    """The venue or the local limiter holds requests back for `retry_after_s` seconds; nothing executed."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class VenueBanned(VenueError):
+    """The venue banned this client until `until_s` (seconds, limiter clock); nothing is sent."""
+
+    def __init__(self, message: str, until_s: float) -> None:
+        super().__init__(message)
+        self.until_s = until_s
+
+
+class OrderRuleViolation(VenueError):
+    """An order breaks the symbol's exchange rules (filters, status); it is refused before sending."""

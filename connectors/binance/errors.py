@@ -1,5 +1,8 @@
 """Binance REST errors, and the one place python-binance and aiohttp errors become the project's.
 
+The classes live in `connectors.errors` (every live venue shares them); this
+module decides which one a Binance answer is:
+
     connectors.errors.VenueError
      ├── VenueRejected(code, message, status)   Binance answered and refused: nothing was executed
      │    ├── OrderNotFound                      -2013 / -2011: the venue has no such order
@@ -29,7 +32,35 @@ from collections.abc import Iterable, Mapping
 import aiohttp
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
-from connectors.errors import VenueConnectionError, VenueError
+from connectors.errors import (
+    ClockRejected,
+    DuplicateOrder,
+    OrderNotFound,
+    OrderRuleViolation,
+    OutcomeUnknown,
+    RateLimited,
+    VenueBanned,
+    VenueError,
+    VenueRejected,
+    VenueUnreachable,
+)
+
+__all__ = [
+    "ClockRejected",
+    "DuplicateOrder",
+    "OrderNotFound",
+    "OrderRuleViolation",
+    "OutcomeUnknown",
+    "RateLimited",
+    "VenueBanned",
+    "VenueRejected",
+    "VenueUnreachable",
+    "chain_is_clean",
+    "from_api_error",
+    "from_transport_error",
+    "retry_after_s",
+    "scrub",
+]
 
 # Error codes of binance-spot-api-docs errors.md that this module gives a meaning to.
 TIMEOUT_CODE = -1007  # "Timeout waiting for response from backend server. ... execution status unknown."
@@ -42,56 +73,6 @@ DUPLICATE_ORDER_MESSAGE = "Duplicate order sent."
 DEFAULT_BAN_S = 120.0  # Binance's shortest automated ban, used when a 418 has no Retry-After
 
 _SIGNED = re.compile(r"(signature|timestamp|recvWindow)=[^&\s'\"<>)]*", re.IGNORECASE)
-
-
-class VenueRejected(VenueError):
-    """Binance answered with an error code: the request was refused and nothing executed."""
-
-    def __init__(self, code: int, message: str, status: int) -> None:
-        super().__init__(f"binance refused the request: HTTP {status}, code {code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-class OrderNotFound(VenueRejected):
-    """The venue has no order with the given id (-2013 on query, -2011 on cancel)."""
-
-
-class DuplicateOrder(VenueRejected):
-    """An open order already carries this client order id: the order exists, query it."""
-
-
-class ClockRejected(VenueRejected):
-    """The request's timestamp was outside recvWindow (-1021); it was not executed."""
-
-
-class OutcomeUnknown(VenueError):
-    """The request may or may not have been executed; only a query can tell."""
-
-
-class RateLimited(VenueError):
-    """The venue (429) or the local limiter holds requests back for `retry_after_s` seconds."""
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class VenueBanned(VenueError):
-    """The venue banned this IP (418) until `until_s` (seconds, limiter clock); nothing is sent."""
-
-    def __init__(self, message: str, until_s: float) -> None:
-        super().__init__(message)
-        self.until_s = until_s
-
-
-class OrderRuleViolation(VenueError):
-    """An order breaks the symbol's exchange rules (filters, status); it is refused before sending."""
-
-
-class VenueUnreachable(VenueConnectionError):
-    """No connection to the venue could be opened, so the request never left this process."""
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -145,15 +126,15 @@ def from_api_error(exc: BinanceAPIException, secrets: Iterable[str] = ()) -> Ven
         detail = f"code {code}" if code else "no error code"
         return OutcomeUnknown(f"binance answered HTTP {status} ({detail}): execution status unknown")
     if code == 0:
-        return VenueRejected(0, f"HTTP {status} without a JSON error body", status)
+        return VenueRejected(0, f"HTTP {status} without a JSON error body", status, venue="binance")
     message = scrub(str(exc.message or ""), secrets)
     if code in (NO_SUCH_ORDER_CODE, CANCEL_REJECTED_CODE):
-        return OrderNotFound(code, message, status)
+        return OrderNotFound(code, message, status, venue="binance")
     if code == NEW_ORDER_REJECTED_CODE and message == DUPLICATE_ORDER_MESSAGE:
-        return DuplicateOrder(code, message, status)
+        return DuplicateOrder(code, message, status, venue="binance")
     if code == TIMESTAMP_CODE:
-        return ClockRejected(code, message, status)
-    return VenueRejected(code, message, status)
+        return ClockRejected(code, message, status, venue="binance")
+    return VenueRejected(code, message, status, venue="binance")
 
 
 def from_transport_error(exc: BaseException, action: str) -> VenueError:
