@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
 
-from connectors.binance.metrics import init_binance_metrics
 from connectors.binance.rest import BinanceConnector
+from connectors.rest_metrics import init_rest_metrics
 from connectors.types import VENUE_IDS
 from daemon.config import Config
 from daemon.credentials import load_binance_credentials
@@ -73,7 +73,7 @@ def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -
         credentials=credentials.for_connector(),
         recv_window_ms=binance.recv_window_ms,
     )
-    init_binance_metrics("binance")
+    init_rest_metrics("binance")
     return LiveExecutor({"binance": connector}, taker_fee_bps={"binance": binance.taker_fee_bps})
 
 

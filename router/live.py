@@ -31,9 +31,9 @@ import structlog
 
 from connectors.binance.errors import DuplicateOrder, OrderNotFound, OutcomeUnknown
 from connectors.binance.filters import SymbolFilters
-from connectors.binance.metrics import LIVE_ORDERS, ORDER_RECONCILIATIONS
 from connectors.binance.payloads import OrderReport, Side, TradeFill, ts_ns
 from connectors.errors import ParseError, VenueError
+from connectors.rest_metrics import LIVE_ORDERS, ORDER_RECONCILIATIONS
 from connectors.types import decimal_text
 from router.errors import ExecutionError
 from router.execution import Fill, LegOutcome, Mode, OrderLeg, quote_asset

@@ -29,14 +29,14 @@ from typing import Final, Literal
 import structlog
 
 from connectors.binance.errors import DEFAULT_BAN_S, RateLimited, VenueBanned, retry_after_s
-from connectors.binance.metrics import (
+from connectors.errors import ParseError
+from connectors.rest_metrics import (
     RATE_LIMIT_RESPONSES,
     RATE_LIMIT_USED_WEIGHT,
     RATE_LIMIT_WAIT_SECONDS,
     RATE_LIMIT_WAITS,
     VENUE_BANNED,
 )
-from connectors.errors import ParseError
 
 log = structlog.get_logger(__name__)
 

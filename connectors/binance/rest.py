@@ -42,7 +42,6 @@ from connectors.binance.errors import (
     from_transport_error,
 )
 from connectors.binance.filters import SymbolFilters, parse_exchange_info
-from connectors.binance.metrics import CLOCK_OFFSET, CLOCK_SYNCS
 from connectors.binance.payloads import (
     Balance,
     Kline,
@@ -60,6 +59,7 @@ from connectors.binance.payloads import (
 )
 from connectors.binance.ratelimit import RateLimiter, parse_rate_limits
 from connectors.errors import ParseError, VenueError
+from connectors.rest_metrics import CLOCK_OFFSET, CLOCK_SYNCS
 from connectors.symbols import join_symbol, split_concatenated, to_concatenated
 from connectors.types import Quote, decimal_text
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the Binance REST and live-order path.
+"""Prometheus metrics of every live venue's REST and order path (rate limits, clock, orders).
 
 Module-level objects on the default registry, which `daemon` serves. Labels
 are bounded: `venue` from the registry, every other label from the tuples
@@ -11,8 +11,8 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge
 
-WAIT_REASONS: Final = ("weight", "orders", "raw_requests", "retry_after")
-LIMIT_STATUSES: Final = ("429", "418")
+WAIT_REASONS: Final = ("weight", "orders", "raw_requests", "retry_after", "budget")
+LIMIT_STATUSES: Final = ("429", "418", "throttled", "banned")
 ORDER_OUTCOMES: Final = ("accepted", "rejected", "unknown", "not_sent")
 RECONCILE_RESULTS: Final = ("found", "not_found", "failed")
 RESYNC_REASONS: Final = ("start", "scheduled", "rejected")
@@ -34,12 +34,12 @@ RATE_LIMIT_USED_WEIGHT = Gauge(
 )
 RATE_LIMIT_RESPONSES = Counter(
     "smartroute_rate_limit_responses_total",
-    "Rate-limit answers from the venue: 429 (back off) and 418 (IP banned).",
+    "Rate-limit answers from the venue: 429 or a throttling code (back off), 418 or a ban (nothing sent).",
     ["venue", "status"],
 )
 VENUE_BANNED = Gauge(
     "smartroute_venue_banned",
-    "1 while the venue bans this IP (HTTP 418) and no request is sent to it, else 0.",
+    "1 while the venue bans this client (e.g. Binance HTTP 418) and nothing is sent to it, else 0.",
     ["venue"],
 )
 CLOCK_OFFSET = Gauge(
@@ -49,7 +49,7 @@ CLOCK_OFFSET = Gauge(
 )
 CLOCK_SYNCS = Counter(
     "smartroute_clock_syncs_total",
-    "Clock offset measurements, by why: at start, on schedule, or after a -1021 rejection.",
+    "Clock offset measurements, by why: at start, on schedule, or after a timestamp rejection.",
     ["venue", "reason"],
 )
 LIVE_ORDERS = Counter(
@@ -64,7 +64,7 @@ ORDER_RECONCILIATIONS = Counter(
 )
 
 
-def init_binance_metrics(venue: str = "binance") -> None:
+def init_rest_metrics(venue: str) -> None:
     """Create every labelled series of `venue` so each exists from start with value zero."""
     for reason in WAIT_REASONS:
         RATE_LIMIT_WAITS.labels(venue, reason)
