@@ -33,8 +33,7 @@ _POLL_MS = 100
 
 
 class QuoteFollower:
-    """Feed every quote of the quotes topic (this member's share of it) to `on_quote`, and every
-    withdrawal to `on_withdrawal`."""
+    """Feed this member's share of the quotes topic: quotes to `on_quote`, withdrawals to `on_withdrawal`."""
 
     def __init__(
         self,
@@ -42,7 +41,7 @@ class QuoteFollower:
         on_quote: Callable[[Quote, int], None],
         publisher: Publisher,
         *,
-        on_withdrawal: Callable[[Withdrawal], None] = lambda withdrawal: None,
+        on_withdrawal: Callable[[Withdrawal], None],
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.cfg = cfg

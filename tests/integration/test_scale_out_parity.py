@@ -4,7 +4,8 @@ One scripted recording of real venue frames (Bybit `orderbook.50` and Kraken `bo
 symbol, books several levels deep) with a gap, a checksum failure and a reconnection, goes two ways:
 
 - in process: `router.replay.replay`, the deterministic path of `smartroute replay` (parsers →
-  cache → detector, a discarded book withdrawn at once, as `smartroute run` does);
+  cache → detector, a discarded book withdrawn at once), and a daemon running feeds and detector
+  in one process (`smartroute run`), its quote callbacks driven by the same parsers;
 - scale-out: the same parsers feed a `feeds` daemon's own quote callbacks (`_on_quote`,
   `_on_book_invalid`, `_on_disconnect`, exactly what its StreamRunners call), which publish quote
   and withdrawal messages through its Publisher to a real broker; a `detect` daemon (its
@@ -261,6 +262,27 @@ async def test_a_detector_behind_kafka_publishes_the_same_bytes_as_one_in_proces
         publishing.cancel()
         await asyncio.gather(publishing, return_exceptions=True)
     assert b"".join(produced) == b"".join(expected)
+
+
+def test_a_daemon_with_feeds_and_detector_in_one_process_publishes_the_same_bytes_as_replay(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "smartroute.toml"
+    config.write_text(config_text(tmp_path, "127.0.0.1:9", "t."))
+    cfg = load_config(config, environ={})
+    records = recording()
+    in_replay = io.BytesIO()
+    replay(HEADER, records, in_replay, replay_settings(cfg), parser_factory=venue_parser)
+    daemon = Daemon(cfg, roles=frozenset({"feeds", "detect"}))
+    assert daemon.detector is not None
+    produced: list[bytes] = []
+    daemon.detector.on_event = lambda event: produced.append(event_line(event))
+    now = [T0]
+    daemon.cache.clock_ns = daemon.detector.wall_clock_ns = lambda: now[0]
+    driver = FeedDriver(daemon, now)
+    for record in records:
+        driver.play(record)
+    assert b"".join(produced) == in_replay.getvalue()
 
 
 def test_withdrawals_and_depth_travel_in_the_quote_messages(tmp_path: Path) -> None:
