@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -22,8 +22,9 @@ from prometheus_client import REGISTRY
 from connectors.metrics import init_venue_metrics
 from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
-from connectors.types import Quote, decimal_text
+from connectors.types import QUOTE_MESSAGE_MAX_LEVELS, Quote, Withdrawal, decimal_text
 from daemon.config import Config
+from daemon.errors import ConfigError
 from daemon.health import BrokerWatch, KafkaMetadataProbe, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
 from daemon.kafka import Publisher, init_publisher_metrics
@@ -72,8 +73,14 @@ class Daemon:
                 update_min_change_bps=cfg.detector.update_min_change_bps,
             )
         self.quotes_topic = cfg.topic("quotes") if "publish_quotes" in roles else None
+        if self.quotes_topic is not None:
+            _check_quote_depths(cfg)
+        # Stamps the withdrawals published to the quotes topic (injected by tests and replays).
+        self.wall_clock_ns: Callable[[], int] = time.time_ns
         self.quote_follower = (
-            QuoteFollower(cfg, self._on_quote_from_kafka, self.publisher)
+            QuoteFollower(
+                cfg, self._on_quote_from_kafka, self.publisher, on_withdrawal=self._on_withdrawal_from_kafka
+            )
             if "consume_quotes" in roles
             else None
         )
@@ -113,21 +120,35 @@ class Daemon:
         self.cache.invalidate(venue, symbol)
         if self.detector is not None:
             self.detector.evaluate(symbol)
+        self._publish_withdrawal(venue, symbol, reason)
         log.warning("book_withdrawn", venue=venue, symbol=symbol, reason=reason)
 
     def _on_disconnect(self, venue: str, symbols: Sequence[str]) -> None:
         """Withdraw a venue's books as soon as its connection ends: a dead feed's price is never served."""
         withdrawn = [symbol for symbol in symbols if self.cache.invalidate(venue, symbol)]
-        if self.detector is not None:
-            for symbol in withdrawn:
+        for symbol in withdrawn:
+            if self.detector is not None:
                 self.detector.evaluate(symbol)
+            self._publish_withdrawal(venue, symbol, "disconnected")
         if withdrawn:
             log.info("venue_books_withdrawn", venue=venue, symbols=len(withdrawn), reason="disconnected")
+
+    def _publish_withdrawal(self, venue: str, symbol: str, reason: str) -> None:
+        """Tell the detectors of other processes, in order with the symbol's quotes, that a book is gone."""
+        if self.quotes_topic is not None:
+            withdrawal = Withdrawal(venue, symbol, reason, self.wall_clock_ns())
+            self.publisher.publish(self.quotes_topic, symbol.encode(), orjson.dumps(withdrawal.as_message()))
 
     def _on_quote_from_kafka(self, quote: Quote, age_ns: int) -> None:
         self.cache.update(quote, age_ns=age_ns)
         if self.detector is not None:
             self.detector.on_quote(quote)
+
+    def _on_withdrawal_from_kafka(self, withdrawal: Withdrawal) -> None:
+        """Withdraw a book the feeds withdrew, exactly as `_on_book_invalid` does in their process."""
+        self.cache.invalidate(withdrawal.venue, withdrawal.symbol)
+        if self.detector is not None:
+            self.detector.evaluate(withdrawal.symbol)
 
     def _publish_opportunity(self, opportunity: Opportunity) -> None:
         self.publisher.publish(
@@ -299,3 +320,13 @@ class Daemon:
             "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
             "halted": self.router.kill_switch.halted if self.router else None,
         }
+
+
+def _check_quote_depths(cfg: Config) -> None:
+    """Refuse to publish quotes deeper than a quote message carries: a detector would size on less."""
+    for venue, vc in cfg.enabled_venues().items():
+        if vc.depth is not None and vc.depth > QUOTE_MESSAGE_MAX_LEVELS:
+            raise ConfigError(
+                f"venues.{venue}.depth = {vc.depth}: scale-out quote messages carry at most "
+                f"{QUOTE_MESSAGE_MAX_LEVELS} levels a side; lower it to publish quotes"
+            )

@@ -1,9 +1,13 @@
 """Scale-out mode: feeds publish every quote to `smartroute.quotes`; detectors consume them.
 
 Quotes are keyed by symbol, so detectors in one consumer group split the
-symbols between them and each sees every venue of its symbols. A quote's
-age is carried across the hop (its `received_ns` against the wall clock), so
-the freshness rules see its true age, transit included.
+symbols between them and each sees every venue of its symbols, in the order
+the feeds saw them. A quote carries its book's depth, and a book the feeds
+withdraw (gap, checksum, crossed, disconnect) is published as a withdrawal on
+the same key, so a detector here holds the same books as one in the feeds'
+process and decides as it would. A quote's age is carried across the hop (its
+`received_ns` against the wall clock), so the freshness rules see its true
+age, transit included.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from connectors.types import Quote
+from connectors.types import Quote, Withdrawal, quote_message_of
 from daemon.config import Config
 from daemon.kafka import Publisher, client_options
 from daemon.metrics import record_consumer_lag
@@ -29,7 +33,7 @@ _POLL_MS = 100
 
 
 class QuoteFollower:
-    """Feed every quote of the quotes topic (this member's share of it) to `on_quote`."""
+    """Feed this member's share of the quotes topic: quotes to `on_quote`, withdrawals to `on_withdrawal`."""
 
     def __init__(
         self,
@@ -37,17 +41,19 @@ class QuoteFollower:
         on_quote: Callable[[Quote, int], None],
         publisher: Publisher,
         *,
+        on_withdrawal: Callable[[Withdrawal], None],
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.cfg = cfg
         self.topic = cfg.topic("quotes")
         self.on_quote = on_quote
+        self.on_withdrawal = on_withdrawal
         self.publisher = publisher
         self.wall_clock_ns = wall_clock_ns
         self.invalid = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop`; malformed quotes go to the DLQ and are counted, never applied."""
+        """Consume until `stop`; malformed messages go to the DLQ and are counted, never applied."""
         consumer = AIOKafkaConsumer(
             self.topic,
             **client_options(self.cfg.kafka),
@@ -71,7 +77,10 @@ class QuoteFollower:
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            quote = Quote.from_message(orjson.loads(record.value or b""))
+            message = orjson.loads(record.value or b"")
+            if not isinstance(message, dict):
+                raise TypeError("a quotes message must be a JSON object")
+            quote = quote_message_of(message)
         except (ValueError, TypeError) as exc:
             self.invalid += 1
             log.warning(
@@ -81,4 +90,7 @@ class QuoteFollower:
                 self.cfg.topic("dlq"), record.key, dlq_entry(record, str(exc), "invalid_quote")
             )
             return
-        self.on_quote(quote, max(0, self.wall_clock_ns() - quote.received_ns))
+        if isinstance(quote, Withdrawal):
+            self.on_withdrawal(quote)
+        else:
+            self.on_quote(quote, max(0, self.wall_clock_ns() - quote.received_ns))

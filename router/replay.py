@@ -11,7 +11,11 @@ over symbols in sorted order. Each event is written as one JSON line
 give the same bytes, on every run and in every process.
 
 Per venue, a `connect` record starts a fresh parser, as a new connection does
-live. Frames a parser rejects are counted and skipped, as the runner does.
+live, and withdraws the books the previous connection fed (live, they are
+withdrawn when it ends; the recording marks only the new one). A book a parser
+discards (`BookInvalid`: gap, checksum, crossed) is withdrawn from the cache and
+its symbol re-evaluated at once, as the daemon does, until its resync delivers
+it again. Frames a parser rejects are counted and skipped, as the runner does.
 Venues whose books start from a REST snapshot cannot be replayed from frames
 alone and are refused up front.
 """
@@ -26,6 +30,7 @@ from typing import IO, Final
 import orjson
 
 from connectors.base import Parser
+from connectors.book import BookInvalid
 from connectors.errors import ParseError, ReconnectRequested
 from connectors.recording import Record, RecordingHeader
 from connectors.registry import build_adapter
@@ -65,6 +70,7 @@ class ReplayStats:
     parse_errors: int
     reconnects_requested: int
     events: int
+    books_withdrawn: int = 0
 
 
 def venue_parser(venue: str, symbols: Sequence[str]) -> Parser:
@@ -116,8 +122,19 @@ class _Replay:
             wall_clock_ns=self._clock,
         )
         self._counts = dict.fromkeys(
-            ("records", "frames", "connects", "quotes", "parse_errors", "reconnects_requested", "events"), 0
+            (
+                "records",
+                "frames",
+                "connects",
+                "quotes",
+                "parse_errors",
+                "reconnects_requested",
+                "events",
+                "books_withdrawn",
+            ),
+            0,
         )
+        self._delivered: set[str] = set()  # venues whose current connection delivered quotes
 
     def _clock(self) -> int:
         return self._now_ns
@@ -141,11 +158,21 @@ class _Replay:
         if record.kind == "connect":
             self._counts["connects"] += 1
             self._parsers[record.venue] = self._new_parser(record.venue)
+            if record.venue in self._delivered:
+                self._delivered.discard(record.venue)
+                for symbol in self._header.symbols[record.venue]:
+                    if self._cache.invalidate(record.venue, symbol):
+                        self._detector.evaluate(symbol)
             return
         assert record.frame is not None
         self._counts["frames"] += 1
         try:
             quotes = self._parsers[record.venue].parse(record.frame, record.received_ns)
+        except BookInvalid as exc:
+            self._counts["books_withdrawn"] += 1
+            self._cache.invalidate(record.venue, exc.symbol)
+            self._detector.evaluate(exc.symbol)
+            return
         except ParseError:
             self._counts["parse_errors"] += 1
             return
@@ -153,6 +180,8 @@ class _Replay:
             # Live, the runner reconnects; the recording then holds the new connection's `connect`.
             self._counts["reconnects_requested"] += 1
             return
+        if quotes:
+            self._delivered.add(record.venue)
         for quote in quotes:
             self._counts["quotes"] += 1
             self._cache.update(quote)

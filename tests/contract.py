@@ -3,7 +3,7 @@
     from contract import assert_valid
     assert_valid("opportunity", orjson.loads(record.value))
 
-Message names are the schema file stems: quote, opportunity, order-request,
+Message names are the schema file stems: quote, quote-withdrawn, opportunity, order-request,
 execution-result, preferences, control, dlq-entry. Schemas reference each other
 by file name (`common.schema.json#/$defs/...`); one `referencing` registry holds
 every file under that name, so those references resolve without any network.
@@ -24,6 +24,7 @@ from referencing.jsonschema import DRAFT202012
 SCHEMA_DIR: Final = Path(__file__).resolve().parents[1] / "schemas"
 MESSAGES: Final = (
     "quote",
+    "quote-withdrawn",
     "opportunity",
     "order-request",
     "execution-result",

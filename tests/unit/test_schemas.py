@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from referencing.exceptions import Unresolvable
 from validation_cases import CASES, LIMIT_ORDER, MARKET_ORDER, NOW_NS, SYMBOLS, VENUES, Raw
 
-from connectors.types import VENUE_IDS, Quote
+from connectors.types import VENUE_IDS, Quote, Withdrawal
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 from router.errors import InvalidRequest
@@ -162,6 +162,7 @@ def valid_message(name: str) -> dict[str, Any]:
     """Return a fresh valid message of `name`, built by smartroute's code wherever such code exists."""
     builders: dict[str, Callable[[], dict[str, Any]]] = {
         "quote": lambda: QUOTE,
+        "quote-withdrawn": lambda: Withdrawal("kraken", "BTC-USD", "checksum", WALL_NS).as_message(),
         "opportunity": lambda: detector_events()[0].as_message(),  # noqa: PLW0108 - built on demand
         "order-request": lambda: MARKET_ORDER,
         "execution-result": lambda: results()["filled order"].as_message(),  # noqa: PLW0108
