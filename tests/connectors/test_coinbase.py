@@ -96,17 +96,19 @@ def test_default_endpoint_is_advanced_trade_market_data() -> None:
     assert CoinbaseAdapter(["BTC-USD"]).connect_url() == "wss://advanced-trade-ws.coinbase.com"
 
 
-def test_top_of_book_feed_subscribes_ticker_and_heartbeats_in_the_documented_shapes(recorded: Any) -> None:
+def test_top_of_book_feed_subscribes_level2_not_ticker_and_heartbeats_in_the_documented_shapes(
+    recorded: Any,
+) -> None:
     documented = [orjson.loads(line) for line in recorded.lines(VENUE, "coinbase-ws-control.jsonl")]
+    adapter = CoinbaseAdapter(["ETH-USD", "ETH-EUR"])
 
-    ticker_sub, heartbeats_sub = (
-        orjson.loads(m) for m in CoinbaseAdapter(["BTC-USD", "ETH-USD"]).subscribe_messages()
-    )
+    level2_sub, heartbeats_sub = (orjson.loads(m) for m in adapter.subscribe_messages())
 
-    assert ticker_sub == {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "ticker"}
-    assert ticker_sub.keys() == documented[3].keys() - {"jwt"}
+    # ticker moves on trades only; level2 gives the best bid/offer on every change
+    assert level2_sub == documented[0]
     assert heartbeats_sub == {"type": "subscribe", "channel": "heartbeats"}
     assert heartbeats_sub.keys() == documented[2].keys() - {"jwt"}
+    assert isinstance(adapter.new_parser(), Level2Parser)
 
 
 def test_depth_feed_subscribes_level2_as_documented(recorded: Any) -> None:
@@ -115,20 +117,19 @@ def test_depth_feed_subscribes_level2_as_documented(recorded: Any) -> None:
 
     assert orjson.loads(adapter.subscribe_messages()[0]) == documented
     assert isinstance(adapter.new_parser(), Level2Parser)
-    assert isinstance(CoinbaseAdapter(["ETH-USD"]).new_parser(), TickerParser)
 
 
 def test_book_resync_unsubscribes_and_resubscribes_the_product(recorded: Any) -> None:
     documented_unsubscribe = orjson.loads(recorded.lines(VENUE, "coinbase-ws-control.jsonl")[1])
 
-    messages = CoinbaseAdapter(["ETH-USD", "ETH-EUR"], depth=5).resync_messages("ETH-EUR")
+    for depth in (5, None):
+        messages = CoinbaseAdapter(["ETH-USD", "ETH-EUR"], depth=depth).resync_messages("ETH-EUR")
 
-    assert messages is not None
-    assert [orjson.loads(m) for m in messages] == [
-        {**documented_unsubscribe, "product_ids": ["ETH-EUR"]},
-        {"type": "subscribe", "product_ids": ["ETH-EUR"], "channel": "level2"},
-    ]
-    assert CoinbaseAdapter(["ETH-USD"]).resync_messages("ETH-USD") == []
+        assert messages is not None
+        assert [orjson.loads(m) for m in messages] == [
+            {**documented_unsubscribe, "product_ids": ["ETH-EUR"]},
+            {"type": "subscribe", "product_ids": ["ETH-EUR"], "channel": "level2"},
+        ]
 
 
 def test_heartbeats_channel_is_the_keepalive_no_app_ping() -> None:
