@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 
-from connectors.book import BookInvalid
+from connectors.book import BookInvalid, quote_rejects
 from connectors.coinbase import CoinbaseAdapter, Level2Parser, TickerParser
 from connectors.coinbase.parse import rfc3339_ns
 from connectors.errors import ParseError
@@ -242,6 +242,33 @@ def test_documented_snapshot_has_only_bids_so_it_waits_for_an_offer(
         bids=((D("21921.73"), D("0.06317902")), (D("21921.3"), D("0.02"))),
         asks=((D("21922.5"), D("0.5")),),
     )
+
+
+def test_top_of_book_mode_gives_the_top_level_after_every_change_of_the_book() -> None:
+    parser = Level2Parser(PRODUCTS, depth=None)
+    (first,) = parser.parse(l2(0, "snapshot", "BTC-USD", [("100", "1"), ("99", "2")], [("101", "1")]), 1)
+
+    (new_best,) = parser.parse(l2(1, "update", "BTC-USD", [("100.5", "3")], []), 2)
+    (deeper,) = parser.parse(l2(2, "update", "BTC-USD", [("99", "0")], [("102", "4")]), 3)
+    (best_gone,) = parser.parse(l2(3, "update", "BTC-USD", [("100.5", "0")], []), 4)
+
+    assert [(q.bid, q.bid_qty, q.ask, q.seq) for q in (first, new_best, deeper, best_gone)] == [
+        (D("100"), D("1"), D("101"), 0),
+        (D("100.5"), D("3"), D("101"), 1),
+        (D("100.5"), D("3"), D("101"), 2),  # the top confirmed current
+        (D("100"), D("1"), D("101"), 3),
+    ]
+    assert all(q.bids == () and q.asks == () for q in (first, new_best, deeper, best_gone))
+
+
+def test_stale_level2_message_is_dropped_and_counted(level2: Level2Parser) -> None:
+    both_synced(level2)
+    before = quote_rejects(VENUE).out_of_order
+
+    assert level2.parse(l2(1, "update", "BTC-USD", [("100", "9")], []), 2) == []
+    assert level2.parse(heartbeat(0), 2) == []
+
+    assert quote_rejects(VENUE).out_of_order == before + 1
 
 
 def test_update_quantities_are_absolute_and_zero_deletes(level2: Level2Parser) -> None:
