@@ -298,6 +298,11 @@ class TopGuard:
     earlier. Equal ids pass (a venue re-pushing an unchanged top); a quote with
     neither id nor time is never out of order. A parser keeps one guard per
     connection, so the first quote of a new connection is always admitted.
+    What each venue's top of book offers: Binance bookTicker `u` only (no time);
+    OKX bbo-tbt `seqId` per instrument and `ts`; Kraken ticker `timestamp` only;
+    Coinbase a `sequence_num` per connection and the envelope `timestamp` (its
+    level2 books and Bybit's `orderbook.1`, books rather than tickers, apply the
+    same rule to whole messages: `sequence_num`, or `u` and `ts`).
 
     A crossed quote (best bid at or above best ask) cannot be traded on: the first
     of an episode is reported with BookInvalid("crossed") through `report` (the

@@ -12,7 +12,7 @@ a quote older than that is still cached but not fresh, and `get_best_price` and
 the detector ignore it.
 
 A quote that cannot be true (crossed: bid at or above ask; a price not
-positive, a size negative) is never stored: it withdraws the venue's entry for
+positive) is never stored: it withdraws the venue's entry for
 the symbol, whatever a feed sends.
 """
 
@@ -133,7 +133,7 @@ class CacheStats:
     expirations: int
     entries: int
     invalidations: int = 0
-    # Quotes refused because they cannot be true (crossed, a price not positive, a size negative).
+    # Quotes refused because they cannot be true (crossed, a price not positive).
     refused: int = 0
 
 
@@ -181,7 +181,8 @@ class PriceCache:
         (`FeedLag`). A quote that cannot be true is refused: the venue's entry for the
         symbol is withdrawn and None returned.
         """
-        if not (quote.ask > quote.bid > _ZERO and quote.bid_qty >= _ZERO and quote.ask_qty >= _ZERO):
+        bid = quote.bid
+        if not (quote.ask > bid and bid > _ZERO):  # sizes are checked by every parser and from_message
             self._refused += 1
             self.invalidate(quote.venue, quote.symbol)
             return None

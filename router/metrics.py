@@ -114,7 +114,7 @@ class CacheCollector(Collector):
         )
         yield CounterMetricFamily(
             "smartroute_cache_refused_quotes",
-            "Quotes the cache refused as impossible (crossed, price not positive, size negative).",
+            "Quotes the cache refused because they cannot be true (crossed, a price not positive).",
             stats.refused,
         )
         yield from self._feed_lags()

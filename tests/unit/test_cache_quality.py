@@ -80,7 +80,6 @@ def stamped(clocks: Clocks, latency_ms: float, bid: str = "100", venue: str = "o
         ("0", "1", "1"),  # a bid that is no price
         ("-1", "1", "1"),
         ("-2", "-1", "1"),
-        ("100", "101", "-1"),  # a negative size
     ],
 )
 def test_a_quote_that_cannot_be_true_is_refused_and_withdraws_the_venues_entry(
