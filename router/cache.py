@@ -181,8 +181,7 @@ class PriceCache:
         (`FeedLag`). A quote that cannot be true is refused: the venue's entry for the
         symbol is withdrawn and None returned.
         """
-        bid = quote.bid
-        if not (quote.ask > bid and bid > _ZERO):  # sizes are checked by every parser and from_message
+        if not quote.ask > quote.bid > _ZERO:  # sizes are checked by every parser and from_message
             self._refused += 1
             self.invalidate(quote.venue, quote.symbol)
             return None
