@@ -2,7 +2,8 @@
 
 Module-level objects on the default registry, which `daemon` serves. Labels are
 bounded: `venue` comes from the registry, `reason` from `RECONNECT_REASONS`
-(connections) or `connectors.book.BOOK_INVALID_REASONS` (book resyncs).
+(connections), `connectors.book.BOOK_INVALID_REASONS` (book resyncs) or
+`connectors.book.QUOTE_REJECT_REASONS` (quotes a feed refused: crossed or out of order).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from connectors.book import BOOK_INVALID_REASONS
+from connectors.book import BOOK_INVALID_REASONS, QUOTE_REJECT_REASONS, all_quote_rejects, quote_rejects
 
 # "book_invalid": a book failed its integrity rule on a venue that can resync it only by reconnecting.
 ReconnectReason = Literal["error", "closed", "silence", "server_shutdown", "max_age", "book_invalid"]
@@ -74,6 +75,7 @@ BOOK_SNAPSHOT_FAILURES = Counter(
 def init_venue_metrics(venue: str) -> None:
     """Create every labelled series of `venue` so each exists from start with value zero."""
     frame_counters(venue)
+    quote_rejects(venue)
     WS_PARSE_ERRORS.labels(venue)
     for reason in RECONNECT_REASONS:
         WS_RECONNECTS.labels(venue, reason)
@@ -112,7 +114,8 @@ def frame_counters(venue: str) -> FrameCounters:
 
 class _FrameCollector(Collector):
     """Expose every venue's FrameCounters as smartroute_ws_messages_total, smartroute_quotes_total and
-    smartroute_ws_last_message_timestamp_seconds."""
+    smartroute_ws_last_message_timestamp_seconds, and its refused quotes as
+    smartroute_quotes_rejected_total{venue,reason}."""
 
     def collect(self) -> Iterable[Metric]:
         messages = CounterMetricFamily(
@@ -126,11 +129,20 @@ class _FrameCollector(Collector):
             "Wall-clock time the last frame from the venue was received, in seconds since the Unix epoch.",
             labels=["venue"],
         )
+        rejected = CounterMetricFamily(
+            "smartroute_quotes_rejected",
+            "Quotes a feed refused to serve, by why: crossed (best bid >= best ask) or out_of_order "
+            "(older than an update already applied or served for the symbol).",
+            labels=["venue", "reason"],
+        )
         for venue, counters in sorted(_FRAME_COUNTERS.items()):
             messages.add_metric([venue], counters.messages)
             quotes.add_metric([venue], counters.quotes)
             last.add_metric([venue], counters.last_message_ns / 1e9)
-        yield from (messages, quotes, last)
+        for venue, rejects in sorted(all_quote_rejects().items()):
+            for reason in QUOTE_REJECT_REASONS:
+                rejected.add_metric([venue, reason], getattr(rejects, reason))
+        yield from (messages, quotes, last, rejected)
 
 
 REGISTRY.register(_FrameCollector())

@@ -256,6 +256,8 @@ class ArbitrageDetector:
             tops = self._tops_of(symbol, fresh)
             for buy in tops:
                 for sell in tops:
+                    # The cache holds no quote that cannot be true (crossed, a price not positive):
+                    # `PriceCache.update` refuses it, whatever a feed sends, so none is ever paired here.
                     # Float bounds first, then the exact top of book: no spread before fees, no opportunity.
                     if sell.proceeds_bound < buy.cost_bound or buy is sell or sell.quote.bid <= buy.quote.ask:
                         continue

@@ -112,6 +112,30 @@ class CacheCollector(Collector):
             "Entries withdrawn because their book could no longer be trusted (gap, checksum, crossed).",
             stats.invalidations,
         )
+        yield CounterMetricFamily(
+            "smartroute_cache_refused_quotes",
+            "Quotes the cache refused because they cannot be true (crossed, a price not positive).",
+            stats.refused,
+        )
+        yield from self._feed_lags()
+
+    def _feed_lags(self) -> Iterable[Metric]:
+        lag = GaugeMetricFamily(
+            "smartroute_feed_lag_seconds",
+            "How far behind its recent best the venue's stream was at its last stamped quote "
+            "(received - exchange time, less the window's minimum); added to that quote's age.",
+            labels=["venue"],
+        )
+        baseline = GaugeMetricFamily(
+            "smartroute_feed_clock_offset_seconds",
+            "The venue's lowest received - exchange time over the lag window: one-way latency plus "
+            "the venue's clock offset (negative when its clock is ahead of ours).",
+            labels=["venue"],
+        )
+        for venue, feed in sorted(self.cache.feed_lags().items()):
+            lag.add_metric([venue], feed.behind_ns / 1e9)
+            baseline.add_metric([venue], (feed.baseline_ns or 0) / 1e9)
+        yield from (lag, baseline)
 
 
 def register_cache_metrics(cache: PriceCache, registry: CollectorRegistry = REGISTRY) -> CacheCollector:

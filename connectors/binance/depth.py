@@ -22,7 +22,7 @@ import structlog
 
 from connectors.base import decode_object, field, frame_sample, levels_of
 from connectors.binance.parse import VENUE, request_response, server_shutdown
-from connectors.book import BookInvalid, OrderBook, book_quote
+from connectors.book import BookInvalid, OrderBook, book_quote, quote_rejects
 from connectors.errors import ParseError, VenueConnectionError, VenueError
 from connectors.types import Level, Quote
 
@@ -205,6 +205,7 @@ class DepthParser:
 
     def _serve(self, symbol: str, book: OrderBook, exchange_ns: int | None, received_ns: int) -> list[Quote]:
         if book.crossed:
+            quote_rejects(VENUE).crossed += 1
             self._restart(symbol, [])
             raise BookInvalid(symbol, "crossed", f"best bid {book.best_bid} >= best ask {book.best_ask}")
         quote = book_quote(

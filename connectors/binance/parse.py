@@ -9,6 +9,7 @@ from typing import Any, Final
 import msgspec
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
+from connectors.book import TopGuard, raise_now
 from connectors.errors import ParseError, ReconnectRequested
 from connectors.types import Quote
 
@@ -46,24 +47,30 @@ class BookTickerParser:
          "data": {"u": 400900217, "s": "BNBUSDT", "b": "25.35190000", "B": "31.21000000",
                   "a": "25.36520000", "A": "40.66000000"}}
 
+    Binance offers no exchange time on bookTicker, only `u`, which grows per symbol:
+    a bookTicker with a lower `u` than the last one served is out of order and
+    dropped, a crossed one (`b` >= `a`) is refused, its first one raising
+    BookInvalid("crossed") to withdraw the served quote (`connectors.book.TopGuard`).
+
     `{"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": 1770123456789}}`
     raises ReconnectRequested. Request responses `{"result": null, "id": 1}` return [];
     error responses (`{"code": 2, "msg": "Invalid request: ..."}`, also seen wrapped as
     `{"error": {"code": .., "msg": ..}, "id": 1}`) raise ParseError naming the error.
     """
 
-    __slots__ = ("_handlers", "_symbols")
+    __slots__ = ("_guard", "_handlers", "_symbols")
 
     def __init__(self, symbols: Mapping[str, str]) -> None:
         """Parse for the configured symbols, given as venue form → canonical (`BTCUSDT` → `BTC-USDT`)."""
         self._symbols = dict(symbols)
+        self._guard = TopGuard(VENUE, raise_now, ("b (bid)", "a (ask)"))
         self._handlers: dict[str, Callable[[dict[str, Any], int], list[Quote]]] = {
             "bookTicker": self._book_ticker,
             "!serverShutdown": server_shutdown,
         }
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
-        """Return the quote in a bookTicker frame, [] for a request response."""
+        """Return the quote in a bookTicker frame, [] for a request response or a refused quote."""
         # Fast path for the well-formed bookTicker frame (nearly all of them); anything odd
         # takes the general path below, which raises the precise ParseError.
         try:
@@ -76,7 +83,8 @@ class BookTickerParser:
                 and bid > _ZERO and ask > _ZERO and bid_qty >= _ZERO and ask_qty >= _ZERO
             ):  # fmt: skip
                 symbol = self._symbols[data.s]
-                return [Quote(VENUE, symbol, bid, bid_qty, ask, ask_qty, None, received_ns, data.u)]
+                quote = Quote(VENUE, symbol, bid, bid_qty, ask, ask_qty, None, received_ns, data.u)
+                return [quote] if self._guard.admit(quote) else []
         except (msgspec.ValidationError, msgspec.DecodeError, KeyError, InvalidOperation):
             pass
         return self._parse_checked(frame, received_ns)
@@ -110,7 +118,7 @@ class BookTickerParser:
             received_ns=received_ns,
             seq=field(data, "u", int, "binance bookTicker"),
         )
-        return [quote]
+        return [quote] if self._guard.admit(quote) else []
 
 
 def server_shutdown(data: dict[str, Any], received_ns: int) -> list[Quote]:

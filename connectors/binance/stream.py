@@ -75,6 +75,10 @@ class BinanceAdapter(VenueAdapter):
             return BookTickerParser(self._venue_symbols)
         return DepthParser(self._venue_symbols, self.depth)
 
+    def resync_messages(self, symbol: str) -> list[str] | None:
+        """Return no frames for bookTicker (each is whole: a crossed one needs no resync); None with depth."""
+        return [] if self.depth is None else None
+
     async def fetch_snapshot(self, symbol: str) -> bytes:
         """Return the `/api/v3/depth` body of canonical `symbol`; raise VenueError when it cannot be had."""
         if self._snapshots is None:

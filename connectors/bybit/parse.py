@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from connectors.base import decode_object, field, frame_sample, levels_of
-from connectors.book import BookInvalid, OrderBook, book_quote
+from connectors.book import BookInvalid, OrderBook, book_quote, is_older, quote_rejects
 from connectors.errors import ParseError
 from connectors.types import Quote
 
@@ -29,10 +29,15 @@ class OrderbookParser:
                   "u": 18521288, "seq": 7961638724},
          "cts": 1672304484976}
 
-    A snapshot replaces the book, whatever its `u` (level 1 re-pushes the same
-    one). A delta (qty "0" deletes a level) must carry the next `u`: one at or
-    below the book's is old and ignored, one past `u + 1` is a gap. `u == 1`
-    marks a service restart whose data overwrites the book. A gap, a crossed
+    Bybit numbers each topic's pushes with `u` (and the cross sequence `seq`,
+    not used) and stamps them with `ts`. A snapshot replaces the book unless it
+    is older than the book: a lower `u` and a `ts` no later (an out-of-order push,
+    dropped; a lower `u` with a later `ts` is the venue renumbering, and level 1
+    re-pushes an unchanged book with the same `u`, which is served again). A
+    delta (qty "0" deletes a level) must carry the next `u`: one at or below the
+    book's is old and dropped, one past `u + 1` is a gap. `u == 1` marks a service
+    restart whose data overwrites the book. Dropped pushes count as `out_of_order`
+    and crossed books as `crossed` in `quote_rejects("bybit")`. A gap, a crossed
     book or a delta before any snapshot discards the book and raises
     BookInvalid; the symbol then waits for a new snapshot (its resubscription
     answers with one), ignoring deltas, and asks again after
@@ -44,7 +49,7 @@ class OrderbookParser:
     return []; an ack with `"success": false` raises ParseError naming `ret_msg`.
     """
 
-    __slots__ = ("_books", "_depth", "_handlers", "_resyncing", "_symbols")
+    __slots__ = ("_books", "_depth", "_handlers", "_resyncing", "_stamps", "_symbols")
 
     def __init__(self, symbols: Mapping[str, str], depth: int | None = None) -> None:
         """Parse for the symbols, given as venue form → canonical (`BTCUSDT` → `BTC-USDT`).
@@ -54,6 +59,8 @@ class OrderbookParser:
         self._symbols = dict(symbols)
         self._depth = depth
         self._books: dict[str, OrderBook] = {}
+        # Symbol → `ts` (ms) of the last push applied to its book.
+        self._stamps: dict[str, int] = {}
         # Symbol → deltas ignored since its book was discarded.
         self._resyncing: dict[str, int] = {}
         self._handlers: dict[str, Callable[[str, dict[str, Any], int], list[Quote]]] = {
@@ -90,6 +97,8 @@ class OrderbookParser:
         bids = levels_of(data.get("b"), f"bybit: {topic} b")
         asks = levels_of(data.get("a"), f"bybit: {topic} a")
         if kind == "snapshot" or update_id == 1:
+            if self._out_of_order(symbol, update_id, ts_ms):
+                return []
             book = self._books[symbol] = OrderBook()
             book.apply_snapshot(bids, asks, update_id)
             self._resyncing.pop(symbol, None)
@@ -105,13 +114,23 @@ class OrderbookParser:
             book = found
             book.apply_levels(bids, asks)
             book.seq = update_id
+        self._stamps[symbol] = ts_ms
         return self._serve(symbol, book, ts_ms * 1_000_000, received_ns)
+
+    def _out_of_order(self, symbol: str, update_id: int, ts_ms: int) -> bool:
+        """Return True (and count it) for a snapshot older than the symbol's book; `u == 1` never is."""
+        book = self._books.get(symbol)
+        if book is None or update_id == 1 or not is_older(update_id, ts_ms, (book.seq, self._stamps[symbol])):
+            return False
+        quote_rejects(VENUE).out_of_order += 1
+        return True
 
     def _continues(self, symbol: str, book: OrderBook, update_id: int) -> bool:
         """Return True if a delta with `update_id` is the next one, False if it is old; raise on a gap."""
         last_id = book.seq
         assert last_id is not None  # every book starts from a snapshot's u
         if update_id <= last_id:
+            quote_rejects(VENUE).out_of_order += 1
             return False
         if update_id != last_id + 1:
             self._discard(symbol)
@@ -129,6 +148,7 @@ class OrderbookParser:
 
     def _serve(self, symbol: str, book: OrderBook, exchange_ns: int, received_ns: int) -> list[Quote]:
         if book.crossed:
+            quote_rejects(VENUE).crossed += 1
             self._discard(symbol)
             raise BookInvalid(symbol, "crossed", f"best bid {book.best_bid} >= best ask {book.best_ask}")
         quote = book_quote(

@@ -1,4 +1,4 @@
-"""Coinbase Advanced Trade: `ticker` top of book or `level2` books kept in sync by `sequence_num`."""
+"""Coinbase Advanced Trade: top of book and depth from `level2` books kept in sync by `sequence_num`."""
 
 from connectors.coinbase.level2 import Level2Parser
 from connectors.coinbase.parse import TickerParser

@@ -1,4 +1,8 @@
-"""Keep Coinbase `level2` order books: snapshot + updates, in sync by the connection's `sequence_num`."""
+"""Keep Coinbase `level2` order books: snapshot + updates, in sync by the connection's `sequence_num`.
+
+This is Coinbase's only live top of book (the `ticker` channel moves on trades
+only), so the adapter uses it with and without `depth`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from connectors.base import decimal_of, field, price_of
-from connectors.book import BookInvalid, BookInvalidReason, OrderBook, serve_or_hold
+from connectors.book import BookInvalid, BookInvalidReason, OrderBook, quote_rejects, serve_or_hold
 from connectors.coinbase.parse import (
     CONTROL_CHANNELS,
     VENUE,
@@ -35,7 +39,7 @@ class _Event:
 
 
 class Level2Parser:
-    """Keep one book per product from `l2_data` messages and emit its top `depth` levels after each::
+    """Keep one book per product from `l2_data` messages and emit its top after each::
 
         {"channel": "l2_data", "client_id": "", "timestamp": "2023-02-09T20:32:50.714964855Z",
          "sequence_num": 0, "events": [{"type": "snapshot", "product_id": "BTC-USD", "updates": [
@@ -47,18 +51,23 @@ class Level2Parser:
     `sequence_num` counts every message of the connection (heartbeats too): a jump
     means a message was lost, so every book is discarded and reported (BookInvalid
     "gap", one per parse call) and resubscribed; a lower number is out of order and
-    ignored. An update for a product without a book (its snapshot was lost) is
+    dropped (counted in `quote_rejects`). An update for a product without a book (its snapshot was lost) is
     reported as "snapshot". Updates for a product waiting for its new snapshot are
     skipped. A crossed book serves nothing: it is discarded and reported once, and a
     crossed fresh snapshot is held silently until it uncrosses. `seq` is the
     `sequence_num`, `exchange_ns` the envelope `timestamp`.
+
+    Every event of a product gives a quote of its book as of that message: each
+    change of the best bid or offer, and changes deeper down too (they confirm the
+    top is current). With `depth` None the quote is the top level alone, otherwise
+    it carries the best `depth` levels a side.
     """
 
     __slots__ = ("_awaiting", "_books", "_depth", "_held", "_products", "_reports", "_sequence")
 
-    def __init__(self, products: Mapping[str, str], depth: int) -> None:
-        """Parse for product_id → canonical `products`, serving the best `depth` levels a side."""
-        if depth < 1:
+    def __init__(self, products: Mapping[str, str], depth: int | None) -> None:
+        """Parse for product_id → canonical `products`, serving `depth` levels a side (None: the top only)."""
+        if depth is not None and depth < 1:
             raise ValueError(f"coinbase: depth must be at least 1, got {depth!r}")
         self._products = dict(products)
         self._depth = depth
@@ -79,6 +88,8 @@ class Level2Parser:
         last = self._sequence.last
         verdict = self._sequence.check(envelope.sequence_num)
         if verdict == "stale":
+            if events:
+                quote_rejects(VENUE).out_of_order += 1
             return self._reports.deliver([])
         if verdict == "jump":
             for symbol in self._products.values():

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
-from connectors.book import BookInvalid, withhold_crossed
+from connectors.book import BookInvalid, TopGuard, quote_rejects
 from connectors.errors import ParseError
 from connectors.types import Quote
 
@@ -148,20 +148,22 @@ class TickerParser:
             "best_ask": "21933.98", "best_ask_quantity": "8038.07770938", ...}]}]}
 
     The ticker channel fires on trades only, so this top of book moves only when
-    the product trades: between trades it ages (use `level2`, a depth feed, for a
-    live top of book). `exchange_ns` is the envelope `timestamp`, `seq` its
-    `sequence_num`; an out-of-order message is ignored. A crossed ticker gives no
-    quote, and its first one raises BookInvalid("crossed") to withdraw the served quote.
+    the product trades: between trades it ages. The adapter therefore serves its
+    top of book from `level2` (`connectors.coinbase.level2`); this parser reads
+    recordings of the ticker channel. `exchange_ns` is the envelope `timestamp`,
+    `seq` its `sequence_num`; an out-of-order message is dropped. A crossed ticker
+    gives no quote, and its first one raises BookInvalid("crossed") to withdraw the
+    served quote (`connectors.book.TopGuard`); both are counted in `quote_rejects`.
     """
 
-    __slots__ = ("_crossed", "_products", "_reports", "_sequence")
+    __slots__ = ("_guard", "_products", "_reports", "_sequence")
 
     def __init__(self, products: Mapping[str, str]) -> None:
         """Parse for product_id → canonical `products` (`BTC-USD` → `BTC-USD`)."""
         self._products = dict(products)
         self._sequence = SequenceCheck()
         self._reports = Reports()
-        self._crossed: set[str] = set()
+        self._guard = TopGuard(VENUE, self._reports.report, ("ticker best_bid", "best_ask"))
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return a quote per ticker, [] for control and out-of-order messages."""
@@ -169,15 +171,18 @@ class TickerParser:
         if envelope.channel not in CONTROL_CHANNELS and envelope.channel != "ticker":
             raise ParseError(f"coinbase: unexpected channel {envelope.channel!r} on a ticker connection")
         # Tickers are whole: a jump loses nothing we hold, but an older ticker must not win.
-        if self._sequence.check(envelope.sequence_num) == "stale" or envelope.channel != "ticker":
+        if envelope.channel != "ticker":
+            self._sequence.check(envelope.sequence_num)
+            return self._reports.deliver([])
+        if self._sequence.check(envelope.sequence_num) == "stale":
+            quote_rejects(VENUE).out_of_order += 1
             return self._reports.deliver([])
         tickers = [
             self._ticker(ticker, envelope, received_ns)
             for event in envelope.events
             for ticker in field(event, "tickers", list, "coinbase ticker event")
         ]
-        quotes = withhold_crossed(tickers, self._crossed, self._reports.report, ("best_bid", "best_ask"))
-        return self._reports.deliver(quotes)
+        return self._reports.deliver(self._guard.admitted(tickers))
 
     def _ticker(self, ticker: object, envelope: Envelope, received_ns: int) -> Quote:
         if not isinstance(ticker, dict):

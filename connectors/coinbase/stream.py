@@ -1,4 +1,4 @@
-"""Coinbase Advanced Trade market-data adapter: `ticker` or `level2`, plus `heartbeats`."""
+"""Coinbase Advanced Trade market-data adapter: `level2` books, plus `heartbeats`."""
 
 from __future__ import annotations
 
@@ -9,21 +9,21 @@ import orjson
 
 from connectors.base import Parser, VenueAdapter
 from connectors.coinbase.level2 import Level2Parser
-from connectors.coinbase.parse import TickerParser
 
 # Deep enough for any router; level2 itself carries the whole book.
 MAX_DEPTH: Final = 1000
 
 
 class CoinbaseAdapter(VenueAdapter):
-    """Subscribe every product to `ticker`, or `level2` when `depth` is set, and to `heartbeats`.
+    """Subscribe every product to `level2` and to `heartbeats`; serve the top of book, or `depth` levels.
 
     Canonical symbols are Coinbase product ids as they are (`BTC-USD`). Coinbase's
     `-USDC` products are not separate markets: their market channels return the
     same data as the matching `-USD` product. `BTC-USD` and `BTC-USDC` stay distinct
     symbols here (USD and USDC are different assets elsewhere), but subscribing
-    both is redundant. Without `depth`, the quote comes from `ticker`, which moves
-    only on trades; configure a depth for a live top of book from `level2`.
+    both is redundant. `level2` is used without `depth` too: the `ticker` channel
+    moves only on trades, so its best bid/ask can be minutes old while the book
+    moves, whereas the local level2 book gives a quote on every change.
     """
 
     venue: ClassVar[str] = "coinbase"
@@ -45,7 +45,6 @@ class CoinbaseAdapter(VenueAdapter):
         """Configure the canonical symbols to stream; raise ValueError on bad input."""
         super().__init__(symbols, ws_url=ws_url, rest_url=rest_url, depth=depth)
         self._products = {symbol: symbol for symbol in self.symbols}
-        self._channel = "ticker" if self.depth is None else "level2"
 
     def connect_url(self) -> str:
         """Return the market-data endpoint itself."""
@@ -54,20 +53,16 @@ class CoinbaseAdapter(VenueAdapter):
     def subscribe_messages(self) -> list[str]:
         """Return the data channel's subscribe, then `heartbeats` (one channel per message; sent at once)."""
         return [
-            self._message("subscribe", self._channel, list(self._products)),
+            self._message("subscribe", "level2", list(self._products)),
             orjson.dumps({"type": "subscribe", "channel": "heartbeats"}).decode(),
         ]
 
     def new_parser(self) -> Parser:
-        """Return a ticker parser, or a level2 parser whose books all start empty."""
-        if self.depth is None:
-            return TickerParser(self._products)
+        """Return a level2 parser whose books all start empty (serving the top alone without `depth`)."""
         return Level2Parser(self._products, self.depth)
 
     def resync_messages(self, symbol: str) -> list[str] | None:
-        """Return level2 unsubscribe + subscribe for `symbol` (a new snapshot); nothing for ticker."""
-        if self.depth is None:
-            return []  # each ticker is whole
+        """Return level2 unsubscribe + subscribe for `symbol`: Coinbase answers with a new snapshot."""
         products = [symbol]
         return [
             self._message("unsubscribe", "level2", products),

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from connectors.base import frame_sample
-from connectors.book import withhold_crossed
+from connectors.book import TopGuard
 from connectors.coinbase.parse import Reports, rfc3339_ns
 from connectors.errors import ParseError
 from connectors.types import Quote
@@ -116,18 +116,20 @@ class TickerParser:
 
     With the "bbo" trigger Kraken sends a message on every change of the best
     bid or ask. `exchange_ns` is `timestamp` (None when absent); Kraken sends no
-    sequence (`seq` None). A crossed ticker gives no quote, and the first one
-    raises BookInvalid("crossed") so the served quote is withdrawn at once.
+    sequence (`seq` None), so order is judged by `timestamp` alone: a ticker
+    stamped earlier than the last one served is dropped. A crossed ticker gives no
+    quote, and the first one raises BookInvalid("crossed") so the served quote is
+    withdrawn at once (`connectors.book.TopGuard`; both counted in `quote_rejects`).
     Heartbeats, status messages, acks and pongs return [].
     """
 
-    __slots__ = ("_crossed", "_reports", "_symbols")
+    __slots__ = ("_guard", "_reports", "_symbols")
 
     def __init__(self, symbols: Mapping[str, str]) -> None:
         """Parse for v2 pair → canonical `symbols` (`BTC/USD` → `BTC-USD`)."""
         self._symbols = dict(symbols)
         self._reports = Reports()
-        self._crossed: set[str] = set()
+        self._guard = TopGuard(VENUE, self._reports.report, ("ticker bid", "ask"))
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return a quote per ticker object, [] for control messages."""
@@ -135,8 +137,7 @@ class TickerParser:
         if not is_data(message, frame, "ticker"):
             return self._reports.deliver([])
         tickers = [self._ticker(item, received_ns) for item in items(message, "ticker")]
-        quotes = withhold_crossed(tickers, self._crossed, self._reports.report, ("bid", "ask"))
-        return self._reports.deliver(quotes)
+        return self._reports.deliver(self._guard.admitted(tickers))
 
     def _ticker(self, item: dict[str, Any], received_ns: int) -> Quote:
         symbol = symbol_of(self._symbols, item, "ticker")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Final
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
-from connectors.book import BookInvalid
+from connectors.book import TopGuard, raise_now
 from connectors.errors import ParseError, ReconnectRequested
 from connectors.types import Level, Quote
 
@@ -106,22 +105,25 @@ class BboParser:
          "data": [{"asks": [["111.06", "55154", "0", "2"]], "bids": [["111.05", "57745", "0", "2"]],
                    "ts": "1670324386802", "seqId": 363996337}]}
 
-    `exchange_ns` = `ts` ms (matching-engine time), `seq` = `seqId`. During
-    pre-open the best ask can be below the best bid: a crossed push gives no
-    quote, and the first one after a served quote raises BookInvalid("crossed")
-    so the served quote is withdrawn at once (the next uncrossed push serves
-    again; a bbo-tbt push is whole, so nothing needs resyncing).
+    `exchange_ns` = `ts` ms (matching-engine time), `seq` = `seqId`, which grows
+    per instrument (and may restart lower after maintenance, with a later `ts`).
+    A push older than the last one served (lower `seqId`, `ts` not later) is
+    dropped. During pre-open the best ask can be below the best bid: a crossed
+    push gives no quote, and the first one after a served quote raises
+    BookInvalid("crossed") so the served quote is withdrawn at once (the next
+    uncrossed push serves again; a bbo-tbt push is whole, so nothing needs
+    resyncing). Both rules are `connectors.book.TopGuard`'s.
     """
 
-    __slots__ = ("_crossed", "_symbols")
+    __slots__ = ("_guard", "_symbols")
 
     def __init__(self, symbols: Mapping[str, str]) -> None:
         """Parse for the configured instruments, given as instId → canonical (`BTC-USDT` → `BTC-USDT`)."""
         self._symbols = dict(symbols)
-        self._crossed: set[str] = set()
+        self._guard = TopGuard(VENUE, raise_now, ("bbo-tbt best bid", "best ask"))
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
-        """Return the quote in a bbo-tbt push, [] for a control frame or a crossed top."""
+        """Return the quote in a bbo-tbt push, [] for a control frame, a crossed or an out-of-order top."""
         push = decode_push(frame, self._symbols)
         if push is None:
             return []
@@ -135,9 +137,6 @@ class BboParser:
         if not bids or not asks:
             return []
         (bid, bid_qty), (ask, ask_qty) = bids[0], asks[0]
-        if bid >= ask:
-            return self._crossed_top(push.symbol, bid, ask)
-        self._crossed.discard(push.symbol)
         quote = Quote(
             venue=VENUE,
             symbol=push.symbol,
@@ -149,11 +148,4 @@ class BboParser:
             received_ns=received_ns,
             seq=seq,
         )
-        return [quote]
-
-    def _crossed_top(self, symbol: str, bid: Decimal, ask: Decimal) -> list[Quote]:
-        # Report a crossing once, so a long pre-open does not log and count every 10 ms push.
-        if symbol in self._crossed:
-            return []
-        self._crossed.add(symbol)
-        raise BookInvalid(symbol, "crossed", f"bbo-tbt best bid {bid} >= best ask {ask}")
+        return [quote] if self._guard.admit(quote) else []

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.book import BookInvalid
+from connectors.book import BookInvalid, quote_rejects
 from connectors.bybit import BybitAdapter, OrderbookParser
 from connectors.bybit.parse import RESYNC_PATIENCE_DELTAS
 from connectors.bybit.stream import topic_depth
@@ -23,10 +23,17 @@ def parser() -> OrderbookParser:
     return OrderbookParser({"BTCUSDT": "BTC-USDT", "ETHUSDT": "ETH-USDT"}, depth=50)
 
 
-def frame(kind: str, u: int, bids: list[list[str]], asks: list[list[str]], symbol: str = "BTCUSDT") -> bytes:
+def frame(
+    kind: str,
+    u: int,
+    bids: list[list[str]],
+    asks: list[list[str]],
+    symbol: str = "BTCUSDT",
+    ts: int = 1687940967466,
+) -> bytes:
     """Build an `orderbook.50` frame of the documented shape."""
     data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": 66544703342}
-    message = {"topic": f"orderbook.50.{symbol}", "type": kind, "ts": 1687940967466, "data": data, "cts": 1}
+    message = {"topic": f"orderbook.50.{symbol}", "type": kind, "ts": ts, "data": data, "cts": 1}
     return orjson.dumps(message)
 
 
@@ -114,12 +121,23 @@ def test_old_and_duplicate_deltas_are_ignored(parser: OrderbookParser) -> None:
     assert quote.bids[0] == (D("100"), D("7"))
 
 
-def test_new_snapshot_replaces_the_book_whatever_its_u(parser: OrderbookParser) -> None:
+def test_new_snapshot_with_a_later_ts_replaces_the_book_whatever_its_u(parser: OrderbookParser) -> None:
     synced(parser, u=10)
 
-    (quote,) = parser.parse(frame("snapshot", 5, [["50", "1"]], [["51", "1"]]), 2)
+    (quote,) = parser.parse(frame("snapshot", 5, [["50", "1"]], [["51", "1"]], ts=1687940967467), 2)
 
     assert (quote.seq, quote.bids, quote.asks) == (5, ((D("50"), D("1")),), ((D("51"), D("1")),))
+
+
+def test_snapshot_older_than_the_book_is_dropped_and_counted(parser: OrderbookParser) -> None:
+    synced(parser, u=10)
+    before = quote_rejects(VENUE).out_of_order
+
+    assert parser.parse(frame("snapshot", 9, [["50", "1"]], [["51", "1"]]), 2) == []
+    (quote,) = parser.parse(frame("snapshot", 10, [["100", "5"]], [["101", "5"]]), 3)
+
+    assert quote_rejects(VENUE).out_of_order == before + 1
+    assert (quote.seq, quote.bid, quote.bid_qty) == (10, D("100"), D("5"))
 
 
 @pytest.mark.parametrize("kind", ["snapshot", "delta"])

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 
-from connectors.book import BookInvalid
+from connectors.book import BookInvalid, quote_rejects
 from connectors.coinbase import CoinbaseAdapter, Level2Parser, TickerParser
 from connectors.coinbase.parse import rfc3339_ns
 from connectors.errors import ParseError
@@ -96,17 +96,19 @@ def test_default_endpoint_is_advanced_trade_market_data() -> None:
     assert CoinbaseAdapter(["BTC-USD"]).connect_url() == "wss://advanced-trade-ws.coinbase.com"
 
 
-def test_top_of_book_feed_subscribes_ticker_and_heartbeats_in_the_documented_shapes(recorded: Any) -> None:
+def test_top_of_book_feed_subscribes_level2_not_ticker_and_heartbeats_in_the_documented_shapes(
+    recorded: Any,
+) -> None:
     documented = [orjson.loads(line) for line in recorded.lines(VENUE, "coinbase-ws-control.jsonl")]
+    adapter = CoinbaseAdapter(["ETH-USD", "ETH-EUR"])
 
-    ticker_sub, heartbeats_sub = (
-        orjson.loads(m) for m in CoinbaseAdapter(["BTC-USD", "ETH-USD"]).subscribe_messages()
-    )
+    level2_sub, heartbeats_sub = (orjson.loads(m) for m in adapter.subscribe_messages())
 
-    assert ticker_sub == {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "ticker"}
-    assert ticker_sub.keys() == documented[3].keys() - {"jwt"}
+    # ticker moves on trades only; level2 gives the best bid/offer on every change
+    assert level2_sub == documented[0]
     assert heartbeats_sub == {"type": "subscribe", "channel": "heartbeats"}
     assert heartbeats_sub.keys() == documented[2].keys() - {"jwt"}
+    assert isinstance(adapter.new_parser(), Level2Parser)
 
 
 def test_depth_feed_subscribes_level2_as_documented(recorded: Any) -> None:
@@ -115,20 +117,19 @@ def test_depth_feed_subscribes_level2_as_documented(recorded: Any) -> None:
 
     assert orjson.loads(adapter.subscribe_messages()[0]) == documented
     assert isinstance(adapter.new_parser(), Level2Parser)
-    assert isinstance(CoinbaseAdapter(["ETH-USD"]).new_parser(), TickerParser)
 
 
 def test_book_resync_unsubscribes_and_resubscribes_the_product(recorded: Any) -> None:
     documented_unsubscribe = orjson.loads(recorded.lines(VENUE, "coinbase-ws-control.jsonl")[1])
 
-    messages = CoinbaseAdapter(["ETH-USD", "ETH-EUR"], depth=5).resync_messages("ETH-EUR")
+    for depth in (5, None):
+        messages = CoinbaseAdapter(["ETH-USD", "ETH-EUR"], depth=depth).resync_messages("ETH-EUR")
 
-    assert messages is not None
-    assert [orjson.loads(m) for m in messages] == [
-        {**documented_unsubscribe, "product_ids": ["ETH-EUR"]},
-        {"type": "subscribe", "product_ids": ["ETH-EUR"], "channel": "level2"},
-    ]
-    assert CoinbaseAdapter(["ETH-USD"]).resync_messages("ETH-USD") == []
+        assert messages is not None
+        assert [orjson.loads(m) for m in messages] == [
+            {**documented_unsubscribe, "product_ids": ["ETH-EUR"]},
+            {"type": "subscribe", "product_ids": ["ETH-EUR"], "channel": "level2"},
+        ]
 
 
 def test_heartbeats_channel_is_the_keepalive_no_app_ping() -> None:
@@ -241,6 +242,33 @@ def test_documented_snapshot_has_only_bids_so_it_waits_for_an_offer(
         bids=((D("21921.73"), D("0.06317902")), (D("21921.3"), D("0.02"))),
         asks=((D("21922.5"), D("0.5")),),
     )
+
+
+def test_top_of_book_mode_gives_the_top_level_after_every_change_of_the_book() -> None:
+    parser = Level2Parser(PRODUCTS, depth=None)
+    (first,) = parser.parse(l2(0, "snapshot", "BTC-USD", [("100", "1"), ("99", "2")], [("101", "1")]), 1)
+
+    (new_best,) = parser.parse(l2(1, "update", "BTC-USD", [("100.5", "3")], []), 2)
+    (deeper,) = parser.parse(l2(2, "update", "BTC-USD", [("99", "0")], [("102", "4")]), 3)
+    (best_gone,) = parser.parse(l2(3, "update", "BTC-USD", [("100.5", "0")], []), 4)
+
+    assert [(q.bid, q.bid_qty, q.ask, q.seq) for q in (first, new_best, deeper, best_gone)] == [
+        (D("100"), D("1"), D("101"), 0),
+        (D("100.5"), D("3"), D("101"), 1),
+        (D("100.5"), D("3"), D("101"), 2),  # the top confirmed current
+        (D("100"), D("1"), D("101"), 3),
+    ]
+    assert all(q.bids == () and q.asks == () for q in (first, new_best, deeper, best_gone))
+
+
+def test_stale_level2_message_is_dropped_and_counted(level2: Level2Parser) -> None:
+    both_synced(level2)
+    before = quote_rejects(VENUE).out_of_order
+
+    assert level2.parse(l2(1, "update", "BTC-USD", [("100", "9")], []), 2) == []
+    assert level2.parse(heartbeat(0), 2) == []
+
+    assert quote_rejects(VENUE).out_of_order == before + 1
 
 
 def test_update_quantities_are_absolute_and_zero_deletes(level2: Level2Parser) -> None:

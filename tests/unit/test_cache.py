@@ -170,6 +170,7 @@ def test_an_entry_records_when_the_quote_was_taken_and_cannot_be_altered(
     q = quote("binance", "100", "101")
     entry = cache.update(q, age_ns=250 * MS)
     clock.advance_ms(100)
+    assert entry is not None
     assert entry.quote is q and entry.age_ns(clock()) == 350 * MS
     with pytest.raises(AttributeError):
         entry.stored_ns = clock()  # type: ignore[misc]

@@ -516,3 +516,32 @@ def test_the_detector_settings_are_fixed_at_construction() -> None:
     assert h.detector.min_net_profit_bps == Decimal(7)
     with pytest.raises(AttributeError):
         h.detector.min_net_profit_bps = Decimal(1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask"),
+    [("101", "100.5"), ("101", "101"), ("101", "0"), ("0", "0"), ("-5", "-1")],
+    ids=["crossed", "locked", "ask-zero", "both-zero", "negative"],
+)
+def test_a_quote_that_cannot_be_true_is_never_paired_whatever_a_feed_sends(bid: str, ask: str) -> None:
+    """Defence in depth: a crossed or non-positive quote fed straight to cache and detector opens nothing."""
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", bid, "1", ask, "1")
+    h.quote("okx", bid, "1", ask, "1", symbol="ETH-USDT")
+    h.quote("binance", "99", "1", "100", "1", symbol="ETH-USDT")
+
+    assert h.events == []
+    assert h.detector.open_opportunities() == []
+
+
+def test_an_open_opportunity_closes_when_its_venue_sends_a_crossed_quote() -> None:
+    h = Harness()
+    h.quote("binance", "99", "1", "100", "1")
+    h.quote("bybit", "101", "1", "102", "1")
+    assert [e.event for e in h.events] == ["opened"]
+
+    h.quote("bybit", "103", "1", "102", "1", seq=2)  # crossed: selling into a 103 bid would be a fiction
+
+    assert [(e.event, e.sell_venue) for e in h.events] == [("opened", "bybit"), ("closed", "bybit")]
+    assert h.detector.open_opportunities() == []

@@ -31,9 +31,12 @@ def binance(symbol: str, u: int, bid: str, bid_qty: str, ask: str, ask_qty: str)
     return orjson.dumps({"stream": f"{symbol.lower()}@bookTicker", "data": data}).decode()
 
 
-def bybit(symbol: str, u: int, bids: list[list[str]], asks: list[list[str]], kind: str = "snapshot") -> str:
+def bybit(
+    symbol: str, u: int, bids: list[list[str]], asks: list[list[str]], kind: str = "snapshot", *, sent_ms: int
+) -> str:
+    """A Bybit frame the venue stamped `sent_ms` after T0 (freshness also reads the exchange's time)."""
     data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": u}
-    message = {"topic": f"orderbook.1.{symbol}", "type": kind, "ts": 1_764_000_000_000, "data": data}
+    message = {"topic": f"orderbook.1.{symbol}", "type": kind, "ts": T0 // 1_000_000 + sent_ms, "data": data}
     return orjson.dumps(message).decode()
 
 
@@ -51,9 +54,9 @@ def session() -> list[Record]:
             3,
             '{"success":true,"ret_msg":"","conn_id":"x","req_id":"subscribe-1","op":"subscribe"}',
         ),
-        ("frame", "bybit", 4, bybit("BTCUSDT", 1, [["64200.00", "0.3"]], [["64210.00", "1.0"]])),
-        ("frame", "bybit", 5, bybit("ETHUSDT", 1, [["3230.00", "2"]], [["3231.00", "2"]])),
-        ("frame", "binance", 6, binance("BTCUSDT", 12, "63990.00", "1.0", "63900.00", "0.5")),
+        ("frame", "bybit", 4, bybit("BTCUSDT", 1, [["64200.00", "0.3"]], [["64210.00", "1.0"]], sent_ms=3)),
+        ("frame", "bybit", 5, bybit("ETHUSDT", 1, [["3230.00", "2"]], [["3231.00", "2"]], sent_ms=4)),
+        ("frame", "binance", 6, binance("BTCUSDT", 12, "63890.00", "1.0", "63900.00", "0.5")),
         ("frame", "binance", 7, "not json at all"),
         # Nothing for 2 s: every quote goes stale and the sweep closes what is open.
         ("frame", "binance", 2_007, binance("BTCUSDT", 13, "63990.00", "1.0", "64000.00", "0.5")),
@@ -67,17 +70,23 @@ def session() -> list[Record]:
                 [["64200.00", "0"], ["64300.00", "0.2"]],
                 [["64210.00", "0"], ["64310.00", "1.0"]],
                 "delta",
+                sent_ms=2_007,
             ),
         ),
         (
             "frame",
             "bybit",
             2_009,
-            bybit("BTCUSDT", 3, [["63995.00", "1.0"]], [["64005.00", "1.0"]], "snapshot"),
+            bybit("BTCUSDT", 3, [["63995.00", "1.0"]], [["64005.00", "1.0"]], "snapshot", sent_ms=2_008),
         ),
         # A new bybit connection: its parser starts empty, so a delta before any snapshot is rejected.
         ("connect", "bybit", 2_010, None),
-        ("frame", "bybit", 2_011, bybit("BTCUSDT", 4, [["64300.00", "0.2"]], [["64310.00", "1.0"]], "delta")),
+        (
+            "frame",
+            "bybit",
+            2_011,
+            bybit("BTCUSDT", 4, [["64300.00", "0.2"]], [["64310.00", "1.0"]], "delta", sent_ms=2_010),
+        ),
     ]
     return [Record(kind, venue, T0 + ms * 1_000_000, frame) for kind, venue, ms, frame in frames]  # type: ignore[arg-type]
 
