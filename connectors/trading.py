@@ -39,7 +39,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from connectors.errors import OrderRuleViolation
 from connectors.types import decimal_text
@@ -48,6 +48,20 @@ Side = Literal["buy", "sell"]
 ClientIdStyle = Literal["hex32", "uuid36"]
 
 _ZERO = Decimal(0)
+
+
+CLIENT_ID_STYLES: Final[dict[str, ClientIdStyle]] = {
+    "binance": "hex32",  # newClientOrderId: up to 36 of [.A-Za-z0-9:/_-]
+    "bybit": "hex32",  # orderLinkId: up to 36 letters, digits, - and _
+    "okx": "hex32",  # clOrdId: 1-32 letters and digits only
+    "coinbase": "uuid36",  # client_order_id: the SDKs send UUIDs
+    "kraken": "uuid36",  # cl_ord_id: a UUID, a 32-hex short UUID, or free text up to 18
+}
+
+
+def client_order_id(venue: str, request_id: str, leg: int) -> str:
+    """Return the client order id of leg `leg` of `request_id` on `venue`, in the form it accepts."""
+    return venue_client_order_id(request_id, leg, CLIENT_ID_STYLES.get(venue, "hex32"))
 
 
 def order_uuid(request_id: str, leg: int) -> uuid.UUID:
@@ -122,7 +136,11 @@ class AccountBalance:
 
 @dataclass(frozen=True, slots=True)
 class SymbolRules:
-    """The trading rules of one symbol; a zero tick, step, minimum or maximum disables that check."""
+    """The trading rules of one symbol; a zero tick, step, minimum or maximum disables that check.
+
+    Grids start at `min_price` and `min_qty` (Binance measures steps from them; on
+    venues whose minimums sit on the grid, that is the same as from zero).
+    """
 
     venue_symbol: str
     base_asset: str
@@ -134,6 +152,8 @@ class SymbolRules:
     max_qty: Decimal = _ZERO
     min_notional: Decimal = _ZERO
     max_notional: Decimal = _ZERO
+    min_price: Decimal = _ZERO
+    max_price: Decimal = _ZERO
 
     def prepare(self, side: Side, quantity: Decimal, limit_price: Decimal) -> tuple[Decimal, Decimal]:
         """Return (quantity, price) on the grids in the requester's favour; raise if still invalid.
@@ -143,22 +163,11 @@ class SymbolRules:
         """
         if not self.tradable:
             raise OrderRuleViolation(f"{self.venue_symbol} is not trading")
-        qty = _on_grid(quantity, self.step_size, ROUND_FLOOR)
-        price = _on_grid(limit_price, self.tick_size, ROUND_FLOOR if side == "buy" else ROUND_CEILING)
-        if qty <= 0 or qty < self.min_qty:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} quantity {decimal_text(quantity)} is below the minimum "
-                f"{decimal_text(max(self.min_qty, self.step_size))} once rounded to the lot step"
-            )
-        if self.max_qty and qty > self.max_qty:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} quantity {decimal_text(qty)} is above the maximum "
-                f"{decimal_text(self.max_qty)}"
-            )
-        if price <= 0:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} limit price {decimal_text(limit_price)} is not positive"
-            )
+        qty = _on_grid(quantity, self.min_qty, self.step_size, ROUND_FLOOR)
+        rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
+        price = _on_grid(limit_price, self.min_price, self.tick_size, rounding)
+        self._check_quantity(quantity, qty)
+        self._check_price(limit_price, price)
         notional = qty * price
         if notional < self.min_notional:
             raise OrderRuleViolation(
@@ -173,11 +182,36 @@ class SymbolRules:
             )
         return qty, price
 
+    def _check_quantity(self, requested: Decimal, qty: Decimal) -> None:
+        if qty <= 0 or qty < self.min_qty:
+            raise OrderRuleViolation(
+                f"{self.venue_symbol} quantity {decimal_text(requested)} is below the minimum "
+                f"{decimal_text(max(self.min_qty, self.step_size))} once rounded to the lot step"
+            )
+        if self.max_qty and qty > self.max_qty:
+            raise OrderRuleViolation(
+                f"{self.venue_symbol} quantity {decimal_text(qty)} is above the maximum "
+                f"{decimal_text(self.max_qty)}"
+            )
 
-def _on_grid(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    def _check_price(self, limit: Decimal, price: Decimal) -> None:
+        if price <= 0 or price < self.min_price:
+            raise OrderRuleViolation(
+                f"{self.venue_symbol} limit price {decimal_text(limit)} is below the minimum price "
+                f"{decimal_text(self.min_price)} once rounded to the tick"
+            )
+        if self.max_price and price > self.max_price:
+            raise OrderRuleViolation(
+                f"{self.venue_symbol} limit price {decimal_text(limit)} is above the maximum price "
+                f"{decimal_text(self.max_price)} once rounded to the tick"
+            )
+
+
+def _on_grid(value: Decimal, anchor: Decimal, step: Decimal, rounding: str) -> Decimal:
     if step <= 0:
         return value
-    return (value / step).to_integral_value(rounding=rounding) * step
+    steps = ((value - anchor) / step).to_integral_value(rounding=rounding)
+    return anchor + steps * step
 
 
 class TradingVenue(Protocol):
@@ -187,8 +221,15 @@ class TradingVenue(Protocol):
     docstring); no method ever re-sends an order on its own.
     """
 
-    venue: str
-    client_id_style: ClientIdStyle
+    @property
+    def venue(self) -> str:
+        """Return the venue id (`okx`)."""
+        ...
+
+    @property
+    def client_id_style(self) -> ClientIdStyle:
+        """Return the form of client order id the venue accepts."""
+        ...
 
     @property
     def acceptance_window_ms(self) -> int:

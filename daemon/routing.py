@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from connectors.binance.rest import BinanceConnector
+from connectors.binance.trading import BinanceTrading
 from connectors.rest_metrics import init_rest_metrics
 from connectors.types import VENUE_IDS
 from daemon.config import Config
@@ -74,7 +75,8 @@ def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -
         recv_window_ms=binance.recv_window_ms,
     )
     init_rest_metrics("binance")
-    return LiveExecutor({"binance": connector}, taker_fee_bps={"binance": binance.taker_fee_bps})
+    trading = BinanceTrading(connector, tuple(binance.symbols))
+    return LiveExecutor({"binance": trading}, taker_fee_bps={"binance": binance.taker_fee_bps})
 
 
 def build_router(cfg: Config, cache: PriceCache, *, environ: Mapping[str, str] | None = None) -> RouterParts:

@@ -8,7 +8,6 @@ restart can tell an order that was sent from one that never was.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Literal, Protocol
 
 import orjson
 
+from connectors.trading import client_order_id
 from connectors.types import Quote, decimal_text
 from router.book_walk import marginal_price, walk_book
 from router.cache import PriceCache
@@ -25,16 +25,6 @@ Side = Literal["buy", "sell"]
 Mode = Literal["paper", "live"]
 
 _BPS = Decimal(10_000)
-
-
-def client_order_id(request_id: str, leg: int) -> str:
-    """Return the venue order id smartroute uses for leg `leg` of `request_id`: the same after any restart.
-
-    32 characters of `[a-z0-9]` after a `sr` prefix fit every venue's rules
-    (Binance ≤ 36, Bybit ≤ 36, OKX ≤ 32 alphanumerics).
-    """
-    digest = hashlib.sha256(f"{request_id}\x1f{leg}".encode()).hexdigest()
-    return f"sr{digest[:30]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +38,15 @@ class OrderLeg:
     side: Side
     quantity: Decimal
     limit_price: Decimal
+    client_order_id: str = ""  # derived from (venue, request_id, leg) when not given
 
-    @property
-    def client_order_id(self) -> str:
-        """Return the deterministic client order id of this leg."""
-        return client_order_id(self.request_id, self.leg)
+    def __post_init__(self) -> None:
+        # The id is a pure function of the leg, so a restart rebuilds the same one; a leg read back
+        # from the ledger passes the id it was recorded with (the scheme may have changed since).
+        if not self.client_order_id:
+            object.__setattr__(
+                self, "client_order_id", client_order_id(self.venue, self.request_id, self.leg)
+            )
 
 
 @dataclass(frozen=True, slots=True)

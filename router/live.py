@@ -1,21 +1,24 @@
-"""LiveExecutor: order legs as IOC LIMIT orders on a venue's REST API, never executed twice.
+"""LiveExecutor: order legs as IOC LIMIT orders on the venues' REST APIs, never executed twice.
 
-Each leg is sent once, under its deterministic client order id
+Each venue is a `connectors.trading.TradingVenue` (one signed client per
+venue folder). Each leg is sent once, under its deterministic client order id
 (`OrderLeg.client_order_id`, the same after any restart), after the router
 recorded its intent in the ledger. Its quantity is rounded down to the lot
 step and its limit price onto the tick grid in the requester's favour; a leg
 that breaks the symbol's rules (minimum notional, ...) is refused unsent.
 
-When the answer is lost — timeout, dropped connection, 5xx, -1006/-1007 —
-the order may or may not exist, and Binance accepts a reused client id once
-the first order is filled, so re-sending could trade twice. The executor
-queries the order by client id instead, with bounded backoff, and settles
-from the venue's answer. "No such order" is believed only once recvWindow
-(plus a margin) has passed since the send: from then on the venue refuses
-the request as too old, so the order can no longer appear. If the venue
-cannot tell within the query window, `ExecutionError` propagates and the
-leg stays "sent" in the ledger, to be settled by `recover()` at the next
-start — it is never guessed.
+When the answer is lost — timeout, dropped connection, 5xx, the venue's
+"unknown result" codes — the order may or may not exist, and several venues
+accept a reused client id once the first order is terminal (Binance after a
+fill; OKX and Kraken for any closed order), so re-sending could trade twice.
+The executor queries the order by client id instead, with bounded backoff,
+and settles from the venue's answer. "No such order" is believed only once
+the venue's acceptance window (`acceptance_window_ms`: recvWindow, `expTime`,
+`deadline`, the JWT's life; plus a margin) has passed since the send: from
+then on the venue refuses the request as too old, so the order can no longer
+appear. If the venue cannot tell within the query window, `ExecutionError`
+propagates and the leg stays "sent" in the ledger, to be settled by
+`recover()` at the next start — it is never guessed.
 """
 
 from __future__ import annotations
@@ -25,15 +28,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
 
 import structlog
 
-from connectors.binance.errors import DuplicateOrder, OrderNotFound, OutcomeUnknown
-from connectors.binance.filters import SymbolFilters
-from connectors.binance.payloads import OrderReport, Side, TradeFill, ts_ns
-from connectors.errors import ParseError, VenueError
+from connectors.errors import DuplicateOrder, OrderNotFound, OutcomeUnknown, ParseError, VenueError
 from connectors.rest_metrics import LIVE_ORDERS, ORDER_RECONCILIATIONS
+from connectors.trading import OrderReport, TradeFill, TradingVenue
 from connectors.types import decimal_text
 from router.errors import ExecutionError
 from router.execution import Fill, LegOutcome, Mode, OrderLeg, quote_asset
@@ -42,42 +42,6 @@ log = structlog.get_logger(__name__)
 
 _BPS = Decimal(10_000)
 _LATENCY_WEIGHT = 0.2  # of each new measurement in the moving average
-
-
-class OrderVenue(Protocol):
-    """What the live executor needs of a venue's REST connector (`BinanceConnector` has it)."""
-
-    recv_window_ms: int
-
-    async def start(self) -> None:
-        """Open the connection and load the venue's rules; idempotent."""
-        ...
-
-    async def close(self) -> None:
-        """Close the connection; idempotent."""
-        ...
-
-    async def symbol_filters(self, symbol: str) -> SymbolFilters:
-        """Return the symbol's trading rules."""
-        ...
-
-    async def place_order(
-        self, symbol: str, side: Side, quantity: Decimal, price: Decimal, client_order_id: str
-    ) -> OrderReport:
-        """Place an IOC LIMIT order; raise OutcomeUnknown when its fate is unknown."""
-        ...
-
-    async def query_order(self, symbol: str, client_order_id: str) -> OrderReport:
-        """Return the order with this client id; raise OrderNotFound if there is none."""
-        ...
-
-    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport:
-        """Cancel the open order with this client id."""
-        ...
-
-    async def order_trades(self, symbol: str, order_id: int) -> tuple[TradeFill, ...]:
-        """Return the trades of one order with their commissions."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +59,7 @@ class LiveExecutor:
 
     def __init__(
         self,
-        connectors: Mapping[str, OrderVenue],
+        connectors: Mapping[str, TradingVenue],
         *,
         taker_fee_bps: Mapping[str, Decimal] | None = None,
         policy: SettlePolicy | None = None,
@@ -133,7 +97,7 @@ class LiveExecutor:
         if venue is None:
             return self._not_sent(leg, f"{leg.venue} is not a live venue")
         try:
-            rules = await venue.symbol_filters(leg.symbol)
+            rules = await venue.symbol_rules(leg.symbol)
             quantity, price = rules.prepare(leg.side, leg.quantity, leg.limit_price)
         except (VenueError, ParseError) as exc:
             return self._not_sent(leg, str(exc))
@@ -176,15 +140,15 @@ class LiveExecutor:
         )
         return outcome
 
-    def _finality(self, venue: OrderVenue) -> float:
+    def _finality(self, venue: TradingVenue) -> float:
         """Return when (monotonic s) the venue refuses any copy of an order sent until now as too old.
 
-        The venue's clock runs at our pace, so "recvWindow after the send" needs no clock offset;
-        the margin covers the error of the timestamp we signed with.
+        The venue's clock runs at our pace, so "the acceptance window after the send" needs no
+        clock offset; the margin covers the error of the timestamp we signed with.
         """
-        return self.monotonic() + (venue.recv_window_ms + self.policy.finality_margin_ms) / 1000
+        return self.monotonic() + (venue.acceptance_window_ms + self.policy.finality_margin_ms) / 1000
 
-    async def _settle(self, venue: OrderVenue, leg: OrderLeg, not_before: float) -> LegOutcome:
+    async def _settle(self, venue: TradingVenue, leg: OrderLeg, not_before: float) -> LegOutcome:
         """Query the order by client id until the venue gives a final answer; never re-send."""
         delays = self.policy.query_delays_s
         for attempt in range(len(delays) + 1):
@@ -218,7 +182,7 @@ class LiveExecutor:
             "queries; the leg stays in flight and is settled from the venue at the next start"
         )
 
-    async def _cancel(self, venue: OrderVenue, leg: OrderLeg) -> None:
+    async def _cancel(self, venue: TradingVenue, leg: OrderLeg) -> None:
         # An IOC order rests only for an instant; one found open is cancelled so it can be settled.
         try:
             await venue.cancel_order(leg.symbol, leg.client_order_id)
@@ -227,7 +191,7 @@ class LiveExecutor:
         except (VenueError, ParseError) as exc:
             log.warning("order_cancel_failed", client_order_id=leg.client_order_id, error=str(exc))
 
-    async def _outcome(self, venue: OrderVenue, leg: OrderLeg, report: OrderReport) -> LegOutcome:
+    async def _outcome(self, venue: TradingVenue, leg: OrderLeg, report: OrderReport) -> LegOutcome:
         if report.is_open:
             await self._cancel(venue, leg)
             return await self._settle(venue, leg, not_before=0.0)
@@ -244,9 +208,9 @@ class LiveExecutor:
             f"(IOC order {report.client_order_id} {report.status.lower()}, nothing filled)",
         )
 
-    async def _trades(self, venue: OrderVenue, leg: OrderLeg, report: OrderReport) -> tuple[TradeFill, ...]:
+    async def _trades(self, venue: TradingVenue, leg: OrderLeg, report: OrderReport) -> tuple[TradeFill, ...]:
         try:
-            trades = await venue.order_trades(leg.symbol, report.order_id)
+            trades = await venue.order_trades(leg.symbol, report)
         except (VenueError, ParseError) as exc:
             log.warning("order_trades_unavailable", client_order_id=leg.client_order_id, error=str(exc))
             return ()
@@ -260,11 +224,11 @@ class LiveExecutor:
             side=leg.side,
             price=trade.price,
             quantity=trade.quantity,
-            fee=trade.commission,
-            fee_asset=trade.commission_asset,
+            fee=trade.fee,
+            fee_asset=trade.fee_asset,
             client_order_id=report.client_order_id,
-            venue_order_id=str(report.order_id),
-            ts_ns=ts_ns(trade.time_ms or report.time_ms, self.clock_ns()),
+            venue_order_id=report.venue_order_id,
+            ts_ns=_ts_ns(trade.time_ms or report.time_ms, self.clock_ns()),
         )
 
     def _estimated(self, leg: OrderLeg, report: OrderReport) -> tuple[Fill, ...]:
@@ -281,8 +245,8 @@ class LiveExecutor:
             fee=fee,
             fee_asset=quote_asset(leg.symbol),
             client_order_id=report.client_order_id,
-            venue_order_id=str(report.order_id),
-            ts_ns=ts_ns(report.time_ms, self.clock_ns()),
+            venue_order_id=report.venue_order_id,
+            ts_ns=_ts_ns(report.time_ms, self.clock_ns()),
         )
         return (fill,)
 
@@ -296,3 +260,8 @@ class LiveExecutor:
         self._latency_ms[venue] = (
             latency_ms if previous is None else previous + _LATENCY_WEIGHT * (latency_ms - previous)
         )
+
+
+def _ts_ns(time_ms: int | None, fallback_ns: int) -> int:
+    """Return a venue time in ms as ns since the epoch, or `fallback_ns` when the venue gave none."""
+    return fallback_ns if time_ms is None else time_ms * 1_000_000

@@ -40,6 +40,7 @@ async def recover_request(router: SmartRouter, request_id: str, raw: bytes) -> E
             "buy" if intent.side == "buy" else "sell",
             intent.quantity,
             intent.limit_price or Decimal(0),
+            client_order_id=intent.client_order_id,
         )
         if intent.state == "settled" and intent.outcome is not None:
             outcomes.append(LegOutcome.decode(leg, intent.outcome))

@@ -155,6 +155,27 @@ def parse_order(payload: object, symbol: str) -> OrderReport:
     )
 
 
+def parse_commission(payload: object, symbol: str) -> Decimal:
+    """Parse `GET /api/v3/account/commission` into the taker rate (standard + tax), a fraction::
+
+    {"symbol": "BTCUSDT",
+     "standardCommission": {"maker": "0.00000010", "taker": "0.00000020", "buyer": "0.00000030",
+                            "seller": "0.00000040"},
+     "taxCommission": {"maker": "0.00000112", "taker": "0.00000114", "buyer": "0.00000118",
+                       "seller": "0.00000116"},
+     "discount": {"enabledForAccount": true, "enabledForSymbol": true, "discountAsset": "BNB",
+                  "discount": "0.75000000"}}
+    """
+    data = _object(payload, symbol, "commission")
+    total = Decimal(0)
+    for part in ("standardCommission", "taxCommission"):
+        rates = data.get(part)
+        if not isinstance(rates, dict):
+            raise ParseError(f"binance commission {symbol}: {part} must be an object")
+        total += decimal_of(rates.get("taker"), f"binance commission {symbol} {part}.taker")
+    return total
+
+
 def parse_trades(payload: object, symbol: str) -> tuple[TradeFill, ...]:
     """Parse `GET /api/v3/myTrades`::
 

@@ -51,6 +51,7 @@ from connectors.binance.payloads import (
     TradeFill,
     parse_account,
     parse_book_ticker,
+    parse_commission,
     parse_depth,
     parse_klines,
     parse_order,
@@ -358,6 +359,19 @@ class BinanceConnector:
         """Return the spot balances (positions) with a non-zero total, by asset."""
         client = await self._client_ready()
         return parse_account(await self._call("account", client.get_account, {}, weight=20, signed=True))
+
+    async def taker_commission(self, symbol: str) -> Decimal:
+        """Return the account's taker commission rate for `symbol` (standard + tax), as a fraction.
+
+        `GET /api/v3/account/commission`; a BNB discount is not counted (the estimate
+        errs on the side of a higher fee).
+        """
+        client = await self._client_ready()
+        params = {"symbol": to_concatenated(symbol)}
+        answer = await self._call(
+            "commission", client.v3_get_account_commission, params, weight=20, signed=True
+        )
+        return parse_commission(answer, symbol)
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderReport]:
         """Return the open orders of `symbol`, or of every symbol."""

@@ -215,9 +215,10 @@ class ApiError(Exception):
 _WEIGHTS = {
     ("GET", "ping"): 1, ("GET", "time"): 1, ("GET", "exchangeInfo"): 20, ("GET", "ticker/24hr"): 2,
     ("GET", "ticker/bookTicker"): 2, ("GET", "klines"): 2, ("GET", "account"): 20, ("GET", "myTrades"): 20,
+    ("GET", "account/commission"): 20,
     ("POST", "order"): 1, ("GET", "order"): 4, ("DELETE", "order"): 1, ("POST", "order/test"): 1,
 }  # fmt: skip
-_SIGNED = {"account", "openOrders", "myTrades", "order", "order/test"}
+_SIGNED = {"account", "account/commission", "openOrders", "myTrades", "order", "order/test"}
 
 
 class FakeBinance:
@@ -488,6 +489,18 @@ class FakeBinance:
             return self._market(path, self._known_symbol(params), params)
         if path == "account":
             return self._account()
+        if path == "account/commission":
+            symbol = self._known_symbol(params)
+            rates = {
+                "maker": "0.00100000",
+                "taker": format(self.commission_rate, "f"),
+                "buyer": "0",
+                "seller": "0",
+            }
+            zero = {"maker": "0", "taker": "0", "buyer": "0", "seller": "0"}
+            return {"symbol": symbol, "standardCommission": rates, "taxCommission": zero,
+                    "discount": {"enabledForAccount": False, "enabledForSymbol": False,
+                                 "discountAsset": "BNB", "discount": "0.75000000"}}  # fmt: skip
         if path == "openOrders":
             return [o.as_json("QUERY") for o in self.orders if o.status in OPEN
                     and params.get("symbol", o.symbol) == o.symbol]  # fmt: skip

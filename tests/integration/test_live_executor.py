@@ -23,12 +23,14 @@ from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault
 
 from connectors.binance.errors import VenueBanned
 from connectors.binance.rest import ApiCredentials, BinanceConnector
+from connectors.binance.trading import BinanceTrading
+from connectors.trading import client_order_id
 from daemon.config import ConfigError, build_config
 from daemon.routing import build_router as build_daemon_router
 from router.cache import PriceCache
 from router.errors import ExecutionError
-from router.execution import OrderLeg, PaperExecutor, client_order_id
-from router.ledger import Ledger
+from router.execution import OrderLeg, PaperExecutor
+from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor, SettlePolicy
 from router.preferences import PreferenceStore
 from router.request import RequestRules
@@ -83,7 +85,9 @@ class LiveWorld:
             for venue, url in venues.items()
         }
         self.executor = LiveExecutor(
-            self.connectors, taker_fee_bps=dict.fromkeys(venues, FEE_BPS), policy=POLICY
+            {venue: BinanceTrading(connector) for venue, connector in self.connectors.items()},
+            taker_fee_bps=dict.fromkeys(venues, FEE_BPS),
+            policy=POLICY,
         )
         self.cache = PriceCache(ttl_ms=60_000, max_quote_age_ms=60_000)
         self.ledger = Ledger.open(state)
@@ -134,7 +138,7 @@ async def test_an_order_fills_live_with_the_same_results_contract_as_paper(
         result = await world.order("live-1", "buy", "0.5")
         again = await world.router.handle(order_message("live-1", "buy", "0.5"))
         paper = await paper_result(tmp_path, world.cache)
-    coid = client_order_id("live-1", 0)
+    coid = client_order_id("binance", "live-1", 0)
     assert (result["status"], result["mode"], result["filled_quantity"]) == ("filled", "live", "0.5")
     [fill] = result["fills"]
     assert fill | {"ts_ns": 0} == {
@@ -192,7 +196,7 @@ async def test_an_accepted_order_whose_answer_is_lost_is_settled_by_query_never_
     fake.inject("POST", "order", fault)
     async with asyncio.timeout(10):
         result = await world.order(f"live-{fault}", "buy", "0.5")
-    coid = client_order_id(f"live-{fault}", 0)
+    coid = client_order_id("binance", f"live-{fault}", 0)
     assert (result["status"], result["filled_quantity"]) == ("filled", "0.5")
     [fill] = result["fills"]
     assert (fill["price"], fill["fee"], fill["fee_asset"]) == ("64000.5", "0.0005", "BTC")  # from myTrades
@@ -220,7 +224,7 @@ async def test_an_order_accepted_late_after_a_5xx_is_found_not_reported_as_not_e
     async with asyncio.timeout(10):
         result = await world.order("live-late", "buy", "0.5")
     assert (result["status"], result["filled_quantity"]) == ("filled", "0.5")
-    assert fake.accepted == {client_order_id("live-late", 0): 1}
+    assert fake.accepted == {client_order_id("binance", "live-late", 0): 1}
     assert fake.statuses[400] >= 1  # at least one -2013 came before the order existed
 
 
@@ -238,13 +242,44 @@ async def test_a_venue_that_cannot_say_leaves_the_leg_in_flight_and_recover_sett
             [recovered] = await restarted.router.recover()
     result = orjson.loads(recovered)
     assert (result["status"], result["filled_quantity"]) == ("filled", "0.5")
-    assert fake.accepted == {client_order_id("live-dark", 0): 1}
+    assert fake.accepted == {client_order_id("binance", "live-dark", 0): 1}
+
+
+async def test_a_restart_settles_a_leg_by_the_id_the_ledger_recorded_even_from_an_older_scheme(
+    tmp_path: Path, fake: FakeBinance
+) -> None:
+    """Ids were `sr` + 30 hex before the venue-neutral UUIDs: a leg in flight across the upgrade is found."""
+    legacy_id = "sr0f1e2d3c4b5a69788796a5b4c3d2e1"
+    await fake_order(fake, legacy_id, "0.5")
+    ledger = Ledger.open(tmp_path / "state")
+    try:
+        ledger.claim("live-old", "desk", order_message("live-old", "buy", "0.5"), now_ns=1)
+        ledger.record_leg_intent(
+            LegIntent("live-old", 0, "binance", legacy_id, "buy", D("0.5"), D("64010"), "intent", None)
+        )
+        ledger.mark_leg("live-old", 0, "sent", None)
+    finally:
+        ledger.close()
+    async with asyncio.timeout(15), LiveWorld(tmp_path / "state", {"binance": fake.rest_url}) as restarted:
+        [recovered] = await restarted.router.recover()
+    result = orjson.loads(recovered)
+    assert (result["status"], result["filled_quantity"]) == ("filled", "0.5")
+    assert fake.accepted == {legacy_id: 1}  # found by that id, never sent again under a new one
+
+
+async def fake_order(fake: FakeBinance, coid: str, quantity: str) -> None:
+    """Place an order at the fake directly, as an earlier run of the router did."""
+    connector = BinanceConnector(rest_url=fake.rest_url, credentials=FAKE_CREDENTIALS, recv_window_ms=500)
+    try:
+        await connector.place_order("BTC-USDT", "buy", D(quantity), D("64010"), coid)
+    finally:
+        await connector.close()
 
 
 async def test_our_client_id_already_open_is_settled_from_that_order_not_placed_again(
     world: LiveWorld, fake: FakeBinance
 ) -> None:
-    coid = client_order_id("live-dup", 0)
+    coid = client_order_id("binance", "live-dup", 0)
     resting = world.connectors["binance"]
     async with asyncio.timeout(10):
         await resting.place_order("BTC-USDT", "buy", D("0.5"), D("63000"), coid, time_in_force="GTC")
@@ -258,7 +293,7 @@ async def test_recover_cancels_an_order_found_open_and_settles_what_it_filled(
     world: LiveWorld, fake: FakeBinance
 ) -> None:
     fake.set_book("BTCUSDT", [("64000.00", "1")], [("64000.50", "0.2")])
-    coid = client_order_id("live-open", 0)
+    coid = client_order_id("binance", "live-open", 0)
     async with asyncio.timeout(10):
         await world.connectors["binance"].place_order(
             "BTC-USDT", "buy", D("0.5"), D("64001"), coid, time_in_force="GTC"
@@ -323,14 +358,16 @@ async def test_the_daemon_builds_a_live_router_that_routes_only_to_binance(
         assert set(parts.router.taker_fee_bps) == {"binance"}  # bybit is enabled but not tradable live
         async with asyncio.timeout(10):
             await parts.connect()
-            cache.update(await parts.live.connectors["binance"].order_book("BTC-USDT"))
+            binance = parts.live.connectors["binance"]
+            assert isinstance(binance, BinanceTrading)
+            cache.update(await binance.connector.order_book("BTC-USDT"))
             handled = await parts.router.handle(order_message("daemon-1", "buy", "0.5"))
     finally:
         await parts.disconnect()
         parts.ledger.close()
     assert handled.result is not None and orjson.loads(handled.result)["status"] == "filled"
     assert fake.requests_to("POST", "order")[0].params["recvWindow"] == "500"
-    assert fake.accepted == {client_order_id("daemon-1", 0): 1}
+    assert fake.accepted == {client_order_id("binance", "daemon-1", 0): 1}
 
 
 def test_the_testnet_is_one_config_switch() -> None:
@@ -371,7 +408,7 @@ async def test_a_router_killed_after_the_venue_accepted_settles_the_order_at_res
 
         recovered = await run_child("recover", state, fake)
         replayed = await run_child("handle", state, fake)
-    coid = client_order_id("kill-1", 0)
+    coid = client_order_id("binance", "kill-1", 0)
     [result] = recovered
     assert (result["status"], result["filled_quantity"]) == ("filled", "0.5")
     assert result["fills"][0]["client_order_id"] == coid

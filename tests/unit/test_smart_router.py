@@ -9,9 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from connectors.trading import client_order_id
 from connectors.types import Quote
 from router.cache import PriceCache
-from router.execution import LegOutcome, OrderLeg, PaperExecutor, client_order_id
+from router.execution import LegOutcome, OrderLeg, PaperExecutor
 from router.ledger import Ledger, LegIntent
 from router.preferences import PreferenceStore, preferences_from_fields
 from router.request import RequestRules
@@ -116,7 +117,7 @@ async def test_market_buy_fills_on_the_cheapest_venue_all_in(world: World) -> No
     [fill] = result["fills"]
     assert (fill["venue"], fill["price"], fill["quantity"]) == ("binance", "100.2", "1")
     assert fill["fee"] == "0.1002" and fill["fee_asset"] == "USDT"  # 100.2 × 10 bps
-    assert fill["client_order_id"] == client_order_id("r-1", 0)
+    assert fill["client_order_id"] == client_order_id("binance", "r-1", 0)
     assert (
         result["filled_quantity"] == "1"
         and result["avg_price"] == "100.2"
@@ -320,7 +321,7 @@ async def test_a_request_left_in_flight_by_a_crash_is_settled_without_sending_ag
         "quantity": "0.5",
         "fee": "0.05",
         "fee_asset": "USDT",
-        "client_order_id": client_order_id("r-crash", 0),
+        "client_order_id": client_order_id("binance", "r-crash", 0),
         "venue_order_id": "paper-x",
         "ts_ns": 5,
     }
@@ -330,7 +331,7 @@ async def test_a_request_left_in_flight_by_a_crash_is_settled_without_sending_ag
                 "r-crash",
                 leg,
                 venue,
-                client_order_id("r-crash", leg),
+                client_order_id(venue, "r-crash", leg),
                 "buy",
                 Decimal("0.5"),
                 Decimal(101),

@@ -64,7 +64,7 @@ def test_prepare_rounds_in_the_requesters_favour() -> None:
     [
         (Decimal("0.0009"), Decimal("100"), "below the minimum"),
         (Decimal("0.01"), Decimal("100"), "notional 1 (0.01 at 100) is below the minimum 5"),
-        (Decimal("1"), Decimal("0.01"), "not positive"),
+        (Decimal("1"), Decimal("0.01"), "limit price 0.01 is below the minimum price 0"),
     ],
 )
 def test_prepare_refuses_what_breaks_a_rule_before_sending(
