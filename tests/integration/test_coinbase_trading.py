@@ -1,0 +1,257 @@
+"""CoinbaseTrading against a fake Advanced Trade REST server that enforces the documented rules.
+
+The fake (fake_coinbase.py) verifies every JWT itself, fills IOC orders against a
+book with the taker fee, and counts executions per client order id, so "exactly
+once" is `fake.executions[cid] == 1`. Rate-limit windows run on a virtual clock
+shared by the fake and the client's throttle, so no test sleeps to let time pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from fake_binance import VirtualClock
+from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase
+
+from connectors.coinbase.signing import CoinbaseCredentials
+from connectors.coinbase.trading import CoinbaseTrading
+from connectors.errors import (
+    ClockRejected,
+    OrderNotFound,
+    OrderRuleViolation,
+    VenueRejected,
+)
+from connectors.rest import Throttle
+from connectors.trading import venue_client_order_id
+
+pytestmark = pytest.mark.integration
+
+D = Decimal
+CREDENTIALS = CoinbaseCredentials(KEY_NAME, EC_PRIVATE_PEM)
+
+
+def cid(name: str) -> str:
+    return venue_client_order_id(f"req-{name}", 0, "uuid36")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCoinbase]:
+    async with FakeCoinbase() as server:
+        yield server
+
+
+def connect(fake: FakeCoinbase, **options: Any) -> CoinbaseTrading:
+    options.setdefault("request_timeout_s", 2.0)
+    options.setdefault("credentials", CREDENTIALS)
+    options.setdefault("symbols", ("BTC-USD",))
+    return CoinbaseTrading(rest_url=fake.rest_url, **options)
+
+
+class VirtualThrottle(Throttle):
+    """The client's throttle on a VirtualClock, telling the clock what it lets through."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__("coinbase", clock=clock, sleep=clock.sleep)
+        self.virtual = clock
+
+    async def acquire(self, name: str | None = None, cost: float = 1.0, *, max_wait_s: float) -> None:
+        await super().acquire(name, cost, max_wait_s=max_wait_s)
+        self.virtual.sent()
+
+
+def other_ec_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def assert_clean(
+    error: BaseException, fake: FakeCoinbase, credentials: CoinbaseCredentials = CREDENTIALS
+) -> None:
+    """No key name, key material or JWT in the error's text, nor in anything chained to it."""
+    current: BaseException | None = error
+    while current is not None:
+        text = f"{current} {current!r} {''.join(traceback.format_exception(current))}"
+        assert not any(secret in text for secret in credentials.values())
+        assert not any(token in text or token.split(".")[2] in text for token in fake.tokens)
+        current = current.__cause__ or current.__context__
+
+
+# --- signing, clock and the order body -----------------------------------------------------------
+
+
+async def test_an_order_carries_a_jwt_the_fake_verifies_and_the_documented_ioc_body(
+    fake: FakeCoinbase,
+) -> None:
+    order_id = cid("body")
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        report = await coinbase.place_order("BTC-USD", "buy", D("0.5"), D("64001"), order_id)
+    [placed] = fake.requests_to("POST", "orders")
+    assert orjson.loads(placed.body) == {
+        "client_order_id": order_id,
+        "product_id": "BTC-USD",
+        "side": "BUY",
+        "order_configuration": {"sor_limit_ioc": {"base_size": "0.5", "limit_price": "64001"}},
+    }
+    assert len(order_id) == 36 and fake.auth_failures == []
+    assert placed.headers["Authorization"].startswith("Bearer ")
+    assert (report.status, report.is_open, report.client_order_id) == ("FILLED", False, order_id)
+    assert (report.executed_qty, report.cumulative_quote_qty) == (D("0.5"), D("32000.25"))
+    assert fake.executions == {order_id: 1}
+
+
+async def test_a_wrong_key_is_refused_with_401_and_nothing_is_placed(fake: FakeCoinbase) -> None:
+    wrong = CoinbaseCredentials(KEY_NAME, other_ec_pem())
+    async with asyncio.timeout(10):
+        coinbase = connect(fake, credentials=wrong, symbols=())
+        async with coinbase:
+            with pytest.raises(VenueRejected) as caught:
+                await coinbase.place_order("BTC-USD", "buy", D("0.5"), D("64001"), cid("wrong"))
+    assert (caught.value.status, caught.value.code) == (401, "UNAUTHORIZED")
+    assert not isinstance(caught.value, ClockRejected)
+    assert fake.auth_failures == ["bad signature"] and fake.executions == {}
+    assert_clean(caught.value, fake, wrong)
+
+
+async def test_an_ed25519_key_signs_what_the_fake_verifies() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    credentials = CoinbaseCredentials(KEY_NAME, pem)
+    async with (
+        asyncio.timeout(10),
+        FakeCoinbase(public_key=key.public_key()) as fake,
+        connect(fake, credentials=credentials) as coinbase,
+    ):
+        report = await coinbase.place_order("BTC-USD", "sell", D("0.2"), D("63999"), cid("ed"))
+    assert report.status == "FILLED" and fake.auth_failures == []
+
+
+async def test_a_skewed_venue_clock_is_measured_at_start_so_tokens_are_valid(fake: FakeCoinbase) -> None:
+    fake.skew_s = 600.0  # our local nbf/exp would be ten minutes stale
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("skew"))
+    assert fake.auth_failures == [] and fake.executions == {cid("skew"): 1}
+
+
+async def test_a_clock_jump_is_resynced_on_401_and_the_refused_order_placed_exactly_once(
+    fake: FakeCoinbase,
+) -> None:
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        fake.skew_s = -600.0  # the venue's clock jumps back: our nbf is in its future
+        report = await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("jump"))
+    assert report.status == "FILLED"
+    assert len(fake.auth_failures) == 1 and fake.auth_failures[0].startswith("outside nbf..exp")
+    assert len(fake.requests_to("POST", "orders")) == 2 and fake.executions == {cid("jump"): 1}
+
+
+# --- the REST surface ------------------------------------------------------------------------------
+
+
+async def test_fills_carry_price_quantity_and_the_fee_in_the_quote_currency(fake: FakeCoinbase) -> None:
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        report = await coinbase.place_order("BTC-USD", "buy", D("1"), D("64010"), cid("fills"))
+        fills = await coinbase.order_trades("BTC-USD", report)
+    assert [(f.price, f.quantity, f.fee, f.fee_asset) for f in fills] == [
+        (D("64000.5"), D("0.8"), D("307.2024"), "USD"),
+        (D("64010"), D("0.2"), D("76.812"), "USD"),
+    ]
+    assert report.average_price == D("64002.4") and all(f.trade_id and f.time_ms for f in fills)
+    assert fake.requests_to("GET", "orders/historical/fills")[0].query == [
+        ("order_ids", report.venue_order_id),
+        ("limit", "250"),
+    ]
+
+
+async def test_balances_are_read_across_every_page_and_the_fee_tier_gives_the_taker_fee(
+    fake: FakeCoinbase,
+) -> None:
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        balances = await coinbase.balances()
+        fee = await coinbase.taker_fee_bps("BTC-USD")
+    assert len(fake.requests_to("GET", "accounts")) == 3  # five accounts, two a page
+    assert set(balances) == {"USD", "BTC", "ETH", "USDC", "SOL"}
+    assert (balances["USD"].free, balances["USD"].locked, balances["BTC"].total) == (D(100000), D(250), D(2))
+    assert fee == D(60)
+
+
+async def test_symbol_rules_come_from_the_product_and_an_unlisted_one_is_refused(fake: FakeCoinbase) -> None:
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        rules = await coinbase.symbol_rules("BTC-USD")
+        with pytest.raises(OrderRuleViolation, match="does not list DOGE-USD"):
+            await coinbase.symbol_rules("DOGE-USD")
+    assert (rules.venue_symbol, rules.base_asset, rules.quote_asset, rules.tradable) == (
+        "BTC-USD",
+        "BTC",
+        "USD",
+        True,
+    )
+    assert (rules.tick_size, rules.step_size, rules.min_notional, rules.max_qty) == (
+        D("0.01"),
+        D("0.00000001"),
+        D(1),
+        D(3400),
+    )
+
+
+async def test_a_business_refusal_is_a_definite_reject_with_the_venues_reason(fake: FakeCoinbase) -> None:
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        with pytest.raises(VenueRejected) as caught:
+            await coinbase.place_order("BTC-USD", "buy", D("5"), D("64010"), cid("broke"))
+    assert (caught.value.code, caught.value.status) == ("INSUFFICIENT_FUND", 200)
+    assert fake.executions == {}
+
+
+async def test_a_repeated_client_order_id_creates_nothing_and_returns_the_first_order(
+    fake: FakeCoinbase,
+) -> None:
+    # The documented Coinbase rule, shown on the fake; the client itself never sends an order twice.
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        first = await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("twice"))
+        again = await coinbase.place_order("BTC-USD", "buy", D("0.3"), D("64001"), cid("twice"))
+    assert again.venue_order_id == first.venue_order_id and again.executed_qty == D("0.1")
+    assert fake.executions == {cid("twice"): 1} and fake.replays == {cid("twice"): 1}
+
+
+async def test_a_query_by_client_id_lists_the_products_orders_and_never_uses_the_deprecated_param(
+    fake: FakeCoinbase,
+) -> None:
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        for name in ("a", "b", "c", "d"):
+            await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid(name))
+    fresh = connect(fake)  # a restarted process: it remembers no send and no order id
+    async with asyncio.timeout(10), fresh:
+        found = await fresh.query_order("BTC-USD", cid("a"))
+        with pytest.raises(OrderNotFound):
+            await fresh.query_order("BTC-USD", cid("never-sent"))
+    assert (found.client_order_id, found.status, found.executed_qty) == (cid("a"), "FILLED", D("0.1"))
+    listed = fake.requests_to("GET", "orders/historical/batch")
+    assert len(listed) == 2 + 2  # the oldest order is on the second page; "never sent" scans both
+    assert all(
+        ("product_ids", "BTC-USD") in seen.query and "start_date" in dict(seen.query) for seen in listed
+    )
+    assert not any(key == "client_order_id" for seen in fake.requests for key, _ in seen.query)
+    assert sum(fake.executions.values()) == 4
+
+
+async def test_an_order_found_open_is_listed_and_cancelled_once(fake: FakeCoinbase) -> None:
+    fake.inject("POST", "orders", "rest_open")
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        placed = await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("60000"), cid("open"))
+        listed = await coinbase.open_orders()
+        cancelled = await coinbase.cancel_order("BTC-USD", cid("open"))
+        with pytest.raises(OrderNotFound):
+            await coinbase.cancel_order("BTC-USD", cid("open"))
+    assert placed.is_open and [o.client_order_id for o in listed] == [cid("open")]
+    assert (cancelled.status, cancelled.is_open) == ("CANCELLED", False)
+    assert ("order_status", "OPEN") in fake.requests_to("GET", "orders/historical/batch")[0].query
