@@ -74,7 +74,15 @@ from connectors.errors import (
 )
 from connectors.rest import Throttle
 from connectors.symbols import validate_symbol
-from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, Side, SymbolRules, TradeFill
+from connectors.trading import (
+    AccountBalance,
+    ClientIdStyle,
+    OrderReport,
+    Side,
+    SymbolRules,
+    TradeFill,
+    TradingVenue,
+)
 from connectors.types import decimal_text
 
 log = structlog.get_logger(__name__)
@@ -84,6 +92,8 @@ SANDBOX_REST_URL: Final = "https://api-sandbox.coinbase.com"  # static mocked an
 PAGE_LIMIT: Final = "250"
 MAX_PAGES: Final = 50
 _REMEMBERED: Final = 10_000  # client ids whose send time / order id this process keeps
+# Orders are listed from this long before the send: Coinbase stamps `created_time` on its clock.
+LIST_MARGIN_MS: Final = 60_000
 _CANCEL_NOT_OPEN: Final = frozenset({"UNKNOWN_CANCEL_ORDER", "INVALID_CANCEL_REQUEST"})
 
 
@@ -104,7 +114,7 @@ class _Product:
 class CoinbaseTrading:
     """Trade spot on Coinbase Advanced Trade through its signed REST API; never re-send an order."""
 
-    venue: Final = VENUE
+    venue: str = VENUE
     client_id_style: ClientIdStyle = "uuid36"
 
     def __init__(
@@ -278,7 +288,7 @@ class CoinbaseTrading:
         start_ms = since_ms if since_ms is not None else known.sent_ms if known else None
         if start_ms is None:
             start_ms = self.rest.clock.now_ms() - int(self.query_lookback_s * 1000)
-        order = await self._find_listed(product.product_ids, client_order_id, start_ms - self.clock_margin_ms)
+        order = await self._find_listed(product.product_ids, client_order_id, start_ms - LIST_MARGIN_MS)
         if order is None:
             raise OrderNotFound(
                 "NOT_FOUND", f"no order {client_order_id} listed for {symbol} since {_iso(start_ms)}", 404,
@@ -389,3 +399,7 @@ class CoinbaseTrading:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _implements_the_seam(client: CoinbaseTrading) -> TradingVenue:
+    return client  # mypy proves CoinbaseTrading is a TradingVenue

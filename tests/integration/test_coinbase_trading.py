@@ -9,17 +9,20 @@ shared by the fake and the client's throttle, so no test sleeps to let time pass
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from fake_binance import VirtualClock
-from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase
+from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase, Fault
 
 from connectors.coinbase.signing import CoinbaseCredentials
 from connectors.coinbase.trading import CoinbaseTrading
@@ -27,10 +30,14 @@ from connectors.errors import (
     ClockRejected,
     OrderNotFound,
     OrderRuleViolation,
+    OutcomeUnknown,
+    RateLimited,
+    VenueBanned,
     VenueRejected,
 )
 from connectors.rest import Throttle
 from connectors.trading import venue_client_order_id
+from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -255,3 +262,182 @@ async def test_an_order_found_open_is_listed_and_cancelled_once(fake: FakeCoinba
     assert placed.is_open and [o.client_order_id for o in listed] == [cid("open")]
     assert (cancelled.status, cancelled.is_open) == ("CANCELLED", False)
     assert ("order_status", "OPEN") in fake.requests_to("GET", "orders/historical/batch")[0].query
+
+
+# --- unknown outcomes: settled by query, never by sending again -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "executed"),
+    [
+        ("accept_then_5xx", 1),
+        ("accept_then_drop", 1),
+        ("accept_then_hang", 1),
+        ("accept_then_unknown", 1),
+        ("fail_5xx", 0),
+        ("drop", 0),
+        ("unknown_failure", 0),
+        ("garbage", 0),
+    ],
+)
+async def test_an_ambiguous_answer_is_outcome_unknown_and_a_query_settles_it_without_resending(
+    fake: FakeCoinbase, fault: Fault, executed: int
+) -> None:
+    order_id = cid(fault)
+    fake.inject("POST", "orders", fault)
+    async with asyncio.timeout(10), connect(fake, request_timeout_s=0.5) as coinbase:
+        with pytest.raises(OutcomeUnknown) as caught:
+            await coinbase.place_order("BTC-USD", "buy", D("0.5"), D("64001"), order_id)
+        if executed:
+            report = await coinbase.query_order("BTC-USD", order_id)
+            assert (report.status, report.executed_qty, report.client_order_id) == (
+                "FILLED",
+                D("0.5"),
+                order_id,
+            )
+        else:
+            with pytest.raises(OrderNotFound):
+                await coinbase.query_order("BTC-USD", order_id)
+    assert len(fake.requests_to("POST", "orders")) == 1  # never sent again
+    assert fake.executions[order_id] == executed and fake.replays == {}
+    assert_clean(caught.value, fake)
+
+
+async def test_a_late_visible_order_is_not_found_within_the_window_then_found_once(
+    fake: FakeCoinbase,
+) -> None:
+    order_id = cid("late-visible")
+    fake.visibility_lag = 2  # the new order is missing from its first two queries
+    fake.inject("POST", "orders", "accept_then_5xx")
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        with pytest.raises(OutcomeUnknown):
+            await coinbase.place_order("BTC-USD", "buy", D("0.5"), D("64001"), order_id)
+        sent_at = fake.server_s()
+        for _ in range(2):
+            with pytest.raises(OrderNotFound):  # not final: the acceptance window is still open
+                await coinbase.query_order("BTC-USD", order_id)
+        assert (fake.server_s() - sent_at) * 1000 < coinbase.acceptance_window_ms
+        report = await coinbase.query_order("BTC-USD", order_id)
+    assert report.status == "FILLED" and fake.executions[order_id] == 1
+    assert len(fake.requests_to("POST", "orders")) == 1
+
+
+async def test_an_order_that_reaches_the_venue_within_its_jwt_life_executes_once_and_is_found(
+    fake: FakeCoinbase,
+) -> None:
+    order_id = cid("late-in-time")
+    fake.inject("POST", "orders", "accept_late")
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        with pytest.raises(OutcomeUnknown):
+            await coinbase.place_order("BTC-USD", "buy", D("0.5"), D("64001"), order_id)
+        with pytest.raises(OrderNotFound):  # before the window ends "not found" proves nothing ...
+            await coinbase.query_order("BTC-USD", order_id)
+        fake.process_late()  # ... the order still arrives within its token's 120 s
+        report = await coinbase.query_order("BTC-USD", order_id)
+    assert report.status == "FILLED" and fake.executions[order_id] == 1
+
+
+async def test_after_the_jwt_life_a_late_order_can_no_longer_execute_so_not_found_is_final(
+    fake: FakeCoinbase,
+) -> None:
+    order_id = cid("late-expired")
+    fake.inject("POST", "orders", "accept_late")
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        assert coinbase.acceptance_window_ms == 121_000  # the JWT's 120 s plus the clock margin
+        with pytest.raises(OutcomeUnknown):
+            await coinbase.place_order("BTC-USD", "buy", D("0.5"), D("64001"), order_id)
+        fake.skew_s += coinbase.acceptance_window_ms / 1000  # the window passes
+        fake.process_late()
+        with pytest.raises(OrderNotFound):
+            await coinbase.query_order("BTC-USD", order_id)
+    assert fake.expired_late == [order_id] and fake.executions[order_id] == 0
+    assert len(fake.requests_to("POST", "orders")) == 1
+
+
+# --- rate limits -----------------------------------------------------------------------------------
+
+
+async def test_the_venues_remaining_count_paces_requests_without_a_429() -> None:
+    clock = VirtualClock()
+    async with asyncio.timeout(20), FakeCoinbase(clock=clock, requests_per_s=4) as fake:
+        coinbase = connect(fake, throttle=VirtualThrottle(clock))
+        async with coinbase:
+            started = clock()
+            for _ in range(6):
+                await coinbase.balances()  # three pages each: 18 requests at 4 a second
+    assert fake.statuses[429] == 0 and fake.violations == []
+    assert clock() - started >= 3
+
+
+async def test_no_request_is_sent_before_retry_after_and_an_order_is_refused_unsent() -> None:
+    clock = VirtualClock()
+    async with asyncio.timeout(20), FakeCoinbase(clock=clock, retry_after_s=7) as fake:
+        coinbase = connect(fake, throttle=VirtualThrottle(clock))
+        async with coinbase:
+            fake.inject("GET", "accounts", "429")
+            with pytest.raises(RateLimited) as caught:
+                await coinbase.balances()
+            limited_at = clock()
+            with pytest.raises(RateLimited, match="not sent"):  # an order never waits 7 s for its turn
+                await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("limited"))
+            await coinbase.balances()
+    assert caught.value.retry_after_s == 7
+    later = [seen.time for seen in fake.requests if seen.time > limited_at]
+    assert later and min(later) >= limited_at + 7
+    assert fake.violations == [] and fake.executions == {}
+
+
+async def test_during_a_ban_nothing_leaves_the_process(fake: FakeCoinbase) -> None:
+    # Coinbase documents no ban signal; a ban set on the throttle still stops every request.
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        sent = len(fake.requests)
+        coinbase.rest.throttle.ban(600, reason="operator")
+        with pytest.raises(VenueBanned, match="not sent"):
+            await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("banned"))
+        with pytest.raises(VenueBanned):
+            await coinbase.query_order("BTC-USD", cid("banned"))
+        assert len(fake.requests) == sent
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("debug", stream)
+    root.setLevel(logging.DEBUG)
+    yield stream
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+async def test_canary_credentials_appear_in_no_log_exception_or_repr(
+    fake: FakeCoinbase, captured_logs: io.StringIO
+) -> None:
+    texts: list[str] = []
+    wrong = CoinbaseCredentials(KEY_NAME, other_ec_pem())
+    async with asyncio.timeout(20), connect(fake, request_timeout_s=0.5) as coinbase:
+        await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("canary-ok"))
+        for fault in ("accept_then_5xx", "accept_then_drop", "garbage", "unknown_failure"):
+            fake.inject("POST", "orders", fault)
+            try:
+                await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid(f"canary-{fault}"))
+            except OutcomeUnknown as exc:
+                texts.append("".join(traceback.format_exception(exc)))
+        fake.skew_s = -600.0  # a 401, a resync, a resend
+        await coinbase.balances()
+        texts += [repr(coinbase), str(coinbase), repr(coinbase.rest), repr(CREDENTIALS)]
+    async with asyncio.timeout(10), connect(fake, credentials=wrong, symbols=()) as bad:
+        try:
+            await bad.balances()
+        except VenueRejected as exc:
+            texts.append("".join(traceback.format_exception(exc)))
+    exposed = captured_logs.getvalue() + "\n".join(texts)
+    assert fake.tokens and fake.auth_failures and "coinbase" in exposed
+    secrets = [*CREDENTIALS.values(), *wrong.values(), *fake.tokens, *(t.split(".")[2] for t in fake.tokens)]
+    assert [s[:12] for s in secrets if s in exposed] == []
