@@ -18,7 +18,9 @@ every page) from shortly before the send and matches `client_order_id` itself;
 once an order id is known it reads `GET /orders/historical/{order_id}`. The
 `client_order_id` query parameter of get-order is marked Deprecated and is not
 used. After a restart the send time is unknown to this process: the caller may
-pass `since_ms` (the ledger's intent time), else the last `query_lookback_s`.
+pass `since_ms` (the ledger's intent time); without it the product's whole
+history is listed (or the last `query_lookback_s` when configured). A listing
+longer than `MAX_PAGES` pages fails rather than answer "not found".
 
 **Acceptance window.** Coinbase has no recv-window or deadline parameter; what
 bounds a late acceptance is the JWT: every order request carries a token that
@@ -131,7 +133,7 @@ class CoinbaseTrading:
         clock_margin_ms: int = 1000,
         rules_ttl_s: float = 3600.0,
         fee_ttl_s: float = 3600.0,
-        query_lookback_s: float = 86_400.0,
+        query_lookback_s: float | None = None,
         throttle: Throttle | None = None,
         wall_ms: Callable[[], float] | None = None,
     ) -> None:
@@ -278,7 +280,7 @@ class CoinbaseTrading:
         """Return the order with this client id; raise OrderNotFound when Coinbase lists none.
 
         Lists the product's orders from shortly before the send (`since_ms`, else the
-        remembered send time, else `query_lookback_s` ago) and matches the id here.
+        remembered send time, else `query_lookback_s` ago, else all) and matches the id here.
         """
         await self._ready()
         known = self._sent.get(client_order_id)
@@ -286,23 +288,25 @@ class CoinbaseTrading:
             return await self._get_order(known.order_id, symbol)
         product = await self._product(symbol)
         start_ms = since_ms if since_ms is not None else known.sent_ms if known else None
-        if start_ms is None:
+        if start_ms is None and self.query_lookback_s is not None:
             start_ms = self.rest.clock.now_ms() - int(self.query_lookback_s * 1000)
-        order = await self._find_listed(product.product_ids, client_order_id, start_ms - LIST_MARGIN_MS)
+        since = None if start_ms is None else start_ms - LIST_MARGIN_MS
+        order = await self._find_listed(product.product_ids, client_order_id, since)
         if order is None:
+            window = "ever" if since is None else f"since {_iso(since)}"
             raise OrderNotFound(
-                "NOT_FOUND", f"no order {client_order_id} listed for {symbol} since {_iso(start_ms)}", 404,
-                venue=VENUE,
-            )  # fmt: skip
+                "NOT_FOUND", f"no order {client_order_id} listed for {symbol} {window}", 404, venue=VENUE
+            )
         report = parse_order(order, symbol)
-        entry = self._remember(client_order_id, known or _Sent(product.rules.venue_symbol, start_ms))
+        entry = self._remember(client_order_id, known or _Sent(product.rules.venue_symbol, since or 0))
         entry.order_id = report.venue_order_id
         return report
 
     async def _find_listed(
-        self, product_ids: tuple[str, ...], client_order_id: str, start_ms: int
+        self, product_ids: tuple[str, ...], client_order_id: str, start_ms: int | None
     ) -> Mapping[str, Any] | None:
-        base = query_pairs(product_ids=product_ids, start_date=_iso(start_ms), limit=PAGE_LIMIT)
+        start = None if start_ms is None else _iso(start_ms)
+        base = query_pairs(product_ids=product_ids, start_date=start, limit=PAGE_LIMIT)
         async for order in self._pages("/orders/historical/batch", base, "orders", "list orders"):
             if order.get("client_order_id") == client_order_id:
                 return order

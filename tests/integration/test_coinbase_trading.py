@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from fake_binance import VirtualClock
 from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase, Fault
 
+from connectors.coinbase import trading as trading_module
 from connectors.coinbase.signing import CoinbaseCredentials
 from connectors.coinbase.trading import CoinbaseTrading
 from connectors.errors import (
@@ -33,6 +34,7 @@ from connectors.errors import (
     OutcomeUnknown,
     RateLimited,
     VenueBanned,
+    VenueError,
     VenueRejected,
 )
 from connectors.rest import Throttle
@@ -236,19 +238,49 @@ async def test_a_query_by_client_id_lists_the_products_orders_and_never_uses_the
     async with asyncio.timeout(10), connect(fake) as coinbase:
         for name in ("a", "b", "c", "d"):
             await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid(name))
+    sent_ms = int(fake.server_s() * 1000) - 5000
     fresh = connect(fake)  # a restarted process: it remembers no send and no order id
     async with asyncio.timeout(10), fresh:
         found = await fresh.query_order("BTC-USD", cid("a"))
-        with pytest.raises(OrderNotFound):
+        with pytest.raises(OrderNotFound, match="listed for BTC-USD ever"):
             await fresh.query_order("BTC-USD", cid("never-sent"))
+        with pytest.raises(OrderNotFound, match="since"):
+            await fresh.query_order("BTC-USD", cid("never-sent-either"), since_ms=sent_ms)
     assert (found.client_order_id, found.status, found.executed_qty) == (cid("a"), "FILLED", D("0.1"))
     listed = fake.requests_to("GET", "orders/historical/batch")
-    assert len(listed) == 2 + 2  # the oldest order is on the second page; "never sent" scans both
-    assert all(
-        ("product_ids", "BTC-USD") in seen.query and "start_date" in dict(seen.query) for seen in listed
-    )
+    assert len(listed) == 3 * 2  # four orders, two a page: the oldest is on the second page
+    assert all(("product_ids", "BTC-USD") in seen.query for seen in listed)
+    assert ["start_date" in dict(seen.query) for seen in listed] == [False] * 4 + [True] * 2
     assert not any(key == "client_order_id" for seen in fake.requests for key, _ in seen.query)
     assert sum(fake.executions.values()) == 4
+
+
+async def test_a_listing_too_long_to_read_fails_instead_of_answering_not_found(
+    fake: FakeCoinbase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trading_module, "MAX_PAGES", 1)
+    async with asyncio.timeout(10), connect(fake) as coinbase:
+        for name in ("a", "b", "c"):
+            await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid(name))
+        fresh = connect(fake)
+        async with fresh:
+            with pytest.raises(VenueError, match="incomplete") as caught:
+                await fresh.query_order("BTC-USD", cid("never-sent"))
+    assert not isinstance(caught.value, OrderNotFound)
+
+
+async def test_the_clock_is_measured_again_after_the_sync_interval(fake: FakeCoinbase) -> None:
+    async with asyncio.timeout(10), connect(fake, clock_sync_interval_s=0.0, symbols=()) as coinbase:
+        await coinbase.taker_fee_bps("BTC-USD")
+        await coinbase.balances()
+    assert len(fake.requests_to("GET", "time")) == 1 + 1 + 3  # at start, then before each signed request
+
+
+def test_testnet_is_the_static_sandbox_and_production_the_default() -> None:
+    assert CoinbaseTrading(credentials=None, testnet=True).rest.session.base_url == (
+        "https://api-sandbox.coinbase.com"
+    )
+    assert CoinbaseTrading(credentials=None).rest.session.base_url == "https://api.coinbase.com"
 
 
 async def test_an_order_found_open_is_listed_and_cancelled_once(fake: FakeCoinbase) -> None:
