@@ -108,14 +108,20 @@ def _limit_config(value: Any) -> Mapping[str, Any]:
     return {}
 
 
-def parse_fills(data: Any, quote_asset: str) -> list[TradeFill]:
-    """Parse list-fills' `fills`; the commission is in the quote currency."""
+def parse_fills(data: Any, quote_asset: str, order_id: str | None = None) -> list[TradeFill]:
+    """Parse list-fills' `fills` (of `order_id` only, when given); the commission is in the quote currency.
+
+    The `order_ids` filter is checked here too: a server that ignored it would
+    otherwise hand another order's executions to this one.
+    """
     fills = _obj(data, "fills answer").get("fills")
     if not isinstance(fills, list):
         raise ParseError("coinbase fills answer must hold a 'fills' list")
     parsed = []
     for item in fills:
         fill = _obj(item, "fill")
+        if order_id is not None and fill.get("order_id") not in (None, order_id):
+            continue
         price = decimal_field(fill, "price", "fill")
         size = decimal_field(fill, "size", "fill")
         quantity = size / price if fill.get("size_in_quote") is True and price else size

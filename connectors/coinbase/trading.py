@@ -340,7 +340,7 @@ class CoinbaseTrading:
         base = query_pairs(order_ids=[report.venue_order_id], limit=PAGE_LIMIT)
         fills: list[TradeFill] = []
         async for page in self._raw_pages("/orders/historical/fills", base, "list fills"):
-            fills.extend(parse_fills(page, quote))
+            fills.extend(parse_fills(page, quote, report.venue_order_id))
         return tuple(fills)
 
     async def open_orders(self) -> list[OrderReport]:
@@ -353,8 +353,9 @@ class CoinbaseTrading:
         reports = []
         async for order in self._pages("/orders/historical/batch", base, "orders", "list open orders"):
             symbol = by_product.get(str(order.get("product_id")))
-            if symbol is not None:
-                reports.append(parse_order(order, symbol))
+            report = None if symbol is None else parse_order(order, symbol)
+            if report is not None and report.is_open:  # the filters are checked here too
+                reports.append(report)
         return reports
 
     async def balances(self) -> dict[str, AccountBalance]:

@@ -178,6 +178,7 @@ class FakeCoinbase:
         self.requests_per_s, self.retry_after_s = requests_per_s, retry_after_s
         self.taker_fee_rate, self.page_size = taker_fee_rate, page_size
         self.visibility_lag = 0
+        self.ignore_filters = False  # answer list-orders and list-fills as if their filters were unknown
         self.books: dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
         self.set_book("BTC-USD", [("64000", "1.5"), ("63990", "3")], [("64000.5", "0.8"), ("64010", "5")])
         self.set_book("ETH-USD", [("3000", "20")], [("3000.1", "20")])
@@ -413,7 +414,7 @@ class FakeCoinbase:
                                      query.get("start_date"), query.get("cursor"))  # fmt: skip
         if route == "orders/historical/fills":
             wanted = set(query.getall("order_ids", []))
-            fills = [f for o in self.orders if o.order_id in wanted for f in o.fills]
+            fills = [f for o in self.orders if o.order_id in wanted or self.ignore_filters for f in o.fills]
             return self._page(fills, "fills", query.get("cursor"))
         if route == "orders/historical/order":
             order = self._visible(path.removeprefix("orders/historical/"))
@@ -452,7 +453,11 @@ class FakeCoinbase:
         since = parse_iso_ms(start) if start else 0
         found = []
         for order in sorted(self.orders, key=lambda o: o.created_ms, reverse=True):
-            if (products and order.product_id not in products) or (statuses and order.status not in statuses):
+            if self.ignore_filters:
+                pass
+            elif (products and order.product_id not in products) or (
+                statuses and order.status not in statuses
+            ):
                 continue
             if order.created_ms < since or self._visible(order.order_id) is None:
                 continue

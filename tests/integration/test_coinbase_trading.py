@@ -182,6 +182,19 @@ async def test_fills_carry_price_quantity_and_the_fee_in_the_quote_currency(fake
     ]
 
 
+async def test_a_venue_that_ignores_the_filters_never_mixes_other_orders_in(fake: FakeCoinbase) -> None:
+    fake.ignore_filters = True
+    async with asyncio.timeout(10), connect(fake, symbols=("BTC-USD", "ETH-USD")) as coinbase:
+        await coinbase.place_order("ETH-USD", "buy", D("1"), D("3000.1"), cid("other"))
+        fake.inject("POST", "orders", "rest_open")
+        await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("60000"), cid("resting"))
+        report = await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("mine"))
+        fills = await coinbase.order_trades("BTC-USD", report)
+        listed = await coinbase.open_orders()
+    assert [(f.price, f.quantity) for f in fills] == [(D("64000.5"), D("0.1"))]
+    assert [o.client_order_id for o in listed] == [cid("resting")]
+
+
 async def test_balances_are_read_across_every_page_and_the_fee_tier_gives_the_taker_fee(
     fake: FakeCoinbase,
 ) -> None:
