@@ -45,7 +45,9 @@ from connectors.rest_metrics import (
 log = structlog.get_logger(__name__)
 
 Method = Literal["GET", "POST", "DELETE"]
-_TOLERANCE = 1e-9  # budget units: float drift must not turn a finished wait into an endless one
+# A wait this short is taken as none: float drift (a clock at 1.8e9 s cannot add 1e-7 s) must not
+# turn a finished wait into an endless loop, and 1 ms early is nothing against a 0.9 headroom.
+_NEGLIGIBLE_WAIT_S = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +276,7 @@ class Throttle:
         bucket.updated = now
         allowed = bucket.capacity * self.headroom
         # An empty bucket always admits one request, however costly: it could never fit otherwise.
-        excess = bucket.level + cost - allowed
-        if bucket.level == 0 or excess <= _TOLERANCE:
+        wait = (bucket.level + cost - allowed) / bucket.refill_per_s
+        if bucket.level == 0 or wait <= _NEGLIGIBLE_WAIT_S:
             return 0.0, "budget"
-        return excess / bucket.refill_per_s, "budget"
+        return wait, "budget"

@@ -47,6 +47,16 @@ async def test_a_budget_holds_requests_back_until_they_fit() -> None:
     assert time_.slept == [pytest.approx(2 / 3)]
 
 
+async def test_a_budget_wait_ends_on_a_clock_too_coarse_for_float_drift() -> None:
+    time_ = FakeTime()
+    time_.now = 1.8e9  # epoch seconds: float steps here are ~2e-7 s
+    throttle = _throttle(time_)
+    throttle.budget("rest", capacity=15, per_s=0.33)
+    for _ in range(20):
+        await throttle.acquire("rest", max_wait_s=10)
+    assert len(time_.slept) == 5 and all(wait == pytest.approx(1 / 0.33) for wait in time_.slept)
+
+
 async def test_a_wait_longer_than_allowed_is_refused_unsent() -> None:
     time_ = FakeTime()
     throttle = _throttle(time_)
