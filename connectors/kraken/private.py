@@ -1,10 +1,13 @@
 """The Kraken spot REST request path: signed, throttled to the documented budgets, every answer classified.
 
-One `KrakenRest` per API key. Every private request is form-encoded with a
-fresh nonce and signed (`connectors.kraken.signing`), and at most one is in
-flight at a time: Kraken refuses a nonce below the last one it accepted, and
-two concurrent requests can arrive in either order, so a later nonce
-overtaking an earlier one would get the earlier one refused. Nothing here is
+One `KrakenRest` per API key (two in one process would interleave their
+nonces). Every private request is form-encoded with a fresh nonce and signed
+(`connectors.kraken.signing`), and at most one is in flight at a time: Kraken
+refuses a nonce below the last one it accepted, and two concurrent requests
+can arrive in either order, so a later nonce overtaking an earlier one would
+get the earlier one refused. A request waits for its turn at most its
+`max_wait_s` (RateLimited, unsent, after that); an order's `deadline` is
+computed when it is signed, so time spent waiting never shortens it. Nothing here is
 ever sent twice: a refusal, a lost answer or a throttle is raised to the
 caller (`connectors.kraken.trading_errors`).
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, NoReturn
 from urllib.parse import urlencode
 
@@ -62,6 +66,12 @@ TIERS: Final = {
     "intermediate": Tier(20, 0.5, 125, 2.34),
     "pro": Tier(20, 1.0, 180, 3.75),
 }
+
+
+def rfc3339_ms(epoch_ms: int) -> str:
+    """Return an RFC 3339 UTC time with milliseconds (`2026-12-07T21:30:00.123Z`)."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class KrakenRest:
@@ -115,11 +125,13 @@ class KrakenRest:
         cost: float = 1.0,
         pair: str | None = None,
         may_execute: bool = False,
+        deadline_ms: int | None = None,
     ) -> Any:
         """POST a signed request to `/0/private/...` and return its `result`.
 
         With `pair` the request is an order action and costs `cost` on that pair's
-        trading counter; otherwise `cost` on the REST counter.
+        trading counter; otherwise `cost` on the REST counter. With `deadline_ms`
+        it carries `deadline` = the venue's time at signing + `deadline_ms`.
         """
         credentials = self._credentials
         if credentials is None:
@@ -129,15 +141,32 @@ class KrakenRest:
         else:
             await self._hold_for_pair(pair, action, max_wait_s)
             await self.throttle.acquire(self._pair_budget(pair), cost, max_wait_s=max_wait_s)
-        async with self._one_at_a_time:
+        await self._take_turn(action, max_wait_s)
+        try:
+            fields = dict(params)
+            if deadline_ms is not None:
+                fields["deadline"] = rfc3339_ms(self.clock.now_ms() + deadline_ms)
             nonce = str(self._nonces.next())
-            body = urlencode({"nonce": nonce, **params})
+            body = urlencode({"nonce": nonce, **fields})
             headers = _FORM | {"API-Key": credentials.api_key}
             headers["API-Sign"] = sign(credentials.api_secret, path, nonce, body)
             response = await self.session.request(
                 "POST", path, body=body.encode(), headers=headers, action=action, may_execute=may_execute
             )
+        finally:
+            self._one_at_a_time.release()
         return self._result(response, action=action, may_execute=may_execute, pair=pair)
+
+    async def _take_turn(self, action: str, max_wait_s: float) -> None:
+        """Wait until no other private request is in flight, at most `max_wait_s`; RateLimited after."""
+        try:
+            async with asyncio.timeout(max_wait_s):
+                await self._one_at_a_time.acquire()
+        except TimeoutError:
+            raise RateLimited(
+                f"kraken {action}: another private request was in flight for over {max_wait_s:g} s; not sent",
+                0.0,
+            ) from None
 
     def _pair_budget(self, pair: str) -> str:
         name = f"orders:{pair}"

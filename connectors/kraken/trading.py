@@ -32,13 +32,19 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 import structlog
 
-from connectors.errors import OrderNotFound, OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
+from connectors.errors import (
+    OrderNotFound,
+    OrderRuleViolation,
+    OutcomeUnknown,
+    ParseError,
+    VenueError,
+    VenueRejected,
+)
 from connectors.kraken.payloads import (
     KrakenPair,
     fee_asset,
@@ -50,8 +56,9 @@ from connectors.kraken.payloads import (
     parse_trades,
     trade_ids,
 )
-from connectors.kraken.private import KrakenRest, Tier, measure_clock
+from connectors.kraken.private import KrakenRest, Tier, measure_clock, rfc3339_ms
 from connectors.kraken.signing import KrakenCredentials, NonceSource
+from connectors.kraken.trading_errors import DEADLINE_ELAPSED
 from connectors.rest import RestSession, Throttle, VenueClock
 from connectors.symbols import validate_symbol
 from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, Side, SymbolRules, TradeFill
@@ -118,6 +125,7 @@ class KrakenTrading:
         self._pairs: dict[str, KrakenPair] = {}
         self._pairs_loaded_at = -float("inf")
         self._clock_synced_at = -float("inf")
+        self._resync_reason: str | None = None
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -150,15 +158,25 @@ class KrakenTrading:
         self._started = False
         await self.rest.session.close()
 
+    async def __aenter__(self) -> KrakenTrading:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def _ready(self) -> None:
         if not self._started:
             await self.start()
-        if time.monotonic() - self._clock_synced_at >= self.clock_sync_interval_s:
+        if self._resync_reason is not None:
+            await self._sync_clock(self._resync_reason)
+        elif time.monotonic() - self._clock_synced_at >= self.clock_sync_interval_s:
             await self._sync_clock("scheduled")
 
     async def _sync_clock(self, reason: str) -> None:
         await measure_clock(self.clock, self.rest, reason=reason, max_wait_s=self.max_wait_s)
         self._clock_synced_at = time.monotonic()
+        self._resync_reason = None
 
     async def _load_pairs(self) -> None:
         result = await self.rest.public(
@@ -202,17 +220,23 @@ class KrakenTrading:
             "timeinforce": "IOC",
             "oflags": "fciq",
             "cl_ord_id": client_order_id,
-            "deadline": rfc3339_ms(self.clock.now_ms() + int(self.deadline_s * 1000)),
         }
         sent = self.rest.throttle.clock()
-        result = await self.rest.private(
-            "/0/private/AddOrder",
-            params,
-            action="place order",
-            max_wait_s=self.order_max_wait_s,
-            pair=pair.altname,
-            may_execute=True,
-        )
+        try:
+            result = await self.rest.private(
+                "/0/private/AddOrder",
+                params,
+                action="place order",
+                max_wait_s=self.order_max_wait_s,
+                pair=pair.altname,
+                may_execute=True,
+                deadline_ms=int(self.deadline_s * 1000),
+            )
+        except VenueRejected as exc:
+            if exc.code == DEADLINE_ELAPSED:  # refused, not executed; our clock may have drifted
+                self._resync_reason = "rejected"
+                log.warning("kraken_deadline_elapsed", client_order_id=client_order_id)
+            raise
         txid = _first_txid(result)
         if txid is None:
             raise OutcomeUnknown(f"kraken accepted order {client_order_id} with an unreadable answer")
@@ -337,12 +361,6 @@ class KrakenTrading:
             max_wait_s=self.max_wait_s,
         )
         return parse_taker_fee_bps(result, pair)
-
-
-def rfc3339_ms(epoch_ms: int) -> str:
-    """Return an RFC 3339 UTC time with milliseconds (`2026-12-07T21:30:00.123Z`)."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _first_txid(result: object) -> str | None:

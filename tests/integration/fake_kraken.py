@@ -224,6 +224,7 @@ class FakeKraken:
         self.nonces: list[int] = []
         self.signatures: list[str] = []
         self.late_decided = asyncio.Event()
+        self.order_executed = asyncio.Event()
         self._last_nonce = 0
         self._rest = (0.0, self.clock())  # (counter level, updated at)
         self._order_counters: dict[str, tuple[float, float]] = {}
@@ -445,6 +446,7 @@ class FakeKraken:
         self._match(order)
         self.orders.append(order)
         self.executions[cl_ord_id] += 1
+        self.order_executed.set()
         return {
             "txid": [order.txid],
             "descr": {"order": f"{side} {volume} {PAIRS[pair]['altname']} @ limit {price}"},

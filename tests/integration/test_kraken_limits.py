@@ -225,3 +225,18 @@ async def test_canary_credentials_never_appear_in_logs_errors_reprs_or_metrics(
     assert "EAPI:Invalid signature" in text and "kraken_order_acknowledged" in text  # the paths ran
     assert CANARY_KEY not in text and CANARY_SECRET not in text and "Canary-wrong" not in text
     assert not any(signature in text for signature in fake.signatures if signature)
+
+
+async def test_private_requests_go_one_at_a_time_and_an_order_never_waits_long_behind_a_hung_one(
+    fake: FakeKraken, clock: VirtualClock
+) -> None:
+    fake.inject("AddOrder", "accept_then_hang")
+    kraken = connect(fake, clock, "kraken-turns", request_timeout_s=1.0, order_max_wait_s=0.2)
+    async with asyncio.timeout(10), kraken:
+        hung = asyncio.create_task(kraken.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("hung")))
+        await fake.order_executed.wait()  # the engine has it; its answer never comes
+        with pytest.raises(RateLimited, match="in flight"):
+            await kraken.place_order("BTC-USDT", "buy", D("0.01"), D("64002"), cid("queued"))
+        with pytest.raises(OutcomeUnknown):
+            await hung
+    assert fake.executions == {cid("hung"): 1} and len(fake.requests_to("AddOrder")) == 1

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fake_kraken import API_KEY, API_SECRET, FakeKraken, Fault, VirtualClock, VirtualThrottle
+from prometheus_client import REGISTRY
 
 from connectors.errors import (
     ClockRejected,
@@ -375,3 +376,22 @@ def test_client_ids_are_the_seams_uuids() -> None:
 
 def setup_module() -> None:
     init_rest_metrics("kraken")
+
+
+async def test_a_clock_jump_is_refused_as_deadline_elapsed_and_the_next_order_measures_again(
+    fake: FakeKraken, clock: VirtualClock
+) -> None:
+    before = REGISTRY.get_sample_value(
+        "smartroute_clock_syncs_total", {"venue": "kraken", "reason": "rejected"}
+    )
+    async with asyncio.timeout(10), connect(fake, clock) as kraken:
+        fake.skew_ms = 30_000  # the venue's clock jumps ahead after we measured it
+        with pytest.raises(VenueRejected) as caught:
+            await kraken.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("jumped"))
+        report = await kraken.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("resynced"))
+    after = REGISTRY.get_sample_value(
+        "smartroute_clock_syncs_total", {"venue": "kraken", "reason": "rejected"}
+    )
+    assert caught.value.code == "EService:Deadline elapsed"
+    assert report.status == "closed" and fake.executions == {cid("resynced"): 1}
+    assert (after or 0) == (before or 0) + 1
