@@ -224,3 +224,64 @@ def parse_taker_fee_bps(result: object, pair: KrakenPair) -> Decimal | None:
         return None
     fee = _field(_mapping(entry, "TradeVolume fee"), "fee", "TradeVolume fee")
     return number(fee, f"TradeVolume {pair.key} fee") * _BPS_PER_PERCENT
+
+
+def first_txid(result: object) -> str | None:
+    """Return the order id of an AddOrder result (`{"txid": ["O…"], "descr": …}`), or None."""
+    txids = result.get("txid") if isinstance(result, dict) else None
+    if isinstance(txids, list) and txids and isinstance(txids[0], str) and txids[0]:
+        return txids[0]
+    return None
+
+
+def mapping_of(result: object, key: str) -> dict[str, Any]:
+    """Return `result[key]` (OpenOrders' `open`, ClosedOrders' `closed`); raise ParseError if absent."""
+    found = result.get(key) if isinstance(result, dict) else None
+    if not isinstance(found, dict):
+        raise ParseError(f"kraken: the answer has no {key!r} object")
+    return found
+
+
+def pair_of(info: object) -> str:
+    """Return the pair (altname) an order-info object names in its `descr`, or ""."""
+    descr = info.get("descr") if isinstance(info, dict) else None
+    return str(descr.get("pair", "")) if isinstance(descr, dict) else ""
+
+
+def latest_with_client_id(
+    result: object, key: str, client_order_id: str, pair: KrakenPair, txid: str | None
+) -> tuple[str, dict[str, Any]] | None:
+    """Return the most recently opened (txid, info) in `result[key]` with this client id on this pair.
+
+    Kraken filtered by `cl_ord_id` already; checking again keeps a stray answer from
+    settling another order. With `txid`, only that order counts.
+    """
+    matches = [
+        (found_txid, info)
+        for found_txid, info in mapping_of(result, key).items()
+        if isinstance(info, dict)
+        and info.get("cl_ord_id") == client_order_id
+        and txid in (None, found_txid)
+        and pair_of(info) in (pair.altname, pair.key)
+    ]
+    if not matches:
+        return None
+    return max(matches, key=lambda item: _opened(item[1]))
+
+
+def _opened(info: dict[str, Any]) -> Decimal:
+    try:
+        return number(info.get("opentm", 0), "opentm")
+    except ParseError:
+        return Decimal(0)
+
+
+def whole_order_fill(info: object, report: OrderReport, asset: str) -> tuple[TradeFill, ...]:
+    """Return an order's totals as one fill, with its exact total fee, for when its trades are not listed."""
+    if report.executed_qty <= 0 or report.average_price is None:
+        return ()
+    fee = number(_mapping(info, "order").get("fee", "0"), f"order {report.venue_order_id} fee")
+    fill = TradeFill(
+        report.venue_order_id, report.average_price, report.executed_qty, fee, asset, report.time_ms
+    )
+    return (fill,)

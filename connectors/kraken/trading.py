@@ -33,7 +33,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 import structlog
 
@@ -48,13 +48,17 @@ from connectors.errors import (
 from connectors.kraken.payloads import (
     KrakenPair,
     fee_asset,
-    number,
+    first_txid,
+    latest_with_client_id,
+    mapping_of,
+    pair_of,
     parse_asset_pairs,
     parse_balances,
     parse_order,
     parse_taker_fee_bps,
     parse_trades,
     trade_ids,
+    whole_order_fill,
 )
 from connectors.kraken.private import KrakenRest, Tier, measure_clock, rfc3339_ms
 from connectors.kraken.signing import KrakenCredentials, NonceSource
@@ -237,7 +241,7 @@ class KrakenTrading:
                 self._resync_reason = "rejected"
                 log.warning("kraken_deadline_elapsed", client_order_id=client_order_id)
             raise
-        txid = _first_txid(result)
+        txid = first_txid(result)
         if txid is None:
             raise OutcomeUnknown(f"kraken accepted order {client_order_id} with an unreadable answer")
         log.info("kraken_order_acknowledged", client_order_id=client_order_id, txid=txid)
@@ -280,10 +284,9 @@ class KrakenTrading:
                 max_wait_s=self.max_wait_s,
                 cost=cost,
             )
-            orders = _orders(result, key, client_order_id, pair, txid)
-            if orders:
-                found_txid, info = max(orders, key=lambda item: _opened(item[1]))
-                return parse_order(found_txid, info, pair.symbol)
+            found = latest_with_client_id(result, key, client_order_id, pair, txid)
+            if found is not None:
+                return parse_order(*found, pair.symbol)
         raise OrderNotFound("EOrder:Unknown order", f"no order {client_order_id}", 200, venue=VENUE)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport:
@@ -313,6 +316,7 @@ class KrakenTrading:
         if info is None:
             raise OrderNotFound("EOrder:Unknown order", f"no order {txid}", 200, venue=VENUE)
         asset = fee_asset(info, report.side, pair.rules)
+        fresh = parse_order(txid, info, pair.symbol)
         ids = trade_ids(info)
         fills: list[TradeFill] = []
         for start in range(0, len(ids), 20):  # QueryTrades takes at most 20 ids
@@ -325,7 +329,9 @@ class KrakenTrading:
                 cost=2.0,
             )
             fills.extend(parse_trades(trades, txid, asset))
-        return tuple(fills) if ids else _whole_order_fill(txid, info, report, asset)
+        if sum((f.quantity for f in fills), Decimal(0)) == fresh.executed_qty:
+            return tuple(fills)
+        return whole_order_fill(info, fresh, asset)  # trades not listed (yet): the order's exact totals
 
     async def open_orders(self) -> list[OrderReport]:
         """Return every open order of the account on the configured symbols."""
@@ -335,8 +341,8 @@ class KrakenTrading:
         )
         by_altname = {p.altname: p for s, p in self._pairs.items() if s in self.symbols}
         reports = []
-        for txid, info in _mapping_of(result, "open").items():
-            pair = by_altname.get(str(info.get("descr", {}).get("pair", "")))
+        for txid, info in mapping_of(result, "open").items():
+            pair = by_altname.get(pair_of(info))
             if pair is not None:
                 reports.append(parse_order(txid, info, pair.symbol))
         return reports
@@ -361,50 +367,6 @@ class KrakenTrading:
             max_wait_s=self.max_wait_s,
         )
         return parse_taker_fee_bps(result, pair)
-
-
-def _first_txid(result: object) -> str | None:
-    txids = result.get("txid") if isinstance(result, dict) else None
-    if isinstance(txids, list) and txids and isinstance(txids[0], str) and txids[0]:
-        return txids[0]
-    return None
-
-
-def _mapping_of(result: object, key: str) -> dict[str, Any]:
-    found = result.get(key) if isinstance(result, dict) else None
-    if not isinstance(found, dict):
-        raise ParseError(f"kraken: the answer has no {key!r} object")
-    return found
-
-
-def _orders(
-    result: object, key: str, client_order_id: str, pair: KrakenPair, txid: str | None
-) -> list[tuple[str, dict[str, Any]]]:
-    """Return the (txid, info) of `result[key]` that carry this client id on this pair (and txid)."""
-    matches = []
-    for found_txid, info in _mapping_of(result, key).items():
-        if not isinstance(info, dict) or info.get("cl_ord_id") != client_order_id:
-            continue  # Kraken filtered already; a stray answer must not settle another order
-        if txid is not None and found_txid != txid:
-            continue
-        if info.get("descr", {}).get("pair") in (pair.altname, pair.key):
-            matches.append((found_txid, info))
-    return matches
-
-
-def _opened(info: dict[str, Any]) -> Decimal:
-    try:
-        return Decimal(info.get("opentm", 0))
-    except ArithmeticError:
-        return Decimal(0)
-
-
-def _whole_order_fill(txid: str, info: Any, report: OrderReport, asset: str) -> tuple[TradeFill, ...]:
-    """Return the order's totals as one fill (exact fee) when Kraken lists no trade ids for it."""
-    if report.executed_qty <= 0 or report.average_price is None:
-        return ()
-    fee = number(info.get("fee", "0"), f"order {txid} fee")
-    return (TradeFill(txid, report.average_price, report.executed_qty, fee, asset, report.time_ms),)
 
 
 __all__ = ["NO_SANDBOX", "PRODUCTION_REST_URL", "KrakenCredentials", "KrakenTrading", "rfc3339_ms"]

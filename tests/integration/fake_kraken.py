@@ -223,6 +223,7 @@ class FakeKraken:
         self.violations: list[str] = []
         self.nonces: list[int] = []
         self.signatures: list[str] = []
+        self.list_trades = True  # False: order queries list no trade ids yet (Kraken's trade lag)
         self.late_decided = asyncio.Event()
         self.order_executed = asyncio.Event()
         self._last_nonce = 0
@@ -560,7 +561,7 @@ class FakeKraken:
 
     def _listed(self, params: dict[str, str], statuses: tuple[str, ...]) -> dict[str, Any]:
         wanted = params.get("cl_ord_id")
-        trades = params.get("trades") == "true"
+        trades = params.get("trades") == "true" and self.list_trades
         return {
             o.txid: o.info(with_trades=trades)
             for o in reversed(self.orders)
@@ -576,7 +577,7 @@ class FakeKraken:
 
     def _query_orders(self, params: dict[str, str]) -> dict[str, Any]:
         wanted = params.get("txid", "").split(",")
-        trades = params.get("trades") == "true"
+        trades = params.get("trades") == "true" and self.list_trades
         found = {
             o.txid: o.info(with_trades=trades) for o in self.orders if o.txid in wanted and self._visible(o)
         }

@@ -395,3 +395,15 @@ async def test_a_clock_jump_is_refused_as_deadline_elapsed_and_the_next_order_me
     assert caught.value.code == "EService:Deadline elapsed"
     assert report.status == "closed" and fake.executions == {cid("resynced"): 1}
     assert (after or 0) == (before or 0) + 1
+
+
+async def test_an_order_whose_trades_are_not_listed_yet_is_one_fill_with_its_exact_totals(
+    fake: FakeKraken, clock: VirtualClock
+) -> None:
+    async with asyncio.timeout(10), connect(fake, clock) as kraken:
+        report = await kraken.place_order("BTC-USD", "sell", D("2"), D("63990"), cid("unlisted"))
+        fake.list_trades = False
+        fills = await kraken.order_trades("BTC-USD", report)
+    assert [(f.trade_id, f.price, f.quantity, f.fee, f.fee_asset) for f in fills] == [
+        (report.venue_order_id, D("63997.5"), D(2), D("332.78700"), "USD")  # 249.6 + 83.187: 0.26 % a level
+    ]
