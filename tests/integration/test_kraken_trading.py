@@ -16,7 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from fake_kraken import API_KEY, API_SECRET, FakeKraken, Fault, VirtualClock, VirtualThrottle
+from fake_kraken import (
+    API_KEY,
+    API_SECRET,
+    FakeKraken,
+    Fault,
+    VirtualClock,
+    VirtualThrottle,
+    kraken_signature,
+)
 from prometheus_client import REGISTRY
 
 from connectors.errors import (
@@ -77,6 +85,14 @@ def test_the_client_implements_the_trading_seam_and_refuses_a_testnet() -> None:
 
 
 # --- signing, nonces and the deadline ----------------------------------------------------------------
+
+
+def test_the_fake_verifies_signatures_as_the_docs_test_vector_computes_them() -> None:
+    # docs.kraken.com/api/docs/guides/spot-rest-auth; the client's check: tests/unit/test_kraken_signing.py
+    secret = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
+    body = "nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25"
+    expected = "4/dpxb3iT4tp/ZCVEwSnEsLxx0bqyhLpdfOpc6fn7OR8+UClSV5n9E6aSS8MPtnRfp32bAb0nmbRn6H8ndwLUQ=="
+    assert kraken_signature(secret, "/0/private/AddOrder", body, "1616492376594") == expected
 
 
 async def test_an_order_is_signed_ioc_with_our_client_id_fees_in_quote_and_a_deadline(
