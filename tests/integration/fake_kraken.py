@@ -45,7 +45,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -289,7 +289,7 @@ class FakeKraken:
         self.requests.append(Seen(self.clock(), method, dict(request.query), "", dict(request.headers)))
         if method == "Time":
             now = self.server_ms() // 1000
-            stamp = datetime.fromtimestamp(now).strftime("%a, %d %b %y %H:%M:%S +0000")
+            stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%a, %d %b %y %H:%M:%S +0000")
             return self._answer({"unixtime": now, "rfc1123": stamp})
         if method == "AssetPairs":
             return self._answer(PAIRS)

@@ -340,7 +340,7 @@ async def test_an_order_accepted_late_is_not_found_before_the_window_and_found_a
 async def test_an_order_reaching_the_engine_after_its_deadline_never_executes(
     fake: FakeKraken, clock: VirtualClock
 ) -> None:
-    fake.late_s = 1.2
+    fake.late_s = 1.6  # longer than the acceptance window: deadline 0.5 s + 1 s clock resolution
     fake.inject("AddOrder", "accept_late")
     async with asyncio.timeout(10):
         kraken = connect(fake, clock, deadline_s=0.5)
