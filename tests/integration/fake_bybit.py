@@ -91,7 +91,8 @@ class VirtualClock:
         return self.now * 1000
 
     async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
+        # At least a microsecond: a wait below the float resolution of `now` would never end.
+        self.now += max(1e-6, seconds)
         await asyncio.sleep(0)
 
 
