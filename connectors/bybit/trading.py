@@ -20,7 +20,8 @@ query: found → its report; still absent once the venue's clock has passed the
 signed timestamp + recv window + `settle_margin_ms` (no copy can be accepted
 any more) → sent once more with a fresh timestamp (Bybit refuses a reused
 orderLinkId, a second guard); neither within the queries → OutcomeUnknown, for
-the executor to settle.
+the executor to settle. `settle_order` is that protocol on its own, for any
+order of unknown fate.
 
 Fills: `GET /v5/execution/list?orderLinkId=` (`execFee`, `feeCurrency`; spot
 fees are charged in the asset received). Balances:
@@ -51,7 +52,7 @@ from connectors.bybit.payloads import (
 )
 from connectors.bybit.signing import BybitCredentials, check_order_link_id
 from connectors.bybit.trading_errors import VENUE, AcknowledgedNotVisible, BybitClockRejected
-from connectors.bybit.transport import BybitRest
+from connectors.bybit.transport import BybitRest, rest_url_for
 from connectors.errors import OrderNotFound, OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
 from connectors.symbols import concatenated_map, join_symbol, split_concatenated, to_concatenated
 from connectors.trading import (
@@ -67,23 +68,12 @@ from connectors.types import decimal_text
 
 log = structlog.get_logger(__name__)
 
-PRODUCTION_REST_URL: Final = "https://api.bybit.com"
-TESTNET_REST_URL: Final = "https://api-testnet.bybit.com"
-DEMO_REST_URL: Final = "https://api-demo.bybit.com"
-
 CREATE: Final = "/v5/order/create"
 CANCEL: Final = "/v5/order/cancel"
 REALTIME: Final = "/v5/order/realtime"
 HISTORY: Final = "/v5/order/history"
 EXECUTIONS: Final = "/v5/execution/list"
 MAX_PAGES: Final = 20  # of 50 open orders or 100 executions: far beyond what one IOC order makes
-
-
-def rest_url_for(*, testnet: bool, demo: bool) -> str:
-    """Return the REST host: production, testnet or demo trading."""
-    if testnet and demo:
-        raise ValueError("bybit: choose testnet or demo trading, not both")
-    return TESTNET_REST_URL if testnet else DEMO_REST_URL if demo else PRODUCTION_REST_URL
 
 
 class BybitTrading:
@@ -267,7 +257,25 @@ class BybitTrading:
         client_order_id = body["orderLinkId"]
         log.warning("order_clock_rejected", venue=VENUE, client_order_id=client_order_id)
         await self._rest.sync_clock(reason="rejected")
-        closes_ms = refused.signed_ms + self.recv_window_ms + self.settle_margin_ms  # venue clock
+        try:
+            return await self.settle_order(symbol, client_order_id, signed_ms=refused.signed_ms)
+        except OrderNotFound:
+            return await self._send_again(symbol, body)
+
+    async def settle_order(
+        self, symbol: str, client_order_id: str, *, signed_ms: int | None = None
+    ) -> OrderReport:
+        """Settle an order of unknown fate by query (EXCHANGES-TRADING.md §1.7); never send anything.
+
+        Query its orderLinkId (realtime, then history), pausing `settle_delays_s`
+        between queries, until it shows or no copy of it can still be accepted:
+        the venue clock past `signed_ms` (the timestamp it was signed with; by
+        default now, for an answer just lost) + recv window + `settle_margin_ms`.
+        Raise OrderNotFound only then, OutcomeUnknown if the queries cannot tell.
+        Not for an acknowledged order (`AcknowledgedNotVisible`): that one exists.
+        """
+        signed = self._rest.clock.now_ms() if signed_ms is None else signed_ms
+        closes_ms = signed + self.recv_window_ms + self.settle_margin_ms  # venue clock
         for delay in (*self.settle_delays_s, None):
             pause = delay
             try:
@@ -275,7 +283,8 @@ class BybitTrading:
             except OrderNotFound:
                 left_s = (closes_ms - self._rest.clock.now_ms()) / 1000
                 if left_s <= 0:
-                    return await self._send_again(symbol, body)
+                    log.warning("order_settled_absent", venue=VENUE, client_order_id=client_order_id)
+                    raise
                 pause = None if delay is None else min(delay, left_s)
             except (VenueError, ParseError) as exc:
                 log.warning("order_query_failed", client_order_id=client_order_id, error=str(exc))
@@ -283,8 +292,8 @@ class BybitTrading:
                 break
             await self._sleep(pause)
         raise OutcomeUnknown(
-            f"bybit refused order {client_order_id} as outside the recv window and could not yet show "
-            "that no copy can be accepted; settle it by query"
+            f"bybit order {client_order_id}: no final answer after {len(self.settle_delays_s) + 1} queries; "
+            "settle it by query"
         )
 
     async def _send_again(self, symbol: str, body: dict[str, str]) -> OrderReport:

@@ -45,6 +45,11 @@ log = structlog.get_logger(__name__)
 
 Method = Literal["GET", "POST"]
 
+# docs/v5/guide.mdx (production, testnet) and docs/v5/demo.mdx (demo trading).
+PRODUCTION_REST_URL: Final = "https://api.bybit.com"
+TESTNET_REST_URL: Final = "https://api-testnet.bybit.com"
+DEMO_REST_URL: Final = "https://api-demo.bybit.com"
+
 # docs/v5/rate-limit/rate-limit.mdx, spot column (per UID, per second).
 ENDPOINT_LIMITS: Final = {
     "/v5/order/create": 20,
@@ -58,6 +63,13 @@ ENDPOINT_LIMITS: Final = {
 IP_LIMIT: Final = (600, 5.0)  # requests per seconds, per IP
 TIME_PATH: Final = "/v5/market/time"
 _MAX_RESET_WAIT_MS: Final = 60_000  # a reset further away than this is not believed
+
+
+def rest_url_for(*, testnet: bool, demo: bool) -> str:
+    """Return the REST host: production, testnet or demo trading."""
+    if testnet and demo:
+        raise ValueError("bybit: choose testnet or demo trading, not both")
+    return TESTNET_REST_URL if testnet else DEMO_REST_URL if demo else PRODUCTION_REST_URL
 
 
 class BybitRest:

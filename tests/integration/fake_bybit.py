@@ -179,6 +179,7 @@ class FakeBybit:
         skew_ms: int = 0,
         taker_fee_rate: Decimal = Decimal("0.001"),
         late_s: float = 1.0,
+        visibility_lag_s: float = 0.0,
         ban_s: float = 600.0,
         reset_s: float = 2.0,
         duplicate_code: int = 170141,
@@ -187,6 +188,7 @@ class FakeBybit:
     ) -> None:
         self.api_key, self.api_secret, self.clock, self.skew_ms = api_key, api_secret, clock, skew_ms
         self.taker_fee_rate, self.late_s, self.ban_s, self.reset_s = taker_fee_rate, late_s, ban_s, reset_s
+        self.visibility_lag_s = visibility_lag_s  # every new order reaches the query endpoints this late
         self.duplicate_code, self.page_size, self.limits = duplicate_code, page_size, limits or dict(LIMITS)
         self.books: dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
         self.set_book(
@@ -409,7 +411,7 @@ class FakeBybit:
         if self.balances[quote if side == "Buy" else base] < (qty * price if side == "Buy" else qty):
             raise ApiError(170131, "Balance insufficient")
         now = self.clock()
-        late = self.late_s if fault == "late_visible" else 0.0
+        late = self.late_s if fault == "late_visible" else self.visibility_lag_s
         order = Order(
             str(1_000_000 + len(self.orders)), link_id, symbol, side, price, qty, self.server_ms(), now + late
         )

@@ -18,8 +18,9 @@ from fake_bybit import API_KEY, API_SECRET, FakeBybit, Fault, VirtualClock
 from prometheus_client import REGISTRY
 
 from connectors.bybit.signing import BybitCredentials
-from connectors.bybit.trading import DEMO_REST_URL, TESTNET_REST_URL, BybitTrading, rest_url_for
+from connectors.bybit.trading import BybitTrading
 from connectors.bybit.trading_errors import AcknowledgedNotVisible
+from connectors.bybit.transport import DEMO_REST_URL, TESTNET_REST_URL, rest_url_for
 from connectors.errors import (
     DuplicateOrder,
     OrderNotFound,
@@ -309,3 +310,34 @@ async def test_an_acknowledged_order_that_stays_invisible_is_unknown_never_absen
         report = await bybit.query_order("BTC-USDT", cid(12))
     assert isinstance(caught.value, OutcomeUnknown) and caught.value.venue_order_id == report.venue_order_id
     assert fake.executed == {cid(12): 1} and len(fake.requests_to(*CREATE)) == 1
+
+
+async def test_a_lost_answer_is_settled_by_query_when_the_order_shows_late(clock: VirtualClock) -> None:
+    async with (
+        asyncio.timeout(10),
+        FakeBybit(clock=clock, visibility_lag_s=3.0) as fake,
+        connect(fake, clock) as bybit,
+    ):
+        fake.inject(*CREATE, "accept_then_5xx")
+        with pytest.raises(OutcomeUnknown):
+            await bybit.place_order("BTC-USDT", "buy", D("0.1"), D("64001"), cid(13))
+        with pytest.raises(OrderNotFound):
+            await bybit.query_order("BTC-USDT", cid(13))  # not there yet: no proof of anything
+        report = await bybit.settle_order("BTC-USDT", cid(13))
+    assert (report.status, report.executed_qty) == ("Filled", D("0.1"))
+    assert fake.executed == {cid(13): 1} and len(fake.requests_to(*CREATE)) == 1
+
+
+async def test_not_found_is_final_only_once_the_recv_window_has_passed(
+    fake: FakeBybit, clock: VirtualClock
+) -> None:
+    fake.inject(*CREATE, "fail_5xx")
+    async with asyncio.timeout(10), connect(fake, clock) as bybit:
+        with pytest.raises(OutcomeUnknown):
+            await bybit.place_order("BTC-USDT", "buy", D("0.1"), D("64001"), cid(14))
+        settling = clock()
+        with pytest.raises(OrderNotFound):
+            await bybit.settle_order("BTC-USDT", cid(14))
+    assert clock() - settling >= (5000 + 1000) / 1000  # recv window + margin on the venue's clock
+    assert len(fake.requests_to("GET", "/v5/order/realtime")) > 2
+    assert fake.executed == {} and len(fake.requests_to(*CREATE)) == 1
