@@ -116,6 +116,30 @@ async def test_a_wrong_secret_is_refused_as_a_bad_signature_and_nothing_executes
     assert_clean(caught.value, "not-the-secret")
 
 
+async def test_an_unknown_api_key_is_refused_and_nothing_executes(
+    fake: FakeBybit, clock: VirtualClock
+) -> None:
+    async with (
+        asyncio.timeout(10),
+        connect(fake, clock, credentials=BybitCredentials("other-key", API_SECRET)) as bybit,
+    ):
+        with pytest.raises(VenueRejected) as caught:
+            await bybit.place_order("BTC-USDT", "buy", D("0.1"), D("64001"), cid(15))
+    assert caught.value.code == 10003 and fake.executed == {}
+
+
+async def test_the_configured_recv_window_is_sent_and_is_the_acceptance_window(
+    fake: FakeBybit, clock: VirtualClock
+) -> None:
+    async with asyncio.timeout(10), connect(fake, clock, recv_window_ms=1500) as bybit:
+        await bybit.place_order("BTC-USDT", "buy", D("0.1"), D("64001"), cid(16))
+        fake.skew_ms = 2_000  # our timestamps now arrive 2 s old: inside 5 s, outside 1.5 s
+        await bybit.balances()
+    assert bybit.acceptance_window_ms == 1500
+    assert {seen.headers["X-BAPI-RECV-WINDOW"] for seen in fake.requests if seen.headers} == {"1500"}
+    assert len(fake.requests_to("GET", "/v5/account/wallet-balance")) == 2  # refused once (10002), resynced
+
+
 def test_the_hosts_are_production_testnet_and_demo() -> None:
     assert rest_url_for(testnet=False, demo=False) == "https://api.bybit.com"
     assert rest_url_for(testnet=True, demo=False) == TESTNET_REST_URL == "https://api-testnet.bybit.com"
