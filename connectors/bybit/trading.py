@@ -256,7 +256,13 @@ class BybitTrading:
         """Settle an order refused with 10002 by query (§1.7); send it again only once it cannot exist."""
         client_order_id = body["orderLinkId"]
         log.warning("order_clock_rejected", venue=VENUE, client_order_id=client_order_id)
-        await self._rest.sync_clock(reason="rejected")
+        try:
+            await self._rest.sync_clock(reason="rejected")
+        except (VenueError, ParseError) as exc:
+            raise OutcomeUnknown(
+                f"bybit refused order {client_order_id} as outside the recv window and the clock could "
+                f"not be measured again ({type(exc).__name__}); settle it by query"
+            ) from None
         try:
             return await self.settle_order(symbol, client_order_id, signed_ms=refused.signed_ms)
         except OrderNotFound:

@@ -115,6 +115,17 @@ async def test_the_order_goes_again_once_its_window_closes_during_the_settlement
     assert report.status == "Filled" and fake.executed == {cid(3): 1}
 
 
+async def test_a_refused_order_whose_clock_cannot_be_measured_again_is_unknown_not_rejected(
+    fake: FakeBybit, clock: VirtualClock
+) -> None:
+    async with asyncio.timeout(10), connect(fake, clock) as bybit:
+        fake.skew_ms = 20_000
+        fake.inject("GET", "/v5/market/time", "fail_5xx")
+        with pytest.raises(OutcomeUnknown, match="settle it by query"):
+            await bybit.place_order("BTC-USDT", "buy", D("0.1"), D("64001"), cid(9))
+    assert len(fake.requests_to(*CREATE)) == 1 and fake.executed == {}
+
+
 async def test_a_read_refused_for_its_timestamp_is_sent_again_after_one_resync(
     fake: FakeBybit, clock: VirtualClock
 ) -> None:
