@@ -238,6 +238,8 @@ class OkxTrading:
 
     async def open_orders(self) -> list[OrderReport]:
         """Return every pending spot order of the account (on the configured symbols, if any)."""
+        if not self._started:
+            await self.start()
         reports: list[OrderReport] = []
         params = {"instType": "SPOT", "limit": str(PAGE)}
         while True:
@@ -245,8 +247,8 @@ class OkxTrading:
                 "GET", "/api/v5/trade/orders-pending", params, "pending", "open orders"
             )
             for item in data:
-                inst_id = item.get("instId") if isinstance(item, dict) else None
-                if isinstance(inst_id, str) and (not self.symbols or inst_id in self.symbols):
+                inst_id = str(item.get("instId")) if isinstance(item, dict) else ""
+                if inst_id in self._instruments and (not self.symbols or inst_id in self.symbols):
                     reports.append(parse_order(item, inst_id))
             if len(data) < PAGE:
                 return reports
@@ -290,6 +292,6 @@ class OkxTrading:
         data = await self.rest.request(
             "GET", "/api/v5/public/instruments", params, "instruments", "instruments"
         )
-        self._instruments = parse_instruments(data)
+        self._instruments, skipped = parse_instruments(data)
         self._instruments_at = time.monotonic()
-        log.info("okx_instruments_loaded", instruments=len(self._instruments))
+        log.info("okx_instruments_loaded", instruments=len(self._instruments), skipped=skipped[:20])

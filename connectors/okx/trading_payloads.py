@@ -148,33 +148,47 @@ def parse_taker_fee_bps(data: list[Any], group_id: str, quote: str) -> Decimal |
     return -_signed_decimal(rate, "okx trade-fee taker") * _BPS
 
 
-def parse_instruments(data: list[Any]) -> dict[str, Instrument]:
-    """Return the spot instruments by instId (the canonical symbol)."""
+def parse_instruments(data: list[Any]) -> tuple[dict[str, Instrument], list[str]]:
+    """Return the spot instruments by instId (the canonical symbol), and the ids of those skipped.
+
+    One listing that does not read as a BASE-QUOTE spot instrument is skipped, not fatal:
+    it must not stop trading on every other symbol.
+    """
     instruments: dict[str, Instrument] = {}
+    skipped: list[str] = []
     for item in data:
-        if not isinstance(item, dict):
-            raise ParseError(f"okx instrument: must be an object, got {item!r}")
-        inst_id = field(item, "instId", str, "okx instrument")
-        where = f"okx instrument {inst_id}"
-        base, quote = field(item, "baseCcy", str, where), field(item, "quoteCcy", str, where)
         try:
-            if split_symbol(inst_id) != (base, quote):
-                raise ParseError(f"{where}: baseCcy/quoteCcy {base}/{quote} do not spell the instId")
-        except ValueError as exc:
-            raise ParseError(f"{where}: not a BASE-QUOTE spot instrument") from exc
-        rules = SymbolRules(
-            venue_symbol=inst_id,
-            base_asset=base,
-            quote_asset=quote,
-            tradable=item.get("state") == "live",
-            tick_size=decimal_of(item.get("tickSz"), f"{where} tickSz"),
-            step_size=decimal_of(item.get("lotSz"), f"{where} lotSz"),
-            min_qty=decimal_of(item.get("minSz"), f"{where} minSz"),
-            max_qty=_optional_decimal(item.get("maxLmtSz"), f"{where} maxLmtSz") or _ZERO,
-        )
-        group = item.get("groupId")
-        instruments[inst_id] = Instrument(rules, group if isinstance(group, str) else "")
-    return instruments
+            inst_id, instrument = _instrument(item)
+        except ParseError:
+            skipped.append(str(item.get("instId")) if isinstance(item, dict) else repr(item)[:40])
+            continue
+        instruments[inst_id] = instrument
+    return instruments, skipped
+
+
+def _instrument(item: object) -> tuple[str, Instrument]:
+    if not isinstance(item, dict):
+        raise ParseError(f"okx instrument: must be an object, got {item!r}")
+    inst_id = field(item, "instId", str, "okx instrument")
+    where = f"okx instrument {inst_id}"
+    base, quote = field(item, "baseCcy", str, where), field(item, "quoteCcy", str, where)
+    try:
+        if split_symbol(inst_id) != (base, quote):
+            raise ParseError(f"{where}: baseCcy/quoteCcy {base}/{quote} do not spell the instId")
+    except ValueError as exc:
+        raise ParseError(f"{where}: not a BASE-QUOTE spot instrument") from exc
+    rules = SymbolRules(
+        venue_symbol=inst_id,
+        base_asset=base,
+        quote_asset=quote,
+        tradable=item.get("state") == "live",
+        tick_size=decimal_of(item.get("tickSz"), f"{where} tickSz"),
+        step_size=decimal_of(item.get("lotSz"), f"{where} lotSz"),
+        min_qty=decimal_of(item.get("minSz"), f"{where} minSz"),
+        max_qty=_optional_decimal(item.get("maxLmtSz"), f"{where} maxLmtSz") or _ZERO,
+    )
+    group = item.get("groupId")
+    return inst_id, Instrument(rules, group if isinstance(group, str) else "")
 
 
 def _side(value: object, where: str) -> Side:

@@ -14,7 +14,10 @@ from connectors.okx.signing import OkxCredentials, auth_headers, iso_timestamp, 
 # output; the two outputs below are derived pins (EXCHANGES-TRADING.md §2.3), not official vectors.
 DOC_SECRET = "22582BD0CFF14C41EDBF1AB98506286D"
 DOC_TIMESTAMP = "2020-12-08T09:08:57.715Z"
-DOC_ORDER_BODY = '{"instId":"BTC-USDT","tdMode":"cash","clOrdId":"b15","side":"buy","ordType":"limit","px":"2.15","sz":"2"}'
+DOC_ORDER_BODY = (
+    '{"instId":"BTC-USDT","tdMode":"cash","clOrdId":"b15",'
+    '"side":"buy","ordType":"limit","px":"2.15","sz":"2"}'
+)  # fmt: skip
 
 
 def test_a_get_signs_the_path_with_its_query_and_an_empty_body() -> None:
