@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import structlog
 from fake_binance import VirtualClock
-from fake_okx import FakeOkx, VirtualThrottle
+from fake_okx import FakeOkx, Fault, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
 
 from connectors.errors import OrderNotFound, OutcomeUnknown, RateLimited, VenueBanned, VenueError
@@ -142,6 +142,39 @@ async def test_an_order_whose_exp_time_passed_on_arrival_is_refused_and_resent_o
     [refused, accepted] = fake.requests_to("POST", "trade/order")
     assert int(accepted.headers["exptime"]) > int(refused.headers["exptime"]) + 4_000
     assert report.status == "filled" and fake.executions == {cid("exp-past"): 1}
+
+
+async def test_a_burst_of_twenty_orders_under_every_fault_executes_each_at_most_once_and_settles_all(
+    fake: FakeOkx,
+) -> None:
+    faults: list[Fault | None] = [
+        None, "accept_then_hang", "accept_then_5xx", "accept_then_drop", "accept_then_50004",
+        "accept_then_50001", "accept_then_50013", "accept_then_50026", "accept_late", "fail_50004",
+        "fail_5xx", "drop",
+    ]  # fmt: skip
+    fake.inject("POST", "trade/order", *[f for f in (faults * 2)[:20] if f is not None])
+    ids = [cid(f"burst-{i}") for i in range(20)]
+
+    async def leg(client_id: str) -> OrderReport | None:
+        sent_at = time.monotonic()
+        try:
+            return await okx.place_order("BTC-USDT", "buy", D("0.01"), D("64001"), client_id)
+        except OutcomeUnknown:
+            return await settle(okx, "BTC-USDT", client_id, sent_at)
+
+    options = {
+        "request_timeout_s": 0.5,
+        "backoff_s": 0.0,
+        "order_deadline_ms": 1000,
+        "visibility_margin_ms": 500,
+    }
+    async with asyncio.timeout(30), connect(fake, **options) as okx:
+        results = await asyncio.gather(*(leg(client_id) for client_id in ids))
+        await asyncio.wait_for(fake.late_done.wait(), 5)
+    assert len(fake.requests_to("POST", "trade/order")) == 20  # one send per leg, never a second
+    assert max(fake.executions.values()) == 1
+    settled = {r.client_order_id: r.executed_qty for r in results if r is not None}
+    assert settled == {o.cl_ord_id: o.filled for o in fake.orders}  # the venue's orders are the results
 
 
 # --- rate limits ----------------------------------------------------------------------------------
