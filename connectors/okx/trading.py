@@ -48,6 +48,7 @@ from connectors.okx.rest import OkxRest
 from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading_errors import VENUE
 from connectors.okx.trading_payloads import (
+    FillRow,
     Instrument,
     first,
     parse_balances,
@@ -236,6 +237,20 @@ class OkxTrading:
                 break
         return fills
 
+    async def fills_by_client_id(
+        self, symbol: str, client_order_id: str, since_ms: int
+    ) -> tuple[TradeFill, ...]:
+        """Return the executions of every order with this client id since `since_ms` (3 months at most).
+
+        For settling an order the query endpoint no longer shows: OKX keeps a cancelled
+        order without fills only 2 hours, while `fills-history` keeps executions 3 months.
+        No execution since the order's intent proves it executed nothing.
+        """
+        inst_id = (await self._instrument(symbol)).rules.venue_symbol
+        params = {"instType": "SPOT", "instId": inst_id, "begin": str(since_ms)}
+        rows = await self._fill_rows("/api/v5/trade/fills-history", "fills_history", params)
+        return _chronological(row.fill for row in rows if row.client_order_id == client_order_id)
+
     async def open_orders(self) -> list[OrderReport]:
         """Return every pending spot order of the account (on the configured symbols, if any)."""
         if not self._started:
@@ -265,15 +280,22 @@ class OkxTrading:
     async def _fills(
         self, path: str, budget: str, inst_id: str, venue_order_id: str
     ) -> tuple[TradeFill, ...]:
-        found: list[TradeFill] = []
-        params = {"instType": "SPOT", "instId": inst_id, "ordId": venue_order_id, "limit": str(PAGE)}
+        params = {"instType": "SPOT", "instId": inst_id, "ordId": venue_order_id}
+        rows = await self._fill_rows(path, budget, params)
+        if any(row.venue_order_id != venue_order_id for row in rows):
+            raise ParseError(f"okx fills of order {venue_order_id} list another order's execution")
+        return _chronological(row.fill for row in rows)
+
+    async def _fill_rows(self, path: str, budget: str, params: dict[str, str]) -> list[FillRow]:
+        rows: list[FillRow] = []
+        params = params | {"limit": str(PAGE)}
         while True:
             data = await self.rest.private("GET", path, params, budget, "order fills")
-            page = parse_fills(data, inst_id, venue_order_id)
-            found += [fill for _, fill in page]
+            page = parse_fills(data, params["instId"])
+            rows += page
             if len(page) < PAGE:
-                return tuple(sorted(found, key=lambda f: (f.time_ms or 0, f.trade_id)))
-            params = params | {"after": page[-1][0]}  # records earlier than this billId
+                return rows
+            params = params | {"after": page[-1].bill_id}  # records earlier than this billId
 
     async def _instrument(self, symbol: str) -> Instrument:
         if not self._started:
@@ -295,3 +317,7 @@ class OkxTrading:
         self._instruments, skipped = parse_instruments(data)
         self._instruments_at = time.monotonic()
         log.info("okx_instruments_loaded", instruments=len(self._instruments), skipped=skipped[:20])
+
+
+def _chronological(fills: Iterable[TradeFill]) -> tuple[TradeFill, ...]:
+    return tuple(sorted(fills, key=lambda f: (f.time_ms or 0, f.trade_id)))

@@ -87,15 +87,25 @@ def parse_order(item: object, inst_id: str) -> OrderReport:
     )
 
 
-def parse_fills(data: list[Any], inst_id: str, venue_order_id: str) -> list[tuple[str, TradeFill]]:
-    """Return (billId, fill) of each execution of one order, as listed (newest first)."""
-    fills = []
+@dataclass(frozen=True, slots=True)
+class FillRow:
+    """One row of a fills list: the execution, and the bill and orders it belongs to."""
+
+    bill_id: str
+    venue_order_id: str
+    client_order_id: str
+    fill: TradeFill
+
+
+def parse_fills(data: list[Any], inst_id: str) -> list[FillRow]:
+    """Return the executions listed on `inst_id`, as listed (newest first)."""
+    rows = []
     for item in data:
         if not isinstance(item, dict):
             raise ParseError(f"okx fill: must be an object, got {item!r}")
         where = f"okx fill {item.get('tradeId')!r}"
-        if item.get("instId") != inst_id or item.get("ordId") != venue_order_id:
-            raise ParseError(f"{where}: belongs to {item.get('instId')!r} order {item.get('ordId')!r}")
+        if item.get("instId") != inst_id:
+            raise ParseError(f"{where}: belongs to {item.get('instId')!r}, not {inst_id}")
         fee = _signed_decimal(item.get("fee"), f"{where} fee")
         fill = TradeFill(
             trade_id=field(item, "tradeId", str, where),
@@ -105,8 +115,16 @@ def parse_fills(data: list[Any], inst_id: str, venue_order_id: str) -> list[tupl
             fee_asset=field(item, "feeCcy", str, where).upper(),
             time_ms=_int(item.get("fillTime") or item.get("ts"), f"{where} fillTime"),
         )
-        fills.append((field(item, "billId", str, where), fill))
-    return fills
+        client_id = item.get("clOrdId")
+        rows.append(
+            FillRow(
+                bill_id=field(item, "billId", str, where),
+                venue_order_id=field(item, "ordId", str, where),
+                client_order_id=client_id if isinstance(client_id, str) else "",
+                fill=fill,
+            )
+        )
+    return rows
 
 
 def parse_balances(data: list[Any]) -> dict[str, AccountBalance]:

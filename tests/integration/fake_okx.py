@@ -273,6 +273,12 @@ class FakeOkx:
         """Make the next requests to `method path` (e.g. "POST", "trade/order") fail as `faults`, in order."""
         self.faults.setdefault((method, path), deque()).extend(faults)
 
+    def forget(self, cl_ord_id: str) -> None:
+        """Make the orders with this clOrdId unknown to the query endpoint (past OKX's retention)."""
+        for order in self.orders:
+            if order.cl_ord_id == cl_ord_id:
+                order.hidden_queries = 2**31
+
     def hide_new_orders(self, queries: int) -> None:
         """Make each order placed from now on invisible to its first `queries` queries."""
         self._hide_new = queries
@@ -575,6 +581,8 @@ class FakeOkx:
         if not recent and params.get("instType") != "SPOT":  # required on fills-history only
             raise ApiError(400, "50014", "Parameter instType can not be empty.")
         fills = [f for o in self.orders for f in o.fills if o.ord_id == params.get("ordId", o.ord_id)
+                 and o.inst_id == params.get("instId", o.inst_id)
+                 and int(f["ts"]) >= int(params.get("begin", "0"))
                  and not (recent and o.ord_id in self.archived)]  # fmt: skip
         fills.sort(key=lambda f: -int(f["billId"]))
         if "after" in params:

@@ -191,6 +191,27 @@ async def test_fills_older_than_three_days_are_read_from_the_history_endpoint(fa
     assert len(fake.requests_to("GET", "trade/fills-history")) == 1
 
 
+async def test_an_order_past_the_query_retention_is_settled_from_the_fills_history(fake: FakeOkx) -> None:
+    fake.set_book("ETH-USDT", [("3000", "20")], [("3000.1", "0.5"), ("3000.2", "0.25")])
+    async with asyncio.timeout(10), connect(fake) as okx:
+        since_ms = fake.server_ms() - 1
+        await okx.place_order("ETH-USDT", "buy", D("2"), D("3000.2"), cid("partial-old"))
+        await okx.place_order("ETH-USDT", "buy", D("1"), D("2999"), cid("unfilled-old"))
+        await okx.place_order("ETH-USDT", "buy", D("0.1"), D("3000.2"), cid("someone-else"))
+        fake.forget(cid("partial-old"))
+        fake.forget(cid("unfilled-old"))
+        with pytest.raises(OrderNotFound):
+            await okx.query_order("ETH-USDT", cid("partial-old"))
+        partial = await okx.fills_by_client_id("ETH-USDT", cid("partial-old"), since_ms)
+        unfilled = await okx.fills_by_client_id("ETH-USDT", cid("unfilled-old"), since_ms)
+        later = await okx.fills_by_client_id("ETH-USDT", cid("partial-old"), fake.server_ms() + 1000)
+    assert [(f.price, f.quantity, f.fee, f.fee_asset) for f in partial] == [
+        (D("3000.1"), D("0.5"), D("0.0005"), "ETH"),
+        (D("3000.2"), D("0.25"), D("0.00025"), "ETH"),
+    ]
+    assert unfilled == () and later == ()
+
+
 async def test_orders_are_queried_listed_and_cancelled_by_client_id(fake: FakeOkx) -> None:
     fake.set_book("ETH-USDT", [("3000", "20")], [("3000.1", "0.5")])
     async with asyncio.timeout(10), connect(fake) as okx:

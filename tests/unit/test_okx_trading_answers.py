@@ -169,14 +169,16 @@ def test_an_unfilled_order_has_no_average_price() -> None:
 def test_a_charged_fee_is_positive_and_a_rebate_negative_in_the_seams_terms() -> None:
     base = {"instId": "BTC-USDT", "ordId": "1", "billId": "9", "tradeId": "7", "fillPx": "64000",
             "fillSz": "0.5", "feeCcy": "btc", "fillTime": "1708587373361", "ts": "1708587373362"}  # fmt: skip
-    [(_, charged)] = parse_fills([base | {"fee": "-0.0005"}], "BTC-USDT", "1")
-    [(_, rebate)] = parse_fills([base | {"fee": "0.0001"}], "BTC-USDT", "1")
+    [charged_row] = parse_fills([base | {"fee": "-0.0005", "clOrdId": "abc"}], "BTC-USDT")
+    [rebate_row] = parse_fills([base | {"fee": "0.0001"}], "BTC-USDT")
+    charged, rebate = charged_row.fill, rebate_row.fill
     assert (charged.fee, charged.fee_asset, charged.quantity, charged.time_ms) == (
         D("0.0005"), "BTC", D("0.5"), 1708587373361,
     )  # fmt: skip
-    assert rebate.fee == D("-0.0001")
+    assert (charged_row.bill_id, charged_row.venue_order_id, charged_row.client_order_id) == ("9", "1", "abc")
+    assert rebate.fee == D("-0.0001") and rebate_row.client_order_id == ""
     with pytest.raises(ParseError, match="belongs to"):
-        parse_fills([base | {"fee": "-1", "ordId": "2"}], "BTC-USDT", "1")
+        parse_fills([base | {"fee": "-1", "instId": "ETH-USDT"}], "BTC-USDT")
 
 
 @pytest.mark.parametrize(
