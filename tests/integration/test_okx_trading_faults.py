@@ -81,7 +81,7 @@ async def test_an_order_accepted_late_within_its_exp_time_is_found_by_querying_n
     fake.late_s = 0.3  # the engine takes the order 300 ms after answering 50004
     client_id = cid("late-in-window")
     fake.inject("POST", "trade/order", "accept_late")
-    async with asyncio.timeout(10), connect(fake, order_deadline_ms=1000, visibility_margin_ms=500) as okx:
+    async with asyncio.timeout(10), connect(fake, order_deadline_ms=3000, visibility_margin_ms=500) as okx:
         sent_at = time.monotonic()
         with pytest.raises(OutcomeUnknown):
             await okx.place_order("BTC-USDT", "buy", D("0.5"), D("64001"), client_id)
@@ -165,7 +165,7 @@ async def test_a_burst_of_twenty_orders_under_every_fault_executes_each_at_most_
     options = {
         "request_timeout_s": 0.5,
         "backoff_s": 0.0,
-        "order_deadline_ms": 1000,
+        "order_deadline_ms": 3000,
         "visibility_margin_ms": 500,
     }
     async with asyncio.timeout(30), connect(fake, **options) as okx:
