@@ -11,6 +11,7 @@
      │    │    ├── DuplicateOrder        that client id is taken: the order exists, query it
      │    │    └── ClockRejected         our timestamp or nonce fell outside the venue's window
      │    ├── OutcomeUnknown         the request may or may not have executed: only a query can tell
+     │    │    └── OrderAcknowledged     the venue took the order, but its state could not be read yet
      │    ├── RateLimited            throttled (nothing executed): wait `retry_after_s` first
      │    ├── VenueBanned            banned until `until_s`: nothing is sent meanwhile
      │    └── OrderRuleViolation     the order breaks the symbol's rules; refused before sending
@@ -77,6 +78,18 @@ class ClockRejected(VenueRejected):
 
 class OutcomeUnknown(VenueError):
     """The request may or may not have been executed; only a query can tell."""
+
+
+class OrderAcknowledged(OutcomeUnknown):
+    """The venue acknowledged the order (`venue_order_id`) but no answer or query shows its state yet.
+
+    The order exists: "not found" must never be taken as final for it, however long it
+    stays invisible. It is settled by querying until it appears.
+    """
+
+    def __init__(self, message: str, venue_order_id: str) -> None:
+        super().__init__(message)
+        self.venue_order_id = venue_order_id
 
 
 class RateLimited(VenueError):

@@ -24,6 +24,7 @@ propagates and the leg stays "sent" in the ledger, to be settled by
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +32,14 @@ from decimal import Decimal
 
 import structlog
 
-from connectors.errors import DuplicateOrder, OrderNotFound, OutcomeUnknown, ParseError, VenueError
+from connectors.errors import (
+    DuplicateOrder,
+    OrderAcknowledged,
+    OrderNotFound,
+    OutcomeUnknown,
+    ParseError,
+    VenueError,
+)
 from connectors.rest_metrics import LIVE_ORDERS, ORDER_RECONCILIATIONS
 from connectors.trading import OrderReport, TradeFill, TradingVenue
 from connectors.types import decimal_text
@@ -116,6 +124,11 @@ class LiveExecutor:
             # Our own deterministic id is open on the venue: this leg was sent before. Settle it.
             LIVE_ORDERS.labels(leg.venue, "unknown").inc()
             return await self._settle(venue, leg, self._finality(venue))
+        except OrderAcknowledged as exc:
+            # The venue took it: it exists, so "not found" only means "not visible yet", never "not placed".
+            LIVE_ORDERS.labels(leg.venue, "unknown").inc()
+            log.warning("order_acknowledged_unseen", client_order_id=leg.client_order_id, error=str(exc))
+            return await self._settle(venue, leg, math.inf)
         except OutcomeUnknown as exc:
             LIVE_ORDERS.labels(leg.venue, "unknown").inc()
             log.warning("order_outcome_unknown", client_order_id=leg.client_order_id, error=str(exc))
@@ -157,7 +170,9 @@ class LiveExecutor:
                 report = await venue.query_order(leg.symbol, leg.client_order_id)
             except OrderNotFound:
                 remaining = not_before - self.monotonic()
-                if remaining <= 0:
+                if remaining == math.inf:  # acknowledged: keep querying on the usual schedule
+                    remaining = pause
+                elif remaining <= 0:
                     ORDER_RECONCILIATIONS.labels(leg.venue, "not_found").inc()
                     log.warning("order_not_found", client_order_id=leg.client_order_id)
                     return LegOutcome(

@@ -51,6 +51,7 @@ from typing import Final
 from connectors.errors import (
     ClockRejected,
     DuplicateOrder,
+    OrderAcknowledged,
     OrderNotFound,
     OutcomeUnknown,
     RateLimited,
@@ -84,16 +85,8 @@ class BybitClockRejected(ClockRejected):
         self.signed_ms = signed_ms
 
 
-class AcknowledgedNotVisible(OutcomeUnknown):
-    """Bybit acknowledged the order (`venue_order_id`) but no query shows it yet.
-
-    The order exists: "not found" must never be taken as final for it, however
-    long it stays invisible. Settle it by querying until it appears.
-    """
-
-    def __init__(self, message: str, venue_order_id: str) -> None:
-        super().__init__(message)
-        self.venue_order_id = venue_order_id
+class AcknowledgedNotVisible(OrderAcknowledged):
+    """Bybit acknowledged the order (`venue_order_id`) but no query shows it yet: it exists."""
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -67,9 +67,9 @@ from connectors.coinbase.rest_client import CoinbaseRest, query_pairs
 from connectors.coinbase.signing import JWT_LIFETIME_S, CoinbaseCredentials
 from connectors.coinbase.trading_errors import VENUE, accepted_order_id
 from connectors.errors import (
+    OrderAcknowledged,
     OrderNotFound,
     OrderRuleViolation,
-    OutcomeUnknown,
     ParseError,
     VenueError,
     VenueRejected,
@@ -269,9 +269,10 @@ class CoinbaseTrading:
         try:
             return await self._get_order(sent.order_id, symbol)
         except (VenueError, ParseError) as exc:
-            raise OutcomeUnknown(
+            raise OrderAcknowledged(
                 f"coinbase accepted order {client_order_id} as {sent.order_id} but its state could not be "
-                f"read ({type(exc).__name__}); query it"
+                f"read ({type(exc).__name__}); query it",
+                sent.order_id,
             ) from None
 
     async def query_order(

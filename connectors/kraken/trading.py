@@ -38,6 +38,7 @@ from typing import Final
 import structlog
 
 from connectors.errors import (
+    OrderAcknowledged,
     OrderNotFound,
     OrderRuleViolation,
     OutcomeUnknown,
@@ -258,14 +259,14 @@ class KrakenTrading:
             except OrderNotFound:
                 pass
             except (VenueError, ParseError) as exc:
-                raise OutcomeUnknown(
-                    f"kraken accepted order {client_order_id} as {txid}, but reading it failed: {exc}"
+                raise OrderAcknowledged(
+                    f"kraken accepted order {client_order_id} as {txid}, but reading it failed: {exc}", txid
                 ) from None
             if pause is None or self.rest.throttle.clock() + pause > give_up:
                 break
             await self.rest.throttle.sleep(pause)
-        raise OutcomeUnknown(
-            f"kraken accepted order {client_order_id} as {txid}, but it is not visible yet; query it"
+        raise OrderAcknowledged(
+            f"kraken accepted order {client_order_id} as {txid}, but it is not visible yet; query it", txid
         )
 
     async def query_order(self, symbol: str, client_order_id: str) -> OrderReport:

@@ -43,7 +43,7 @@ from typing import Final
 
 import structlog
 
-from connectors.errors import OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
+from connectors.errors import OrderAcknowledged, OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
 from connectors.okx.rest import OkxRest
 from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading_errors import VENUE
@@ -197,13 +197,20 @@ class OkxTrading:
         )  # fmt: skip
         try:
             venue_order_id = first(data, "place order").get("ordId")
-            log.info("okx_order_acknowledged", client_order_id=client_order_id, venue_order_id=venue_order_id)
-            if not isinstance(venue_order_id, str) or not venue_order_id:
-                raise ParseError("the acknowledgement carries no ordId")
-            return await self._query(inst_id, {"ordId": venue_order_id})
         except (VenueError, ParseError) as exc:
             raise OutcomeUnknown(
-                f"okx accepted order {client_order_id} but its result could not be read ({exc}); query it"
+                f"okx answered order {client_order_id} unreadably ({exc}); query it"
+            ) from None
+        if not isinstance(venue_order_id, str) or not venue_order_id:
+            raise OutcomeUnknown(f"okx answered order {client_order_id} without an ordId; query it")
+        log.info("okx_order_acknowledged", client_order_id=client_order_id, venue_order_id=venue_order_id)
+        try:
+            return await self._query(inst_id, {"ordId": venue_order_id})
+        except (VenueError, ParseError) as exc:
+            raise OrderAcknowledged(
+                f"okx accepted order {client_order_id} as {venue_order_id} but its result could not be "
+                f"read ({exc}); query it",
+                venue_order_id,
             ) from None
 
     async def query_order(self, symbol: str, client_order_id: str) -> OrderReport:
