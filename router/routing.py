@@ -8,14 +8,19 @@ Each venue is excluded for the first of these that applies, in this order:
 `no_quote`, `stale` (age over `max_quote_age_ms`, or unknown), `resyncing`,
 `crossed`; then its book is walked for the quantity within the limit price:
 `insufficient_depth`, `limit_price` (no level at or better than the limit),
-`slippage_exceeded`. The slippage reference is the best top-of-book price among
-the venues that pass the first six checks — the venues this request could
-route to — so an excluded venue's odd price never rejects an order.
+`slippage_exceeded`. Slippage is measured on the venue's own book: how far the
+VWAP of the levels a leg takes is worse than that book's best price. Another
+venue's price never makes a venue's leg "slip", so a venue quoting worse than
+the best one (a preferred venue, say) is judged on its own book alone.
 
 Scores are all-in per-unit prices (taker fee in), better = lower for a buy and
-higher for a sell; ties break by venue id. `split` pools depth across venues
-instead of excluding one for depth or slippage, and checks the slippage of the
-overall VWAP. When nothing fits, `NoRoute` carries the contract's reject code.
+higher for a sell; ties break by venue id. `preferred` makes its venues' scores
+`preferred_bias_bps` more attractive, measured in bps of the price they compete
+with, so a preferred venue wins exactly when it costs at most the bias more than
+the best other eligible venue (at an equal score it wins too); the plan's reason
+says what the preference cost. `split` pools depth across venues instead of
+excluding one for depth, and checks each leg's slippage on its own venue's book.
+When nothing fits, `NoRoute` carries the contract's reject code.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from decimal import Context, Decimal
+from decimal import ROUND_CEILING, Context, Decimal
 from typing import Final, Literal
 
 from connectors.types import Level, Quote, decimal_text
@@ -32,10 +37,10 @@ from router.book_walk import (
     Book,
     Take,
     VenueWalk,
+    book_slippage_bps,
     pool_fill,
+    preference_cost_bps,
     rank_key,
-    reference_price,
-    slippage_bps,
     walk_venue,
 )
 from router.book_walk import walk_book as walk_book  # noqa: PLC0414 -- re-exported: part of this module's API
@@ -51,6 +56,7 @@ EXCLUSION_REASONS: Final = (*GATE_REASONS, "insufficient_depth", "limit_price", 
 
 _ZERO = Decimal(0)
 _SHOW_STEP = Decimal("1e-8")
+_BPS_STEP = Decimal("0.01")
 _SHOW_CONTEXT = Context(prec=60)
 
 
@@ -224,15 +230,9 @@ def plan_route(request: RouteRequest, venues: Sequence[VenueView]) -> RoutePlan:
     Every venue passed in appears exactly once in the plan's (or the error's)
     `considered`, in venue-id order.
     """
-    gated = [(view, _gate(request, view)) for view in _ordered(request, venues)]
-    books = {view.venue: _levels(view.quote, request.side) for view, _ in gated if view.quote is not None}
-    reference = reference_price((books[view.venue] for view, gate in gated if gate is None), request.side)
-    assessed = [
-        _Assessed(view, gate) if gate is not None else _assess(request, view, books[view.venue], reference)
-        for view, gate in gated
-    ]
+    assessed = [_assess(request, view) for view in _ordered(request, venues)]
     if request.strategy == "split":
-        return _plan_split(request, assessed, reference)
+        return _plan_split(request, assessed)
     return _plan_single(request, assessed)
 
 
@@ -267,22 +267,26 @@ def _levels(quote: Quote, side: Side) -> tuple[Level, ...]:
     return quote.ask_levels() if side == "buy" else quote.bid_levels()
 
 
-def _assess(
-    request: RouteRequest, view: VenueView, levels: tuple[Level, ...], reference: Decimal | None
-) -> _Assessed:
-    preferred = request.strategy == "preferred" and view.venue in request.preferred_venues
+def _assess(request: RouteRequest, view: VenueView) -> _Assessed:
+    gate = _gate(request, view)
+    if gate is not None or view.quote is None:
+        return _Assessed(view, gate)
+    levels = _levels(view.quote, request.side)
     walk = walk_venue(
         levels,
         request.quantity,
         request.limit_price,
         request.side,
         fee_bps=view.taker_fee_bps,
-        bias_bps=request.preferred_bias_bps if preferred else _ZERO,
-        reference=reference,
+        bias_bps=request.preferred_bias_bps if _is_preferred(request, view.venue) else _ZERO,
         max_slippage_bps=request.max_slippage_bps,
         pooled=request.strategy == "split",  # split judges depth and slippage across venues
     )
     return _Assessed(view, walk.excluded, levels, walk)
+
+
+def _is_preferred(request: RouteRequest, venue: str) -> bool:
+    return request.strategy == "preferred" and venue in request.preferred_venues
 
 
 def _priced(entry: _Assessed) -> tuple[VenueWalk, Decimal]:
@@ -302,8 +306,14 @@ def _plan_single(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
         ranked = sorted(eligible, key=lambda e: (*_latency_key(e), rank_key(_priced(e)[1], side), e.venue))
         reason = _fastest_reason(ranked)
     else:
-        ranked = sorted(eligible, key=lambda e: (rank_key(_priced(e)[1], side), e.venue))
-        reason = _best_reason(request, ranked)
+        # At an equal score a preferred venue wins: its bias is honoured up to and including its value.
+        ranked = sorted(
+            eligible,
+            key=lambda e: (rank_key(_priced(e)[1], side), not _is_preferred(request, e.venue), e.venue),
+        )
+        reason = (
+            _preferred_reason(request, ranked) if request.strategy == "preferred" else _best_reason(ranked)
+        )
     chosen = ranked[0]
     walk, _ = _priced(chosen)
     vwap = walk.notional / walk.filled
@@ -317,17 +327,40 @@ def _latency_key(entry: _Assessed) -> tuple[bool, float]:
     return (latency is None, 0.0 if latency is None else latency)
 
 
-def _best_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
+def _all_in(entry: _Assessed) -> Decimal:
+    walk, _ = _priced(entry)
+    assert walk.all_in is not None  # priced walks have both
+    return walk.all_in
+
+
+def _best_reason(ranked: list[_Assessed]) -> str:
     chosen = ranked[0]
-    label = "all-in"
-    if request.strategy == "preferred":
-        label = "biased all-in"
-        if chosen.venue in request.preferred_venues:
-            label = f"(preferred, bias {decimal_text(request.preferred_bias_bps)} bps) biased all-in"
-    head = f"{chosen.venue} {label} {_show(_priced(chosen)[1])}"
+    head = f"{chosen.venue} all-in {_show(_priced(chosen)[1])}"
     if len(ranked) == 1:
         return f"{head}, the only eligible venue"
     return f"{head} beats {ranked[1].venue} {_show(_priced(ranked[1])[1])}"
+
+
+def _preferred_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
+    """Say what the preference cost: the best preferred venue against the best other one, all-in."""
+    bias = f"bias {decimal_text(request.preferred_bias_bps)} bps"
+    preferred = [entry for entry in ranked if _is_preferred(request, entry.venue)]
+    others = [entry for entry in ranked if not _is_preferred(request, entry.venue)]
+    if not preferred:
+        named = ", ".join(request.preferred_venues)
+        return f"no preferred venue ({named}) is eligible; {_best_reason(ranked)}"
+    best, other = preferred[0], (others[0] if others else None)
+    prices = f"{best.venue} all-in {_show(_all_in(best))}"
+    if other is None:
+        return f"preferred {best.venue} all-in {_show(_all_in(best))}, no other venue eligible ({bias})"
+    prices += f", {other.venue} {_show(_all_in(other))}"
+    cost = _show_cost_bps(preference_cost_bps(_all_in(best), _all_in(other), request.side))
+    if ranked[0] is best:
+        return f"preferred {best.venue} over {other.venue}: {cost} bps ({bias}); {prices}"
+    return (
+        f"{other.venue} over preferred {best.venue}: the preference would cost {cost} bps, "
+        f"more than its {bias}; {prices}"
+    )
 
 
 def _fastest_reason(ranked: list[_Assessed]) -> str:
@@ -346,7 +379,7 @@ def _fastest_reason(ranked: list[_Assessed]) -> str:
     return f"{text}; {all_in_text}"
 
 
-def _plan_split(request: RouteRequest, assessed: list[_Assessed], reference: Decimal | None) -> RoutePlan:
+def _plan_split(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
     side, quantity = request.side, request.quantity
     pool = [entry for entry in assessed if entry.excluded is None]
     if not pool:
@@ -357,16 +390,21 @@ def _plan_split(request: RouteRequest, assessed: list[_Assessed], reference: Dec
     if request.limit_price is None and filled < quantity:
         lead = f"across at most {_count(request.max_venues, 'venue')} (only {decimal_text(filled)} available)"
         raise _reject("no_liquidity", f"not enough depth to {_what(request)} {lead}", assessed, request)
-    vwap = sum((take.notional for take in takes), _ZERO) / filled
-    slippage = None if reference is None else slippage_bps(vwap, reference, side)
-    if slippage is not None and slippage > request.max_slippage_bps:
-        used = {take.venue for take in takes}
-        marked = [replace(e, excluded="slippage_exceeded") if e.venue in used else e for e in assessed]
+    levels = {entry.venue: entry.levels for entry in pool}
+    slipped = {
+        take.venue: slippage
+        for take in takes
+        if (slippage := book_slippage_bps(levels[take.venue], take.vwap, side)) > request.max_slippage_bps
+    }
+    if slipped:
+        marked = [replace(e, excluded="slippage_exceeded") if e.venue in slipped else e for e in assessed]
+        legs_text = ", ".join(f"{venue} {_show_bps(bps)} bps" for venue, bps in slipped.items())
         lead = (
-            f"splitting to {_what(request)} costs {_show(slippage)} bps of slippage, "
+            f"splitting to {_what(request)} slips {legs_text} on its own book, "
             f"over the {decimal_text(request.max_slippage_bps)} bps limit"
         )
         raise _reject("slippage_exceeded", lead, marked, request)
+    vwap = sum((take.notional for take in takes), _ZERO) / filled
     legs = tuple(RouteLeg(take.venue, take.quantity, take.vwap, take.fee) for take in takes)
     reason = f"split: {_split_reason(request, takes)} {_summary(assessed)}"
     return RoutePlan("split", side, legs, _considered(assessed), reason, vwap)
@@ -433,7 +471,7 @@ def _venue_detail(entry: _Assessed) -> str:
     if walk is None or walk.excluded != entry.excluded:
         return f"{entry.venue} {reason}"
     if reason == "slippage_exceeded" and walk.slippage_bps is not None:
-        return f"{entry.venue} {reason} ({_show(walk.slippage_bps)} bps)"
+        return f"{entry.venue} {reason} ({_show_bps(walk.slippage_bps)} bps)"
     if reason == "insufficient_depth" and walk.filled:
         return f"{entry.venue} {reason} (only {decimal_text(walk.filled)})"
     return f"{entry.venue} {reason}"
@@ -441,6 +479,17 @@ def _venue_detail(entry: _Assessed) -> str:
 
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else decimal_text(value)
+
+
+def _show_bps(value: Decimal) -> str:
+    """Return a bps figure for a sentence, rounded up to 2 decimals: a cost is never understated."""
+    return decimal_text(value.quantize(_BPS_STEP, rounding=ROUND_CEILING, context=_SHOW_CONTEXT))
+
+
+def _show_cost_bps(value: Decimal) -> str:
+    """Return `_show_bps` with its sign: "+98.7" costs more, "-3.25" saves."""
+    text = _show_bps(value)
+    return text if text.startswith("-") else f"+{text}"
 
 
 def _show(value: Decimal) -> str:

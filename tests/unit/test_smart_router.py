@@ -419,3 +419,25 @@ async def test_venue_exposure_survives_a_restart(tmp_path: Path) -> None:
     await restarted.router.recover()
     assert restarted.router.risk.exposure("binance") == exposure
     restarted.ledger.close()
+
+
+async def test_a_preferred_venue_within_its_bias_gets_the_order_and_the_route_says_what_it_cost(
+    tmp_path: Path,
+) -> None:
+    bob = {"preferred_venues": ["bybit"], "preferred_bias_bps": "200", "strategy": "preferred"}
+    w = World(tmp_path / "bob", users={"bob": bob})  # medium risk: 25 bps of slippage allowed
+    w.book("binance", [("99.9", "5")], [("100", "5")])
+    w.book("bybit", [("100.8", "5")], [("100.987", "5")])  # 98.7 bps above binance's ask
+    result = orjson.loads((await w.router.handle(order(user_id="bob"))).result or b"")
+    # Bybit's book fills 1 at its own best ask: no slippage at all. All-in (10 bps fee each):
+    #   bybit 100.987 × 1.001 = 101.087987, binance 100 × 1.001 = 100.1
+    #   cost (101.087987 − 100.1) / 100.1 × 10⁴ = 0.987987 / 100.1 × 10⁴ = 98.7 bps, under the 200 bps bias
+    assert result["status"] == "filled"
+    assert [(f["venue"], f["price"]) for f in result["fills"]] == [("bybit", "100.987")]
+    assert {c["venue"]: c["excluded"] for c in result["route"]["considered"]} == {
+        "binance": None,
+        "bybit": None,
+        "okx": "no_quote",
+    }
+    assert "preferred bybit over binance: +98.7 bps (bias 200 bps)" in result["route"]["reason"]
+    w.ledger.close()
