@@ -26,9 +26,9 @@ When nothing fits, `NoRoute` carries the contract's reject code.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, Context, Decimal
+from decimal import Decimal
 from typing import Final, Literal
 
 from connectors.types import Level, Quote, decimal_text
@@ -45,6 +45,7 @@ from router.book_walk import (
 )
 from router.book_walk import walk_book as walk_book  # noqa: PLC0414 -- re-exported: part of this module's API
 from router.errors import RouterError
+from router.precision import bps_up, price_step, quoted_places, round_price
 from router.request import Side
 
 Strategy = Literal["best_price", "preferred", "fastest", "split"]
@@ -55,9 +56,6 @@ GATE_REASONS: Final = ("not_allowed", "excluded_by_preferences", "no_quote", "st
 EXCLUSION_REASONS: Final = (*GATE_REASONS, "insufficient_depth", "limit_price", "slippage_exceeded")
 
 _ZERO = Decimal(0)
-_SHOW_STEP = Decimal("1e-8")
-_BPS_STEP = Decimal("0.01")
-_SHOW_CONTEXT = Context(prec=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +123,20 @@ class Considered:
     quote_age_ms: float | None
     score: Decimal | None
     excluded: str | None
+    side: Side = "buy"
+    places: int = 0  # the most decimals the venue's prices on this side show (`router.precision`)
 
     def as_message(self) -> dict[str, object]:
-        """Return the contract's `considered` entry: decimals as plain strings, null when absent."""
+        """Return the contract's `considered` entry: decimals as plain strings, null when absent.
+
+        Prices are published as `router.precision` says: rounded against the taker.
+        """
         return {
             "venue": self.venue,
-            "expected_price": _text(self.expected_price),
+            "expected_price": _price_text(self.expected_price, self.places, self.side),
             "fee_bps": decimal_text(self.fee_bps),
             "quote_age_ms": self.quote_age_ms,
-            "score": _text(self.score),
+            "score": _price_text(self.score, self.places, self.side),
             "excluded": self.excluded,
         }
 
@@ -146,6 +149,12 @@ class RouteLeg:
     quantity: Decimal
     expected_price: Decimal  # VWAP of the levels taken
     expected_fee: Decimal  # quote currency: notional × fee_bps / 10⁴
+    side: Side = "buy"
+    places: int = 0  # the most decimals the venue's prices on this side show (`router.precision`)
+
+    def published_price(self) -> Decimal:
+        """Return `expected_price` as published: rounded against the taker (`router.precision`)."""
+        return round_price(self.expected_price, price_step(self.places), self.side)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +205,7 @@ def _route_message(
             {
                 "venue": leg.venue,
                 "quantity": decimal_text(leg.quantity),
-                "expected_price": decimal_text(leg.expected_price),
+                "expected_price": decimal_text(leg.published_price()),
             }
             for leg in legs
         ],
@@ -210,6 +219,7 @@ class _Assessed:
     """One venue after the gate and, when it passed, the walk of its book."""
 
     view: VenueView
+    side: Side
     excluded: str | None
     levels: tuple[Level, ...] = ()  # the side of its book the order takes
     walk: VenueWalk | None = None
@@ -218,10 +228,23 @@ class _Assessed:
     def venue(self) -> str:
         return self.view.venue
 
+    @property
+    def places(self) -> int:
+        return quoted_places(price for price, _ in self.levels)
+
     def considered(self) -> Considered:
         view, walk = self.view, self.walk
         vwap, score = (None, None) if walk is None else (walk.vwap, walk.score)
-        return Considered(view.venue, vwap, view.taker_fee_bps, view.quote_age_ms, score, self.excluded)
+        return Considered(
+            view.venue,
+            vwap,
+            view.taker_fee_bps,
+            view.quote_age_ms,
+            score,
+            self.excluded,
+            self.side,
+            self.places,
+        )
 
 
 def plan_route(request: RouteRequest, venues: Sequence[VenueView]) -> RoutePlan:
@@ -270,7 +293,7 @@ def _levels(quote: Quote, side: Side) -> tuple[Level, ...]:
 def _assess(request: RouteRequest, view: VenueView) -> _Assessed:
     gate = _gate(request, view)
     if gate is not None or view.quote is None:
-        return _Assessed(view, gate)
+        return _Assessed(view, request.side, gate)
     levels = _levels(view.quote, request.side)
     walk = walk_venue(
         levels,
@@ -282,7 +305,7 @@ def _assess(request: RouteRequest, view: VenueView) -> _Assessed:
         max_slippage_bps=request.max_slippage_bps,
         pooled=request.strategy == "split",  # split judges depth and slippage across venues
     )
-    return _Assessed(view, walk.excluded, levels, walk)
+    return _Assessed(view, request.side, walk.excluded, levels, walk)
 
 
 def _is_preferred(request: RouteRequest, venue: str) -> bool:
@@ -317,7 +340,8 @@ def _plan_single(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
     chosen = ranked[0]
     walk, _ = _priced(chosen)
     vwap = walk.notional / walk.filled
-    leg = RouteLeg(chosen.venue, walk.filled, vwap, walk.notional * chosen.view.taker_fee_bps / BPS)
+    fee = walk.notional * chosen.view.taker_fee_bps / BPS
+    leg = RouteLeg(chosen.venue, walk.filled, vwap, fee, side, chosen.places)
     reason = f"{request.strategy}: {reason} {_summary(assessed)}"
     return RoutePlan(request.strategy, side, (leg,), _considered(assessed), reason, vwap)
 
@@ -335,10 +359,10 @@ def _all_in(entry: _Assessed) -> Decimal:
 
 def _best_reason(ranked: list[_Assessed]) -> str:
     chosen = ranked[0]
-    head = f"{chosen.venue} all-in {_show(_priced(chosen)[1])}"
+    head = f"{chosen.venue} all-in {_show(chosen, _priced(chosen)[1])}"
     if len(ranked) == 1:
         return f"{head}, the only eligible venue"
-    return f"{head} beats {ranked[1].venue} {_show(_priced(ranked[1])[1])}"
+    return f"{head} beats {ranked[1].venue} {_show(ranked[1], _priced(ranked[1])[1])}"
 
 
 def _preferred_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
@@ -350,10 +374,10 @@ def _preferred_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
         named = ", ".join(request.preferred_venues)
         return f"no preferred venue ({named}) is eligible; {_best_reason(ranked)}"
     best, other = preferred[0], (others[0] if others else None)
-    prices = f"{best.venue} all-in {_show(_all_in(best))}"
+    prices = f"{best.venue} all-in {_show(best, _all_in(best))}"
     if other is None:
-        return f"preferred {best.venue} all-in {_show(_all_in(best))}, no other venue eligible ({bias})"
-    prices += f", {other.venue} {_show(_all_in(other))}"
+        return f"preferred {prices}, no other venue eligible ({bias})"
+    prices += f", {other.venue} {_show(other, _all_in(other))}"
     cost = _show_cost_bps(preference_cost_bps(_all_in(best), _all_in(other), request.side))
     if ranked[0] is best:
         return f"preferred {best.venue} over {other.venue}: {cost} bps ({bias}); {prices}"
@@ -367,7 +391,7 @@ def _fastest_reason(ranked: list[_Assessed]) -> str:
     chosen = ranked[0]
     within = f"{_count(len(ranked), 'venue')} within slippage"
     unknown = ", ".join(entry.venue for entry in ranked if entry.view.ack_latency_ms is None)
-    all_in_text = f"all-in {_show(_priced(chosen)[1])}"
+    all_in_text = f"all-in {_show(chosen, _priced(chosen)[1])}"
     latency = chosen.view.ack_latency_ms
     if latency is None:
         return (
@@ -405,21 +429,27 @@ def _plan_split(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
         )
         raise _reject("slippage_exceeded", lead, marked, request)
     vwap = sum((take.notional for take in takes), _ZERO) / filled
-    legs = tuple(RouteLeg(take.venue, take.quantity, take.vwap, take.fee) for take in takes)
-    reason = f"split: {_split_reason(request, takes)} {_summary(assessed)}"
+    places = {entry.venue: entry.places for entry in pool}
+    legs = tuple(
+        RouteLeg(take.venue, take.quantity, take.vwap, take.fee, side, places[take.venue]) for take in takes
+    )
+    reason = f"split: {_split_reason(request, takes, places)} {_summary(assessed)}"
     return RoutePlan("split", side, legs, _considered(assessed), reason, vwap)
 
 
-def _split_reason(request: RouteRequest, takes: list[Take]) -> str:
+def _split_reason(request: RouteRequest, takes: list[Take], places: Mapping[str, int]) -> str:
+    side = request.side
     parts = ", ".join(
-        f"{decimal_text(take.quantity)} on {take.venue} at {_show(take.vwap)}" for take in takes
+        f"{decimal_text(take.quantity)} on {take.venue} at {_price(take.vwap, places[take.venue], side)}"
+        for take in takes
     )
     quantity = sum((take.quantity for take in takes), _ZERO)
     # All-in cost is the notional with the fee paid (buy) or given up (sell).
     sign = 1 if request.side == "buy" else -1
     cost = sum((take.notional + sign * take.fee for take in takes), _ZERO)
     return (
-        f"{parts}, overall all-in {_show(cost / quantity)}, taken in all-in price order "
+        f"{parts}, overall all-in {_price(cost / quantity, max(places.values()), side)}, "
+        "taken in all-in price order "
         f"from at most {_count(request.max_venues, 'venue')}"
     )
 
@@ -477,24 +507,26 @@ def _venue_detail(entry: _Assessed) -> str:
     return f"{entry.venue} {reason}"
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else decimal_text(value)
+def _price(value: Decimal, places: int, side: Side) -> str:
+    """Return a price computed from a book quoted to `places` decimals, as published (`router.precision`)."""
+    return decimal_text(round_price(value, price_step(places), side))
+
+
+def _price_text(value: Decimal | None, places: int, side: Side) -> str | None:
+    return None if value is None else _price(value, places, side)
+
+
+def _show(entry: _Assessed, value: Decimal) -> str:
+    """Return a price of `entry`'s book for a sentence, as published."""
+    return _price(value, entry.places, entry.side)
 
 
 def _show_bps(value: Decimal) -> str:
     """Return a bps figure for a sentence, rounded up to 2 decimals: a cost is never understated."""
-    return decimal_text(value.quantize(_BPS_STEP, rounding=ROUND_CEILING, context=_SHOW_CONTEXT))
+    return decimal_text(bps_up(value))
 
 
 def _show_cost_bps(value: Decimal) -> str:
     """Return `_show_bps` with its sign: "+98.7" costs more, "-3.25" saves."""
     text = _show_bps(value)
     return text if text.startswith("-") else f"+{text}"
-
-
-def _show(value: Decimal) -> str:
-    """Return a decimal for a human sentence: at most 8 decimal places."""
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -8:
-        value = value.quantize(_SHOW_STEP, context=_SHOW_CONTEXT)
-    return decimal_text(value)

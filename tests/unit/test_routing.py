@@ -11,7 +11,7 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import SmartrouteError
-from connectors.types import Quote
+from connectors.types import Quote, decimal_text
 from router.errors import RouterError
 from router.routing import (
     EXCLUSION_REASONS,
@@ -794,3 +794,25 @@ def test_property_split_costs_no_more_than_best_price_on_the_buy_side(
     event(f"split used {len(split.legs)} venue(s)")
     # VWAP × quantity re-multiplies a 28-digit quotient: allow for that rounding only.
     assert cost(split) <= cost(best) + D("1e-15")
+
+
+@pytest.mark.parametrize(("side", "rounding"), [("buy", "ROUND_CEILING"), ("sell", "ROUND_FLOOR")])
+def test_published_prices_are_rounded_against_the_taker_to_four_decimals_past_the_books(
+    side: str, rounding: str
+) -> None:
+    # 3.5 can only come from bybit (0.5 + 3 a side); its VWAP is a 28-digit quotient.
+    plan = plan_route(request(side=side, quantity="3.5", max_slippage_bps=D(100)), three_venues())
+    [leg] = plan.legs
+    exact = (D("0.5") * D("100.03") + 3 * D("100.05")) / D("3.5")
+    if side == "sell":
+        exact = (D("0.5") * D("99.97") + 3 * D("99.95")) / D("3.5")
+    assert leg.venue == "bybit" and leg.expected_price == exact  # exact inside
+    message = plan.as_message()
+    # bybit quotes 2 decimals: published to 6, up for a buy (never cheaper than true), down for a sell.
+    published = decimal_text(exact.quantize(D("1e-6"), rounding=rounding))
+    assert message["legs"] == [{"venue": "bybit", "quantity": "3.5", "expected_price": published}]
+    [bybit] = [entry for entry in message["considered"] if entry["venue"] == "bybit"]  # type: ignore[attr-defined]
+    score = exact * (1 + D(10) / 10_000 if side == "buy" else 1 - D(10) / 10_000)
+    shown = decimal_text(score.quantize(D("1e-6"), rounding))
+    assert (bybit["expected_price"], bybit["score"]) == (published, shown)
+    assert f"bybit all-in {shown}" in plan.reason

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal as D
 from pathlib import Path
 
 import orjson
 import pytest
 
-from connectors.types import Quote
+from connectors.types import Quote, decimal_text
 from router.cache import PriceCache
 from router.execution import LegOutcome, OrderLeg, PaperExecutor, client_order_id
 from router.ledger import Ledger, LegIntent
@@ -441,3 +442,48 @@ async def test_a_preferred_venue_within_its_bias_gets_the_order_and_the_route_sa
     }
     assert "preferred bybit over binance: +98.7 bps (bias 200 bps)" in result["route"]["reason"]
     w.ledger.close()
+
+
+async def test_result_figures_are_published_to_a_stated_precision_never_flattering(world: World) -> None:
+    world.book("binance", [("99", "5")], [("100.01", "0.1"), ("100.02", "1")])
+    result = orjson.loads((await world.router.handle(order(quantity="0.123457"))).result or b"")
+    # 0.1 @ 100.01 + 0.023457 @ 100.02 = 12.34716914 over 0.123457: a 28-digit VWAP inside.
+    notional = D("0.1") * D("100.01") + D("0.023457") * D("100.02")
+    vwap = notional / D("0.123457")
+    assert str(vwap).startswith("100.0119") and len(str(vwap)) > 20
+    [fill] = result["fills"]
+    # binance quotes 2 decimals: the price is published to 6, rounded up for a buy; the fee
+    # (10 bps of the exact notional, 0.01234716914) to 8 decimals, rounded up.
+    assert fill["price"] == decimal_text(vwap.quantize(D("1e-6"), rounding=ROUND_CEILING)) == "100.011901"
+    assert fill["fee"] == "0.01234717"
+    assert result["avg_price"] == "100.011901" and result["fees_total"] == "0.01234717"
+    assert result["filled_quantity"] == "0.123457"
+    route = result["route"]
+    assert route["legs"] == [{"venue": "binance", "quantity": "0.123457", "expected_price": "100.011901"}]
+
+
+async def test_an_arbitrage_that_no_longer_pays_says_so_with_readable_figures(world: World) -> None:
+    world.book("binance", [("99", "5")], [("100.01", "0.3"), ("100.03", "5")])
+    world.book("bybit", [("100.02", "0.3"), ("99.99", "5")], [("102", "5")])
+    raw = orjson.dumps(
+        {
+            "v": 1,
+            "request_id": "arb-2",
+            "user_id": "u1",
+            "kind": "arbitrage",
+            "symbol": "BTC-USDT",
+            "quantity": "0.7",
+            "buy_venue": "binance",
+            "sell_venue": "bybit",
+            "max_slippage_bps": "100",
+        }
+    )
+    result = orjson.loads((await world.router.handle(raw)).result or b"")
+    # buy VWAP (30.003 + 40.012) / 0.7 = 100.02142857…, up to 100.021429; sell VWAP
+    # (30.006 + 39.996) / 0.7 = 100.00285714…, down to 100.002857; net 70.002 × 0.999 − 70.015 × 1.001
+    # = −0.153017, computed from 28-digit VWAPs as −0.153017000…032 and so rounded down to −0.15301701.
+    assert (result["status"], result["reject_code"]) == ("rejected", "no_opportunity")
+    assert result["message"] == (
+        "buying 0.7 BTC-USDT on binance at 100.021429 and selling on bybit at 100.002857 "
+        "would net -0.15301701 after fees; nothing was executed"
+    )
