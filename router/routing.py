@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final
 
 from connectors.types import Level, Quote, decimal_text
 from router.book_walk import (
@@ -41,177 +41,44 @@ from router.book_walk import (
     pool_fill,
     preference_cost_bps,
     rank_key,
+    walk_book,
     walk_venue,
 )
-from router.book_walk import walk_book as walk_book  # noqa: PLC0414 -- re-exported: part of this module's API
-from router.errors import RouterError
-from router.precision import bps_up, price_step, quoted_places, round_price
+from router.precision import bps_up, quoted_places
 from router.request import Side
+from router.route_plan import (
+    STRATEGIES,
+    Considered,
+    NoRoute,
+    RouteLeg,
+    RoutePlan,
+    RouteRequest,
+    Strategy,
+    VenueView,
+    price_text,
+)
 
-Strategy = Literal["best_price", "preferred", "fastest", "split"]
-STRATEGIES: Final = ("best_price", "preferred", "fastest", "split")
+# The planner's API: the types live in `router.route_plan`, the book arithmetic in `router.book_walk`.
+__all__ = [
+    "EXCLUSION_REASONS",
+    "GATE_REASONS",
+    "STRATEGIES",
+    "Considered",
+    "NoRoute",
+    "RouteLeg",
+    "RoutePlan",
+    "RouteRequest",
+    "Strategy",
+    "VenueView",
+    "plan_route",
+    "walk_book",
+]
 
 # Gate reasons decide from the snapshot alone; a venue past them has a fresh usable book.
 GATE_REASONS: Final = ("not_allowed", "excluded_by_preferences", "no_quote", "stale", "resyncing", "crossed")
 EXCLUSION_REASONS: Final = (*GATE_REASONS, "insufficient_depth", "limit_price", "slippage_exceeded")
 
 _ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class VenueView:
-    """What the planner knows of one venue at decision time."""
-
-    venue: str
-    quote: Quote | None  # latest cached quote/book, None if nothing cached
-    quote_age_ms: float | None
-    taker_fee_bps: Decimal
-    ack_latency_ms: float | None = None  # measured order-ack latency (for "fastest"); None = unknown
-    resyncing: bool = False  # the venue's book is being rebuilt
-
-    def __post_init__(self) -> None:
-        if not self.taker_fee_bps.is_finite() or abs(self.taker_fee_bps) >= BPS:
-            raise ValueError(
-                f"{self.venue}: taker_fee_bps must be finite and within ±10000, got {self.taker_fee_bps}"
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
-    """One order to plan: what, how much, at what price, and the user's routing preferences."""
-
-    symbol: str
-    side: Side
-    quantity: Decimal
-    limit_price: Decimal | None  # None = market
-    max_slippage_bps: Decimal
-    strategy: Strategy
-    max_quote_age_ms: float
-    allowed_venues: frozenset[str] | None = None  # the request's allow-list
-    excluded_venues: frozenset[str] = frozenset()  # from preferences
-    preferred_venues: tuple[str, ...] = ()
-    preferred_bias_bps: Decimal = _ZERO
-    max_venues: int = 1  # split: at most this many venues
-
-    def __post_init__(self) -> None:
-        limit, slippage, bias = self.limit_price, self.max_slippage_bps, self.preferred_bias_bps
-        checks = {
-            "side must be buy or sell": self.side in ("buy", "sell"),
-            "strategy is unknown": self.strategy in STRATEGIES,
-            "quantity must be > 0": self.quantity.is_finite() and self.quantity > 0,
-            "limit_price must be > 0": limit is None or (limit.is_finite() and limit > 0),
-            "max_slippage_bps must be >= 0": slippage.is_finite() and slippage >= 0,
-            "preferred_bias_bps must be within ±10000": bias.is_finite() and abs(bias) < BPS,
-            "max_venues must be >= 1": self.max_venues >= 1,
-        }
-        if problems := [text for text, ok in checks.items() if not ok]:
-            raise ValueError(f"invalid route request {self!r}: " + "; ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Considered:
-    """One venue as the planner saw it; `excluded` is None when it was eligible (chosen or not).
-
-    `expected_price` is the VWAP of what this venue's book alone offers for the
-    quantity within the limit, and `score` its all-in (for `preferred`, biased)
-    per-unit price; both None when the book was not walked or offered nothing.
-    """
-
-    venue: str
-    expected_price: Decimal | None
-    fee_bps: Decimal
-    quote_age_ms: float | None
-    score: Decimal | None
-    excluded: str | None
-    side: Side = "buy"
-    places: int = 0  # the most decimals the venue's prices on this side show (`router.precision`)
-
-    def as_message(self) -> dict[str, object]:
-        """Return the contract's `considered` entry: decimals as plain strings, null when absent.
-
-        Prices are published as `router.precision` says: rounded against the taker.
-        """
-        return {
-            "venue": self.venue,
-            "expected_price": _price_text(self.expected_price, self.places, self.side),
-            "fee_bps": decimal_text(self.fee_bps),
-            "quote_age_ms": self.quote_age_ms,
-            "score": _price_text(self.score, self.places, self.side),
-            "excluded": self.excluded,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RouteLeg:
-    """What to take on one venue: quantity, VWAP of the levels taken, and the taker fee on it."""
-
-    venue: str
-    quantity: Decimal
-    expected_price: Decimal  # VWAP of the levels taken
-    expected_fee: Decimal  # quote currency: notional × fee_bps / 10⁴
-    side: Side = "buy"
-    places: int = 0  # the most decimals the venue's prices on this side show (`router.precision`)
-
-    def published_price(self) -> Decimal:
-        """Return `expected_price` as published: rounded against the taker (`router.precision`)."""
-        return round_price(self.expected_price, price_step(self.places), self.side)
-
-
-@dataclass(frozen=True, slots=True)
-class RoutePlan:
-    """The chosen route, every venue considered, and a sentence saying why."""
-
-    strategy: Strategy
-    side: Side
-    legs: tuple[RouteLeg, ...]
-    considered: tuple[Considered, ...]
-    reason: str
-    expected_price: Decimal  # overall VWAP
-
-    def as_message(self) -> dict[str, object]:
-        """Return the execution result's `route` object: decimals as plain strings."""
-        return _route_message(self.strategy, self.legs, self.considered, self.reason)
-
-
-class NoRoute(RouterError):
-    """No route fits the request; `reject_code` is the contract's code, `str(exc)` the human sentence.
-
-    `reject_code` is `stale_prices` (no venue the request may use has a fresh
-    usable book), `slippage_exceeded` (books could fill it, but only beyond the
-    slippage limit) or `no_liquidity` (not enough depth within the limit price,
-    or no venue allowed at all).
-    """
-
-    def __init__(
-        self, reject_code: str, message: str, considered: tuple[Considered, ...], strategy: Strategy
-    ) -> None:
-        super().__init__(message)
-        self.reject_code = reject_code
-        self.message = message
-        self.considered = considered
-        self.strategy = strategy
-
-    def as_message(self) -> dict[str, object]:
-        """Return the `route` object of the rejected result: no legs, every venue considered."""
-        return _route_message(self.strategy, (), self.considered, self.message)
-
-
-def _route_message(
-    strategy: Strategy, legs: tuple[RouteLeg, ...], considered: tuple[Considered, ...], reason: str
-) -> dict[str, object]:
-    return {
-        "strategy": strategy,
-        "legs": [
-            {
-                "venue": leg.venue,
-                "quantity": decimal_text(leg.quantity),
-                "expected_price": decimal_text(leg.published_price()),
-            }
-            for leg in legs
-        ],
-        "considered": [entry.as_message() for entry in considered],
-        "reason": reason,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +307,7 @@ def _plan_split(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
 def _split_reason(request: RouteRequest, takes: list[Take], places: Mapping[str, int]) -> str:
     side = request.side
     parts = ", ".join(
-        f"{decimal_text(take.quantity)} on {take.venue} at {_price(take.vwap, places[take.venue], side)}"
+        f"{decimal_text(take.quantity)} on {take.venue} at {price_text(take.vwap, places[take.venue], side)}"
         for take in takes
     )
     quantity = sum((take.quantity for take in takes), _ZERO)
@@ -448,7 +315,7 @@ def _split_reason(request: RouteRequest, takes: list[Take], places: Mapping[str,
     sign = 1 if request.side == "buy" else -1
     cost = sum((take.notional + sign * take.fee for take in takes), _ZERO)
     return (
-        f"{parts}, overall all-in {_price(cost / quantity, max(places.values()), side)}, "
+        f"{parts}, overall all-in {price_text(cost / quantity, max(places.values()), side)}, "
         "taken in all-in price order "
         f"from at most {_count(request.max_venues, 'venue')}"
     )
@@ -507,18 +374,9 @@ def _venue_detail(entry: _Assessed) -> str:
     return f"{entry.venue} {reason}"
 
 
-def _price(value: Decimal, places: int, side: Side) -> str:
-    """Return a price computed from a book quoted to `places` decimals, as published (`router.precision`)."""
-    return decimal_text(round_price(value, price_step(places), side))
-
-
-def _price_text(value: Decimal | None, places: int, side: Side) -> str | None:
-    return None if value is None else _price(value, places, side)
-
-
 def _show(entry: _Assessed, value: Decimal) -> str:
     """Return a price of `entry`'s book for a sentence, as published."""
-    return _price(value, entry.places, entry.side)
+    return price_text(value, entry.places, entry.side)
 
 
 def _show_bps(value: Decimal) -> str:
