@@ -441,6 +441,9 @@ async def test_a_preferred_venue_within_its_bias_gets_the_order_and_the_route_sa
         "okx": "no_quote",
     }
     assert "preferred bybit over binance: +98.7 bps (bias 200 bps)" in result["route"]["reason"]
+    # max_slippage_bps still widens the worst planned level of the leg's own book into its IOC limit.
+    [leg] = w.executor.sent
+    assert (leg.venue, leg.limit_price) == ("bybit", D("100.987") * (1 + D(25) / 10_000))
     w.ledger.close()
 
 
