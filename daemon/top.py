@@ -2,6 +2,11 @@
 
 It polls a running daemon's `/status` (one HTTP GET per refresh) and follows
 `smartroute.opportunities` from its end; it never talks to an exchange.
+
+Figures are shown as `router.precision` publishes them, and a message from a
+producer that did not round is rounded the same way for the screen: prices to at
+most 8 decimals (a buy's up, a sell's down), money to 8 decimals down, bps to 2
+decimals down. Trailing zeros are not shown.
 """
 
 from __future__ import annotations
@@ -9,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -20,8 +25,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from connectors.types import decimal_text
 from daemon.config import Config
 from daemon.kafka import client_options
+from router.precision import bps_down, money_down, round_price
 
 _STATE_STYLE = {
     "streaming": "green",
@@ -31,6 +38,36 @@ _STATE_STYLE = {
     "idle": "dim",
 }
 _RECENT = 12
+_PRICE_STEP = Decimal("1e-8")
+_WIDE = Context(prec=80)
+
+
+def _decimal(value: object) -> Decimal | None:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _price(value: object, side: Literal["buy", "sell"]) -> str:
+    """Return a price for the screen: at most 8 decimals, rounded against the taker."""
+    number = _decimal(value)
+    if number is None:
+        return str(value)
+    if number != number.quantize(_PRICE_STEP, rounding=ROUND_DOWN, context=_WIDE):
+        number = round_price(number, _PRICE_STEP, side)
+    return decimal_text(number)
+
+
+def _money(value: object) -> str:
+    number = _decimal(value)
+    return str(value) if number is None else decimal_text(money_down(number))
+
+
+def _bps(value: object) -> str:
+    number = _decimal(value)
+    return str(value) if number is None else decimal_text(bps_down(number))
 
 
 def _age(age_ms: object, max_age_ms: float) -> Text:
@@ -84,10 +121,10 @@ def prices_table(status: Mapping[str, Any]) -> Table:
         spread = (ask - bid) / ask * 10_000
         table.add_row(
             symbol,
-            str(bid),
+            decimal_text(bid),
             bid_venue,
             _age(fresh[bid_venue]["age_ms"], max_age),
-            str(ask),
+            decimal_text(ask),
             ask_venue,
             _age(fresh[ask_venue]["age_ms"], max_age),
             Text(f"{spread:.2f}", style="bold magenta" if spread < 0 else ""),
@@ -99,17 +136,19 @@ def opportunities_table(events: list[Mapping[str, Any]]) -> Table:
     """Return the latest opportunity events, newest first."""
     table = Table(title="latest opportunities", expand=True)
     for column in ("event", "symbol", "buy", "sell", "quantity", "net profit", "net bps"):
-        table.add_column(column)
+        table.add_column(
+            column, justify="right" if column in ("quantity", "net profit", "net bps") else "left"
+        )
     for event in reversed(events):
         style = {"opened": "green", "closed": "dim"}.get(str(event.get("event")), "")
         table.add_row(
             Text(str(event.get("event")), style=style),
             str(event.get("symbol")),
-            f"{event.get('buy_venue')} @ {event.get('buy_price')}",
-            f"{event.get('sell_venue')} @ {event.get('sell_price')}",
+            f"{event.get('buy_venue')} @ {_price(event.get('buy_price'), 'buy')}",
+            f"{event.get('sell_venue')} @ {_price(event.get('sell_price'), 'sell')}",
             str(event.get("quantity")),
-            str(event.get("net_profit")),
-            str(event.get("net_spread_bps")),
+            _money(event.get("net_profit")),
+            _bps(event.get("net_spread_bps")),
         )
     return table
 

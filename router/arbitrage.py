@@ -18,6 +18,7 @@ from connectors.types import decimal_text
 from router.book_walk import BPS
 from router.errors import RouterError
 from router.execution import LegOutcome, OrderLeg, all_refused, leg_limit, protective_limit
+from router.precision import money_down, publish_price
 from router.request import OrderRequest, Side
 from router.results import ExecutionResult, Status, quote_fee
 from router.risk import PlannedLeg
@@ -74,8 +75,9 @@ def plan_arbitrage(
         raise NoArbitrage(
             "no_opportunity",
             f"buying {decimal_text(request.quantity)} {request.symbol} on {request.buy_venue} at "
-            f"{decimal_text(buy.expected_price)} and selling on {request.sell_venue} at "
-            f"{decimal_text(sell.expected_price)} would net {decimal_text(net)} after fees; "
+            f"{decimal_text(buy.legs[0].published_price())} and selling on {request.sell_venue} at "
+            f"{decimal_text(sell.legs[0].published_price())} would net {decimal_text(money_down(net))} "
+            "after fees; "
             "nothing was executed",
             route,
         )
@@ -136,7 +138,7 @@ def _route(buy: RoutePlan, sell: RoutePlan, net: Decimal) -> dict[str, object]:
         "strategy": "arbitrage",
         "legs": legs,
         "considered": considered,
-        "reason": f"expected net {decimal_text(net)} after both taker fees",
+        "reason": f"expected net {decimal_text(money_down(net))} after both taker fees",
     }
 
 
@@ -195,7 +197,7 @@ async def settle_arbitrage(
                 "sold": decimal_text(sold),
                 "buy_avg_price": _vwap(buy_out),
                 "sell_avg_price": _vwap(sell_out),
-                "net_cash_flow": decimal_text(flows),
+                "net_cash_flow": decimal_text(money_down(flows)),
             }
         },
     )
@@ -252,4 +254,5 @@ def _vwap(outcome: LegOutcome) -> str | None:
     filled = outcome.filled
     if filled == 0:
         return None
-    return decimal_text(sum((f.price * f.quantity for f in outcome.fills), Decimal(0)) / filled)
+    vwap = sum((f.price * f.quantity for f in outcome.fills), Decimal(0)) / filled
+    return decimal_text(publish_price(vwap, (f.price for f in outcome.fills), outcome.leg.side))

@@ -8,7 +8,7 @@ with these; nothing here knows about requests, preferences or freshness.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -84,9 +84,21 @@ def all_in(price: Decimal, fee_bps: Decimal, side: Side) -> Decimal:
 
 
 def biased(score: Decimal, bias_bps: Decimal, side: Side) -> Decimal:
-    """Return a preferred venue's score made `bias_bps` more attractive than its all-in price."""
+    """Return a preferred venue's all-in price made `bias_bps` more attractive, as a ranking score.
+
+    The bias is measured in bps of the price it competes with: a preferred buy
+    scoring `p / (1 + b)` beats another venue's all-in `q` exactly when
+    `p <= q × (1 + b)`, i.e. when preferring it costs at most `bias_bps` of `q`
+    (`preference_cost_bps`); a sell, `p / (1 − b)`, when `p >= q × (1 − b)`.
+    """
     bias = bias_bps / BPS
-    return score * (1 - bias) if side == "buy" else score * (1 + bias)
+    return score / (1 + bias) if side == "buy" else score / (1 - bias)
+
+
+def preference_cost_bps(preferred: Decimal, other: Decimal, side: Side) -> Decimal:
+    """Return how much worse the preferred all-in price is than `other`'s, in bps of `other` (< 0: better)."""
+    worse_by = preferred - other if side == "buy" else other - preferred
+    return worse_by / other * BPS
 
 
 def rank_key(score: Decimal, side: Side) -> Decimal:
@@ -95,17 +107,21 @@ def rank_key(score: Decimal, side: Side) -> Decimal:
 
 
 def slippage_bps(vwap: Decimal, reference: Decimal, side: Side) -> Decimal:
-    """Return how far `vwap` is worse than the reference price, in bps of the reference."""
+    """Return how far `vwap` is worse than the reference price, in bps of the reference.
+
+    The router's reference is always the best price of the very book the VWAP
+    was walked on (`book_slippage_bps`), never another venue's.
+    """
     worse_by = vwap - reference if side == "buy" else reference - vwap
     return worse_by / reference * BPS
 
 
-def reference_price(books: Iterable[Sequence[Level]], side: Side) -> Decimal | None:
-    """Return the best top-of-book price across books (buy: lowest ask, sell: highest bid), if any."""
-    tops = [price for price in map(first_usable_price, books) if price is not None]
-    if not tops:
-        return None
-    return min(tops) if side == "buy" else max(tops)
+def book_slippage_bps(levels: Sequence[Level], vwap: Decimal, side: Side) -> Decimal:
+    """Return how far `vwap` is worse than the best usable price of `levels`, the book it was walked on."""
+    top = first_usable_price(levels)
+    if top is None:
+        raise ValueError("a VWAP needs a usable level in its own book")
+    return slippage_bps(vwap, top, side)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +130,9 @@ class VenueWalk:
 
     filled: Decimal
     notional: Decimal
-    score: Decimal | None  # all-in (biased) price per unit of the VWAP; None when nothing fills
-    slippage_bps: Decimal | None
+    all_in: Decimal | None  # the VWAP with the taker fee in; None when nothing fills
+    score: Decimal | None  # all_in, made more attractive by a preference bias; None when nothing fills
+    slippage_bps: Decimal | None  # the VWAP against this book's own best price
     excluded: str | None  # insufficient_depth | limit_price | slippage_exceeded | None
 
     @property
@@ -132,7 +149,6 @@ def walk_venue(
     *,
     fee_bps: Decimal,
     bias_bps: Decimal,
-    reference: Decimal | None,
     max_slippage_bps: Decimal,
     pooled: bool,
 ) -> VenueWalk:
@@ -140,24 +156,25 @@ def walk_venue(
 
     A market order must fill entirely (`insufficient_depth`); a limit order needs
     one level at or better than its limit (`limit_price`); the VWAP must be within
-    `max_slippage_bps` of `reference`. When `pooled` (split), depth and slippage
-    are judged across venues instead, so only a venue offering nothing is excluded.
+    `max_slippage_bps` of this book's own best price. When `pooled` (split), depth
+    and slippage are judged on the pooled legs instead, so only a venue offering
+    nothing is excluded here.
     """
     filled, notional = walk_book(levels, quantity, limit_price, side)
     if not filled:
         has_depth = first_usable_price(levels) is not None
         reason = "limit_price" if limit_price is not None and has_depth else "insufficient_depth"
-        return VenueWalk(filled, notional, None, None, reason)
+        return VenueWalk(filled, notional, None, None, None, reason)
     vwap = notional / filled
-    score = biased(all_in(vwap, fee_bps, side), bias_bps, side)
-    slippage = None if reference is None else slippage_bps(vwap, reference, side)
+    price = all_in(vwap, fee_bps, side)
+    slippage = book_slippage_bps(levels, vwap, side)
     excluded = None
     if not pooled:
         if limit_price is None and filled < quantity:
             excluded = "insufficient_depth"
-        elif slippage is not None and slippage > max_slippage_bps:
+        elif slippage > max_slippage_bps:
             excluded = "slippage_exceeded"
-    return VenueWalk(filled, notional, score, slippage, excluded)
+    return VenueWalk(filled, notional, price, biased(price, bias_bps, side), slippage, excluded)
 
 
 @dataclass(frozen=True, slots=True)

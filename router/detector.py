@@ -37,6 +37,7 @@ import msgspec
 from connectors.types import Quote, decimal_text
 from router.cache import CachedQuote, PriceCache
 from router.metrics import DETECTOR_LATENCY, OPPORTUNITIES, OPPORTUNITY_EVENTS
+from router.precision import bps_down, money_down
 from router.sizing import MIN_STEP, Bounds, Sized, Terms, size_with_terms, step_of
 
 EventKind = Literal["opened", "updated", "closed"]
@@ -74,7 +75,12 @@ class Opportunity(msgspec.Struct, frozen=True, gc=False):
     expires_ns: int
 
     def as_message(self) -> dict[str, object]:
-        """Return the contract's JSON object: decimals as strings, `"v": 1`."""
+        """Return the contract's JSON object: decimals as strings, `"v": 1`, at the published precision.
+
+        The prices and the quantity are published as sized (`router.sizing` rounds the
+        VWAPs); `net_profit` is rounded down to 8 decimals and the spreads down to 2
+        decimals (`router.precision`), so no published figure is better than the truth.
+        """
         return {
             "v": 1,
             "event": self.event,
@@ -85,9 +91,9 @@ class Opportunity(msgspec.Struct, frozen=True, gc=False):
             "quantity": decimal_text(self.quantity),
             "buy_price": decimal_text(self.buy_price),
             "sell_price": decimal_text(self.sell_price),
-            "gross_spread_bps": decimal_text(self.gross_spread_bps),
-            "net_spread_bps": decimal_text(self.net_spread_bps),
-            "net_profit": decimal_text(self.net_profit),
+            "gross_spread_bps": decimal_text(bps_down(self.gross_spread_bps)),
+            "net_spread_bps": decimal_text(bps_down(self.net_spread_bps)),
+            "net_profit": decimal_text(money_down(self.net_profit)),
             "buy_fee_bps": decimal_text(self.buy_fee_bps),
             "sell_fee_bps": decimal_text(self.sell_fee_bps),
             "buy_quote_age_ms": self.buy_quote_age_ms,

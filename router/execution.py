@@ -20,6 +20,7 @@ from connectors.trading import client_order_id
 from connectors.types import Quote, decimal_text
 from router.book_walk import marginal_price, walk_book
 from router.cache import PriceCache
+from router.precision import money_up, publish_price
 
 Side = Literal["buy", "sell"]
 Mode = Literal["paper", "live"]
@@ -197,7 +198,10 @@ class PaperExecutor:
 
     A leg takes the venue's current levels best-first up to its quantity and
     limit price, pays the venue's taker fee in the quote currency, and fills
-    partly when depth runs out. A venue whose quote is stale or missing at
+    partly when depth runs out. Like a venue's, its figures have a precision
+    (`router.precision`): one fill per leg at the VWAP of the levels taken,
+    rounded against the taker to 4 decimals beyond the book's prices, and a fee
+    rounded up to 8 decimals. A venue whose quote is stale or missing at
     execution time fills nothing. Paper mode loads no credential.
     """
 
@@ -228,8 +232,8 @@ class PaperExecutor:
             return LegOutcome(
                 leg, (), f"no {leg.venue} liquidity within limit {decimal_text(leg.limit_price)}"
             )
-        price = notional / filled
-        fee = notional * self.taker_fee_bps[leg.venue] / _BPS
+        price = publish_price(notional / filled, (price for price, _ in levels), leg.side)
+        fee = money_up(notional * self.taker_fee_bps[leg.venue] / _BPS)
         fill = Fill(
             venue=leg.venue,
             side=leg.side,

@@ -76,7 +76,12 @@ class InvalidPreferences(RouterError):
 
 @dataclass(frozen=True, slots=True)
 class RiskProfile:
-    """What a risk tolerance allows: slippage in bps, venues per order, order notional in quote currency."""
+    """What a risk tolerance allows: slippage in bps, venues per order, order notional in quote currency.
+
+    Slippage is measured on the chosen venue's own book (VWAP against that book's
+    best price, `router.routing`), so a preferred venue quoting above the best
+    venue is never excluded by this limit for that alone.
+    """
 
     max_slippage_bps: Decimal
     max_venues: int

@@ -1,4 +1,10 @@
-"""ExecutionResult: the one answer to an order request (the `smartroute.results` message)."""
+"""ExecutionResult: the one answer to an order request (the `smartroute.results` message).
+
+Figures are kept exact; `as_message` publishes them as `router.precision` says:
+`avg_price` rounded against the taker (up for a buy, down for a sell) to 4
+decimals beyond the fills' prices, `fees_total` and `fees_other` rounded up to 8
+decimals. Fills are published as they happened.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import orjson
 
 from connectors.types import decimal_text
 from router.execution import Fill, Mode
+from router.precision import money_up, publish_price
 
 Status = Literal["filled", "partially_filled", "rejected", "failed"]
 
@@ -66,9 +73,17 @@ class ExecutionResult:
             return None
         return sum((f.price * f.quantity for f in self.fills), Decimal(0)) / filled
 
-    def as_message(self) -> dict[str, object]:
-        """Return the contract's JSON object (decimals as plain strings, `"v": 1`)."""
+    @property
+    def published_avg_price(self) -> Decimal | None:
+        """Return `avg_price` as published: rounded against the taker, 4 decimals past the fill prices."""
         avg = self.avg_price
+        if avg is None:
+            return None
+        return publish_price(avg, (f.price for f in self.fills), self.fills[0].side)
+
+    def as_message(self) -> dict[str, object]:
+        """Return the contract's JSON object (decimals as plain strings, `"v": 1`), figures as published."""
+        avg = self.published_avg_price
         message: dict[str, object] = {
             "v": 1,
             "request_id": self.request_id,
@@ -81,7 +96,7 @@ class ExecutionResult:
             "fills": [f.as_message() for f in self.fills],
             "filled_quantity": decimal_text(self.filled_quantity),
             "avg_price": None if avg is None else decimal_text(avg),
-            "fees_total": decimal_text(self.fees_total),
+            "fees_total": decimal_text(money_up(self.fees_total)),
             "route": self.route,
             "received_ns": self.received_ns,
             "completed_ns": self.completed_ns,
@@ -91,7 +106,9 @@ class ExecutionResult:
         if self.symbol is not None:
             message["symbol"] = self.symbol
         if other := self.fees_other:
-            message["fees_other"] = {asset: decimal_text(amount) for asset, amount in sorted(other.items())}
+            message["fees_other"] = {
+                asset: decimal_text(money_up(amount)) for asset, amount in sorted(other.items())
+            }
         message.update(self.extra)
         return message
 

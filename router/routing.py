@@ -8,23 +8,28 @@ Each venue is excluded for the first of these that applies, in this order:
 `no_quote`, `stale` (age over `max_quote_age_ms`, or unknown), `resyncing`,
 `crossed`; then its book is walked for the quantity within the limit price:
 `insufficient_depth`, `limit_price` (no level at or better than the limit),
-`slippage_exceeded`. The slippage reference is the best top-of-book price among
-the venues that pass the first six checks — the venues this request could
-route to — so an excluded venue's odd price never rejects an order.
+`slippage_exceeded`. Slippage is measured on the venue's own book: how far the
+VWAP of the levels a leg takes is worse than that book's best price. Another
+venue's price never makes a venue's leg "slip", so a venue quoting worse than
+the best one (a preferred venue, say) is judged on its own book alone.
 
 Scores are all-in per-unit prices (taker fee in), better = lower for a buy and
-higher for a sell; ties break by venue id. `split` pools depth across venues
-instead of excluding one for depth or slippage, and checks the slippage of the
-overall VWAP. When nothing fits, `NoRoute` carries the contract's reject code.
+higher for a sell; ties break by venue id. `preferred` makes its venues' scores
+`preferred_bias_bps` more attractive, measured in bps of the price they compete
+with, so a preferred venue wins exactly when it costs at most the bias more than
+the best other eligible venue (at an equal score it wins too); the plan's reason
+says what the preference cost. `split` pools depth across venues instead of
+excluding one for depth, and checks each leg's slippage on its own venue's book.
+When nothing fits, `NoRoute` carries the contract's reject code.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Context, Decimal
-from typing import Final, Literal
+from decimal import Decimal
+from typing import Final
 
 from connectors.types import Level, Quote, decimal_text
 from router.book_walk import (
@@ -32,171 +37,48 @@ from router.book_walk import (
     Book,
     Take,
     VenueWalk,
+    book_slippage_bps,
     pool_fill,
+    preference_cost_bps,
     rank_key,
-    reference_price,
-    slippage_bps,
+    walk_book,
     walk_venue,
 )
-from router.book_walk import walk_book as walk_book  # noqa: PLC0414 -- re-exported: part of this module's API
-from router.errors import RouterError
+from router.precision import bps_up, quoted_places
 from router.request import Side
+from router.route_plan import (
+    STRATEGIES,
+    Considered,
+    NoRoute,
+    RouteLeg,
+    RoutePlan,
+    RouteRequest,
+    Strategy,
+    VenueView,
+    price_text,
+)
 
-Strategy = Literal["best_price", "preferred", "fastest", "split"]
-STRATEGIES: Final = ("best_price", "preferred", "fastest", "split")
+# The planner's API: the types live in `router.route_plan`, the book arithmetic in `router.book_walk`.
+__all__ = [
+    "EXCLUSION_REASONS",
+    "GATE_REASONS",
+    "STRATEGIES",
+    "Considered",
+    "NoRoute",
+    "RouteLeg",
+    "RoutePlan",
+    "RouteRequest",
+    "Strategy",
+    "VenueView",
+    "plan_route",
+    "walk_book",
+]
 
 # Gate reasons decide from the snapshot alone; a venue past them has a fresh usable book.
 GATE_REASONS: Final = ("not_allowed", "excluded_by_preferences", "no_quote", "stale", "resyncing", "crossed")
 EXCLUSION_REASONS: Final = (*GATE_REASONS, "insufficient_depth", "limit_price", "slippage_exceeded")
 
 _ZERO = Decimal(0)
-_SHOW_STEP = Decimal("1e-8")
-_SHOW_CONTEXT = Context(prec=60)
-
-
-@dataclass(frozen=True, slots=True)
-class VenueView:
-    """What the planner knows of one venue at decision time."""
-
-    venue: str
-    quote: Quote | None  # latest cached quote/book, None if nothing cached
-    quote_age_ms: float | None
-    taker_fee_bps: Decimal
-    ack_latency_ms: float | None = None  # measured order-ack latency (for "fastest"); None = unknown
-    resyncing: bool = False  # the venue's book is being rebuilt
-
-    def __post_init__(self) -> None:
-        if not self.taker_fee_bps.is_finite() or abs(self.taker_fee_bps) >= BPS:
-            raise ValueError(
-                f"{self.venue}: taker_fee_bps must be finite and within ±10000, got {self.taker_fee_bps}"
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
-    """One order to plan: what, how much, at what price, and the user's routing preferences."""
-
-    symbol: str
-    side: Side
-    quantity: Decimal
-    limit_price: Decimal | None  # None = market
-    max_slippage_bps: Decimal
-    strategy: Strategy
-    max_quote_age_ms: float
-    allowed_venues: frozenset[str] | None = None  # the request's allow-list
-    excluded_venues: frozenset[str] = frozenset()  # from preferences
-    preferred_venues: tuple[str, ...] = ()
-    preferred_bias_bps: Decimal = _ZERO
-    max_venues: int = 1  # split: at most this many venues
-
-    def __post_init__(self) -> None:
-        limit, slippage, bias = self.limit_price, self.max_slippage_bps, self.preferred_bias_bps
-        checks = {
-            "side must be buy or sell": self.side in ("buy", "sell"),
-            "strategy is unknown": self.strategy in STRATEGIES,
-            "quantity must be > 0": self.quantity.is_finite() and self.quantity > 0,
-            "limit_price must be > 0": limit is None or (limit.is_finite() and limit > 0),
-            "max_slippage_bps must be >= 0": slippage.is_finite() and slippage >= 0,
-            "preferred_bias_bps must be within ±10000": bias.is_finite() and abs(bias) < BPS,
-            "max_venues must be >= 1": self.max_venues >= 1,
-        }
-        if problems := [text for text, ok in checks.items() if not ok]:
-            raise ValueError(f"invalid route request {self!r}: " + "; ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Considered:
-    """One venue as the planner saw it; `excluded` is None when it was eligible (chosen or not).
-
-    `expected_price` is the VWAP of what this venue's book alone offers for the
-    quantity within the limit, and `score` its all-in (for `preferred`, biased)
-    per-unit price; both None when the book was not walked or offered nothing.
-    """
-
-    venue: str
-    expected_price: Decimal | None
-    fee_bps: Decimal
-    quote_age_ms: float | None
-    score: Decimal | None
-    excluded: str | None
-
-    def as_message(self) -> dict[str, object]:
-        """Return the contract's `considered` entry: decimals as plain strings, null when absent."""
-        return {
-            "venue": self.venue,
-            "expected_price": _text(self.expected_price),
-            "fee_bps": decimal_text(self.fee_bps),
-            "quote_age_ms": self.quote_age_ms,
-            "score": _text(self.score),
-            "excluded": self.excluded,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RouteLeg:
-    """What to take on one venue: quantity, VWAP of the levels taken, and the taker fee on it."""
-
-    venue: str
-    quantity: Decimal
-    expected_price: Decimal  # VWAP of the levels taken
-    expected_fee: Decimal  # quote currency: notional × fee_bps / 10⁴
-
-
-@dataclass(frozen=True, slots=True)
-class RoutePlan:
-    """The chosen route, every venue considered, and a sentence saying why."""
-
-    strategy: Strategy
-    side: Side
-    legs: tuple[RouteLeg, ...]
-    considered: tuple[Considered, ...]
-    reason: str
-    expected_price: Decimal  # overall VWAP
-
-    def as_message(self) -> dict[str, object]:
-        """Return the execution result's `route` object: decimals as plain strings."""
-        return _route_message(self.strategy, self.legs, self.considered, self.reason)
-
-
-class NoRoute(RouterError):
-    """No route fits the request; `reject_code` is the contract's code, `str(exc)` the human sentence.
-
-    `reject_code` is `stale_prices` (no venue the request may use has a fresh
-    usable book), `slippage_exceeded` (books could fill it, but only beyond the
-    slippage limit) or `no_liquidity` (not enough depth within the limit price,
-    or no venue allowed at all).
-    """
-
-    def __init__(
-        self, reject_code: str, message: str, considered: tuple[Considered, ...], strategy: Strategy
-    ) -> None:
-        super().__init__(message)
-        self.reject_code = reject_code
-        self.message = message
-        self.considered = considered
-        self.strategy = strategy
-
-    def as_message(self) -> dict[str, object]:
-        """Return the `route` object of the rejected result: no legs, every venue considered."""
-        return _route_message(self.strategy, (), self.considered, self.message)
-
-
-def _route_message(
-    strategy: Strategy, legs: tuple[RouteLeg, ...], considered: tuple[Considered, ...], reason: str
-) -> dict[str, object]:
-    return {
-        "strategy": strategy,
-        "legs": [
-            {
-                "venue": leg.venue,
-                "quantity": decimal_text(leg.quantity),
-                "expected_price": decimal_text(leg.expected_price),
-            }
-            for leg in legs
-        ],
-        "considered": [entry.as_message() for entry in considered],
-        "reason": reason,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +86,7 @@ class _Assessed:
     """One venue after the gate and, when it passed, the walk of its book."""
 
     view: VenueView
+    side: Side
     excluded: str | None
     levels: tuple[Level, ...] = ()  # the side of its book the order takes
     walk: VenueWalk | None = None
@@ -212,10 +95,23 @@ class _Assessed:
     def venue(self) -> str:
         return self.view.venue
 
+    @property
+    def places(self) -> int:
+        return quoted_places(price for price, _ in self.levels)
+
     def considered(self) -> Considered:
         view, walk = self.view, self.walk
         vwap, score = (None, None) if walk is None else (walk.vwap, walk.score)
-        return Considered(view.venue, vwap, view.taker_fee_bps, view.quote_age_ms, score, self.excluded)
+        return Considered(
+            view.venue,
+            vwap,
+            view.taker_fee_bps,
+            view.quote_age_ms,
+            score,
+            self.excluded,
+            self.side,
+            self.places,
+        )
 
 
 def plan_route(request: RouteRequest, venues: Sequence[VenueView]) -> RoutePlan:
@@ -224,15 +120,9 @@ def plan_route(request: RouteRequest, venues: Sequence[VenueView]) -> RoutePlan:
     Every venue passed in appears exactly once in the plan's (or the error's)
     `considered`, in venue-id order.
     """
-    gated = [(view, _gate(request, view)) for view in _ordered(request, venues)]
-    books = {view.venue: _levels(view.quote, request.side) for view, _ in gated if view.quote is not None}
-    reference = reference_price((books[view.venue] for view, gate in gated if gate is None), request.side)
-    assessed = [
-        _Assessed(view, gate) if gate is not None else _assess(request, view, books[view.venue], reference)
-        for view, gate in gated
-    ]
+    assessed = [_assess(request, view) for view in _ordered(request, venues)]
     if request.strategy == "split":
-        return _plan_split(request, assessed, reference)
+        return _plan_split(request, assessed)
     return _plan_single(request, assessed)
 
 
@@ -267,22 +157,26 @@ def _levels(quote: Quote, side: Side) -> tuple[Level, ...]:
     return quote.ask_levels() if side == "buy" else quote.bid_levels()
 
 
-def _assess(
-    request: RouteRequest, view: VenueView, levels: tuple[Level, ...], reference: Decimal | None
-) -> _Assessed:
-    preferred = request.strategy == "preferred" and view.venue in request.preferred_venues
+def _assess(request: RouteRequest, view: VenueView) -> _Assessed:
+    gate = _gate(request, view)
+    if gate is not None or view.quote is None:
+        return _Assessed(view, request.side, gate)
+    levels = _levels(view.quote, request.side)
     walk = walk_venue(
         levels,
         request.quantity,
         request.limit_price,
         request.side,
         fee_bps=view.taker_fee_bps,
-        bias_bps=request.preferred_bias_bps if preferred else _ZERO,
-        reference=reference,
+        bias_bps=request.preferred_bias_bps if _is_preferred(request, view.venue) else _ZERO,
         max_slippage_bps=request.max_slippage_bps,
         pooled=request.strategy == "split",  # split judges depth and slippage across venues
     )
-    return _Assessed(view, walk.excluded, levels, walk)
+    return _Assessed(view, request.side, walk.excluded, levels, walk)
+
+
+def _is_preferred(request: RouteRequest, venue: str) -> bool:
+    return request.strategy == "preferred" and venue in request.preferred_venues
 
 
 def _priced(entry: _Assessed) -> tuple[VenueWalk, Decimal]:
@@ -302,12 +196,19 @@ def _plan_single(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
         ranked = sorted(eligible, key=lambda e: (*_latency_key(e), rank_key(_priced(e)[1], side), e.venue))
         reason = _fastest_reason(ranked)
     else:
-        ranked = sorted(eligible, key=lambda e: (rank_key(_priced(e)[1], side), e.venue))
-        reason = _best_reason(request, ranked)
+        # At an equal score a preferred venue wins: its bias is honoured up to and including its value.
+        ranked = sorted(
+            eligible,
+            key=lambda e: (rank_key(_priced(e)[1], side), not _is_preferred(request, e.venue), e.venue),
+        )
+        reason = (
+            _preferred_reason(request, ranked) if request.strategy == "preferred" else _best_reason(ranked)
+        )
     chosen = ranked[0]
     walk, _ = _priced(chosen)
     vwap = walk.notional / walk.filled
-    leg = RouteLeg(chosen.venue, walk.filled, vwap, walk.notional * chosen.view.taker_fee_bps / BPS)
+    fee = walk.notional * chosen.view.taker_fee_bps / BPS
+    leg = RouteLeg(chosen.venue, walk.filled, vwap, fee, side, chosen.places)
     reason = f"{request.strategy}: {reason} {_summary(assessed)}"
     return RoutePlan(request.strategy, side, (leg,), _considered(assessed), reason, vwap)
 
@@ -317,24 +218,47 @@ def _latency_key(entry: _Assessed) -> tuple[bool, float]:
     return (latency is None, 0.0 if latency is None else latency)
 
 
-def _best_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
+def _all_in(entry: _Assessed) -> Decimal:
+    walk, _ = _priced(entry)
+    assert walk.all_in is not None  # priced walks have both
+    return walk.all_in
+
+
+def _best_reason(ranked: list[_Assessed]) -> str:
     chosen = ranked[0]
-    label = "all-in"
-    if request.strategy == "preferred":
-        label = "biased all-in"
-        if chosen.venue in request.preferred_venues:
-            label = f"(preferred, bias {decimal_text(request.preferred_bias_bps)} bps) biased all-in"
-    head = f"{chosen.venue} {label} {_show(_priced(chosen)[1])}"
+    head = f"{chosen.venue} all-in {_show(chosen, _priced(chosen)[1])}"
     if len(ranked) == 1:
         return f"{head}, the only eligible venue"
-    return f"{head} beats {ranked[1].venue} {_show(_priced(ranked[1])[1])}"
+    return f"{head} beats {ranked[1].venue} {_show(ranked[1], _priced(ranked[1])[1])}"
+
+
+def _preferred_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
+    """Say what the preference cost: the best preferred venue against the best other one, all-in."""
+    bias = f"bias {decimal_text(request.preferred_bias_bps)} bps"
+    preferred = [entry for entry in ranked if _is_preferred(request, entry.venue)]
+    others = [entry for entry in ranked if not _is_preferred(request, entry.venue)]
+    if not preferred:
+        named = ", ".join(request.preferred_venues)
+        return f"no preferred venue ({named}) is eligible; {_best_reason(ranked)}"
+    best, other = preferred[0], (others[0] if others else None)
+    prices = f"{best.venue} all-in {_show(best, _all_in(best))}"
+    if other is None:
+        return f"preferred {prices}, no other venue eligible ({bias})"
+    prices += f", {other.venue} {_show(other, _all_in(other))}"
+    cost = _show_cost_bps(preference_cost_bps(_all_in(best), _all_in(other), request.side))
+    if ranked[0] is best:
+        return f"preferred {best.venue} over {other.venue}: {cost} bps ({bias}); {prices}"
+    return (
+        f"{other.venue} over preferred {best.venue}: the preference would cost {cost} bps, "
+        f"more than its {bias}; {prices}"
+    )
 
 
 def _fastest_reason(ranked: list[_Assessed]) -> str:
     chosen = ranked[0]
     within = f"{_count(len(ranked), 'venue')} within slippage"
     unknown = ", ".join(entry.venue for entry in ranked if entry.view.ack_latency_ms is None)
-    all_in_text = f"all-in {_show(_priced(chosen)[1])}"
+    all_in_text = f"all-in {_show(chosen, _priced(chosen)[1])}"
     latency = chosen.view.ack_latency_ms
     if latency is None:
         return (
@@ -346,7 +270,7 @@ def _fastest_reason(ranked: list[_Assessed]) -> str:
     return f"{text}; {all_in_text}"
 
 
-def _plan_split(request: RouteRequest, assessed: list[_Assessed], reference: Decimal | None) -> RoutePlan:
+def _plan_split(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
     side, quantity = request.side, request.quantity
     pool = [entry for entry in assessed if entry.excluded is None]
     if not pool:
@@ -357,31 +281,42 @@ def _plan_split(request: RouteRequest, assessed: list[_Assessed], reference: Dec
     if request.limit_price is None and filled < quantity:
         lead = f"across at most {_count(request.max_venues, 'venue')} (only {decimal_text(filled)} available)"
         raise _reject("no_liquidity", f"not enough depth to {_what(request)} {lead}", assessed, request)
-    vwap = sum((take.notional for take in takes), _ZERO) / filled
-    slippage = None if reference is None else slippage_bps(vwap, reference, side)
-    if slippage is not None and slippage > request.max_slippage_bps:
-        used = {take.venue for take in takes}
-        marked = [replace(e, excluded="slippage_exceeded") if e.venue in used else e for e in assessed]
+    levels = {entry.venue: entry.levels for entry in pool}
+    slipped = {
+        take.venue: slippage
+        for take in takes
+        if (slippage := book_slippage_bps(levels[take.venue], take.vwap, side)) > request.max_slippage_bps
+    }
+    if slipped:
+        marked = [replace(e, excluded="slippage_exceeded") if e.venue in slipped else e for e in assessed]
+        legs_text = ", ".join(f"{venue} {_show_bps(bps)} bps" for venue, bps in slipped.items())
         lead = (
-            f"splitting to {_what(request)} costs {_show(slippage)} bps of slippage, "
+            f"splitting to {_what(request)} slips {legs_text} on its own book, "
             f"over the {decimal_text(request.max_slippage_bps)} bps limit"
         )
         raise _reject("slippage_exceeded", lead, marked, request)
-    legs = tuple(RouteLeg(take.venue, take.quantity, take.vwap, take.fee) for take in takes)
-    reason = f"split: {_split_reason(request, takes)} {_summary(assessed)}"
+    vwap = sum((take.notional for take in takes), _ZERO) / filled
+    places = {entry.venue: entry.places for entry in pool}
+    legs = tuple(
+        RouteLeg(take.venue, take.quantity, take.vwap, take.fee, side, places[take.venue]) for take in takes
+    )
+    reason = f"split: {_split_reason(request, takes, places)} {_summary(assessed)}"
     return RoutePlan("split", side, legs, _considered(assessed), reason, vwap)
 
 
-def _split_reason(request: RouteRequest, takes: list[Take]) -> str:
+def _split_reason(request: RouteRequest, takes: list[Take], places: Mapping[str, int]) -> str:
+    side = request.side
     parts = ", ".join(
-        f"{decimal_text(take.quantity)} on {take.venue} at {_show(take.vwap)}" for take in takes
+        f"{decimal_text(take.quantity)} on {take.venue} at {price_text(take.vwap, places[take.venue], side)}"
+        for take in takes
     )
     quantity = sum((take.quantity for take in takes), _ZERO)
     # All-in cost is the notional with the fee paid (buy) or given up (sell).
     sign = 1 if request.side == "buy" else -1
     cost = sum((take.notional + sign * take.fee for take in takes), _ZERO)
     return (
-        f"{parts}, overall all-in {_show(cost / quantity)}, taken in all-in price order "
+        f"{parts}, overall all-in {price_text(cost / quantity, max(places.values()), side)}, "
+        "taken in all-in price order "
         f"from at most {_count(request.max_venues, 'venue')}"
     )
 
@@ -433,19 +368,23 @@ def _venue_detail(entry: _Assessed) -> str:
     if walk is None or walk.excluded != entry.excluded:
         return f"{entry.venue} {reason}"
     if reason == "slippage_exceeded" and walk.slippage_bps is not None:
-        return f"{entry.venue} {reason} ({_show(walk.slippage_bps)} bps)"
+        return f"{entry.venue} {reason} ({_show_bps(walk.slippage_bps)} bps)"
     if reason == "insufficient_depth" and walk.filled:
         return f"{entry.venue} {reason} (only {decimal_text(walk.filled)})"
     return f"{entry.venue} {reason}"
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else decimal_text(value)
+def _show(entry: _Assessed, value: Decimal) -> str:
+    """Return a price of `entry`'s book for a sentence, as published."""
+    return price_text(value, entry.places, entry.side)
 
 
-def _show(value: Decimal) -> str:
-    """Return a decimal for a human sentence: at most 8 decimal places."""
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -8:
-        value = value.quantize(_SHOW_STEP, context=_SHOW_CONTEXT)
-    return decimal_text(value)
+def _show_bps(value: Decimal) -> str:
+    """Return a bps figure for a sentence, rounded up to 2 decimals: a cost is never understated."""
+    return decimal_text(bps_up(value))
+
+
+def _show_cost_bps(value: Decimal) -> str:
+    """Return `_show_bps` with its sign: "+98.7" costs more, "-3.25" saves."""
+    text = _show_bps(value)
+    return text if text.startswith("-") else f"+{text}"

@@ -15,6 +15,15 @@ Two one-level books (top-of-book feeds, the common case) have a single
 segment: `_size_one_level` takes it in closed form, with the very same
 Decimal operations as the walk, so both give identical figures.
 
+The VWAPs are published as `router.precision` says: buy rounded up, sell down,
+to `PRICE_EXTRA_PLACES` decimals beyond the most decimals the book side's prices
+show (one level's price is exact). A size is kept only when its net profit,
+computed from those published VWAPs, clears the bar and is at least one
+published money unit (`MONEY_STEP`). Rounding a VWAP moves it by less than one
+price step, so a book side of several levels is sized with every price moved
+one step against us: the size found then pays at the published VWAPs too, at
+the cost of the sliver of size those steps take.
+
 Most venue pairs are nowhere near paying; `Bounds` proves that with two
 float comparisons, before any Decimal work, and never reaches a figure.
 """
@@ -23,15 +32,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, getcontext
+from decimal import ROUND_DOWN, Decimal, getcontext
+from typing import Literal
 
 import msgspec
 
 from connectors.types import Level
+from router.precision import MONEY_STEP, price_step, quoted_places, round_price
 
 BPS = Decimal(10_000)
 _ZERO = Decimal(0)
-PRICE_PLACES = Decimal("1e-12")  # published VWAPs: far below any venue's tick
 MIN_STEP = Decimal("1e-8")
 
 # Floats carry ~1e-16 relative error and a Decimal context of 20+ digits under 1e-19: a 1e-9
@@ -43,7 +53,7 @@ _STEPS = {places: Decimal(1).scaleb(places) for places in range(-40, 1)}  # 1E-4
 
 
 class Sized(msgspec.Struct, frozen=True, gc=False):
-    """The opportunity's size and the VWAPs of executing it, as published (buy rounded up, sell down).
+    """The opportunity's size and the VWAPs of executing it, as published (`router.precision`).
 
     A msgspec Struct rather than a frozen dataclass: one is built per sized venue pair on the
     detector's hot path, for a tenth of the cost.
@@ -149,7 +159,8 @@ def size_opportunity(
 
     `asks` is the buy venue's ask side and `bids` the sell venue's bid side,
     both best first. The result nets strictly more than `min_net_bps` of its buy
-    notional after both taker fees, computed from the published (rounded) VWAPs.
+    notional after both taker fees, computed from the published (rounded) VWAPs,
+    and at least `MONEY_STEP`, so its net profit rounded down is still positive.
     """
     return size_with_terms(asks, bids, Terms.of(fee_buy_bps, fee_sell_bps, min_net_bps, max_notional), step)
 
@@ -166,13 +177,16 @@ def size_with_terms(
 
 
 def _size_walking(asks: Sequence[Level], bids: Sequence[Level], terms: Terms, step: Decimal) -> Sized | None:
-    quantity = _largest_profitable(asks, bids, terms)
+    ask_step, bid_step = _published_step(asks), _published_step(bids)
+    quantity = _largest_profitable(_moved(asks, ask_step), _moved(bids, -bid_step), terms)
     quantity = quantity.quantize(step, rounding=ROUND_DOWN) if quantity > 0 else _ZERO
     while quantity > 0:
-        sized = _priced(asks, bids, quantity)
+        sized = Sized(
+            quantity, _vwap(asks, quantity, ask_step, "buy"), _vwap(bids, quantity, bid_step, "sell")
+        )
         net = quantity * (sized.sell_price * terms.keep_on_sell - sized.buy_price * terms.pay_on_buy)
         if net > terms.t * quantity * sized.buy_price:
-            return sized
+            return sized if net >= MONEY_STEP else None  # under one published money unit: not worth it
         quantity -= step  # the rounding of the VWAPs cost the last step its edge: take one step less
     return None
 
@@ -195,14 +209,12 @@ def _size_one_level(
             return _size_walking(((ask, ask_qty),), ((bid, bid_qty),), terms, step)  # a rounding tie
     filled = _ZERO + take
     quantity = filled.quantize(step, ROUND_DOWN) if filled > _ZERO else _ZERO
+    # quantity <= depth: each side takes its one level only, so the VWAPs are the level prices,
+    # and the margin per unit is the same at every size: the walk's loop ends at its first step.
     while quantity > _ZERO:
-        bought = quantity if quantity < ask_qty else ask_qty
-        sold = quantity if quantity < bid_qty else bid_qty
-        buy_price = (bought * ask / quantity).quantize(PRICE_PLACES, ROUND_CEILING)
-        sell_price = (sold * bid / quantity).quantize(PRICE_PLACES, ROUND_FLOOR)
-        net = quantity * (sell_price * terms.keep_on_sell - buy_price * terms.pay_on_buy)
-        if net > terms.t * quantity * buy_price:
-            return Sized(quantity, buy_price, sell_price)
+        net = quantity * (bid * terms.keep_on_sell - ask * terms.pay_on_buy)
+        if net > terms.t * quantity * ask:
+            return Sized(quantity, ask, bid) if net >= MONEY_STEP else None
         quantity -= step
     return None
 
@@ -240,22 +252,30 @@ def _largest_profitable(asks: Sequence[Level], bids: Sequence[Level], terms: Ter
     return filled
 
 
-def _priced(asks: Sequence[Level], bids: Sequence[Level], quantity: Decimal) -> Sized:
-    buy = _notional(asks, quantity) / quantity
-    sell = _notional(bids, quantity) / quantity
-    return Sized(
-        quantity,
-        buy.quantize(PRICE_PLACES, rounding=ROUND_CEILING),
-        sell.quantize(PRICE_PLACES, rounding=ROUND_FLOOR),
-    )
+def _published_step(levels: Sequence[Level]) -> Decimal:
+    """Return the step a VWAP over `levels` is published to; 0 when only one level has a size (exact)."""
+    if sum(1 for _, size in levels if size > 0) < 2:
+        return _ZERO
+    return price_step(quoted_places(price for price, _ in levels))
 
 
-def _notional(levels: Sequence[Level], quantity: Decimal) -> Decimal:
+def _moved(levels: Sequence[Level], by: Decimal) -> Sequence[Level]:
+    return levels if not by else [(price + by, size) for price, size in levels]
+
+
+def _vwap(levels: Sequence[Level], quantity: Decimal, step: Decimal, side: Literal["buy", "sell"]) -> Decimal:
+    """Return the published VWAP of taking `quantity`: one level's price as it is, else rounded to `step`."""
     left, total = quantity, _ZERO
+    taken: list[Decimal] = []
     for price, size in levels:
         take = min(size, left)
+        if take <= 0:
+            continue
         total += take * price
+        taken.append(price)
         left -= take
         if left <= 0:
             break
-    return total
+    if len(taken) == 1 or not step:
+        return taken[0] if len(taken) == 1 else total / quantity
+    return round_price(total / quantity, step, side)

@@ -238,6 +238,27 @@ def test_published_opportunity_always_nets_a_profit_after_fees(
         recomputed = event.quantity * (event.sell_price * (1 - f_s) - event.buy_price * (1 + f_b))
         assert recomputed == event.net_profit
         assert recomputed / (event.quantity * event.buy_price) * 10_000 > threshold
+        assert_published_figures_recompute(event.as_message(), threshold)
+
+
+def assert_published_figures_recompute(message: dict[str, object], threshold: Decimal) -> None:
+    """What the schema promises a consumer: recompute from the published strings, within their precision."""
+    decimals = ("quantity", "buy_price", "sell_price", "buy_fee_bps", "sell_fee_bps")
+    figures = {name: Decimal(str(message[name])) for name in (*decimals, "net_profit", "net_spread_bps")}
+    figures["gross_spread_bps"] = Decimal(str(message["gross_spread_bps"]))
+    quantity, buy, sell = figures["quantity"], figures["buy_price"], figures["sell_price"]
+    f_b, f_s = figures["buy_fee_bps"] / 10_000, figures["sell_fee_bps"] / 10_000
+    net = quantity * (sell * (1 - f_s) - buy * (1 + f_b))
+    net_profit = figures["net_profit"]
+    assert net_profit > 0  # what is published nets a profit
+    assert net_profit <= net < net_profit + Decimal("0.00000001")  # money: 8 decimals, rounded down
+    net_bps = net / (quantity * buy) * 10_000
+    assert net_bps > threshold
+    assert figures["net_spread_bps"] <= net_bps < figures["net_spread_bps"] + Decimal("0.01")
+    gross_bps = (sell - buy) / buy * 10_000
+    assert figures["gross_spread_bps"] <= gross_bps < figures["gross_spread_bps"] + Decimal("0.01")
+    for name in ("net_profit", "net_spread_bps", "gross_spread_bps"):
+        assert -figures[name].as_tuple().exponent <= (8 if name == "net_profit" else 2)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(("max_notional", "quantity"), [("0.001", "0.00000001"), ("1", "0.00001")])
@@ -287,8 +308,28 @@ def test_depth_aware_size_walks_both_books_to_the_last_level_that_pays() -> None
     assert event.net_spread_bps == Decimal("17.000")
 
 
+def published_step(levels: list[Level]) -> Decimal:
+    """The step a VWAP over `levels` is published to: 4 decimals past the finest price; 0 for one level."""
+    if sum(1 for _, size in levels if size > 0) < 2:
+        return Decimal(0)
+    places = max(-min(0, int(price.normalize().as_tuple().exponent)) for price, _ in levels)
+    return Decimal(1).scaleb(-(places + 4))
+
+
+def moved(levels: list[Level], by: Decimal) -> list[Level]:
+    return [(price + by, size) for price, size in levels]
+
+
+def smallest_published_size(asks: list[Level], bids: list[Level], step: Decimal) -> Decimal:
+    """The least size published: what pays with every price one published step against us."""
+    return largest_paying_size(moved(asks, published_step(asks)), moved(bids, -published_step(bids)), step)
+
+
 def largest_paying_size(asks: list[Level], bids: list[Level], step: Decimal) -> Decimal:
-    """Brute force oracle: bisect over multiples of `step` for the last size whose VWAPs still net > 5 bps."""
+    """Brute force oracle: bisect over multiples of `step` for the last size whose VWAPs still net > 5 bps.
+
+    A size whose net profit is under 0.00000001 (the published money unit) is not worth publishing: 0.
+    """
 
     def vwap(levels: list[Level], q: Decimal) -> Decimal:
         left, total = q, Decimal(0)
@@ -297,17 +338,19 @@ def largest_paying_size(asks: list[Level], bids: list[Level], step: Decimal) -> 
             total, left = total + take * price, left - take
         return total / q
 
+    def net(q: Decimal) -> Decimal:
+        return q * (vwap(bids, q) * Decimal("0.999") - vwap(asks, q) * Decimal("1.001"))
+
     def pays(units: int) -> bool:
         q = units * step
-        buy, sell = vwap(asks, q), vwap(bids, q)
-        return q * (sell * Decimal("0.999") - buy * Decimal("1.001")) > Decimal("0.0005") * q * buy
+        return net(q) > Decimal("0.0005") * q * vwap(asks, q)
 
     depth = min(sum(s for _, s in asks), sum(s for _, s in bids))
     lo, hi = 0, int(depth / step)
     while lo < hi:  # the net spread only falls as size grows, so "pays" is monotone
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if pays(mid) else (lo, mid - 1)
-    return lo * step
+    return lo * step if lo and net(lo * step) >= Decimal("1e-8") else Decimal(0)
 
 
 def test_depth_aware_size_stops_inside_a_level_where_the_average_stops_paying() -> None:
@@ -321,7 +364,10 @@ def test_depth_aware_size_stops_inside_a_level_where_the_average_stops_paying() 
     # 101 × 0.999 − 102 × 1.001 − 0.0005 × 102 = −1.254 per unit, so it pays for 2.994 / 1.254 ≈ 2.3876 more.
     [event] = h.events
     levels = lambda pairs: [(Decimal(p), Decimal(s)) for p, s in pairs]  # noqa: E731
-    assert event.quantity == largest_paying_size(levels(asks), levels(bids), Decimal("1e-8"))
+    exact = largest_paying_size(levels(asks), levels(bids), Decimal("1e-8"))
+    # Sized with the asks 0.0001 higher and the bids 0.00001 lower (a published price step each):
+    # the published VWAPs are rounded against us by less than that, so the size still pays at them.
+    assert smallest_published_size(levels(asks), levels(bids), Decimal("1e-8")) == event.quantity < exact
     assert Decimal("4.38") < event.quantity < Decimal("4.39")
     # The size sits right at the bar: the exact figure clears 5 bps (the published one is truncated).
     assert event.net_profit / (event.quantity * event.buy_price) * 10_000 > 5
@@ -335,9 +381,11 @@ def test_depth_aware_size_respects_the_notional_cap_across_levels() -> None:
     ):
         h.cache.update(q)
         h.detector.on_quote(q)
-    # 1 @ 100 = 100, then 50 / 101 = 0.49504950… more before the buy notional reaches 150.
+    # 1 @ 100 = 100, then 50 / 101 = 0.49504950… more before the buy notional reaches 150 — sized
+    # with the asks one published price step (0.0001) higher, so that the published (rounded up)
+    # VWAP × quantity stays within the cap: (150 − 100.0001) / 101.0001 = 0.49504802…
     [event] = h.events
-    assert event.quantity == Decimal("1.49504950")
+    assert event.quantity == Decimal("1.49504802")
     assert event.quantity * event.buy_price <= 150
 
 
@@ -399,9 +447,13 @@ def test_depth_aware_size_is_the_largest_that_still_pays(
     if expected == 0:
         assert h.events == []
     else:
-        [event] = h.events
-        # The published VWAPs are rounded against us (buy up, sell down), which can cost the last step.
-        assert expected - Decimal("1e-8") <= event.quantity <= expected
+        # The published VWAPs are rounded against us (buy up, sell down), which can cost some size.
+        lowest = smallest_published_size(asks, bids, Decimal("1e-8"))
+        if not h.events:
+            assert lowest == 0
+        else:
+            [event] = h.events
+            assert lowest <= event.quantity <= expected
 
 
 # A bid this far above the break-even bid ask × (1 + 0.001 + 0.0005) / (1 − 0.001) clears 5 bps net.
@@ -545,3 +597,31 @@ def test_an_open_opportunity_closes_when_its_venue_sends_a_crossed_quote() -> No
 
     assert [(e.event, e.sell_venue) for e in h.events] == [("opened", "bybit"), ("closed", "bybit")]
     assert h.detector.open_opportunities() == []
+
+
+def test_published_figures_carry_a_stated_precision_rounded_against_the_taker() -> None:
+    asks = [("100", "1"), ("101", "1"), ("102", "10")]
+    bids = [("103", "0.5"), ("102.5", "1"), ("101", "5")]
+    h = depth_harness()
+    for q in (book_quote("binance", [("90", "1")], asks), book_quote("bybit", bids, [("110", "1")])):
+        h.cache.update(q)
+        h.detector.on_quote(q)
+    [event] = h.events
+    message = event.as_message()
+    # The asks are quoted in whole units, the bids to 1 decimal: VWAPs get 4 more decimals than that,
+    # money 8 decimals, bps 2, each rounded so that it is never better than the exact figure.
+    quantity = Decimal(str(message["quantity"]))
+    exact_buy = (100 + 101 + (quantity - 2) * 102) / quantity
+    exact_sell = (Decimal("51.5") + Decimal("102.5") + (quantity - Decimal("1.5")) * 101) / quantity
+    buy, sell = Decimal(str(message["buy_price"])), Decimal(str(message["sell_price"]))
+    assert buy == exact_buy.quantize(Decimal("1e-4"), rounding="ROUND_CEILING")
+    assert sell == exact_sell.quantize(Decimal("1e-5"), rounding="ROUND_FLOOR")
+    assert (message["quantity"], message["buy_price"], message["sell_price"]) == (
+        "4.38717447",
+        "101.3162",
+        "101.56984",
+    )
+    assert event.net_profit == Decimal("0.2226664775634012")  # exact inside
+    assert message["net_profit"] == "0.22266647"  # 8 decimals, rounded down
+    assert event.net_spread_bps == Decimal("5.009")
+    assert (message["gross_spread_bps"], message["net_spread_bps"]) == ("25.03", "5")  # 2 decimals, down

@@ -11,7 +11,7 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import SmartrouteError
-from connectors.types import Quote
+from connectors.types import Quote, decimal_text
 from router.errors import RouterError
 from router.routing import (
     EXCLUSION_REASONS,
@@ -137,28 +137,70 @@ def test_equal_scores_break_by_venue_id() -> None:
 def test_preferred_bias_large_enough_flips_the_choice_to_the_preferred_venue() -> None:
     req = request("preferred", preferred_venues=("binance",), preferred_bias_bps=D(1))
     plan = plan_route(req, three_venues())
-    # binance biased: 100.1 × (1 − 1/10⁴) = 100.08999 < okx 100.090008
+    # binance all-in 100.1 costs (100.1 − 100.090008) / 100.090008 × 10⁴ = 0.9983… bps more than okx:
+    # within its 1 bps bias. Its score is 100.1 / (1 + 1/10⁴), so it wins exactly when the cost ≤ 1 bps.
     assert legs(plan) == [("binance", D("0.5"), D("100.00"), D("0.05"))]  # 50 × 10 / 10⁴
     scores = {entry.venue: entry.score for entry in plan.considered}
-    assert scores["binance"] == D("100.08999")
+    assert scores["binance"] == D("100.1") / D("1.0001")
     assert scores["okx"] == D("100.090008")  # not preferred: unbiased
-    assert "binance (preferred, bias 1 bps) biased all-in 100.08999 beats okx 100.090008" in plan.reason
+    assert plan.reason == (
+        "preferred: preferred binance over okx: +1 bps (bias 1 bps); binance all-in 100.1, okx 100.090008 "
+        "(3 venues considered)"
+    )  # 0.9983… bps, rounded up: a cost is never shown smaller than it is
 
 
-def test_preferred_bias_too_small_keeps_the_cheaper_venue() -> None:
+def test_preferred_bias_too_small_keeps_the_cheaper_venue_and_says_what_it_would_have_cost() -> None:
     req = request("preferred", preferred_venues=("binance",), preferred_bias_bps=D("0.5"))
     plan = plan_route(req, three_venues())
-    # binance biased: 100.1 × (1 − 0.00005) = 100.094995 > okx 100.090008
     assert plan.legs[0].venue == "okx"
-    assert {entry.venue: entry.score for entry in plan.considered}["binance"] == D("100.094995")
+    assert {entry.venue: entry.score for entry in plan.considered}["binance"] == D("100.1") / D("1.00005")
+    assert plan.reason.startswith(
+        "preferred: okx over preferred binance: the preference would cost +1 bps, "
+        "more than its bias 0.5 bps; "
+    )
 
 
 def test_preferred_bias_on_the_sell_side_raises_the_preferred_venues_score() -> None:
     req = request("preferred", side="sell", preferred_venues=("binance",), preferred_bias_bps=D("1.1"))
     plan = plan_route(req, three_venues())
-    # binance biased: 99.89001 × 1.00011 = 99.89001 + 0.0109879011 = 99.9009979011 > okx 99.900016
+    # binance nets 99.89001, okx 99.900016: (99.900016 − 99.89001) / 99.900016 × 10⁴ = 1.0016… bps ≤ 1.1
     assert plan.legs[0].venue == "binance"
-    assert {entry.venue: entry.score for entry in plan.considered}["binance"] == D("99.9009979011")
+    assert {entry.venue: entry.score for entry in plan.considered}["binance"] == D("99.89001") / D("0.99989")
+    assert "preferred binance over okx: +1.01 bps (bias 1.1 bps)" in plan.reason
+
+
+@pytest.mark.parametrize(
+    ("side", "bybit_price", "chosen", "cost"),
+    [
+        # binance buys at 100 × 1.001 = 100.1 all-in. bybit 102 × 1.001 = 102.102 = 100.1 × 1.02:
+        # exactly the 200 bps bias, honoured.
+        ("buy", "102", "bybit", "+200"),
+        # 102.01 × 1.001 = 102.11201: (102.11201 − 100.1) / 100.1 = 201 bps, over the bias.
+        ("buy", "102.01", "binance", "+201"),
+        # binance sells at 99.9 × 0.999 = 99.8001 all-in. bybit 97.902 × 0.999 = 97.804098
+        # = 99.8001 × 0.98: exactly 200 bps.
+        ("sell", "97.902", "bybit", "+200"),
+        # 97.89 × 0.999 = 97.79211: (99.8001 − 97.79211) / 99.8001 = 201.2012… bps, shown rounded up.
+        ("sell", "97.89", "binance", "+201.21"),
+    ],
+)
+def test_a_preference_is_honoured_up_to_its_bias_and_no_further(
+    side: str, bybit_price: str, chosen: str, cost: str
+) -> None:
+    bybit = quote("bybit", [(bybit_price, "5")], [("200", "5")])
+    if side == "buy":
+        bybit = quote("bybit", [("1", "5")], [(bybit_price, "5")])
+    views = [
+        VenueView("binance", quote("binance", [("99.9", "5")], [("100", "5")]), 1.0, D(10)),
+        VenueView("bybit", bybit, 1.0, D(10)),
+    ]
+    req = request(
+        "preferred", side=side, quantity="1", preferred_venues=("bybit",), preferred_bias_bps=D(200)
+    )
+    plan = plan_route(req, views)
+    assert plan.legs[0].venue == chosen
+    assert excluded(plan.considered) == {"binance": None, "bybit": None}  # nothing slips on either book
+    assert f"{cost} bps" in plan.reason
 
 
 def test_best_price_ignores_preferred_venues() -> None:
@@ -238,16 +280,30 @@ def test_split_market_order_beyond_capped_depth_is_no_liquidity() -> None:
     )
 
 
-def test_split_overall_vwap_over_slippage_is_rejected_and_marks_the_venues_used() -> None:
+def test_split_leg_over_slippage_on_its_own_book_is_rejected_and_marks_that_venue() -> None:
     with pytest.raises(NoRoute) as error:
-        plan_route(request("split", quantity="3", max_venues=3, max_slippage_bps=D("1.5")), three_venues())
-    # Overall VWAP 300.05 / 3 = 100.01666…, reference 100.00 → 1.666… bps > 1.5
+        plan_route(request("split", quantity="3", max_venues=3, max_slippage_bps=D("0.5")), three_venues())
+    # All-in order: okx 1 @ 100.01, binance 1 @ 100.00, bybit 0.5 @ 100.03, then bybit 0.5 @ 100.05.
+    # okx and binance take their own best level (0 bps); bybit's leg VWAP 100.04 is
+    # (100.04 − 100.03) / 100.03 × 10⁴ = 0.9997… bps worse than bybit's best ask.
     assert error.value.reject_code == "slippage_exceeded"
     assert str(error.value) == (
-        "splitting to buy 3 BTC-USDT costs 1.66666667 bps of slippage, over the 1.5 bps limit: "
-        "binance slippage_exceeded; bybit slippage_exceeded; okx slippage_exceeded"
+        "splitting to buy 3 BTC-USDT slips bybit 1 bps on its own book, over the 0.5 bps limit: "
+        "binance eligible; bybit slippage_exceeded; okx eligible"
     )
-    assert set(excluded(error.value.considered).values()) == {"slippage_exceeded"}
+    assert excluded(error.value.considered) == {"binance": None, "bybit": "slippage_exceeded", "okx": None}
+    plan = plan_route(request("split", quantity="3", max_venues=3, max_slippage_bps=D(1)), three_venues())
+    assert legs(plan)[2] == ("bybit", D(1), D("100.04"), D("0.10004"))
+
+
+def test_split_legs_are_not_judged_against_a_cheaper_venues_price() -> None:
+    views = [
+        VenueView("binance", quote("binance", [("99", "5")], [("100", "1")]), 1.0, D(10)),
+        VenueView("bybit", quote("bybit", [("99", "5")], [("101", "5")]), 1.0, D(10)),  # 100 bps above
+    ]
+    plan = plan_route(request("split", quantity="2", max_venues=2, max_slippage_bps=D(25)), views)
+    # Each leg takes its own book's best level: 0 bps of slippage, although bybit's ask is 100 bps higher.
+    assert legs(plan) == [("binance", D(1), D(100), D("0.1")), ("bybit", D(1), D(101), D("0.101"))]
 
 
 # --- fastest ----------------------------------------------------------------------------------
@@ -262,11 +318,16 @@ def test_fastest_picks_the_lowest_known_latency_and_says_unknown_ranks_last() ->
 
 
 def test_fastest_skips_a_faster_venue_over_the_slippage_limit() -> None:
-    views = three_venues({"binance": 5.0, "okx": 20.0, "bybit": 1.0})
-    plan = plan_route(request("fastest", max_slippage_bps=D(2)), views)
-    # bybit's 100.03 is (100.03 − 100.00) / 100.00 × 10⁴ = 3 bps over the best ask: excluded.
-    assert plan.legs[0].venue == "binance"
-    assert excluded(plan.considered) == {"binance": None, "bybit": "slippage_exceeded", "okx": None}
+    views = three_venues({"binance": 5.0, "okx": 20.0, "bybit": 30.0})
+    plan = plan_route(request("fastest", quantity="2", max_slippage_bps=D(2)), views)
+    # On their own books: binance 100.05 vs 100.00 = 5 bps, okx 100.045 vs 100.01 = 3.4995 bps,
+    # bybit 100.045 vs 100.03 = 1.4995 bps — only bybit is within 2 bps.
+    assert plan.legs[0].venue == "bybit"
+    assert excluded(plan.considered) == {
+        "binance": "slippage_exceeded",
+        "bybit": None,
+        "okx": "slippage_exceeded",
+    }
 
 
 def test_fastest_ranks_unknown_latency_after_known_even_if_cheaper() -> None:
@@ -420,26 +481,43 @@ def test_no_venue_at_all_is_stale_prices() -> None:
 
 def test_every_venue_over_the_slippage_limit_is_slippage_exceeded() -> None:
     with pytest.raises(NoRoute) as error:
-        plan_route(request(quantity="2", max_slippage_bps=D(4)), three_venues())
-    # VWAPs vs the best ask 100.00: binance 100.05 → 5 bps, okx and bybit 100.045 → 4.5 bps.
+        plan_route(request(quantity="2", max_slippage_bps=D(1)), three_venues())
+    # VWAPs vs each venue's own best ask: binance 100.05 vs 100.00 → 5 bps, okx 100.045 vs 100.01
+    # → 3.4995 bps, bybit 100.045 vs 100.03 → 1.4995 bps (shown rounded up to 2 decimals).
     assert error.value.reject_code == "slippage_exceeded"
     assert str(error.value) == (
-        "every book that could buy 2 BTC-USDT is over the 4 bps slippage limit: "
-        "binance slippage_exceeded (5 bps); bybit slippage_exceeded (4.5 bps); "
-        "okx slippage_exceeded (4.5 bps)"
+        "every book that could buy 2 BTC-USDT is over the 1 bps slippage limit: "
+        "binance slippage_exceeded (5 bps); bybit slippage_exceeded (1.5 bps); "
+        "okx slippage_exceeded (3.5 bps)"
     )
+
+
+def test_a_venue_quoting_far_above_the_best_is_not_slippage_exceeded_for_it() -> None:
+    views = [
+        VenueView("binance", quote("binance", [("99", "5")], [("100", "5")]), 1.0, D(10)),
+        VenueView("bybit", quote("bybit", [("99", "5")], [("101", "5")]), 1.0, D(10)),  # 100 bps above
+    ]
+    plan = plan_route(
+        request(quantity="1", max_slippage_bps=D(25), allowed_venues=frozenset({"bybit"})), views
+    )
+    # Only bybit may be used; it fills at its own best ask, so nothing slips.
+    assert legs(plan) == [("bybit", D(1), D(101), D("0.101"))]
+    plan = plan_route(request(quantity="1", max_slippage_bps=D(25)), views)
+    assert excluded(plan.considered) == {"binance": None, "bybit": None}
 
 
 def test_fillers_over_slippage_and_others_too_shallow_is_slippage_exceeded() -> None:
     with pytest.raises(NoRoute) as error:
-        # 3.5: only bybit (0.5 + 3) can fill; its VWAP (50.015 + 300.15) / 3.5 = 100.0471… is 4.7 bps off.
-        plan_route(request(quantity="3.5", max_slippage_bps=D(4)), three_venues())
+        # 3.5: only bybit (0.5 + 3) can fill; its VWAP (50.015 + 300.15) / 3.5 = 100.0471… is 1.71 bps
+        # over its own best ask 100.03.
+        plan_route(request(quantity="3.5", max_slippage_bps=D(1)), three_venues())
     assert error.value.reject_code == "slippage_exceeded"
     assert excluded(error.value.considered) == {
         "binance": "insufficient_depth",
         "bybit": "slippage_exceeded",
         "okx": "insufficient_depth",
     }
+    assert "bybit slippage_exceeded (1.72 bps)" in str(error.value)
 
 
 def test_no_venue_deep_enough_is_no_liquidity() -> None:
@@ -655,6 +733,31 @@ def assert_sound(req: RouteRequest, views: list[VenueView]) -> None:
         ]
         chosen = next(entry.score for entry in plan.considered if entry.venue == plan.legs[0].venue)
         assert chosen == (min(scores) if req.side == "buy" else max(scores))
+    if req.strategy == "preferred":
+        assert_bias_honoured_up_to_its_value(req, plan)
+
+
+def assert_bias_honoured_up_to_its_value(req: RouteRequest, plan: RoutePlan) -> None:
+    """A preferred venue wins exactly when its all-in price is at most the bias worse than the best other."""
+    sign = 1 if req.side == "buy" else -1
+    all_in = {
+        entry.venue: entry.expected_price * (1 + sign * entry.fee_bps / 10_000)
+        for entry in plan.considered
+        if entry.excluded is None and entry.expected_price is not None
+    }
+    preferred = [venue for venue in all_in if venue in req.preferred_venues]
+    others = [venue for venue in all_in if venue not in req.preferred_venues]
+    if not preferred or not others:
+        return
+    best_of = min if req.side == "buy" else max
+    best_preferred = best_of(all_in[venue] for venue in preferred)
+    best_other = best_of(all_in[venue] for venue in others)
+    cost_bps = sign * (best_preferred - best_other) / best_other * 10_000
+    tolerance = D("1e-18")  # the scores are 28-digit quotients
+    if plan.legs[0].venue in req.preferred_venues:
+        assert cost_bps <= req.preferred_bias_bps + tolerance
+    else:
+        assert cost_bps > req.preferred_bias_bps - tolerance
 
 
 @settings(max_examples=250, deadline=None)
@@ -691,3 +794,25 @@ def test_property_split_costs_no_more_than_best_price_on_the_buy_side(
     event(f"split used {len(split.legs)} venue(s)")
     # VWAP × quantity re-multiplies a 28-digit quotient: allow for that rounding only.
     assert cost(split) <= cost(best) + D("1e-15")
+
+
+@pytest.mark.parametrize(("side", "rounding"), [("buy", "ROUND_CEILING"), ("sell", "ROUND_FLOOR")])
+def test_published_prices_are_rounded_against_the_taker_to_four_decimals_past_the_books(
+    side: str, rounding: str
+) -> None:
+    # 3.5 can only come from bybit (0.5 + 3 a side); its VWAP is a 28-digit quotient.
+    plan = plan_route(request(side=side, quantity="3.5", max_slippage_bps=D(100)), three_venues())
+    [leg] = plan.legs
+    exact = (D("0.5") * D("100.03") + 3 * D("100.05")) / D("3.5")
+    if side == "sell":
+        exact = (D("0.5") * D("99.97") + 3 * D("99.95")) / D("3.5")
+    assert leg.venue == "bybit" and leg.expected_price == exact  # exact inside
+    message = plan.as_message()
+    # bybit quotes 2 decimals: published to 6, up for a buy (never cheaper than true), down for a sell.
+    published = decimal_text(exact.quantize(D("1e-6"), rounding=rounding))
+    assert message["legs"] == [{"venue": "bybit", "quantity": "3.5", "expected_price": published}]
+    [bybit] = [entry for entry in message["considered"] if entry["venue"] == "bybit"]  # type: ignore[attr-defined]
+    score = exact * (1 + D(10) / 10_000 if side == "buy" else 1 - D(10) / 10_000)
+    shown = decimal_text(score.quantize(D("1e-6"), rounding))
+    assert (bybit["expected_price"], bybit["score"]) == (published, shown)
+    assert f"bybit all-in {shown}" in plan.reason

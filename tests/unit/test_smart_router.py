@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal as D
 from pathlib import Path
 
 import orjson
 import pytest
 
 from connectors.trading import client_order_id
-from connectors.types import Quote
+from connectors.types import Quote, decimal_text
 from router.cache import PriceCache
 from router.execution import LegOutcome, OrderLeg, PaperExecutor
 from router.ledger import Ledger, LegIntent
@@ -420,3 +421,73 @@ async def test_venue_exposure_survives_a_restart(tmp_path: Path) -> None:
     await restarted.router.recover()
     assert restarted.router.risk.exposure("binance") == exposure
     restarted.ledger.close()
+
+
+async def test_a_preferred_venue_within_its_bias_gets_the_order_and_the_route_says_what_it_cost(
+    tmp_path: Path,
+) -> None:
+    bob = {"preferred_venues": ["bybit"], "preferred_bias_bps": "200", "strategy": "preferred"}
+    w = World(tmp_path / "bob", users={"bob": bob})  # medium risk: 25 bps of slippage allowed
+    w.book("binance", [("99.9", "5")], [("100", "5")])
+    w.book("bybit", [("100.8", "5")], [("100.987", "5")])  # 98.7 bps above binance's ask
+    result = orjson.loads((await w.router.handle(order(user_id="bob"))).result or b"")
+    # Bybit's book fills 1 at its own best ask: no slippage at all. All-in (10 bps fee each):
+    #   bybit 100.987 × 1.001 = 101.087987, binance 100 × 1.001 = 100.1
+    #   cost (101.087987 − 100.1) / 100.1 × 10⁴ = 0.987987 / 100.1 × 10⁴ = 98.7 bps, under the 200 bps bias
+    assert result["status"] == "filled"
+    assert [(f["venue"], f["price"]) for f in result["fills"]] == [("bybit", "100.987")]
+    assert {c["venue"]: c["excluded"] for c in result["route"]["considered"]} == {
+        "binance": None,
+        "bybit": None,
+        "okx": "no_quote",
+    }
+    assert "preferred bybit over binance: +98.7 bps (bias 200 bps)" in result["route"]["reason"]
+    # max_slippage_bps still widens the worst planned level of the leg's own book into its IOC limit.
+    [leg] = w.executor.sent
+    assert (leg.venue, leg.limit_price) == ("bybit", D("100.987") * (1 + D(25) / 10_000))
+    w.ledger.close()
+
+
+async def test_result_figures_are_published_to_a_stated_precision_never_flattering(world: World) -> None:
+    world.book("binance", [("99", "5")], [("100.01", "0.1"), ("100.02", "1")])
+    result = orjson.loads((await world.router.handle(order(quantity="0.123457"))).result or b"")
+    # 0.1 @ 100.01 + 0.023457 @ 100.02 = 12.34716914 over 0.123457: a 28-digit VWAP inside.
+    notional = D("0.1") * D("100.01") + D("0.023457") * D("100.02")
+    vwap = notional / D("0.123457")
+    assert str(vwap).startswith("100.0119") and len(str(vwap)) > 20
+    [fill] = result["fills"]
+    # binance quotes 2 decimals: the price is published to 6, rounded up for a buy; the fee
+    # (10 bps of the exact notional, 0.01234716914) to 8 decimals, rounded up.
+    assert fill["price"] == decimal_text(vwap.quantize(D("1e-6"), rounding=ROUND_CEILING)) == "100.011901"
+    assert fill["fee"] == "0.01234717"
+    assert result["avg_price"] == "100.011901" and result["fees_total"] == "0.01234717"
+    assert result["filled_quantity"] == "0.123457"
+    route = result["route"]
+    assert route["legs"] == [{"venue": "binance", "quantity": "0.123457", "expected_price": "100.011901"}]
+
+
+async def test_an_arbitrage_that_no_longer_pays_says_so_with_readable_figures(world: World) -> None:
+    world.book("binance", [("99", "5")], [("100.01", "0.3"), ("100.03", "5")])
+    world.book("bybit", [("100.02", "0.3"), ("99.99", "5")], [("102", "5")])
+    raw = orjson.dumps(
+        {
+            "v": 1,
+            "request_id": "arb-2",
+            "user_id": "u1",
+            "kind": "arbitrage",
+            "symbol": "BTC-USDT",
+            "quantity": "0.7",
+            "buy_venue": "binance",
+            "sell_venue": "bybit",
+            "max_slippage_bps": "100",
+        }
+    )
+    result = orjson.loads((await world.router.handle(raw)).result or b"")
+    # buy VWAP (30.003 + 40.012) / 0.7 = 100.02142857…, up to 100.021429; sell VWAP
+    # (30.006 + 39.996) / 0.7 = 100.00285714…, down to 100.002857; net 70.002 × 0.999 − 70.015 × 1.001
+    # = −0.153017, computed from 28-digit VWAPs as −0.153017000…032 and so rounded down to −0.15301701.
+    assert (result["status"], result["reject_code"]) == ("rejected", "no_opportunity")
+    assert result["message"] == (
+        "buying 0.7 BTC-USDT on binance at 100.021429 and selling on bybit at 100.002857 "
+        "would net -0.15301701 after fees; nothing was executed"
+    )

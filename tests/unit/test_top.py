@@ -51,3 +51,19 @@ def test_top_shows_venue_states_fresh_best_prices_and_opportunities() -> None:
 def test_top_shows_a_halt_and_an_unreachable_daemon() -> None:
     assert "HALTED" in screen(STATUS | {"halted": True}, [])
     assert "daemon unreachable" in screen(None, [EVENT], "ConnectionRefusedError()")
+
+
+def test_top_shows_figures_at_their_stated_precision_whatever_the_producer_sent() -> None:
+    unrounded = EVENT | {
+        "buy_price": "63970.82399989008718732094643",
+        "sell_price": "64210.12345678912345",
+        "net_profit": "49.1940422095449783656613",
+        "net_spread_bps": "11.2189",
+    }
+    text = screen(STATUS, [unrounded])
+    # Prices to 8 decimals at most, against the taker (buy up, sell down); money 8 decimals and bps
+    # 2 decimals, both down: never better than what was sent.
+    assert "binance @ 63970.82399990" not in text  # trailing zeros are not shown
+    assert "binance @ 63970.8239999 " in text and "okx @ 64210.12345678 " in text
+    assert "49.19404220" not in text and "49.1940422 " in text and "11.21 " in text
+    assert "0899" not in text and "783656613" not in text
