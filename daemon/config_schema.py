@@ -430,15 +430,21 @@ class Table:
 
 
 def redacted_view(cfg: Config) -> dict[str, object]:
-    """Return the effective config as JSON-able data; Decimals as strings, set secrets as "<redacted>"."""
-    return {
-        "daemon": _plain(cfg.daemon),
-        "kafka": _plain(cfg.kafka),
-        "cache": _plain(cfg.cache),
-        "detector": _plain(cfg.detector),
-        "venues": {venue: _plain(v, skip="venue") for venue, v in cfg.venues.items()},
-        "users": {user: _plain(u, skip="user_id") for user, u in cfg.users.items()},
-    }
+    """Return the effective config as JSON-able data; Decimals as strings, set secrets as "<redacted>".
+
+    Built from `Config`'s own fields, so every section appears, also one added later. A table of
+    tables (venues, users) drops from each entry the field that repeats its key (`venue`, `user_id`).
+    """
+    view: dict[str, object] = {}
+    for section in fields(cfg):
+        value = getattr(cfg, section.name)
+        if isinstance(value, Mapping):
+            view[section.name] = {
+                key: _plain(entry, skip=fields(entry)[0].name) for key, entry in value.items()
+            }
+        else:
+            view[section.name] = _plain(value)
+    return view
 
 
 def _plain(obj: DataclassInstance, skip: str = "") -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -570,3 +571,45 @@ def test_the_redacted_view_is_json_data_and_loads_back_to_the_same_config() -> N
     assert data["venues"]["binance"]["symbols"] == ["BTC-USDT", "ETH-USDT"]
     assert data["kafka"]["sasl_password"] is None
     assert build_config(data, {}) == cfg
+
+
+def _keys(value: object) -> object:
+    """The shape `check-config` must print for a config value: every dataclass field, recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _keys(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return None
+
+
+def _printed_keys(value: object) -> object:
+    return {k: _printed_keys(v) for k, v in value.items()} if isinstance(value, dict) else None
+
+
+def test_check_config_prints_every_section_and_every_field_of_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.cli import main
+
+    path = tmp_path / "smartroute.toml"
+    path.write_text(
+        DESIGN_EXAMPLE
+        + '\n[risk]\nmax_orders_per_second = 7\n[router]\ngroup_id = "desk-router"\n'
+        + '[users.bob]\npreferred_venues = ["binance"]\n'
+    )
+    assert main(["check-config", "--config", str(path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    cfg = load_config(path, environ={})
+    expected: dict[str, object] = {}
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        if isinstance(value, Mapping):
+            # A table of tables: each entry's fields, less the one repeating its key.
+            expected[section.name] = {
+                key: {k: v for k, v in _keys(entry).items() if k != dataclasses.fields(entry)[0].name}
+                for key, entry in value.items()
+            }
+        else:
+            expected[section.name] = _keys(value)
+    assert _printed_keys(printed) == expected
+    assert printed["risk"]["max_orders_per_second"] == 7
+    assert printed["router"]["group_id"] == "desk-router"
+    assert build_config(printed, {}) == cfg  # what is printed is the whole effective config
