@@ -361,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--brokers", type=int, default=1, help="brokers in the KRaft cluster (1)")
     parser.add_argument("--log-dir", type=Path, default=None, help="where broker-N.log go (a temporary dir)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it as Ctrl-C does
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`&` in a script)
+        signal.signal(signum, signal.default_int_handler)
     port = args.port if args.brokers == 1 else 0
     cluster = ApacheKafka(brokers=args.brokers, port=port, log_dir=args.log_dir)
     try:

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from connectors.types import VENUE_IDS
+from daemon.config_topics import TopicsConfig
 from daemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -238,6 +239,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
     venues: Mapping[str, VenueConfig] = field(default_factory=_default_venues)
     users: Mapping[str, UserConfig] = field(default_factory=_no_users)
 
@@ -458,4 +460,6 @@ def _plain_value(value: object) -> object:
         return str(value)
     if isinstance(value, tuple):
         return [_plain_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
     return value

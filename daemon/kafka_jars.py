@@ -3,6 +3,8 @@
     jars = ensure_jars()          # ~/.cache/smartroute/kafka-4.1.1/jars, fetched on first use
     classpath = f"{jars}/*"
 
+    python -m daemon.kafka_jars   # fetch now (.ci/run), print the directory
+
 The cache directory is `$SMARTROUTE_CACHE` or `$XDG_CACHE_HOME/smartroute` (default
 `~/.cache/smartroute`), shared by every clone and run. Maven downloads into a temporary
 directory beside the cache, which is renamed into place only once complete: a half-fetched
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Final
@@ -122,3 +125,7 @@ def _pom() -> str:
         "<groupId>smartroute</groupId><artifactId>kafka-jars</artifactId><version>1</version>"
         f"<packaging>pom</packaging><dependencies>{dependencies}</dependencies></project>"
     )
+
+
+if __name__ == "__main__":  # `.ci/run`: fetch the jars ahead of the tests
+    sys.stdout.write(f"{ensure_jars()}\n")

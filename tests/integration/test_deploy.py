@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from kafka_support import create_daemon_topics
 from prerequisites import unavailable
 
 from connectors.sim import ExchangeSimulator
@@ -369,6 +370,7 @@ ws_url = "{sim.ws_url("binance")}"
 ws_url = "{sim.ws_url("bybit")}"
 """
         )
+        await create_daemon_topics(config)
         daemon = Daemon(load_config(config, environ={}))
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop), name="daemon-under-test")
