@@ -102,6 +102,40 @@ def _ssl_context(cfg: KafkaConfig) -> ssl.SSLContext:
     return context
 
 
+async def start_producer(cfg: KafkaConfig, **options: object) -> tuple[AIOKafkaProducer, bool]:
+    """Start an acks="all" producer, idempotent where the cluster supports it; return it and which.
+
+    An idempotent producer asks the cluster for a producer id at start. A broker that refuses
+    (Tansu; a cluster without the IDEMPOTENT_WRITE permission) gets a plain producer instead:
+    retries may then duplicate a message, which smartroute's consumers already tolerate.
+    Raise KafkaUnavailable if no bootstrap server answers.
+    """
+    try:
+        producer = await _start(cfg, enable_idempotence=True, **options)
+    except KafkaError as exc:
+        log.warning("kafka_idempotence_unavailable", error=repr(exc))
+        producer = await _start(cfg, enable_idempotence=False, **options)
+        idempotent = False
+    else:
+        idempotent = True
+    servers = list(cfg.bootstrap_servers)
+    log.info("kafka_producer_started", bootstrap_servers=servers, idempotent=idempotent)
+    return producer, idempotent
+
+
+async def _start(cfg: KafkaConfig, **options: object) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(**client_options(cfg), acks="all", **options)
+    try:
+        await producer.start()
+    except BaseException as exc:
+        await producer.stop()  # else aiokafka leaks its connections and warns "Unclosed AIOKafkaProducer"
+        if isinstance(exc, KafkaConnectionError):
+            servers = ",".join(cfg.bootstrap_servers)
+            raise KafkaUnavailable(f"no Kafka broker answered at {servers}: {exc}") from exc
+        raise
+    return producer
+
+
 def init_publisher_metrics(topics: Iterable[str]) -> None:
     """Create every publisher series for `topics` at zero, so dashboards and alerts see them from start."""
     for topic in topics:
@@ -118,8 +152,8 @@ def _key_text(key: bytes | None) -> str | None:
 class Publisher:
     """Publish to Kafka without ever blocking the caller: a bounded buffer, drained by `run()`.
 
-    The producer runs with acks="all" and no idempotence (Tansu, the test broker, refuses
-    InitProducerId; smartroute's no-duplicate guarantees never rely on it).
+    The producer runs with acks="all", idempotent where the cluster supports it (`start_producer`;
+    Tansu, the embedded broker, refuses it; smartroute's no-duplicate guarantees never rely on it).
     """
 
     def __init__(
@@ -141,6 +175,7 @@ class Publisher:
         self._in_hand = 0  # taken by the drain task, not yet handed to the producer nor failed
         self._wake = asyncio.Event()  # set when the buffer stops being empty, and by close()
         self._producer: AIOKafkaProducer | None = None
+        self._idempotent = False
         self._known_topics: set[str] = set()
         self._key_partitions = KeyPartitions()
         self._overflow_log: dict[str, tuple[float, int]] = {}  # topic → (last logged at, refused since)
@@ -171,25 +206,18 @@ class Publisher:
         """Connect the producer; raise KafkaUnavailable if no bootstrap server answers within the timeout."""
         if self._producer is not None or self._closing:
             raise RuntimeError("Publisher.start() may be called once, before close()")
-        producer = AIOKafkaProducer(
-            **client_options(self._cfg),
-            acks="all",
-            enable_idempotence=False,
+        self._producer, self._idempotent = await start_producer(
+            self._cfg,
             linger_ms=0,  # every batch is handed over complete; run() lingers for linger_ms instead
             max_batch_size=MAX_BATCH_SIZE,
             max_request_size=MAX_REQUEST_SIZE,
             compression_type=None,
         )
-        try:
-            await producer.start()
-        except BaseException as exc:
-            await producer.stop()  # else aiokafka leaks its connections and warns "Unclosed AIOKafkaProducer"
-            if isinstance(exc, KafkaConnectionError):
-                servers = ",".join(self._cfg.bootstrap_servers)
-                raise KafkaUnavailable(f"no Kafka broker answered at {servers}: {exc}") from exc
-            raise
-        self._producer = producer
-        log.info("kafka_producer_started", bootstrap_servers=list(self._cfg.bootstrap_servers))
+
+    @property
+    def idempotent(self) -> bool:
+        """Tell whether the producer is idempotent (False before start, or on a broker without it)."""
+        return self._idempotent
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> bool:
         """Buffer one message to send; return False (counted and logged) if the buffer is full or closed."""
