@@ -57,6 +57,7 @@ from daemon.metrics import (
     UNSENT_REASONS,
     UnsentReason,
     track_send_buffer,
+    watch_kafka_client_errors,
 )
 
 log = structlog.get_logger(__name__)
@@ -137,7 +138,11 @@ async def _start(cfg: KafkaConfig, **options: object) -> AIOKafkaProducer:
 
 
 def init_publisher_metrics(topics: Iterable[str]) -> None:
-    """Create every publisher series for `topics` at zero, so dashboards and alerts see them from start."""
+    """Create every publisher series for `topics` at zero, so dashboards and alerts see them from start.
+
+    Also start counting the Kafka client's own errors (`smartroute_kafka_client_errors_total`).
+    """
+    watch_kafka_client_errors()
     for topic in topics:
         for counter in (KAFKA_MESSAGES_SENT, KAFKA_PRODUCE_ERRORS, KAFKA_BUFFER_OVERFLOW):
             counter.labels(topic)
