@@ -5,15 +5,27 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 from kafka_support import create_topics_now
+from prerequisites import unavailable
 
 from daemon.apache_kafka import ApacheKafka
 from daemon.app import Daemon
 from daemon.config import Config, build_config
 from daemon.errors import TopicsMissing
+from daemon.kafka_jars import java_binary
 from daemon.topics import TopicState, check_topics, create_topics
 
 pytestmark = pytest.mark.integration
@@ -129,3 +141,69 @@ async def test_a_daemon_missing_a_topic_stops_at_start_naming_it_and_the_command
         f"Kafka topic(s) missing: {prefix}orders, {prefix}results (this cluster does not create topics "
         "on use); create them with `smartroute topics create --config <this config file>`"
     )
+
+
+@pytest.fixture(scope="module")
+def guarded_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """An Apache Kafka broker with an authorizer: everything allowed but what an ACL denies."""
+    if java_binary() is None:
+        unavailable("Java 17+ is not installed; apt-get install -y openjdk-17-jre-headless maven")
+    authorizer = {
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "true",
+    }
+    with ApacheKafka(log_dir=tmp_path_factory.mktemp("guarded-kafka"), properties=authorizer) as broker:
+        yield broker
+
+
+def deny_creating_topics(bootstrap: str, prefix: str) -> None:
+    """Deny CREATE on the cluster and on topics named `prefix`* to the (anonymous) client.
+
+    The broker and its controller are that same anonymous principal on this plaintext
+    listener: once the cluster resource has an ACL, they need an explicit ALLOW to go on.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    cluster = (ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL)
+    topics = (ResourceType.TOPIC, prefix, ResourcePatternType.PREFIXED)
+    acls = [
+        AclBinding(*cluster, "User:ANONYMOUS", "*", AclOperation.ALL, AclPermissionType.ALLOW),
+        AclBinding(*cluster, "User:ANONYMOUS", "*", AclOperation.CREATE, AclPermissionType.DENY),
+        AclBinding(*topics, "User:ANONYMOUS", "*", AclOperation.CREATE, AclPermissionType.DENY),
+    ]
+    for future in admin.create_acls(acls, request_timeout=30).values():
+        future.result(timeout=30)
+
+
+async def until_refused(bootstrap: str, topic: str) -> None:
+    """Wait until the broker applies the new ACLs: a validate-only creation of `topic` is refused."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                response = await admin.create_topics([NewTopic(topic, 1, 1)], validate_only=True)
+                if response.to_object()["topic_errors"][0]["error_code"] != 0:
+                    return
+                await asyncio.sleep(0.05)  # the authorizer learns of ACLs from the metadata log
+    finally:
+        await admin.close()
+
+
+@pytest.mark.apache_kafka
+async def test_a_broker_that_denies_creating_a_topic_gets_an_error_naming_it(
+    guarded_kafka: ApacheKafka,
+) -> None:
+    """Apache Kafka only: Tansu has no ACLs."""
+    prefix = f"denied{uuid.uuid4().hex[:8]}."
+    await asyncio.to_thread(deny_creating_topics, guarded_kafka.bootstrap_servers, prefix)
+    await until_refused(guarded_kafka.bootstrap_servers, f"{prefix}probe")
+    states = await create_topics(config(guarded_kafka.bootstrap_servers, prefix))
+    assert [state.status for state in states] == ["error"] * len(NAMES)
+    (refusal,) = states[2].details
+    assert refusal.startswith(
+        f"the broker refused to create {prefix}orders: TopicAuthorizationFailedError ("
+    ), refusal
+    assert refusal.endswith(
+        f"this client's principal needs the CREATE ACL on topic {prefix}orders "
+        "(or have an administrator run `smartroute topics create`)"
+    ), refusal
