@@ -23,6 +23,7 @@ them; in CI (CI=true) a skipped `apache_kafka` test is a failure.
 from __future__ import annotations
 
 import decimal
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -31,11 +32,11 @@ from prerequisites import in_ci, unavailable
 
 from daemon.apache_kafka import ApacheKafka
 from daemon.broker import EmbeddedBroker
-from daemon.kafka_jars import java_binary
+from daemon.kafka_jars import jar_dir, java_binary
 
 NO_JAVA = (
-    "Java 17+ is not installed, so the apache_kafka tests were skipped; to run them: "
-    "apt-get install -y openjdk-17-jre-headless maven (or bash .ci/run)"
+    "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
+    "to run them: apt-get install -y openjdk-17-jre-headless maven (or bash .ci/run)"
 )
 _skipped_for_java: list[str] = []
 _apache_kafka_logs: list[str] = []
@@ -55,7 +56,7 @@ def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
     """Run one Apache Kafka broker (KRaft) for the session; its log is apache-kafka*/broker-1.log."""
-    if java_binary() is None:
+    if java_binary() is None or (not jar_dir().is_dir() and shutil.which("mvn") is None):
         unavailable(NO_JAVA)
     broker = ApacheKafka(log_dir=tmp_path_factory.mktemp("apache-kafka"), stop_grace_s=5.0)
     broker.start()
@@ -114,7 +115,7 @@ def pytest_runtest_makereport(
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say in one line that the Apache Kafka tests were skipped, and how to run them."""
     if _skipped_for_java:
-        terminalreporter.write_line(f"{len(_skipped_for_java)} tests: {NO_JAVA}", yellow=True)
+        terminalreporter.write_line(f"{len(_skipped_for_java)} {NO_JAVA}", yellow=True)
 
 
 def _decimal_settings(context: decimal.Context) -> tuple[object, ...]:
