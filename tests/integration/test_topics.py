@@ -26,7 +26,7 @@ from daemon.app import Daemon
 from daemon.config import Config, build_config
 from daemon.errors import TopicsMissing
 from daemon.kafka_jars import java_binary
-from daemon.topics import TopicState, check_topics, create_topics
+from daemon.topics import TopicState, check_topics, create_topics, require_topics
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +197,8 @@ async def test_a_broker_that_denies_creating_a_topic_gets_an_error_naming_it(
     prefix = f"denied{uuid.uuid4().hex[:8]}."
     await asyncio.to_thread(deny_creating_topics, guarded_kafka.bootstrap_servers, prefix)
     await until_refused(guarded_kafka.bootstrap_servers, f"{prefix}probe")
-    states = await create_topics(config(guarded_kafka.bootstrap_servers, prefix))
+    cfg = config(guarded_kafka.bootstrap_servers, prefix)
+    states = await create_topics(cfg)
     assert [state.status for state in states] == ["error"] * len(NAMES)
     (refusal,) = states[2].details
     assert refusal.startswith(
@@ -207,3 +208,10 @@ async def test_a_broker_that_denies_creating_a_topic_gets_an_error_naming_it(
         f"this client's principal needs the CREATE ACL on topic {prefix}orders "
         "(or have an administrator run `smartroute topics create`)"
     ), refusal
+    # A daemon may not even see these topics: it says so at start, naming them.
+    with pytest.raises(TopicsMissing) as caught:
+        await require_topics(cfg.kafka, [f"{prefix}orders", f"{prefix}results"])
+    assert str(caught.value) == (
+        f"not authorized to read the metadata of Kafka topic(s) {prefix}orders, {prefix}results: "
+        "this client's principal needs the DESCRIBE ACL on them"
+    )
