@@ -1,4 +1,4 @@
-"""The Apache Kafka launcher: a log file, a clear error without Java, nothing left running."""
+"""Apache Kafka only, as they test its launcher: a log file, a clear error without Java, no leftovers."""
 
 from __future__ import annotations
 
