@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench.run
+
+# One Apache Kafka broker (KRaft) in the foreground on 127.0.0.1:9092; Ctrl-C stops it and deletes its data.
+# Needs Java 17+ and, the first time, Maven (the jars are cached in ~/.cache/smartroute).
+kafka: $(STAMP)
+	$(PY) -m daemon.apache_kafka --port 9092 --log-dir $${XDG_CACHE_HOME:-$$HOME/.cache}/smartroute/kafka-logs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -32,6 +32,7 @@ from daemon.quotes import QuoteFollower
 from daemon.router_service import RouterService
 from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
+from daemon.topics import require_topics
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 from router.metrics import (
@@ -164,6 +165,7 @@ class Daemon:
         cache_collector = self._init_metrics()
         try:
             await self.publisher.start()
+            await require_topics(self.cfg.kafka, self._topics_used())
             if self.router is not None:
                 await self.router.connect()  # live venues: clock offset and rules before reconciling
             await self._start_http()
@@ -201,6 +203,17 @@ class Daemon:
                 await self.router.disconnect()
                 self.router.ledger.close()
         log.info("daemon_stopped")
+
+    def _topics_used(self) -> list[str]:
+        """Return the topics this process reads or writes: each must exist before it starts."""
+        used = {"dlq"} if self.quote_follower is not None or self.router_service is not None else set()
+        if self.detector is not None:
+            used.add("opportunities")
+        if self.quote_follower is not None or self.quotes_topic is not None:
+            used.add("quotes")
+        if self.router_service is not None:
+            used |= {"orders", "results", "control", "preferences"}
+        return [self.cfg.topic(name) for name in sorted(used)]
 
     def _init_metrics(self) -> CacheCollector:
         for venue in self.runners:

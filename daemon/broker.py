@@ -106,7 +106,7 @@ class EmbeddedBroker:
     def _spawn_until_ready(self, binary: str) -> tuple[subprocess.Popen[bytes], int]:
         attempts = 1 if self._requested_port else _PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            port = self._requested_port or _free_port(self._host)
+            port = self._requested_port or free_port(self._host)
             proc = self._spawn(binary, port)
             try:
                 ready = self._wait_ready(proc, port)
@@ -176,7 +176,7 @@ class EmbeddedBroker:
             if proc.poll() is not None:
                 return False
             try:
-                _probe_metadata(self._host, port)
+                probe_metadata(self._host, port)
             except (OSError, struct.error) as exc:
                 last_error = repr(exc)
             else:
@@ -188,7 +188,7 @@ class EmbeddedBroker:
         )
 
     def _log_excerpt(self) -> str:
-        return f"log {self._log_path}:\n{_tail(self._log_path)}"
+        return f"log {self._log_path}:\n{tail(self._log_path)}"
 
     def _close_log(self) -> None:
         if self._log_file is not None:
@@ -216,7 +216,8 @@ def _new_temp_log() -> Path:
     return Path(name)
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
+    """Return a TCP port free on `host` now (another process may still take it before it is bound)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
@@ -235,8 +236,8 @@ def _terminate(proc: subprocess.Popen[bytes], grace_s: float) -> None:
         proc.wait()
 
 
-def _probe_metadata(host: str, port: int) -> None:
-    """Send a Kafka Metadata (v1) request and check that the answer lists at least one broker."""
+def probe_metadata(host: str, port: int) -> int:
+    """Send a Kafka Metadata (v1) request; return how many brokers the answer lists (at least one)."""
     header = struct.pack(">hhih", _METADATA_API_KEY, _METADATA_VERSION, _CORRELATION_ID, len(_CLIENT_ID))
     request = header + _CLIENT_ID + struct.pack(">i", 0)  # an empty topic list: brokers only
     with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock:
@@ -250,6 +251,7 @@ def _probe_metadata(host: str, port: int) -> None:
         raise ConnectionError(
             f"unexpected metadata response (correlation id {correlation_id}, {brokers} brokers)"
         )
+    return int(brokers)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -262,7 +264,8 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def tail(path: Path, lines: int = 20) -> str:
+    """Return the last `lines` lines of a log file, or why it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:

@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_client_commands(sub)
 
+    topics = sub.add_parser("topics", help="create or check the contract's Kafka topics ([topics] config)")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True)
+    for action, what in (
+        ("create", "create every missing topic; report existing ones that differ from the config"),
+        ("check", "report every missing topic or differing setting; change nothing"),
+    ):
+        _add_config_flag(topics_sub.add_parser(action, help=what))
+
     check = sub.add_parser("check-config", help="validate the config and print it (secrets redacted)")
     _add_config_flag(check)
 
@@ -238,6 +246,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    """Create or check the contract's topics, one line each; exit 0 only if all are as configured."""
+    from daemon.topics import check_topics, create_topics
+
+    cfg = _load(args.config)
+    action = create_topics if args.topics_command == "create" else check_topics
+    states = asyncio.run(action(cfg))
+    for state in states:
+        sys.stdout.write(state.line() + "\n")
+    return 0 if all(state.status in ("ok", "created") for state in states) else EXIT_FAILURE
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the self-contained demo."""
     from daemon.demo import run_demo
@@ -313,6 +333,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "halt": cmd_control,
     "resume": cmd_control,
     "check-config": cmd_check_config,
+    "topics": cmd_topics,
     "demo": cmd_demo,
     "sim": cmd_sim,
     "record": cmd_record,

@@ -51,6 +51,7 @@ from daemon.config_schema import (
     redacted_view,
     show,
 )
+from daemon.config_topics import TopicsConfig, read_topics
 from daemon.errors import ConfigError
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "RiskConfig",
     "RouterConfig",
     "Secret",
+    "TopicsConfig",
     "UserConfig",
     "VenueConfig",
     "build_config",
@@ -94,7 +96,8 @@ def build_config(raw: Mapping[str, object], environ: Mapping[str, str]) -> Confi
     merged, origins = _apply_env_overrides(raw, environ)
     root = Table(merged, "", origins)
     for name in sorted(
-        set(root.names()) - {"daemon", "kafka", "cache", "detector", "risk", "router", "venues", "users"}
+        set(root.names())
+        - {"daemon", "kafka", "cache", "detector", "risk", "router", "topics", "venues", "users"}
     ):
         raise root.error(name, "unknown section")
     return Config(
@@ -104,6 +107,7 @@ def build_config(raw: Mapping[str, object], environ: Mapping[str, str]) -> Confi
         detector=_detector(root.table("detector")),
         risk=_risk(root.table("risk")),
         router=_router(root.table("router")),
+        topics=read_topics(root.table("topics")),
         venues=_venues(root.table("venues")),
         users=_users(root.table("users")),
     )

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from connectors.types import VENUE_IDS
+from daemon.config_topics import TopicsConfig
 from daemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -238,6 +239,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
     venues: Mapping[str, VenueConfig] = field(default_factory=_default_venues)
     users: Mapping[str, UserConfig] = field(default_factory=_no_users)
 
@@ -430,15 +432,21 @@ class Table:
 
 
 def redacted_view(cfg: Config) -> dict[str, object]:
-    """Return the effective config as JSON-able data; Decimals as strings, set secrets as "<redacted>"."""
-    return {
-        "daemon": _plain(cfg.daemon),
-        "kafka": _plain(cfg.kafka),
-        "cache": _plain(cfg.cache),
-        "detector": _plain(cfg.detector),
-        "venues": {venue: _plain(v, skip="venue") for venue, v in cfg.venues.items()},
-        "users": {user: _plain(u, skip="user_id") for user, u in cfg.users.items()},
-    }
+    """Return the effective config as JSON-able data; Decimals as strings, set secrets as "<redacted>".
+
+    Built from `Config`'s own fields, so every section appears, also one added later. A table of
+    tables (venues, users) drops from each entry the field that repeats its key (`venue`, `user_id`).
+    """
+    view: dict[str, object] = {}
+    for section in fields(cfg):
+        value = getattr(cfg, section.name)
+        if isinstance(value, Mapping):
+            view[section.name] = {
+                key: _plain(entry, skip=fields(entry)[0].name) for key, entry in value.items()
+            }
+        else:
+            view[section.name] = _plain(value)
+    return view
 
 
 def _plain(obj: DataclassInstance, skip: str = "") -> dict[str, object]:
@@ -452,4 +460,6 @@ def _plain_value(value: object) -> object:
         return str(value)
     if isinstance(value, tuple):
         return [_plain_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
     return value

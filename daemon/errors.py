@@ -4,7 +4,8 @@
      └── daemon.errors.*
           ├── ConfigError            the config file or a SMARTROUTE_* variable is missing or invalid
           ├── KafkaUnavailable       the Kafka cluster could not be reached at start
-          └── EmbeddedBrokerError    the embedded test/demo broker (Tansu) could not be started
+          ├── TopicsMissing          a topic this process needs does not exist (or may not be read)
+          └── EmbeddedBrokerError    a test/demo broker (Tansu, Apache Kafka) could not be started
 
 Foreign errors (aiokafka, tomllib, OS errors) are mapped at the boundary with `raise ... from exc`.
 """
@@ -20,6 +21,10 @@ class ConfigError(SmartrouteError):
 
 class KafkaUnavailable(SmartrouteError):
     """No broker of the configured bootstrap servers answered at start."""
+
+
+class TopicsMissing(SmartrouteError):
+    """A topic the process needs is missing on a cluster that does not auto-create; the message names it."""
 
 
 class EmbeddedBrokerError(SmartrouteError):

@@ -1,4 +1,4 @@
-"""Kafka client settings, and the Publisher: a bounded, never-blocking buffer drained into aiokafka.
+"""The Publisher: a bounded, never-blocking buffer drained into aiokafka (settings: daemon.kafka_client).
 
     publisher = Publisher(cfg.kafka)
     await publisher.start()                       # KafkaUnavailable if no bootstrap server answers
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -34,8 +33,7 @@ from typing import Final, Self
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
-from aiokafka.helpers import create_ssl_context
+from aiokafka.errors import KafkaError
 
 from daemon.batches import (
     MAX_BATCH_SIZE,
@@ -48,7 +46,7 @@ from daemon.batches import (
     count_by_topic,
 )
 from daemon.config_schema import KafkaConfig
-from daemon.errors import ConfigError, KafkaUnavailable
+from daemon.kafka_client import client_options, start_producer
 from daemon.metrics import (
     KAFKA_BUFFER_OVERFLOW,
     KAFKA_MESSAGES_SENT,
@@ -57,7 +55,10 @@ from daemon.metrics import (
     UNSENT_REASONS,
     UnsentReason,
     track_send_buffer,
+    watch_kafka_client_errors,
 )
+
+__all__ = ["Publisher", "client_options", "init_publisher_metrics", "start_producer"]
 
 log = structlog.get_logger(__name__)
 
@@ -68,42 +69,12 @@ _CALLBACK_GRACE_S: Final = 1.0
 _MAX_TAKE: Final = 2048  # messages per wake: bounds how long one pass holds the event loop
 
 
-def client_options(cfg: KafkaConfig) -> dict[str, object]:
-    """Return the keyword arguments of aiokafka clients for `cfg` (with the SASL password: never log them)."""
-    options: dict[str, object] = {
-        "bootstrap_servers": list(cfg.bootstrap_servers),
-        "client_id": cfg.client_id,
-        "security_protocol": cfg.security_protocol,
-        "request_timeout_ms": cfg.request_timeout_ms,
-    }
-    if cfg.security_protocol.startswith("SASL_"):
-        options["sasl_mechanism"] = cfg.sasl_mechanism
-        options["sasl_plain_username"] = cfg.sasl_username
-        options["sasl_plain_password"] = None if cfg.sasl_password is None else cfg.sasl_password.reveal()
-    if cfg.security_protocol.endswith("SSL"):
-        options["ssl_context"] = _ssl_context(cfg)
-    return options
-
-
-def _ssl_context(cfg: KafkaConfig) -> ssl.SSLContext:
-    try:
-        context: ssl.SSLContext = create_ssl_context(
-            cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile, keyfile=cfg.ssl_keyfile
-        )
-    except (OSError, ssl.SSLError) as exc:
-        files = {
-            "ssl_cafile": cfg.ssl_cafile,
-            "ssl_certfile": cfg.ssl_certfile,
-            "ssl_keyfile": cfg.ssl_keyfile,
-        }
-        named = ", ".join(f"kafka.{k}={v}" for k, v in files.items() if v is not None) or "system CAs"
-        raise ConfigError(f"kafka TLS settings cannot be loaded ({named}): {exc}") from exc
-    context.check_hostname = cfg.ssl_check_hostname
-    return context
-
-
 def init_publisher_metrics(topics: Iterable[str]) -> None:
-    """Create every publisher series for `topics` at zero, so dashboards and alerts see them from start."""
+    """Create every publisher series for `topics` at zero, so dashboards and alerts see them from start.
+
+    Also start counting the Kafka client's own errors (`smartroute_kafka_client_errors_total`).
+    """
+    watch_kafka_client_errors()
     for topic in topics:
         for counter in (KAFKA_MESSAGES_SENT, KAFKA_PRODUCE_ERRORS, KAFKA_BUFFER_OVERFLOW):
             counter.labels(topic)
@@ -118,8 +89,8 @@ def _key_text(key: bytes | None) -> str | None:
 class Publisher:
     """Publish to Kafka without ever blocking the caller: a bounded buffer, drained by `run()`.
 
-    The producer runs with acks="all" and no idempotence (Tansu, the test broker, refuses
-    InitProducerId; smartroute's no-duplicate guarantees never rely on it).
+    The producer runs with acks="all", idempotent where the cluster supports it (`start_producer`;
+    Tansu, the embedded broker, refuses it; smartroute's no-duplicate guarantees never rely on it).
     """
 
     def __init__(
@@ -141,6 +112,7 @@ class Publisher:
         self._in_hand = 0  # taken by the drain task, not yet handed to the producer nor failed
         self._wake = asyncio.Event()  # set when the buffer stops being empty, and by close()
         self._producer: AIOKafkaProducer | None = None
+        self._idempotent = False
         self._known_topics: set[str] = set()
         self._key_partitions = KeyPartitions()
         self._overflow_log: dict[str, tuple[float, int]] = {}  # topic → (last logged at, refused since)
@@ -171,25 +143,18 @@ class Publisher:
         """Connect the producer; raise KafkaUnavailable if no bootstrap server answers within the timeout."""
         if self._producer is not None or self._closing:
             raise RuntimeError("Publisher.start() may be called once, before close()")
-        producer = AIOKafkaProducer(
-            **client_options(self._cfg),
-            acks="all",
-            enable_idempotence=False,
+        self._producer, self._idempotent = await start_producer(
+            self._cfg,
             linger_ms=0,  # every batch is handed over complete; run() lingers for linger_ms instead
             max_batch_size=MAX_BATCH_SIZE,
             max_request_size=MAX_REQUEST_SIZE,
             compression_type=None,
         )
-        try:
-            await producer.start()
-        except BaseException as exc:
-            await producer.stop()  # else aiokafka leaks its connections and warns "Unclosed AIOKafkaProducer"
-            if isinstance(exc, KafkaConnectionError):
-                servers = ",".join(self._cfg.bootstrap_servers)
-                raise KafkaUnavailable(f"no Kafka broker answered at {servers}: {exc}") from exc
-            raise
-        self._producer = producer
-        log.info("kafka_producer_started", bootstrap_servers=list(self._cfg.bootstrap_servers))
+
+    @property
+    def idempotent(self) -> bool:
+        """Tell whether the producer is idempotent (False before start, or on a broker without it)."""
+        return self._idempotent
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> bool:
         """Buffer one message to send; return False (counted and logged) if the buffer is full or closed."""

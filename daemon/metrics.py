@@ -6,6 +6,7 @@ bounded: `topic` is one of the configured topics, `reason` one of `UNSENT_REASON
 
 from __future__ import annotations
 
+import logging
 import weakref
 from typing import Final, Literal, Protocol
 
@@ -36,6 +37,30 @@ KAFKA_MESSAGES_UNSENT = Counter(
     "close ran out of time or the producer never started (shutdown).",
     ["topic", "reason"],
 )
+
+KAFKA_CLIENT_ERRORS = Counter(
+    "smartroute_kafka_client_errors_total",
+    "Errors the Kafka client (aiokafka) met and retried or recovered from, such as a lost broker "
+    "connection or a partition leader that moved, by client component (`watch_kafka_client_errors`).",
+    ["component"],
+)
+
+
+class _ClientErrorCounter(logging.Handler):
+    """Count aiokafka's warnings and errors: each is a fault the client rode through (or reports)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        KAFKA_CLIENT_ERRORS.labels(record.name.removeprefix("aiokafka.")).inc()
+
+
+_CLIENT_ERROR_COUNTER: Final = _ClientErrorCounter(logging.WARNING)
+
+
+def watch_kafka_client_errors() -> None:
+    """Count every warning or error aiokafka logs in `smartroute_kafka_client_errors_total`; idempotent."""
+    client_logger = logging.getLogger("aiokafka")
+    if _CLIENT_ERROR_COUNTER not in client_logger.handlers:
+        client_logger.addHandler(_CLIENT_ERROR_COUNTER)
 
 
 class SendBuffer(Protocol):

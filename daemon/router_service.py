@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from daemon.config import Config
-from daemon.kafka import client_options
+from daemon.kafka import client_options, start_producer
 from daemon.metrics import record_consumer_lag
 from router.errors import RouterError
 from router.metrics import HALTED
@@ -80,8 +80,7 @@ class RouterService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Recover in-flight requests, then serve until `stop`; the current batch always completes."""
-        producer = AIOKafkaProducer(**client_options(self.cfg.kafka), acks="all", enable_idempotence=False)
-        await producer.start()
+        producer, _ = await start_producer(self.cfg.kafka)  # idempotent where the cluster allows it
         self._producer = producer
         try:
             for result in await self.router.recover():

@@ -62,10 +62,11 @@ async def first_open_opportunity(consumer: AIOKafkaConsumer) -> dict[str, Any]:
     raise RuntimeError("the opportunities consumer stopped")
 
 
-async def watch_from_end(consumer: AIOKafkaConsumer, topic: str) -> None:
+async def watch_from_end(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str) -> None:
     """Read `topic` from its current end, so a result produced from now on cannot be missed."""
-    await consumer.topics()  # loads the cluster's metadata
-    partitions = consumer.partitions_for_topic(topic)
+    # The producer fetches the topic's metadata (consumer.partitions_for_topic() knows only topics
+    # the consumer already tracks, and Apache Kafka sends none at bootstrap).
+    partitions = await producer.partitions_for(topic)
     if not partitions:
         raise RuntimeError(f"topic {topic} does not exist")
     assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
@@ -97,7 +98,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ):
         opportunity = await first_open_opportunity(feed)
         request = order_request(opportunity, args.kind, args.user_id)
-        await watch_from_end(results, prefix + "results")
+        await watch_from_end(results, producer, prefix + "results")
         await producer.send_and_wait(
             prefix + "orders", json.dumps(request).encode(), key=request["request_id"].encode()
         )

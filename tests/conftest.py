@@ -1,28 +1,50 @@
 """Fixtures shared by the whole suite.
 
-embedded_broker  one Tansu Kafka broker (memory only) for the whole test session; the value is its
-                 bootstrap address, "127.0.0.1:PORT". Tests share it, so each one uses its own
-                 topics and consumer groups: take names from the `kafka_topic` fixture.
-kafka_topic      a topic name no other test uses.
+embedded_broker  the bootstrap address ("127.0.0.1:PORT") of a Kafka broker shared by the session,
+                 parametrised: every test using it runs on Tansu (memory only, embedded) and on
+                 Apache Kafka (a real KRaft broker; those runs carry the `apache_kafka` marker).
+                 Each broker starts once per session, when the first test needs it. Tests share
+                 it, so each uses its own topics and consumer groups.
+tansu_broker, apache_kafka
+                 the two brokers themselves; a test only one of them can support asks for it
+                 directly and says why in its docstring.
+kafka_topic      a topic name no other test uses; created (1 partition) on the test's broker
+                 when the test uses `embedded_broker`.
 
-Tansu auto-creates a topic on first produce; a consumer group gets its partitions only after
-about half of `session_timeout_ms` (keep it small, or assign partitions by hand).
+Apache Kafka runs as production clusters do, with `auto.create.topics.enable=false`: a test
+creates every topic it uses (`kafka_topic`, `kafka_support.create_contract_topics(bootstrap,
+prefix)` for a daemon's topics). Tansu auto-creates a topic on first use; a consumer group gets
+its partitions only after about half of `session_timeout_ms` there (keep it small).
+
+Without Java, the Apache Kafka runs are skipped and the summary says in one line how to enable
+them; in CI (CI=true) a skipped `apache_kafka` test is a failure.
 """
 
 from __future__ import annotations
 
 import decimal
+import shutil
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from prerequisites import in_ci, unavailable
 
+from daemon.apache_kafka import ApacheKafka
 from daemon.broker import EmbeddedBroker
+from daemon.kafka_jars import jar_dir, java_binary
+
+NO_JAVA = (
+    "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
+    "to run them: apt-get install -y openjdk-17-jre-headless maven (or bash .ci/run)"
+)
+_skipped_for_java: list[str] = []
+_apache_kafka_logs: list[str] = []
 
 
 @pytest.fixture(scope="session")
-def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Run one embedded Kafka broker for the session and yield its bootstrap address."""
+def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run one embedded Tansu broker for the session and yield its bootstrap address."""
     broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "broker.log")
     broker.start()
     try:
@@ -31,10 +53,69 @@ def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """Run one Apache Kafka broker (KRaft) for the session; its log is apache-kafka*/broker-1.log."""
+    if java_binary() is None or (not jar_dir().is_dir() and shutil.which("mvn") is None):
+        unavailable(NO_JAVA)
+    broker = ApacheKafka(log_dir=tmp_path_factory.mktemp("apache-kafka"), stop_grace_s=5.0)
+    broker.start()
+    _apache_kafka_logs.extend(str(path) for path in broker.log_paths)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(
+    scope="session",
+    params=["tansu", pytest.param("apache_kafka", marks=pytest.mark.apache_kafka)],
+)
+def embedded_broker(request: pytest.FixtureRequest) -> str:
+    """Yield the bootstrap address of the session's Tansu broker, then of its Apache Kafka broker."""
+    if request.param == "tansu":
+        address: str = request.getfixturevalue("tansu_broker")
+        return address
+    broker: ApacheKafka = request.getfixturevalue("apache_kafka")
+    return broker.bootstrap_servers
+
+
 @pytest.fixture
-def kafka_topic() -> str:
-    """Return a topic name unique to this test."""
-    return f"test.{uuid.uuid4().hex}"
+def kafka_topic(request: pytest.FixtureRequest) -> str:
+    """Return a topic name unique to this test, created on `embedded_broker` if the test uses it."""
+    name = f"test.{uuid.uuid4().hex}"
+    if "embedded_broker" in request.fixturenames:
+        from kafka_support import create_topics_now
+
+        create_topics_now(request.getfixturevalue("embedded_broker"), [name])
+    return name
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport | None]:
+    """For apache_kafka tests: point a failure at the broker log; in CI, report a skip as a failure."""
+    report: pytest.TestReport = yield
+    if item.get_closest_marker("apache_kafka") is None:
+        return report
+    if report.failed and _apache_kafka_logs:
+        report.sections.append(("Apache Kafka", "broker logs: " + ", ".join(_apache_kafka_logs)))
+    if report.skipped:
+        if call.excinfo is not None and NO_JAVA in str(call.excinfo.value):
+            _skipped_for_java.append(item.nodeid)
+        if in_ci():
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{item.nodeid} was skipped ({report.longrepr}); CI must run every apache_kafka test"
+            )
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in one line that the Apache Kafka tests were skipped, and how to run them."""
+    if _skipped_for_java:
+        terminalreporter.write_line(f"{len(_skipped_for_java)} {NO_JAVA}", yellow=True)
 
 
 def _decimal_settings(context: decimal.Context) -> tuple[object, ...]:

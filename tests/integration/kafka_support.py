@@ -1,4 +1,7 @@
-"""Reading topics back in integration tests: a group-less consumer from the first offset.
+"""Kafka helpers of the integration tests: creating topics, reading them back from the first offset.
+
+Apache Kafka (one of the two brokers every Kafka test runs on) does not auto-create topics, so
+tests create theirs: `create_contract_topics` for a daemon's, `create_topics_now` from sync code.
 
 Consumer groups on Tansu get their partitions only after about half of the
 session timeout; a consumer without a group takes every partition at once, and
@@ -9,9 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from daemon.config import build_config, load_config
+from daemon.topics import create_topics
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
@@ -77,3 +86,37 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> 
     async with asyncio.timeout(timeout_s):
         while not predicate():  # noqa: ASYNC110 - a value moved by a callback; nothing to await
             await asyncio.sleep(0.01)
+
+
+def create_topics_now(bootstrap: str, names: list[str], partitions: int = 1, timeout_s: float = 30.0) -> None:
+    """Create `names` (synchronously, from a sync fixture); a topic that already exists is fine."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"cannot create topic {name} on {bootstrap}: {exc}") from exc
+
+
+async def create_contract_topics(bootstrap: str, prefix: str, **topics: object) -> None:
+    """Create the contract's topics under `prefix`, as `smartroute topics create` does; fail if it cannot.
+
+    `topics` are `[topics]` settings for this test's topics (default: one partition each).
+    """
+    kafka = {"bootstrap_servers": bootstrap, "topic_prefix": prefix}
+    cfg = build_config({"kafka": kafka, "topics": {"partitions": 1} | topics}, {})
+    states = await create_topics(cfg)
+    refused = [state.line() for state in states if state.status not in ("created", "ok")]
+    assert not refused, refused
+
+
+async def create_daemon_topics(config: Path) -> None:
+    """Create the topics of the daemon configured by the file `config` (one partition each)."""
+    cfg = load_config(config, environ={})
+    await create_contract_topics(",".join(cfg.kafka.bootstrap_servers), cfg.kafka.topic_prefix)

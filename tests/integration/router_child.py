@@ -5,6 +5,9 @@ difference: every leg sent to the executor is appended to SENT_LOG (standing
 in for the exchange's order log), and right after executing a leg of
 CRASH_AFTER_REQUEST_ID the process SIGKILLs itself — after the execution,
 before the ledger records its outcome and before the offset is committed.
+With `acked:REQUEST_ID` instead, it SIGKILLs itself right after the broker
+acknowledged the results of the batch holding REQUEST_ID, before that batch's
+offset is committed.
 """
 
 from __future__ import annotations
@@ -43,9 +46,26 @@ class CrashingExecutor:
         return await self.inner.recover(leg)
 
 
+def crash_after_ack(daemon: Daemon, request_id: str) -> None:
+    """SIGKILL this process once the results of `request_id`'s batch are acknowledged, before the commit."""
+    service = daemon.router_service
+    assert service is not None
+    send_all = service._send_all
+
+    async def send_then_crash(messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        await send_all(messages)
+        if any(key == request_id.encode() for _, key, _ in messages):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    service._send_all = send_then_crash  # type: ignore[method-assign]
+
+
 async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
     daemon = Daemon(load_config(config, environ={}), roles=frozenset({"feeds", "route"}))
     assert daemon.router is not None
+    if crash_after is not None and crash_after.startswith("acked:"):
+        crash_after_ack(daemon, crash_after.removeprefix("acked:"))
+        crash_after = None
     daemon.router.router.executor = CrashingExecutor(daemon.router.router.executor, sent_log, crash_after)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

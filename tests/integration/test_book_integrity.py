@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from contract import assert_valid
-from kafka_support import TopicReader, wait_until
+from kafka_support import TopicReader, create_contract_topics, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -35,6 +35,7 @@ def resyncs(venue: str, reason: str) -> float:
 @pytest.fixture
 async def world(embedded_broker: str, tmp_path: Path) -> AsyncIterator[tuple[Daemon, ExchangeSimulator, str]]:
     prefix = f"t{uuid.uuid4().hex[:12]}."
+    await create_contract_topics(embedded_broker, prefix)
     async with ExchangeSimulator(VENUES, (SYMBOL,), seed=3, book_levels=50, tick_interval_s=0.05) as sim:
         sections = []
         for venue in VENUES:

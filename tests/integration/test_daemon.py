@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from contract import assert_valid
-from kafka_support import Record, TopicReader, wait_until
+from kafka_support import Record, TopicReader, create_contract_topics, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -45,6 +45,7 @@ def silence_timeout_ms() -> int:
 @pytest.fixture
 async def running(embedded_broker: str, tmp_path: Path, silence_timeout_ms: int) -> AsyncIterator[Running]:
     prefix = f"t{uuid.uuid4().hex[:12]}."
+    await create_contract_topics(embedded_broker, prefix)
     async with ExchangeSimulator(("binance", "bybit"), SYMBOLS, autoplay=False) as sim:
         config = tmp_path / "smartroute.toml"
         config.write_text(

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from contract import assert_valid
-from kafka_support import TopicReader
+from kafka_support import TopicReader, create_contract_topics
 
 from connectors.types import VENUE_IDS, Quote, decimal_text
 from router.cache import PriceCache
@@ -125,6 +125,7 @@ async def test_example_acts_on_an_opportunity_and_prints_its_result(
     embedded_broker: str, script: str, kind: str
 ) -> None:
     prefix = f"test.{uuid.uuid4().hex}."
+    await create_contract_topics(embedded_broker, prefix)
     opportunity = opened_opportunity()
     async with AIOKafkaProducer(bootstrap_servers=embedded_broker) as producer:
         message = opportunity.as_message()

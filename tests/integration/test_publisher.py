@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,7 @@ from daemon.broker import EmbeddedBroker
 from daemon.config import KafkaConfig
 from daemon.errors import EmbeddedBrokerError, KafkaUnavailable
 from daemon.kafka import Publisher
+from daemon.kafka_jars import jar_dir, java_binary
 
 pytestmark = pytest.mark.integration
 
@@ -422,3 +424,33 @@ def test_a_broker_that_never_answers_times_out_and_is_killed(
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # reaped: the failed start left no process behind
+
+
+def producers_of(bootstrap: str, topic: str) -> str:
+    """Ask Apache Kafka which producer ids wrote to partition 0 of `topic` (its own admin tool)."""
+    java = java_binary()
+    assert java is not None
+    command = [java, "-cp", f"{jar_dir()}/*", "org.apache.kafka.tools.TransactionsCommand"]
+    args = ["--bootstrap-server", bootstrap, "describe-producers", "--topic", topic, "--partition", "0"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
+
+
+async def test_the_producer_is_idempotent_where_the_broker_supports_it_and_says_so(
+    kafka_cfg: KafkaConfig, kafka_topic: str, embedded_broker: str, request: pytest.FixtureRequest
+) -> None:
+    apache = request.node.get_closest_marker("apache_kafka") is not None  # Tansu refuses InitProducerId
+    with capture_logs() as logs:
+        async with Publisher(kafka_cfg) as publisher:
+            assert publisher.idempotent is apache
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(publisher.run())
+                assert publisher.publish(kafka_topic, b"k", b"v")
+                await publisher.close()
+    assert [e["idempotent"] for e in logs if e["event"] == "kafka_producer_started"] == [apache]
+    assert len(await read_back(embedded_broker, kafka_topic, 1)) == 1
+    if apache:
+        # The broker keeps the producer's id and sequence: what lets it drop a retried duplicate.
+        table = producers_of(embedded_broker, kafka_topic)
+        assert table.splitlines()[0].split()[:3] == ["ProducerId", "ProducerEpoch", "LatestCoordinatorEpoch"]
+        assert len(table.splitlines()) == 2  # one producer wrote

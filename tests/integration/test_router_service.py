@@ -17,7 +17,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 from contract import assert_valid
-from kafka_support import Record, TopicReader, wait_until
+from kafka_support import Record, TopicReader, create_contract_topics, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -75,6 +75,7 @@ async def sim() -> AsyncIterator[ExchangeSimulator]:
 @pytest.fixture
 async def env(embedded_broker: str, tmp_path: Path, sim: ExchangeSimulator) -> AsyncIterator[Env]:
     prefix = f"t{uuid.uuid4().hex[:12]}."
+    await create_contract_topics(embedded_broker, prefix)
     config_path = tmp_path / "smartroute.toml"
     write_config(config_path, embedded_broker, prefix, sim, tmp_path / "state")
     cfg = load_config(config_path, environ={})

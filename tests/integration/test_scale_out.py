@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from contract import assert_valid
-from kafka_support import TopicReader
+from kafka_support import TopicReader, create_contract_topics
 
 from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
@@ -27,6 +27,7 @@ async def test_quotes_published_by_feeds_become_opportunities_in_a_detector(
     embedded_broker: str, tmp_path: Path
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}."
+    await create_contract_topics(embedded_broker, prefix)
     async with ExchangeSimulator(("binance", "bybit"), ("BTC-USDT",), autoplay=False) as sim:
         config = tmp_path / "smartroute.toml"
         config.write_text(

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import pytest
 import structlog
+from kafka_support import create_daemon_topics
 
 from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
@@ -383,6 +384,7 @@ async def test_smartroute_run_notifies_ready_after_start_up_pings_and_stops_clea
         await gate.start()
         held_url = urlunsplit(real._replace(netloc=f"127.0.0.1:{gate.port}"))
         config = daemon_toml(tmp_path, embedded_broker, {"binance": held_url, "bybit": sim.ws_url("bybit")})
+        await create_daemon_topics(config)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SMARTROUTE_", "WATCHDOG_"))}
         env.update(NOTIFY_SOCKET=systemd.name, WATCHDOG_USEC="1000000")
         proc = await asyncio.create_subprocess_exec(
@@ -478,6 +480,7 @@ async def test_readyz_reports_a_stale_venue_as_degraded_and_goes_unready_when_no
     async with ExchangeSimulator(("binance", "bybit"), ("BTC-USDT", "ETH-USDT"), seed=5) as sim:
         urls = {venue: sim.ws_url(venue) for venue in ("binance", "bybit")}
         config = daemon_toml(tmp_path, embedded_broker, urls, "[cache]\nmax_quote_age_ms = 1000\n")
+        await create_daemon_topics(config)
         async with serving(config) as served:
             await wait_readyz(served.port, lambda s, b: ready(s, b) and len(b["fresh_venues"]) == 2)
 

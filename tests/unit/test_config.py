@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
+import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 
 from connectors.types import VENUE_IDS
 from daemon.config import Config, build_config, load_config, load_secret, redacted_view
+from daemon.config_topics import DEFAULT_RETENTION_MS
 from daemon.errors import ConfigError
 
 DESIGN_EXAMPLE = """
@@ -570,3 +574,104 @@ def test_the_redacted_view_is_json_data_and_loads_back_to_the_same_config() -> N
     assert data["venues"]["binance"]["symbols"] == ["BTC-USDT", "ETH-USDT"]
     assert data["kafka"]["sasl_password"] is None
     assert build_config(data, {}) == cfg
+
+
+def _keys(value: object) -> object:
+    """The shape `check-config` must print for a config value: every dataclass field, recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _keys(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return _keys_of_mapping(value)
+
+
+def _keys_of_mapping(value: object) -> object:
+    return {k: None for k in value} if isinstance(value, Mapping) else None
+
+
+def _printed_keys(value: object) -> object:
+    return {k: _printed_keys(v) for k, v in value.items()} if isinstance(value, dict) else None
+
+
+def test_check_config_prints_every_section_and_every_field_of_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.cli import main
+
+    path = tmp_path / "smartroute.toml"
+    path.write_text(
+        DESIGN_EXAMPLE
+        + '\n[risk]\nmax_orders_per_second = 7\n[router]\ngroup_id = "desk-router"\n'
+        + '[users.bob]\npreferred_venues = ["binance"]\n'
+    )
+    assert main(["check-config", "--config", str(path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    cfg = load_config(path, environ={})
+    expected: dict[str, object] = {}
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        if isinstance(value, Mapping):
+            # A table of tables: each entry's fields, less the one repeating its key.
+            expected[section.name] = {
+                key: {k: v for k, v in _keys(entry).items() if k != dataclasses.fields(entry)[0].name}
+                for key, entry in value.items()
+            }
+        else:
+            expected[section.name] = _keys(value)
+    assert _printed_keys(printed) == expected
+    assert printed["risk"]["max_orders_per_second"] == 7
+    assert printed["router"]["group_id"] == "desk-router"
+    assert build_config(printed, {}) == cfg  # what is printed is the whole effective config
+
+
+def test_the_topics_section_has_sensible_defaults_and_reads_every_key() -> None:
+    assert build_config({}, {}).topics.retention_ms == DEFAULT_RETENTION_MS
+    topics = build_config(
+        {
+            "topics": {
+                "partitions": 12,
+                "replication_factor": 3,
+                "min_insync_replicas": 2,
+                "retention_ms": {"quotes": 60_000, "control": -1},
+            }
+        },
+        {"SMARTROUTE_TOPICS__RETENTION_MS__DLQ": "1000"},
+    ).topics
+    assert (topics.partitions, topics.replication_factor, topics.min_insync_replicas) == (12, 3, 2)
+    assert topics.retention_ms == {**DEFAULT_RETENTION_MS, "quotes": 60_000, "control": -1, "dlq": 1000}
+
+
+@pytest.mark.parametrize(
+    ("topics", "message"),
+    [
+        ({"partitions": 0}, "topics.partitions: must be an integer from 1 to 10000, got 0"),
+        ({"replication_factor": 2, "min_insync_replicas": 3}, "topics.min_insync_replicas: must be ≤"),
+        ({"retention_ms": {"preferences": 1000}}, "topics.retention_ms.preferences: is compacted"),
+        ({"retention_ms": {"trades": 1000}}, "topics.retention_ms.trades: is not a topic of the contract"),
+        ({"retention_ms": {"quotes": 0}}, "topics.retention_ms.quotes: must be -1 (forever) or a positive"),
+        ({"retention_ms": {"quotes": -2}}, "topics.retention_ms.quotes: must be an integer ≥ -1"),
+        ({"partition": 3}, "topics.partition: unknown key"),
+    ],
+)
+def test_a_bad_topics_setting_is_named(topics: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_config({"topics": topics}, {})
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "smartroute.example.toml"
+NOT_IN_FILES = {("kafka", "sasl_password")}  # a secret: from the environment or a credential only
+
+
+def test_the_shipped_example_config_documents_every_key_of_every_section() -> None:
+    text = EXAMPLE.read_text()
+    blocks = dict(re.findall(r"^\[([a-z_.]+)\][^\n]*\n(.*?)(?=^\[|\Z)", text, re.M | re.S))
+    undocumented = []
+    for section in dataclasses.fields(Config):
+        value = getattr(Config(), section.name)
+        if not dataclasses.is_dataclass(value):
+            continue  # venues and users: tables of tables, shown by example entries
+        for key in (f.name for f in dataclasses.fields(value)):
+            set_or_commented = re.search(rf"^#?\s*{key}\s*=", blocks.get(section.name, ""), re.M)
+            if not set_or_commented and f"{section.name}.{key}" not in blocks:
+                undocumented.append(f"{section.name}.{key}")
+    assert sorted(set(undocumented) - {".".join(k) for k in NOT_IN_FILES}) == []
+    assert build_config(tomllib.loads(text), {}).topics.retention_ms == DEFAULT_RETENTION_MS

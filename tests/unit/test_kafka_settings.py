@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import subprocess
@@ -209,3 +210,16 @@ def test_init_publisher_metrics_creates_every_series_at_zero() -> None:
         labels = {"topic": topic, "reason": reason}
         assert REGISTRY.get_sample_value("smartroute_kafka_messages_unsent_total", labels) == 0.0
     assert REGISTRY.get_sample_value("smartroute_kafka_send_buffer_messages") is not None
+
+
+def test_the_kafka_clients_warnings_and_errors_are_counted_by_component() -> None:
+    from daemon.metrics import KAFKA_CLIENT_ERRORS, watch_kafka_client_errors
+
+    watch_kafka_client_errors()
+    watch_kafka_client_errors()  # idempotent: one handler, each record counted once
+    conn = KAFKA_CLIENT_ERRORS.labels("conn")
+    before = conn._value.get()
+    logging.getLogger("aiokafka.conn").warning("Unable to connect to node 2")
+    logging.getLogger("aiokafka.conn").info("connected")  # not a fault
+    logging.getLogger("aiokafka.conn").error("Connection closed")
+    assert conn._value.get() - before == 2

@@ -610,3 +610,17 @@ def test_asyncapi_lists_every_topic_with_its_key_schema_writers_and_readers() ->
             assert payload["schemaFormat"] == "application/schema+json;version=draft-2020-12"
             schema_files_used.append(payload["schema"]["$ref"])
     assert sorted(schema_files_used) == sorted(f"./{name}{SUFFIX}" for name in MESSAGES)
+
+
+def test_the_asyncapi_topic_bindings_are_what_smartroute_topics_create_makes_by_default() -> None:
+    from daemon.config import build_config
+    from daemon.topics import topic_specs
+
+    channels = load_asyncapi()["channels"]
+    for spec in topic_specs(build_config({}, {}), brokers=3):
+        (binding,) = [c["bindings"]["kafka"] for c in channels.values() if c["address"] == spec.name]
+        documented = binding["topicConfiguration"]
+        assert documented["cleanup.policy"] == [spec.configs["cleanup.policy"]], spec.name
+        assert str(documented.get("retention.ms")) == spec.configs.get("retention.ms", "None"), spec.name
+        if spec.partitions == 1:
+            assert binding["partitions"] == 1, spec.name

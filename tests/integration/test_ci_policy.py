@@ -1,0 +1,62 @@
+"""The suite's skip policy, run on a tiny suite with the real conftest: one line locally, a failure in CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TESTS = Path(__file__).resolve().parents[1]
+
+SUITE = """
+import pytest
+from conftest import NO_JAVA
+from prerequisites import unavailable
+
+@pytest.mark.apache_kafka
+def test_on_apache_kafka_without_java():
+    unavailable(NO_JAVA)
+
+@pytest.mark.apache_kafka
+def test_on_apache_kafka_skipped_for_another_reason():
+    pytest.skip("some other reason")
+
+def test_elsewhere():
+    pass
+"""
+
+
+def run_suite(tmp_path: Path, *, ci: bool) -> tuple[int, str]:
+    for name in ("conftest.py", "prerequisites.py"):
+        shutil.copy(TESTS / name, tmp_path / name)
+    (tmp_path / "test_suite.py").write_text(SUITE)
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": "true"} if ci else {})
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "markers=apache_kafka", "."],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout
+
+
+def test_without_java_the_apache_kafka_tests_skip_with_one_line_saying_how_to_run_them(
+    tmp_path: Path,
+) -> None:
+    code, out = run_suite(tmp_path, ci=False)
+    assert code == 0, out
+    assert out.count("Java 17+") == 1, out
+    assert (
+        "\n1 apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars)" in out
+    )
+    assert "1 passed, 2 skipped" in out
+
+
+def test_in_ci_every_skipped_apache_kafka_test_is_a_failure(tmp_path: Path) -> None:
+    code, out = run_suite(tmp_path, ci=True)
+    assert code == 1, out
+    assert "2 failed, 1 passed" in out, out
