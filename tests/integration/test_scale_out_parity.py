@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka_support import wait_until
+from kafka_support import create_contract_topics, wait_until
 
 from connectors.base import Parser
 from connectors.book import BookInvalid
@@ -209,7 +209,9 @@ async def test_a_detector_behind_kafka_publishes_the_same_bytes_as_one_in_proces
     embedded_broker: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "smartroute.toml"
-    config.write_text(config_text(tmp_path, embedded_broker, f"t{uuid.uuid4().hex[:12]}."))
+    prefix = f"t{uuid.uuid4().hex[:12]}."
+    config.write_text(config_text(tmp_path, embedded_broker, prefix))
+    await create_contract_topics(embedded_broker, prefix)
     cfg = load_config(config, environ={})
     records = recording()
 
