@@ -59,8 +59,8 @@ async def committed(env: Env) -> int | None:
 async def committed_reaches(env: Env, offset: int, timeout_s: float = 15.0) -> None:
     """Wait until the group's committed offset is `offset`: the commit follows the acknowledged results."""
     async with asyncio.timeout(timeout_s):
-        while await committed(env) != offset:
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - the broker has no offset-change event to await
+        while await committed(env) != offset:  # noqa: ASYNC110 - a broker has no offset-change event
+            await asyncio.sleep(0.05)
 
 
 def answers(env: Env, key: bytes) -> list[bytes]:
