@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
 from contract import assert_valid
 from kafka_support import Record, TopicReader, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
+from daemon import router_service
 from daemon.app import Daemon
 from daemon.client import control_message, send
 from daemon.config import Config, load_config
+from router.smart import Handled
 
 pytestmark = pytest.mark.integration
 
@@ -324,3 +329,92 @@ async def test_sigterm_under_load_loses_no_result_commits_and_exits_in_time(env:
     assert set(sends) - {"after"} == executed and executed
     # What the first process answered, it committed: the second did not answer it again.
     assert all(len(answers[rid.decode()]) == 1 for rid in answered_before if rid is not None)
+
+
+@asynccontextmanager
+async def running_router(env: Env, patch: Callable[[Daemon], None] | None = None) -> AsyncIterator[Daemon]:
+    """Run the router role until the block ends; `patch` may wrap its parts before it starts."""
+    running = Daemon(env.cfg, roles=frozenset({"feeds", "route"}))
+    if patch is not None:
+        patch(running)
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop), name="router-under-test")
+    try:
+        yield running
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+
+
+def slow_to_apply(method: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[Daemon], None]:
+    """Hold each record of one followed topic until the router handled a request, or for a while.
+
+    This stands in for a long topic or a slow broker. The hold lasts until the orders consumer
+    has joined its group and then either a request was handled or `_HOLD_AFTER_JOIN_S` passed: a
+    router that takes requests before it has read the topic handles one meanwhile, and the record
+    applies too late for it; a router that waits for the topic applies it before its first request.
+    """
+
+    def patch(daemon: Daemon) -> None:
+        assert daemon.router is not None and daemon.router_service is not None
+        router, service = daemon.router.router, daemon.router_service
+        joined, handled = asyncio.Event(), asyncio.Event()
+        handle, apply = router.handle, getattr(service, method)
+        start = router_service.start_unless_stopped
+
+        async def start_and_tell(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+            started = await start(consumer, stop)
+            if service.orders_topic in consumer.subscription():
+                joined.set()
+            return started
+
+        async def handle_and_tell(raw: bytes, *, received_ns: int | None = None) -> Handled:
+            handled.set()
+            return await handle(raw, received_ns=received_ns)
+
+        async def apply_late(record: Record) -> None:
+            async with asyncio.timeout(30):
+                await joined.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_HOLD_AFTER_JOIN_S):
+                    await handled.wait()
+            await apply(record)
+
+        monkeypatch.setattr(router_service, "start_unless_stopped", start_and_tell)
+        router.handle = handle_and_tell  # type: ignore[method-assign]
+        setattr(service, method, apply_late)
+
+    return patch
+
+
+async def restart_with_pending(env: Env, topic: str, key: bytes | None, message: dict[str, object]) -> None:
+    """Run the router once, stop it, then write `message` to `topic` and one order while it is down."""
+    async with running_router(env):
+        await send(env.cfg, env.cfg.topic("orders"), b"before", order("before"))
+        await env.results.wait_for(lambda r: r.key == b"before", timeout_s=20)
+    await send(env.cfg, env.cfg.topic(topic), key, message)
+    await send(env.cfg, env.cfg.topic("orders"), b"first", order("first"))
+
+
+# Once joined, a router that does not wait fetches and handles a waiting request in milliseconds.
+_HOLD_AFTER_JOIN_S = 2.0
+
+
+async def test_a_halt_written_while_the_router_was_down_governs_its_first_request(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await restart_with_pending(env, "control", None, control_message("halt", "while down", "ops"))
+    async with running_router(env, slow_to_apply("_on_control", monkeypatch)):
+        first = orjson.loads((await env.results.wait_for(lambda r: r.key == b"first", timeout_s=30)).value)
+    assert (first["status"], first["reject_code"]) == ("rejected", "halted"), first
+
+
+async def test_a_preference_written_while_the_router_was_down_governs_its_first_request(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = {"v": 1, "user_id": "desk-1", "max_order_notional": "1"}  # the order is worth ~30 USDT
+    await restart_with_pending(env, "preferences", b"desk-1", tiny)
+    async with running_router(env, slow_to_apply("_on_preferences", monkeypatch)):
+        first = orjson.loads((await env.results.wait_for(lambda r: r.key == b"first", timeout_s=30)).value)
+    assert (first["status"], first["reject_code"]) == ("rejected", "risk_limit"), first

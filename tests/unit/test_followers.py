@@ -1,0 +1,107 @@
+"""TopicFollower without a broker: when it counts as caught up, and how long it waits for a silent one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+
+from daemon.config_schema import KafkaConfig
+from daemon.errors import KafkaUnavailable
+from daemon.followers import TopicFollower
+
+TOPIC = "t.control"
+TP = TopicPartition(TOPIC, 0)
+
+
+class FakeConsumer:
+    """The part of AIOKafkaConsumer a follower uses, over a list of records on one partition."""
+
+    def __init__(self, records: int, *, exists: bool = True, answers: bool = True) -> None:
+        self.records = [
+            ConsumerRecord(TOPIC, 0, i, 0, 0, None, b"r%d" % i, None, 0, 2, ()) for i in range(records)
+        ]
+        self.exists = exists
+        self.answers = answers  # False: end offsets never come back
+        self.deliver = True  # False: fetches return nothing, as from a broker that stopped answering
+        self.next = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP} if self.exists else set()
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if not self.answers:
+            await asyncio.Event().wait()
+        return dict.fromkeys(partitions, len(self.records))
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.next
+
+    async def getmany(
+        self, timeout_ms: int = 0, **_: Any
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        if not self.deliver or self.next >= len(self.records):
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        batch = self.records[self.next : self.next + 2]
+        self.next += len(batch)
+        return {TP: batch}
+
+
+def follower(consumer: FakeConsumer, applied: list[bytes], timeout_s: float = 0.5) -> TopicFollower:
+    async def apply(record: ConsumerRecord[bytes, bytes]) -> None:
+        assert not follow.caught_up.is_set() or record.offset >= 5  # caught up only after every early record
+        applied.append(record.value)
+
+    follow = TopicFollower(
+        KafkaConfig(), TOPIC, apply, timeout_s=timeout_s, consumer_factory=lambda *a, **k: consumer
+    )
+    return follow
+
+
+async def test_caught_up_only_once_every_record_present_at_start_was_applied() -> None:
+    applied: list[bytes] = []
+    follow = follower(FakeConsumer(5), applied)
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow.run(stop))
+    async with asyncio.timeout(5):
+        await follow.caught_up.wait()
+    assert applied == [b"r0", b"r1", b"r2", b"r3", b"r4"]
+    stop.set()
+    await task
+
+
+async def test_a_topic_that_does_not_exist_counts_as_empty() -> None:
+    follow = follower(FakeConsumer(0, exists=False), [])
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow.run(stop))
+    async with asyncio.timeout(5):
+        await follow.caught_up.wait()
+    stop.set()
+    await task
+
+
+async def test_end_offsets_that_never_come_are_an_error_naming_the_topic_and_the_wait() -> None:
+    follow = follower(FakeConsumer(3, answers=False), [], timeout_s=0.2)
+    with pytest.raises(KafkaUnavailable, match=r"reading t\.control .* within 0\.2 s .* end offsets"):
+        async with asyncio.timeout(5):
+            await follow.run(asyncio.Event())
+    assert not follow.caught_up.is_set()
+
+
+async def test_records_that_stop_coming_before_the_end_are_an_error_saying_how_far_it_must_read() -> None:
+    consumer = FakeConsumer(5)
+    consumer.deliver = False
+    follow = follower(consumer, [], timeout_s=0.3)
+    with pytest.raises(KafkaUnavailable, match=r"records up to the end offsets at start \(partition 0: 5\)"):
+        async with asyncio.timeout(5):
+            await follow.run(asyncio.Event())
+    assert not follow.caught_up.is_set()
