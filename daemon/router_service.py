@@ -34,8 +34,10 @@ from daemon.config import Config
 from daemon.followers import FETCH_MAX_WAIT_MS, TopicFollower, start_unless_stopped
 from daemon.kafka import client_options
 from daemon.metrics import record_consumer_lag
+from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
+from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
 from router.risk import KillSwitch
 from router.smart import SmartRouter
@@ -75,9 +77,16 @@ class RouterService:
     """Run the SmartRouter on Kafka: recover, then consume orders, control and preferences."""
 
     def __init__(
-        self, cfg: Config, router: SmartRouter, preferences: PreferenceStore, kill_switch: KillSwitch
+        self,
+        cfg: Config,
+        router: SmartRouter,
+        preferences: PreferenceStore,
+        kill_switch: KillSwitch,
+        *,
+        opportunities: FollowedOpportunities | None = None,
     ) -> None:
         self.cfg = cfg
+        self.opportunities = opportunities  # followed from the topic when no detector runs in this process
         self.router = router
         self.preferences = preferences
         self.kill_switch = kill_switch
@@ -108,12 +117,20 @@ class RouterService:
             log.info("router_stopped")
 
     def _followers(self) -> list[TopicFollower]:
-        """Return the followers of control and preferences, each bounded by the Kafka request timeout."""
+        """Return the followers of control, preferences (and opportunities), bounded by request_timeout_ms."""
         timeout_s = self.cfg.kafka.request_timeout_ms / 1000
-        return [
+        followers = [
             TopicFollower(self.cfg.kafka, self.cfg.topic(name), apply, timeout_s=timeout_s)
             for name, apply in (("control", self._on_control), ("preferences", self._on_preferences))
         ]
+        if self.opportunities is not None:
+            topic = self.cfg.topic("opportunities")
+            follower = TopicFollower(
+                self.cfg.kafka, topic, self._on_opportunity, timeout_s=timeout_s, lookback_ms=LOOKBACK_MS
+            )
+            self.opportunities.follower = follower
+            followers.append(follower)
+        return followers
 
     async def _serve_orders(self, stop: asyncio.Event, followers: list[TopicFollower]) -> None:
         started = time.monotonic()
@@ -190,6 +207,15 @@ class RouterService:
         log.warning(
             "control_applied", halted=halted, reason=self.kill_switch.reason, by=self.kill_switch.issued_by
         )
+
+    async def _on_opportunity(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        assert self.opportunities is not None
+        try:
+            self.opportunities.book.apply(orjson.loads(record.value or b""), time.time_ns())
+        except (InvalidOpportunity, orjson.JSONDecodeError) as exc:
+            log.warning("opportunity_message_invalid", error=str(exc), offset=record.offset)
+            entry = dlq_entry(record, str(exc), "invalid_opportunity")
+            await self._send_all([(self.dlq_topic, record.key, entry)])
 
     async def _on_preferences(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:

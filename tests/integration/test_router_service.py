@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -418,3 +419,55 @@ async def test_a_preference_written_while_the_router_was_down_governs_its_first_
     async with running_router(env, slow_to_apply("_on_preferences", monkeypatch)):
         first = orjson.loads((await env.results.wait_for(lambda r: r.key == b"first", timeout_s=30)).value)
     assert (first["status"], first["reject_code"]) == ("rejected", "risk_limit"), first
+
+
+def opportunity_event(event: str, id_: str, expires_ns: int) -> dict[str, object]:
+    message: dict[str, object] = {"v": 1, "event": event, "id": id_, "symbol": "BTC-USDT"}
+    message |= {"buy_venue": "binance", "sell_venue": "bybit", "quantity": "0.0005"}
+    message |= {"buy_price": "64000", "sell_price": "64200", "gross_spread_bps": "31.25"}
+    message |= {"net_spread_bps": "11.218", "net_profit": "0.0056", "buy_fee_bps": "10", "sell_fee_bps": "10"}
+    message |= {"buy_quote_age_ms": 0.4, "sell_quote_age_ms": 2.1, "detected_ns": time.time_ns()}
+    message |= {"expires_ns": expires_ns}
+    assert_valid("opportunity", message)
+    return message
+
+
+def arbitrage(request_id: str, opportunity_id: str) -> dict[str, object]:
+    message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "desk-1", "kind": "arbitrage"}
+    message |= {"symbol": "BTC-USDT", "quantity": "0.0005", "buy_venue": "binance", "sell_venue": "bybit"}
+    return message | {"opportunity_id": opportunity_id}
+
+
+async def result_for(env: Env, request_id: str) -> dict[str, object]:
+    record = await env.results.wait_for(lambda r: r.key == request_id.encode(), timeout_s=20)
+    result: dict[str, object] = orjson.loads(record.value)
+    assert_valid("execution-result", result)
+    return result
+
+
+async def test_in_the_route_role_an_arbitrage_acts_only_on_an_opportunity_the_topic_holds_open(
+    env: Env, daemon: Daemon
+) -> None:
+    assert daemon.detector is None  # feeds + route: the opportunities come from the topic
+    topic, later = env.cfg.topic("opportunities"), time.time_ns() + 60 * 10**9
+    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-1", later))
+    # Sent at once: the router must have read the event before judging the request.
+    await send(env.cfg, env.cfg.topic("orders"), b"o1", arbitrage("o1", "kafka-opp-1"))
+    judged = await result_for(env, "o1")
+    assert judged["reject_code"] != "opportunity_closed", judged  # open: the books decide now
+
+    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("closed", "kafka-opp-1", later))
+    await send(env.cfg, env.cfg.topic("orders"), b"o2", arbitrage("o2", "kafka-opp-1"))
+    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-2", time.time_ns()))
+    await send(env.cfg, env.cfg.topic("orders"), b"o3", arbitrage("o3", "kafka-opp-2"))
+    await send(env.cfg, env.cfg.topic("orders"), b"o4", arbitrage("o4", "never-published"))
+    for request_id, says in [("o2", "not open"), ("o3", "expired at"), ("o4", "not open")]:
+        result = await result_for(env, request_id)
+        assert (result["status"], result["reject_code"]) == ("rejected", "opportunity_closed"), result
+        assert says in str(result["message"])
+
+    await send(env.cfg, topic, b"BTC-USDT", {"v": 1, "event": "opened"})
+    entry = orjson.loads((await env.dlq.wait_for(lambda r: True, timeout_s=20)).value)
+    assert_valid("dlq-entry", entry)
+    assert (entry["source_topic"], entry["reject_code"]) == (topic, "invalid_opportunity")
+    assert "id must be a non-empty string" in entry["error"]
