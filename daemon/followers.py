@@ -67,6 +67,7 @@ class TopicFollower:
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
         self._progress = 0  # records applied
+        self._polled = asyncio.Event()  # set after each fetch's records were applied
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the topic until `stop`; raise KafkaUnavailable if catching up stalls past `timeout_s`."""
@@ -96,17 +97,20 @@ class TopicFollower:
 
     async def sync(self, timeout_s: float) -> None:
         """Return once every record in the topic now has been applied; KafkaUnavailable past `timeout_s`."""
-        deadline = self._clock() + timeout_s
-        async with asyncio.timeout(timeout_s):
-            await self.caught_up.wait()
-        consumer = self._consumer
-        if consumer is None:
-            return  # stopped: nothing more will be read
-        ends = await self._bounded(consumer.end_offsets(list(consumer.assignment())), "the end offsets")
-        while await self._bounded(_short_of(consumer, ends), "its position"):
-            if self._clock() > deadline:
-                raise self._stalled(f"records up to the end offsets {_offsets(ends)}", timeout_s)
-            await asyncio.sleep(FETCH_MAX_WAIT_MS / 1000)  # the run loop applies them; poll its position
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.caught_up.wait()
+                consumer = self._consumer
+                if consumer is None:
+                    return  # stopped: nothing more will be read
+                ends = await consumer.end_offsets(list(consumer.assignment()))
+                while True:
+                    self._polled.clear()
+                    if not await _short_of(consumer, ends):
+                        return
+                    await self._polled.wait()  # the run loop applied what its next fetch brought
+        except TimeoutError:
+            raise self._stalled("every record written so far", timeout_s) from None
 
     async def _start_position(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         """Seek to where reading starts; return each partition's end offset now, if records are due there."""
@@ -139,6 +143,7 @@ class TopicFollower:
                     await self.apply(record)
                     self._progress += 1
                 last_progress = self._clock()
+            self._polled.set()
 
     async def _bounded(self, step: Coroutine[Any, Any, _T] | Awaitable[_T], waiting_for: str) -> _T:
         try:

@@ -144,7 +144,7 @@ class RouterService:
             session_timeout_ms=self.cfg.router.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.cfg.router.session_timeout_ms // 10),
         )
-        # The group join runs meanwhile; the records it prefetches wait until the followers caught up.
+        # The followers catch up while the group join runs; nothing fetched is handled before they did.
         if not await start_unless_stopped(consumer, stop):
             return
         try:

@@ -56,10 +56,16 @@ class FakeConsumer:
         return {TP: batch}
 
 
+caught_up_before: list[bool] = []  # for each record applied: whether the follower said caught up already
+
+
 def follower(consumer: FakeConsumer, applied: list[bytes], timeout_s: float = 0.5) -> TopicFollower:
+    caught_up_before.clear()
+
     async def apply(record: ConsumerRecord[bytes, bytes]) -> None:
-        assert not follow.caught_up.is_set() or record.offset >= 5  # caught up only after every early record
+        assert record.value is not None
         applied.append(record.value)
+        caught_up_before.append(follow.caught_up.is_set())
 
     follow = TopicFollower(
         KafkaConfig(), TOPIC, apply, timeout_s=timeout_s, consumer_factory=lambda *a, **k: consumer
@@ -75,6 +81,7 @@ async def test_caught_up_only_once_every_record_present_at_start_was_applied() -
     async with asyncio.timeout(5):
         await follow.caught_up.wait()
     assert applied == [b"r0", b"r1", b"r2", b"r3", b"r4"]
+    assert caught_up_before == [False] * 5
     stop.set()
     await task
 
@@ -105,3 +112,27 @@ async def test_records_that_stop_coming_before_the_end_are_an_error_saying_how_f
         async with asyncio.timeout(5):
             await follow.run(asyncio.Event())
     assert not follow.caught_up.is_set()
+
+
+async def test_sync_returns_once_the_records_written_since_start_are_applied() -> None:
+    consumer = FakeConsumer(2)
+    applied: list[bytes] = []
+    follow = follower(consumer, applied)
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow.run(stop))
+    async with asyncio.timeout(5):
+        await follow.caught_up.wait()
+    consumer.records += [
+        ConsumerRecord(TOPIC, 0, i, 0, 0, None, b"r%d" % i, None, 0, 2, ()) for i in (2, 3, 4)
+    ]
+    await follow.sync(timeout_s=5)
+    assert applied == [b"r0", b"r1", b"r2", b"r3", b"r4"]
+
+    consumer.records.append(ConsumerRecord(TOPIC, 0, 5, 0, 0, None, b"r5", None, 0, 2, ()))
+    consumer.deliver = False  # the broker stops answering fetches
+    with pytest.raises(
+        KafkaUnavailable, match=r"within 0\.2 s while waiting for every record written so far"
+    ):
+        await follow.sync(timeout_s=0.2)
+    stop.set()
+    await task
