@@ -213,7 +213,7 @@ class Reaction:
     status: str
     published_ns: int  # the opportunity's detected_ns: the detector published it then
     read_ns: int  # the demo read it from Kafka
-    sent_ns: int  # the broker acknowledged the demo's request
+    sent_ns: int  # the demo began sending its request
     received_ns: int  # the router took the request (the result's received_ns)
     completed_ns: int  # the router finished executing it (the result's completed_ns)
 
@@ -227,7 +227,7 @@ class Reaction:
         read, sent = _ms(self.published_ns, self.read_ns), _ms(self.read_ns, self.sent_ns)
         taken, executed = _ms(self.sent_ns, self.received_ns), _ms(self.received_ns, self.completed_ns)
         return (
-            f"reaction {self.total_ms:.0f} ms = read by the demo {read} + sent {sent} "
+            f"reaction {self.total_ms:.0f} ms = read by the demo {read} + request built {sent} "
             f"+ taken by the router {taken} + executed {executed} ms"
         )
 
@@ -332,6 +332,7 @@ class _Watcher:
         if message["event"] == "opened" and self.router_serving and self.sent < ORDER_DEMO_ARBITRAGES:
             self.sent += 1
             request_id = f"demo-arb-{self.sent}"
+            self.pending[request_id] = _Sent(message["detected_ns"], read_ns, time.time_ns())
             await self._order(
                 request_id,
                 kind="arbitrage",
@@ -341,7 +342,6 @@ class _Watcher:
                 sell_venue=message["sell_venue"],
                 opportunity_id=message["id"],
             )
-            self.pending[request_id] = _Sent(message["detected_ns"], read_ns, time.time_ns())
 
     def _on_result(self, result: dict[str, Any]) -> None:
         self.counts["results"] += 1
