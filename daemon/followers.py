@@ -37,7 +37,8 @@ ConsumerFactory = Callable[..., AIOKafkaConsumer]
 _POLL_MS: Final = 100
 # The longest a fetch waits at the broker when nothing is there. Tansu holds an empty fetch for
 # about half of it whatever arrives meanwhile (aiokafka's default 500 ms cost ~100 ms a record on
-# average); on Kafka it is only an upper bound, as the broker answers as soon as a record arrives.
+# average); on Kafka it is only an upper bound, as the broker answers as soon as a record arrives,
+# and what it sets is how many fetches an idle consumer sends (50 a second at 20 ms).
 FETCH_MAX_WAIT_MS: Final = 20
 
 _T = TypeVar("_T")
@@ -54,6 +55,7 @@ class TopicFollower:
         *,
         timeout_s: float,
         lookback_ms: int | None = None,
+        fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
         consumer_factory: ConsumerFactory = AIOKafkaConsumer,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -62,6 +64,7 @@ class TopicFollower:
         self.apply = apply
         self.timeout_s = timeout_s
         self.lookback_ms = lookback_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.caught_up = asyncio.Event()
         self._consumer_factory = consumer_factory
         self._clock = clock
@@ -77,7 +80,7 @@ class TopicFollower:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
             metadata_max_age_ms=1000,  # notice the topic soon after its first message creates it
         )
         try:
