@@ -99,13 +99,19 @@ class TopicFollower:
             await consumer.stop()
 
     async def sync(self, timeout_s: float) -> None:
-        """Return once every record in the topic now has been applied; KafkaUnavailable past `timeout_s`."""
+        """Return once every record in the topic now has been applied; KafkaUnavailable past `timeout_s`.
+
+        A topic created after the follower started is assigned at the next metadata refresh
+        (`metadata_max_age_ms`, 1 s): sync waits for it rather than call the new topic empty.
+        """
         try:
             async with asyncio.timeout(timeout_s):
                 await self.caught_up.wait()
                 consumer = self._consumer
                 if consumer is None:
                     return  # stopped: nothing more will be read
+                if not consumer.assignment() and self.topic in await consumer.topics():
+                    await self._assigned(consumer)  # created since the start: the next refresh assigns it
                 ends = await consumer.end_offsets(list(consumer.assignment()))
                 while True:
                     self._polled.clear()
@@ -114,6 +120,11 @@ class TopicFollower:
                     await self._polled.wait()  # the run loop applied what its next fetch brought
         except TimeoutError:
             raise self._stalled("every record written so far", timeout_s) from None
+
+    async def _assigned(self, consumer: AIOKafkaConsumer) -> None:
+        while not consumer.assignment():
+            self._polled.clear()
+            await self._polled.wait()
 
     async def _start_position(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         """Seek to where reading starts; return each partition's end offset now, if records are due there."""

@@ -449,6 +449,8 @@ async def test_in_the_route_role_an_arbitrage_acts_only_on_an_opportunity_the_to
     env: Env, daemon: Daemon
 ) -> None:
     assert daemon.detector is None  # feeds + route: the opportunities come from the topic
+    await send(env.cfg, env.cfg.topic("orders"), b"serving", order("serving"))
+    await result_for(env, "serving")  # the router serves, and the opportunities topic does not exist yet
     topic, later = env.cfg.topic("opportunities"), time.time_ns() + 60 * 10**9
     await send(env.cfg, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-1", later))
     # Sent at once: the router must have read the event before judging the request.

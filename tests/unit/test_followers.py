@@ -26,6 +26,7 @@ class FakeConsumer:
         self.exists = exists
         self.answers = answers  # False: end offsets never come back
         self.deliver = True  # False: fetches return nothing, as from a broker that stopped answering
+        self.created = False  # True: the topic exists now, and the next fetch's metadata refresh assigns it
         self.next = 0
 
     async def start(self) -> None:
@@ -36,6 +37,9 @@ class FakeConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return {TP} if self.exists else set()
+
+    async def topics(self) -> set[str]:
+        return {TOPIC} if self.exists or self.created else set()
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if not self.answers:
@@ -48,7 +52,10 @@ class FakeConsumer:
     async def getmany(
         self, timeout_ms: int = 0, **_: Any
     ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        if not self.deliver or self.next >= len(self.records):
+        if self.created and not self.exists:
+            self.exists = True  # the consumer's periodic metadata refresh found the topic
+            return {}
+        if not self.exists or not self.deliver or self.next >= len(self.records):
             await asyncio.sleep(timeout_ms / 1000)
             return {}
         batch = self.records[self.next : self.next + 2]
@@ -134,5 +141,21 @@ async def test_sync_returns_once_the_records_written_since_start_are_applied() -
         KafkaUnavailable, match=r"within 0\.2 s while waiting for every record written so far"
     ):
         await follow.sync(timeout_s=0.2)
+    stop.set()
+    await task
+
+
+async def test_sync_reads_a_topic_created_after_the_start_once_it_is_assigned() -> None:
+    consumer = FakeConsumer(0, exists=False)
+    applied: list[bytes] = []
+    follow = follower(consumer, applied)
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow.run(stop))
+    async with asyncio.timeout(5):
+        await follow.caught_up.wait()  # no topic: nothing to read
+    consumer.records.append(ConsumerRecord(TOPIC, 0, 0, 0, 0, None, b"first", None, 0, 5, ()))
+    consumer.created = True
+    await follow.sync(timeout_s=5)
+    assert applied == [b"first"]
     stop.set()
     await task
