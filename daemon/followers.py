@@ -85,15 +85,14 @@ class TopicFollower:
         )
         try:
             started = await self._bounded(start_unless_stopped(consumer, stop), "a connection to the broker")
-        except KafkaUnavailable:
-            await consumer.stop()
-            raise
-        if not started:
-            return
-        try:
+            if not started:
+                return
             pending = await self._bounded(self._start_position(consumer), "the topic's end offsets")
             self._consumer = consumer
             await self._follow(consumer, pending, stop)
+        except KafkaUnavailable as exc:
+            log.error("topic_not_read", topic=self.topic, error=str(exc))
+            raise
         finally:
             self._consumer = None
             await consumer.stop()
