@@ -185,6 +185,7 @@ MARKET_ORDER_AFTER_S = 4.0  # the market order goes out on the first opportunity
 # The demo's own consumer: a fetch that finds nothing waits this long at the broker. Tansu holds it
 # for about half of that whatever arrives meanwhile; aiokafka's 500 ms default cost ~100 ms a read.
 _FETCH_MAX_WAIT_MS = 20
+_ANSWER_WAIT_S = 5.0  # when its time is up, how long the demo waits for the answers to what it sent
 
 
 def describe_result(result: dict[str, Any]) -> str:
@@ -269,7 +270,9 @@ class _Watcher:
         self.sent = 0
         self.market_order_sent = False
         self.router_serving = False
-        self.pending: dict[str, _Sent] = {}
+        self.pending: dict[str, _Sent] = {}  # arbitrage requests sent and not answered yet
+        self.unanswered: set[str] = set()  # every request sent and not answered yet
+        self.closing = False  # the demo's time is up: no more requests
         self.reactions: list[Reaction] = []
         self.consumer = AIOKafkaConsumer(
             "smartroute.opportunities",
@@ -295,20 +298,33 @@ class _Watcher:
         try:
             while not stop.is_set():
                 if duration_s is not None and time.monotonic() - started >= duration_s:
+                    await self._await_answers(daemon)
                     break
                 if daemon.returncode is not None:
                     _say(f"daemon exited with status {daemon.returncode}; see its log")
                     break
                 if not self.market_order_sent and time.monotonic() - started >= MARKET_ORDER_AFTER_S:
                     await self._market_order()
-                batches = await self.consumer.getmany(timeout_ms=250)
-                for records in batches.values():
-                    for record in records:
-                        await self._show(record.topic, record.offset, record.value)
+                await self._read()
         finally:
             await self.producer.stop()
             await self.consumer.stop()
         return self.counts
+
+    async def _read(self) -> None:
+        batches = await self.consumer.getmany(timeout_ms=250)
+        for records in batches.values():
+            for record in records:
+                await self._show(record.topic, record.offset, record.value)
+
+    async def _await_answers(self, daemon: asyncio.subprocess.Process) -> None:
+        """Send nothing more; read on until every request sent was answered (at most `_ANSWER_WAIT_S`)."""
+        self.closing = True
+        deadline = time.monotonic() + _ANSWER_WAIT_S
+        while self.unanswered and daemon.returncode is None and time.monotonic() < deadline:
+            await self._read()
+        if self.unanswered:
+            _say(f"no answer within {_ANSWER_WAIT_S:.0f} s to {', '.join(sorted(self.unanswered))}")
 
     async def _market_order(self) -> None:
         self.market_order_sent = True
@@ -327,6 +343,8 @@ class _Watcher:
             self._on_result(message)
             return
         self.counts[message["event"]] += 1
+        if self.closing:
+            return
         if not self.market_order_sent:
             await self._market_order()  # the feeds are live: books on two venues at least
         if message["event"] == "opened" and self.router_serving and self.sent < ORDER_DEMO_ARBITRAGES:
@@ -345,6 +363,7 @@ class _Watcher:
 
     def _on_result(self, result: dict[str, Any]) -> None:
         self.counts["results"] += 1
+        self.unanswered.discard(result["request_id"])
         if result["request_id"] == "demo-order-1" and not self.router_serving:
             self.router_serving = True
             _say("  the router is serving: arbitrage requests go out on the next opportunities opened")
@@ -364,6 +383,7 @@ class _Watcher:
 
     async def _order(self, request_id: str, **fields: str) -> None:
         request = {"v": 1, "request_id": request_id, "user_id": "demo", "symbol": "BTC-USDT", **fields}
+        self.unanswered.add(request_id)
         await self.producer.send_and_wait("smartroute.orders", orjson.dumps(request), key=request_id.encode())
         _say(
             f"  order  {request_id:<16} sent: {fields.get('kind')} {fields.get('quantity')} "
