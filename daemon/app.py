@@ -28,6 +28,7 @@ from daemon.errors import ConfigError
 from daemon.health import BrokerWatch, KafkaMetadataProbe, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
 from daemon.kafka import Publisher, init_publisher_metrics
+from daemon.opportunities import FollowedOpportunities
 from daemon.quotes import QuoteFollower
 from daemon.router_service import RouterService
 from daemon.routing import RouterParts, build_router
@@ -42,6 +43,7 @@ from router.metrics import (
     observe_freshness,
     register_cache_metrics,
 )
+from router.opportunities import DetectorOpportunities, OpenOpportunities
 
 log = structlog.get_logger(__name__)
 
@@ -99,9 +101,21 @@ class Daemon:
         self.router: RouterParts | None = None
         self.router_service: RouterService | None = None
         if cfg.router.enabled and "route" in roles:
-            self.router = build_router(cfg, self.cache)
+            # An arbitrage's opportunity_id is checked against this process's detector, or else
+            # against the opportunities topic, which the router service then follows.
+            opportunities: OpenOpportunities
+            followed: FollowedOpportunities | None = None
+            if self.detector is not None:
+                opportunities = DetectorOpportunities(self.detector)
+            else:
+                opportunities = followed = FollowedOpportunities()
+            self.router = build_router(cfg, self.cache, opportunities=opportunities)
             self.router_service = RouterService(
-                cfg, self.router.router, self.router.preferences, self.router.kill_switch
+                cfg,
+                self.router.router,
+                self.router.preferences,
+                self.router.kill_switch,
+                opportunities=followed,
             )
         self.http: HttpServer | None = None
         self.started = asyncio.Event()

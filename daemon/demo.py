@@ -2,7 +2,10 @@
 
 Starts the embedded Kafka broker (Tansu) and the exchange simulator, runs
 `smartroute run` as a child process against both, and prints the arbitrage
-opportunities it publishes, read back from Kafka as they arrive.
+opportunities it publishes, read back from Kafka as they arrive. It sends a
+market order, then arbitrage requests on the first opportunities opened once
+the router answers, and reports each one's reaction time: opportunity
+published (its `detected_ns`) → order executed (the result's `completed_ns`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -126,10 +131,14 @@ async def _run(
             _say(
                 f"  daemon pid {daemon.pid}: logs {workdir / 'daemon.log'}, metrics http://127.0.0.1:{http_port}/metrics"
             )
-            _say("  opportunities from smartroute.opportunities; the demo also sends a market order and")
-            _say("  arbitrage requests for the first opportunities to smartroute.orders (Ctrl-C to stop)\n")
+            _say(
+                "  opportunities from smartroute.opportunities; the demo also sends a market order and, once"
+            )
+            _say("  the router answered it, arbitrage requests for the next opportunities opened to")
+            _say("  smartroute.orders, each with its reaction time (Ctrl-C to stop)\n")
+            watcher = _Watcher(broker.bootstrap_servers)
             try:
-                counts = await _Watcher(broker.bootstrap_servers).watch(stop, duration_s, started, daemon)
+                counts = await watcher.watch(stop, duration_s, started, daemon)
             finally:
                 await _stop_daemon(daemon)
         finally:
@@ -139,6 +148,7 @@ async def _run(
     elapsed = time.monotonic() - started
     _say(f"\nstopped after {elapsed:.0f} s; opportunity events read back from Kafka: {summary}")
     _say(f"order results read back from Kafka: {results}")
+    _say(reaction_summary(watcher.reactions))
 
 
 async def _start_daemon(config: Path, log_path: Path) -> asyncio.subprocess.Process:
@@ -170,8 +180,12 @@ async def _stop_daemon(daemon: asyncio.subprocess.Process) -> None:
         await daemon.wait()
 
 
-ORDER_DEMO_ARBITRAGES = 3  # arbitrage requests sent on the first opportunities
-MARKET_ORDER_AFTER_S = 4.0  # when the demo sends its one market order
+ORDER_DEMO_ARBITRAGES = 3  # arbitrage requests sent on the first opportunities opened once the router serves
+MARKET_ORDER_AFTER_S = 4.0  # the market order goes out on the first opportunity event, or after this
+# The demo's own consumer: a fetch that finds nothing waits this long at the broker. Tansu holds it
+# for about half of that whatever arrives meanwhile; aiokafka's 500 ms default cost ~100 ms a read.
+_FETCH_MAX_WAIT_MS = 20
+_ANSWER_WAIT_S = 5.0  # when its time is up, how long the demo waits for the answers to what it sent
 
 
 def describe_result(result: dict[str, Any]) -> str:
@@ -193,13 +207,73 @@ def describe_result(result: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One arbitrage request's path, in wall-clock ns: opportunity published → order executed."""
+
+    status: str
+    published_ns: int  # the opportunity's detected_ns: the detector published it then
+    read_ns: int  # the demo read it from Kafka
+    sent_ns: int  # the demo began sending its request
+    received_ns: int  # the router took the request (the result's received_ns)
+    completed_ns: int  # the router finished executing it (the result's completed_ns)
+
+    @property
+    def total_ms(self) -> float:
+        """Return the reaction time: opportunity published → order executed."""
+        return (self.completed_ns - self.published_ns) / 1e6
+
+    def describe(self) -> str:
+        """Return where the time went, stage by stage."""
+        read, sent = _ms(self.published_ns, self.read_ns), _ms(self.read_ns, self.sent_ns)
+        taken, executed = _ms(self.sent_ns, self.received_ns), _ms(self.received_ns, self.completed_ns)
+        return (
+            f"reaction {self.total_ms:.0f} ms = read by the demo {read} + request built {sent} "
+            f"+ taken by the router {taken} + executed {executed} ms"
+        )
+
+
+def _ms(start_ns: int, end_ns: int) -> str:
+    return f"{(end_ns - start_ns) / 1e6:.0f}"
+
+
+def reaction_summary(reactions: list[Reaction]) -> str:
+    """Return the summary line of the arbitrage requests' outcomes and reaction times."""
+    if not reactions:
+        return "arbitrage requests answered: none"
+    outcomes = Counter(r.status for r in reactions)
+    counted = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
+    times = sorted(r.total_ms for r in reactions)
+    return (
+        f"arbitrage requests answered: {counted}; reaction time, opportunity published → order executed: "
+        f"median {statistics.median(times):.0f} ms (fastest {times[0]:.0f} ms, slowest {times[-1]:.0f} ms)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    published_ns: int
+    read_ns: int
+    sent_ns: int
+
+
 class _Watcher:
-    """Print opportunities and results as they arrive; send a few order requests along the way."""
+    """Print opportunities and results as they arrive; send a few order requests along the way.
+
+    The market order goes first: its result says the router is serving (it joined its consumer
+    group, which takes a second or two after start). Arbitrage requests then go out at once on the
+    next opportunities opened, as a desk watching the topic would send them.
+    """
 
     def __init__(self, bootstrap: str) -> None:
         self.counts: Counter[str] = Counter()
         self.sent = 0
         self.market_order_sent = False
+        self.router_serving = False
+        self.pending: dict[str, _Sent] = {}  # arbitrage requests sent and not answered yet
+        self.unanswered: set[str] = set()  # every request sent and not answered yet
+        self.closing = False  # the demo's time is up: no more requests
+        self.reactions: list[Reaction] = []
         self.consumer = AIOKafkaConsumer(
             "smartroute.opportunities",
             "smartroute.results",
@@ -207,6 +281,7 @@ class _Watcher:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
+            fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
             metadata_max_age_ms=500,  # the topics appear on the daemon's first publish; notice them quickly
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
@@ -223,23 +298,40 @@ class _Watcher:
         try:
             while not stop.is_set():
                 if duration_s is not None and time.monotonic() - started >= duration_s:
+                    await self._await_answers(daemon)
                     break
                 if daemon.returncode is not None:
                     _say(f"daemon exited with status {daemon.returncode}; see its log")
                     break
                 if not self.market_order_sent and time.monotonic() - started >= MARKET_ORDER_AFTER_S:
-                    self.market_order_sent = True
-                    await self._order("demo-order-1", kind="order", side="buy", quantity="0.0005")
-                batches = await self.consumer.getmany(timeout_ms=250)
-                for records in batches.values():
-                    for record in records:
-                        await self._show(record.topic, record.offset, record.value)
+                    await self._market_order()
+                await self._read()
         finally:
             await self.producer.stop()
             await self.consumer.stop()
         return self.counts
 
+    async def _read(self) -> None:
+        batches = await self.consumer.getmany(timeout_ms=250)
+        for records in batches.values():
+            for record in records:
+                await self._show(record.topic, record.offset, record.value)
+
+    async def _await_answers(self, daemon: asyncio.subprocess.Process) -> None:
+        """Send nothing more; read on until every request sent was answered (at most `_ANSWER_WAIT_S`)."""
+        self.closing = True
+        deadline = time.monotonic() + _ANSWER_WAIT_S
+        while self.unanswered and daemon.returncode is None and time.monotonic() < deadline:
+            await self._read()
+        if self.unanswered:
+            _say(f"no answer within {_ANSWER_WAIT_S:.0f} s to {', '.join(sorted(self.unanswered))}")
+
+    async def _market_order(self) -> None:
+        self.market_order_sent = True
+        await self._order("demo-order-1", kind="order", side="buy", quantity="0.0005")
+
     async def _show(self, topic: str, offset: int, value: bytes | None) -> None:
+        read_ns = time.time_ns()
         try:
             message = orjson.loads(value or b"")
             line = describe_result(message) if topic.endswith("results") else describe(message)
@@ -248,13 +340,19 @@ class _Watcher:
             return
         _say(line)
         if topic.endswith("results"):
-            self.counts["results"] += 1
+            self._on_result(message)
             return
         self.counts[message["event"]] += 1
-        if message["event"] == "opened" and self.sent < ORDER_DEMO_ARBITRAGES:
+        if self.closing:
+            return
+        if not self.market_order_sent:
+            await self._market_order()  # the feeds are live: books on two venues at least
+        if message["event"] == "opened" and self.router_serving and self.sent < ORDER_DEMO_ARBITRAGES:
             self.sent += 1
+            request_id = f"demo-arb-{self.sent}"
+            self.pending[request_id] = _Sent(message["detected_ns"], read_ns, time.time_ns())
             await self._order(
-                f"demo-arb-{self.sent}",
+                request_id,
                 kind="arbitrage",
                 symbol=message["symbol"],
                 quantity=message["quantity"],
@@ -263,8 +361,29 @@ class _Watcher:
                 opportunity_id=message["id"],
             )
 
+    def _on_result(self, result: dict[str, Any]) -> None:
+        self.counts["results"] += 1
+        self.unanswered.discard(result["request_id"])
+        if result["request_id"] == "demo-order-1" and not self.router_serving:
+            self.router_serving = True
+            _say("  the router is serving: arbitrage requests go out on the next opportunities opened")
+        sent = self.pending.pop(result["request_id"], None)
+        if sent is None:
+            return
+        reaction = Reaction(
+            result["status"],
+            sent.published_ns,
+            sent.read_ns,
+            sent.sent_ns,
+            result["received_ns"],
+            result["completed_ns"],
+        )
+        self.reactions.append(reaction)
+        _say(f"         {reaction.describe()}")
+
     async def _order(self, request_id: str, **fields: str) -> None:
         request = {"v": 1, "request_id": request_id, "user_id": "demo", "symbol": "BTC-USDT", **fields}
+        self.unanswered.add(request_id)
         await self.producer.send_and_wait("smartroute.orders", orjson.dumps(request), key=request_id.encode())
         _say(
             f"  order  {request_id:<16} sent: {fields.get('kind')} {fields.get('quantity')} "

@@ -7,9 +7,16 @@ acknowledged by the broker (`acks="all"`). A crash before the commit makes
 Kafka redeliver the batch; the ledger answers each redelivered request with
 its stored result instead of executing it again.
 
-Control (`halt`/`resume`) and preferences are read by group-less consumers
-from the first offset, so every process sees every message in order; a halt
-takes effect before the next request is executed (polled every 100 ms).
+Control (`halt`/`resume`) and preferences are read by group-less followers
+(`daemon.followers`) from the first offset, so every process sees every
+message in order. No order request is consumed before both have been read up
+to the end offsets they had when the service started: a halt or a preference
+written while the router was down governs the first request it handles. After
+that, a halt takes effect before the next request fetched after it arrives.
+
+Order requests are fetched with a short `fetch_max_wait_ms`
+(`daemon.followers.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
+its whole wait (Tansu does) would otherwise add ~100 ms to every request.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Callable
 
 import orjson
 import structlog
@@ -25,17 +31,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from daemon.config import Config
+from daemon.followers import FETCH_MAX_WAIT_MS, TopicFollower, start_unless_stopped
 from daemon.kafka import client_options, start_producer
 from daemon.metrics import record_consumer_lag
+from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
+from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
 from router.risk import KillSwitch
 from router.smart import SmartRouter
 
+__all__ = ["RouterService", "dlq_entry", "start_unless_stopped"]
+
 log = structlog.get_logger(__name__)
 
 _POLL_MS = 100
+# Control and preferences need no millisecond latency (a halt applies within ~50 ms at this wait, even
+# on Tansu): their idle followers fetch 10 times a second rather than 50.
+_SETTINGS_FETCH_MAX_WAIT_MS = 100
 _RETRY_DELAY_S = 1.0
 
 
@@ -66,9 +80,16 @@ class RouterService:
     """Run the SmartRouter on Kafka: recover, then consume orders, control and preferences."""
 
     def __init__(
-        self, cfg: Config, router: SmartRouter, preferences: PreferenceStore, kill_switch: KillSwitch
+        self,
+        cfg: Config,
+        router: SmartRouter,
+        preferences: PreferenceStore,
+        kill_switch: KillSwitch,
+        *,
+        opportunities: FollowedOpportunities | None = None,
     ) -> None:
         self.cfg = cfg
+        self.opportunities = opportunities  # followed from the topic when no detector runs in this process
         self.router = router
         self.preferences = preferences
         self.kill_switch = kill_switch
@@ -88,32 +109,61 @@ class RouterService:
             self.reconciled.set()
             HALTED.set(1 if self.kill_switch.halted else 0)
             log.info("router_ready", halted=self.kill_switch.halted)
+            followers = self._followers()
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(
-                    self._follow(self.cfg.topic("control"), self._on_control, stop), name="control"
-                )
-                tg.create_task(
-                    self._follow(self.cfg.topic("preferences"), self._on_preferences, stop),
-                    name="preferences",
-                )
-                tg.create_task(self._serve_orders(stop), name="orders")
+                for follower in followers:
+                    tg.create_task(follower.run(stop), name=follower.topic)
+                tg.create_task(self._serve_orders(stop, followers), name="orders")
         finally:
             await producer.stop()
             log.info("router_stopped")
 
-    async def _serve_orders(self, stop: asyncio.Event) -> None:
+    def _followers(self) -> list[TopicFollower]:
+        """Return the followers of control, preferences (and opportunities), bounded by request_timeout_ms."""
+        timeout_s = self.cfg.kafka.request_timeout_ms / 1000
+        followers = [
+            TopicFollower(
+                self.cfg.kafka,
+                self.cfg.topic(name),
+                apply,
+                timeout_s=timeout_s,
+                fetch_max_wait_ms=_SETTINGS_FETCH_MAX_WAIT_MS,
+            )
+            for name, apply in (("control", self._on_control), ("preferences", self._on_preferences))
+        ]
+        if self.opportunities is not None:
+            topic = self.cfg.topic("opportunities")
+            follower = TopicFollower(
+                self.cfg.kafka, topic, self._on_opportunity, timeout_s=timeout_s, lookback_ms=LOOKBACK_MS
+            )
+            self.opportunities.follower = follower
+            followers.append(follower)
+        return followers
+
+    async def _serve_orders(self, stop: asyncio.Event, followers: list[TopicFollower]) -> None:
+        started = time.monotonic()
         consumer = AIOKafkaConsumer(
             self.orders_topic,
             **client_options(self.cfg.kafka),
             group_id=self.cfg.router.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             session_timeout_ms=self.cfg.router.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.cfg.router.session_timeout_ms // 10),
         )
+        # The followers catch up while the group join runs; nothing fetched is handled before they did.
         if not await start_unless_stopped(consumer, stop):
             return
         try:
+            if not await _until_caught_up(followers, stop):
+                return
+            log.info(
+                "router_serving",
+                waited_s=round(time.monotonic() - started, 3),
+                halted=self.kill_switch.halted,
+                caught_up=[f.topic for f in followers],
+            )
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.cfg.router.max_batch)
                 for partition, records in batches.items():
@@ -152,32 +202,6 @@ class RouterService:
         deliveries = [await self._producer.send(topic, value, key=key) for topic, key, value in messages]
         await asyncio.gather(*deliveries)
 
-    async def _follow(
-        self,
-        topic: str,
-        apply: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]],
-        stop: asyncio.Event,
-    ) -> None:
-        """Read `topic` from its first offset for as long as the service runs, applying every record."""
-        consumer = AIOKafkaConsumer(
-            topic,
-            **client_options(self.cfg.kafka),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=1000,  # notice the topic soon after its first message creates it
-        )
-        if not await start_unless_stopped(consumer, stop):
-            return
-        try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=_POLL_MS)
-                for records in batches.values():
-                    for record in records:
-                        await apply(record)
-        finally:
-            await consumer.stop()
-
     async def _on_control(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             halted = self.kill_switch.apply(record.value or b"")
@@ -192,6 +216,15 @@ class RouterService:
             "control_applied", halted=halted, reason=self.kill_switch.reason, by=self.kill_switch.issued_by
         )
 
+    async def _on_opportunity(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        assert self.opportunities is not None
+        try:
+            self.opportunities.book.apply(orjson.loads(record.value or b""), time.time_ns())
+        except (InvalidOpportunity, orjson.JSONDecodeError) as exc:
+            log.warning("opportunity_message_invalid", error=str(exc), offset=record.offset)
+            entry = dlq_entry(record, str(exc), "invalid_opportunity")
+            await self._send_all([(self.dlq_topic, record.key, entry)])
+
     async def _on_preferences(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             prefs = self.preferences.apply_message(record.key, record.value)
@@ -205,20 +238,18 @@ class RouterService:
         )
 
 
-async def start_unless_stopped(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
-    """Start `consumer` (a group join can take seconds); give up at once if `stop` is set meanwhile."""
-    starting = asyncio.ensure_future(consumer.start())
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if starting.done() and starting.exception() is None:
-        return True
-    starting.cancel()
-    await asyncio.gather(starting, return_exceptions=True)
-    await consumer.stop()
-    if not stop.is_set():
-        await starting  # it failed on its own: let the error propagate
-    return False
+async def _until_caught_up(followers: list[TopicFollower], stop: asyncio.Event) -> bool:
+    """Wait until every follower caught up (True) or `stop` is set (False); a follower's error ends it."""
+    caught_up: asyncio.Future[object] = asyncio.ensure_future(
+        asyncio.gather(*(f.caught_up.wait() for f in followers))
+    )
+    stopping: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({caught_up, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        caught_up.cancel()
+        stopping.cancel()
+    return not stop.is_set()
 
 
 def _request_key(result: bytes) -> bytes | None:

@@ -24,6 +24,7 @@ from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
 from router.ledger import Ledger
 from router.live import LiveExecutor
+from router.opportunities import OpenOpportunities
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
 from router.risk import KillSwitch, RiskGate, RiskLimits
@@ -79,8 +80,17 @@ def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -
     return LiveExecutor({"binance": trading}, taker_fee_bps={"binance": binance.taker_fee_bps})
 
 
-def build_router(cfg: Config, cache: PriceCache, *, environ: Mapping[str, str] | None = None) -> RouterParts:
-    """Open the ledger in `state_dir` and assemble the SmartRouter over `cache`, paper or live."""
+def build_router(
+    cfg: Config,
+    cache: PriceCache,
+    *,
+    environ: Mapping[str, str] | None = None,
+    opportunities: OpenOpportunities | None = None,
+) -> RouterParts:
+    """Open the ledger in `state_dir` and assemble the SmartRouter over `cache`, paper or live.
+
+    `opportunities` is where arbitrage requests naming an `opportunity_id` are checked.
+    """
     venues = cfg.enabled_venues()
     fees: dict[str, Decimal] = {venue: vc.taker_fee_bps for venue, vc in venues.items()}
     live = build_live_executor(cfg, environ) if cfg.daemon.mode == "live" else None
@@ -109,5 +119,6 @@ def build_router(cfg: Config, cache: PriceCache, *, environ: Mapping[str, str] |
         ),
         fees,
         residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
+        opportunities=opportunities,
     )
     return RouterParts(router, ledger, preferences, kill_switch, live)

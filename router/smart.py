@@ -6,8 +6,9 @@ Python API):
 1. validate (`router.validation`); an invalid request is answered `rejected`;
 2. claim its request_id in the durable ledger — a request already handled is
    answered with its stored result and never executed again;
-3. refuse while halted; resolve the user's preferences; plan the route
-   (`router.routing`); check risk (`router.risk`);
+3. refuse while halted; refuse an arbitrage whose `opportunity_id` names no
+   open opportunity (`router.opportunities`); resolve the user's preferences;
+   plan the route (`router.routing`); check risk (`router.risk`);
 4. record each leg's intent in the ledger, execute the legs concurrently as
    IOC orders with a protective limit price, record each outcome;
 5. store the result in the ledger, then hand it back for publication.
@@ -38,6 +39,7 @@ from router.errors import InvalidRequest
 from router.execution import Executor, Fill, LegOutcome, OrderLeg, all_refused, leg_limit
 from router.ledger import Ledger, LegIntent
 from router.metrics import ORDER_LEG_SECONDS, ORDER_REQUESTS
+from router.opportunities import OpenOpportunities, check_open
 from router.preferences import PreferenceStore, UserPreferences
 from router.recovery import recover_request, result_from_message
 from router.request import OrderRequest, RequestRules, Side
@@ -89,6 +91,7 @@ class SmartRouter:
         taker_fee_bps: Mapping[str, Decimal],
         *,
         residual_policy: ResidualPolicy = "unwind",
+        opportunities: OpenOpportunities | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.cache = cache
@@ -100,6 +103,7 @@ class SmartRouter:
         self.rules = rules
         self.taker_fee_bps = dict(taker_fee_bps)
         self.residual_policy = residual_policy
+        self.opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
         self.clock_ns = clock_ns
 
     # ----- the Python API of DESIGN.md -------------------------------------------------------
@@ -320,6 +324,8 @@ class SmartRouter:
     async def _execute_arbitrage(
         self, request: OrderRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
+        if closed := await check_open(self.opportunities, request, self.clock_ns()):
+            return self.reject(request, "opportunity_closed", f"{closed}; nothing was executed", received_ns)
         slippage = (
             request.max_slippage_bps if request.max_slippage_bps is not None else prefs.max_slippage_bps
         )

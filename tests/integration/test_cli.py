@@ -80,13 +80,29 @@ async def test_demo_prints_opportunities_read_back_from_kafka_within_20_s_and_st
 
 
 async def test_demo_sends_orders_and_shows_their_results() -> None:
-    code, out, err = await smartroute("demo", "--seed", "5", "--duration", "12")
+    code, out, err = await smartroute("demo", "--seed", "11", "--duration", "12")
     assert code == 0, err
     for venue in ("binance", "bybit", "okx", "coinbase", "kraken"):
         assert f"exchange simulator: {venue}" in out  # make run shows all five venues
-    results = [line for line in out.splitlines() if line.lstrip().startswith("result")]
+    lines = out.splitlines()
+    results = [line for line in lines if line.lstrip().startswith("result")]
     assert any("demo-order-1" in line and "filled" in line for line in results), out
     assert "order results read back from Kafka:" in out
+    # Arbitrage requests go out once the router answered the market order, as a prompt desk's would.
+    serving = lines.index(
+        "  the router is serving: arbitrage requests go out on the next opportunities opened"
+    )
+    sent = [i for i, line in enumerate(lines) if "demo-arb-" in line and " sent: arbitrage " in line]
+    assert sent and min(sent) > serving, out
+    arbitrages = [line.split() for line in results if "demo-arb-" in line]
+    assert len(arbitrages) == len(sent), out
+    # Each answer comes with its reaction time (opportunity published → executed), and at least one
+    # executes: the simulator's dislocations last 1–3 s, and a reaction of tens of ms (a few hundred
+    # with the CPUs saturated) catches most; one may still close first (opportunity_closed).
+    assert sum(1 for line in lines if line.lstrip().startswith("reaction ")) == len(sent), out
+    assert any(fields[3] in ("filled", "partially_filled") for fields in arbitrages), out
+    summary = next(line for line in lines if line.startswith("arbitrage requests answered:"))
+    assert "reaction time, opportunity published → order executed: median" in summary, out
 
 
 async def test_check_config_prints_the_effective_config_with_secrets_redacted(tmp_path: Path) -> None:

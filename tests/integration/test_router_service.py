@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import sys
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
 from contract import assert_valid
 from kafka_support import Record, TopicReader, create_contract_topics, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
+from daemon import router_service
 from daemon.app import Daemon
 from daemon.client import control_message, send
 from daemon.config import Config, load_config
+from router.smart import Handled
 
 pytestmark = pytest.mark.integration
 
@@ -139,11 +145,11 @@ async def test_requests_from_another_client_each_execute_once_and_every_delivery
     records = await env.results.read(len(valid) + 2 + 1, timeout_s=20)
     grouped = by_request(records)
     assert set(grouped) == {*valid, "bad-1"}
-    lag = REGISTRY.get_sample_value(
-        "smartroute_kafka_consumer_lag_messages",
-        {"topic": f"{env.prefix}orders", "group": "smartroute-router"},
+    labels = {"topic": f"{env.prefix}orders", "group": "smartroute-router"}
+    # Everything produced has been read: the gauge is set just after the batch's results went out.
+    await wait_until(
+        lambda: REGISTRY.get_sample_value("smartroute_kafka_consumer_lag_messages", labels) == 0, timeout_s=5
     )
-    assert lag == 0  # everything produced has been read
     for request_id, answers in grouped.items():
         assert len(set(answers)) == 1, f"{request_id} was answered differently: {answers}"
     assert len(grouped["r0"]) == 2 and len(grouped["r3"]) == 2  # re-sent: the stored result again
@@ -325,3 +331,146 @@ async def test_sigterm_under_load_loses_no_result_commits_and_exits_in_time(env:
     assert set(sends) - {"after"} == executed and executed
     # What the first process answered, it committed: the second did not answer it again.
     assert all(len(answers[rid.decode()]) == 1 for rid in answered_before if rid is not None)
+
+
+@asynccontextmanager
+async def running_router(env: Env, patch: Callable[[Daemon], None] | None = None) -> AsyncIterator[Daemon]:
+    """Run the router role until the block ends; `patch` may wrap its parts before it starts."""
+    running = Daemon(env.cfg, roles=frozenset({"feeds", "route"}))
+    if patch is not None:
+        patch(running)
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop), name="router-under-test")
+    try:
+        yield running
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+
+
+def slow_to_apply(method: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[Daemon], None]:
+    """Hold each record of one followed topic until the router handled a request, or for a while.
+
+    This stands in for a long topic or a slow broker. The hold lasts until the orders consumer
+    has joined its group and then either a request was handled or `_HOLD_AFTER_JOIN_S` passed: a
+    router that takes requests before it has read the topic handles one meanwhile, and the record
+    applies too late for it; a router that waits for the topic applies it before its first request.
+    """
+
+    def patch(daemon: Daemon) -> None:
+        assert daemon.router is not None and daemon.router_service is not None
+        router, service = daemon.router.router, daemon.router_service
+        joined, handled = asyncio.Event(), asyncio.Event()
+        handle, apply = router.handle, getattr(service, method)
+        start = router_service.start_unless_stopped
+
+        async def start_and_tell(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+            started = await start(consumer, stop)
+            if service.orders_topic in consumer.subscription():
+                joined.set()
+            return started
+
+        async def handle_and_tell(raw: bytes, *, received_ns: int | None = None) -> Handled:
+            handled.set()
+            return await handle(raw, received_ns=received_ns)
+
+        async def apply_late(record: Record) -> None:
+            async with asyncio.timeout(30):
+                await joined.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_HOLD_AFTER_JOIN_S):
+                    await handled.wait()
+            await apply(record)
+
+        monkeypatch.setattr(router_service, "start_unless_stopped", start_and_tell)
+        router.handle = handle_and_tell  # type: ignore[method-assign]
+        setattr(service, method, apply_late)
+
+    return patch
+
+
+async def restart_with_pending(env: Env, topic: str, key: bytes | None, message: dict[str, object]) -> None:
+    """Run the router once, stop it, then write `message` to `topic` and one order while it is down."""
+    async with running_router(env):
+        await send(env.cfg, env.cfg.topic("orders"), b"before", order("before"))
+        await env.results.wait_for(lambda r: r.key == b"before", timeout_s=20)
+    await send(env.cfg, env.cfg.topic(topic), key, message)
+    await send(env.cfg, env.cfg.topic("orders"), b"first", order("first"))
+
+
+# Once joined, a router that does not wait fetches and handles a waiting request in milliseconds.
+_HOLD_AFTER_JOIN_S = 2.0
+
+
+async def test_a_halt_written_while_the_router_was_down_governs_its_first_request(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await restart_with_pending(env, "control", None, control_message("halt", "while down", "ops"))
+    async with running_router(env, slow_to_apply("_on_control", monkeypatch)):
+        first = orjson.loads((await env.results.wait_for(lambda r: r.key == b"first", timeout_s=30)).value)
+    assert (first["status"], first["reject_code"]) == ("rejected", "halted"), first
+
+
+async def test_a_preference_written_while_the_router_was_down_governs_its_first_request(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = {"v": 1, "user_id": "desk-1", "max_order_notional": "1"}  # the order is worth ~30 USDT
+    await restart_with_pending(env, "preferences", b"desk-1", tiny)
+    async with running_router(env, slow_to_apply("_on_preferences", monkeypatch)):
+        first = orjson.loads((await env.results.wait_for(lambda r: r.key == b"first", timeout_s=30)).value)
+    assert (first["status"], first["reject_code"]) == ("rejected", "risk_limit"), first
+
+
+def opportunity_event(event: str, id_: str, expires_ns: int) -> dict[str, object]:
+    message: dict[str, object] = {"v": 1, "event": event, "id": id_, "symbol": "BTC-USDT"}
+    message |= {"buy_venue": "binance", "sell_venue": "bybit", "quantity": "0.0005"}
+    message |= {"buy_price": "64000", "sell_price": "64200", "gross_spread_bps": "31.25"}
+    message |= {"net_spread_bps": "11.218", "net_profit": "0.0056", "buy_fee_bps": "10", "sell_fee_bps": "10"}
+    message |= {"buy_quote_age_ms": 0.4, "sell_quote_age_ms": 2.1, "detected_ns": time.time_ns()}
+    message |= {"expires_ns": expires_ns}
+    assert_valid("opportunity", message)
+    return message
+
+
+def arbitrage(request_id: str, opportunity_id: str) -> dict[str, object]:
+    message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "desk-1", "kind": "arbitrage"}
+    message |= {"symbol": "BTC-USDT", "quantity": "0.0005", "buy_venue": "binance", "sell_venue": "bybit"}
+    return message | {"opportunity_id": opportunity_id}
+
+
+async def result_for(env: Env, request_id: str) -> dict[str, object]:
+    record = await env.results.wait_for(lambda r: r.key == request_id.encode(), timeout_s=20)
+    result: dict[str, object] = orjson.loads(record.value)
+    assert_valid("execution-result", result)
+    return result
+
+
+async def test_in_the_route_role_an_arbitrage_acts_only_on_an_opportunity_the_topic_holds_open(
+    env: Env, daemon: Daemon
+) -> None:
+    assert daemon.detector is None  # feeds + route: the opportunities come from the topic
+    await send(env.cfg, env.cfg.topic("orders"), b"serving", order("serving"))
+    await result_for(env, "serving")  # the router serves, and the opportunities topic does not exist yet
+    topic, later = env.cfg.topic("opportunities"), time.time_ns() + 60 * 10**9
+    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-1", later))
+    # Sent at once: the router must have read the event before judging the request.
+    await send(env.cfg, env.cfg.topic("orders"), b"o1", arbitrage("o1", "kafka-opp-1"))
+    judged = await result_for(env, "o1")
+    assert judged["reject_code"] != "opportunity_closed", judged  # open: the books decide now
+
+    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("closed", "kafka-opp-1", later))
+    await send(env.cfg, env.cfg.topic("orders"), b"o2", arbitrage("o2", "kafka-opp-1"))
+    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-2", time.time_ns()))
+    await send(env.cfg, env.cfg.topic("orders"), b"o3", arbitrage("o3", "kafka-opp-2"))
+    await send(env.cfg, env.cfg.topic("orders"), b"o4", arbitrage("o4", "never-published"))
+    for request_id, says in [("o2", "not open"), ("o3", "expired at"), ("o4", "not open")]:
+        result = await result_for(env, request_id)
+        assert (result["status"], result["reject_code"]) == ("rejected", "opportunity_closed"), result
+        assert says in str(result["message"])
+
+    await send(env.cfg, topic, b"BTC-USDT", {"v": 1, "event": "opened"})
+    entry = orjson.loads((await env.dlq.wait_for(lambda r: True, timeout_s=20)).value)
+    assert_valid("dlq-entry", entry)
+    assert (entry["source_topic"], entry["reject_code"]) == (topic, "invalid_opportunity")
+    assert "id must be a non-empty string" in entry["error"]
