@@ -64,6 +64,18 @@ ORDER_RECONCILIATIONS = Counter(
 )
 
 
+ORDER_ACK_SECONDS = Gauge(
+    "smartroute_order_ack_seconds",
+    "Moving average of the venue's order round trip (send to acknowledged answer); what `fastest` ranks by.",
+    ["venue"],
+)
+TAKER_FEE_BPS = Gauge(
+    "smartroute_venue_taker_fee_bps",
+    "The taker fee the router prices the venue at: the account's, read from the venue, else configured.",
+    ["venue"],
+)
+
+
 def init_rest_metrics(venue: str) -> None:
     """Create every labelled series of `venue` so each exists from start with value zero."""
     for reason in WAIT_REASONS:
@@ -80,3 +92,5 @@ def init_rest_metrics(venue: str) -> None:
         LIVE_ORDERS.labels(venue, outcome)
     for result in RECONCILE_RESULTS:
         ORDER_RECONCILIATIONS.labels(venue, result)
+    ORDER_ACK_SECONDS.labels(venue)
+    TAKER_FEE_BPS.labels(venue)

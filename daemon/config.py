@@ -26,6 +26,7 @@ from connectors.types import VENUE_IDS
 from daemon.config_schema import (
     LOG_LEVELS,
     MODES,
+    NO_TESTNET,
     RISK_TOLERANCES,
     SASL_MECHANISMS,
     SECURITY_PROTOCOLS,
@@ -388,21 +389,28 @@ def _venue(t: Table, venue: str) -> VenueConfig:
             expected = 'canonical BASE-QUOTE upper case like "BTC-USDT"'
             raise t.error("symbols", f"must be {expected}, got {show(symbol)}")
     testnet = t.boolean("testnet", d.testnet)
+    if testnet and venue in NO_TESTNET:
+        raise t.error("testnet", NO_TESTNET[venue])
     if testnet and venue not in TESTNET_ENDPOINTS:
         raise t.error("testnet", f"no testnet endpoints are known for {venue}")
-    ws_default, rest_default = TESTNET_ENDPOINTS[venue] if testnet else (d.ws_url, d.rest_url)
+    net = TESTNET_ENDPOINTS[venue] if testnet else None
+    ws_default, rest_default = (net.ws_url, net.rest_url) if net else (d.ws_url, d.rest_url)
+    rest_url = _url(t, "rest_url", rest_default, ("http", "https"))
+    trade_default = net.trade_url if net and not t.has("rest_url") else rest_url
     cfg = VenueConfig(
         venue=venue,
         enabled=t.boolean("enabled", True),  # a present section means "use this venue" unless it says not
         symbols=symbols,
         ws_url=_url(t, "ws_url", ws_default, ("ws", "wss")),
-        rest_url=_url(t, "rest_url", rest_default, ("http", "https")),
+        rest_url=rest_url,
         taker_fee_bps=t.decimal("taker_fee_bps", d.taker_fee_bps, minimum=_ZERO),
         maker_fee_bps=t.decimal("maker_fee_bps", d.maker_fee_bps, minimum=_ZERO),
         silence_timeout_ms=t.integer("silence_timeout_ms", d.silence_timeout_ms, minimum=1),
         testnet=testnet,
         recv_window_ms=t.integer("recv_window_ms", d.recv_window_ms, minimum=1, maximum=60_000),
         depth=_depth(t, venue),
+        trade=t.boolean("trade", d.trade),
+        trade_url=_url(t, "trade_url", trade_default, ("http", "https")),
     )
     t.finish()
     return cfg

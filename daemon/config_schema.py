@@ -95,9 +95,43 @@ VENUE_DEFAULTS: Final[Mapping[str, VenueDefaults]] = MappingProxyType(
 )
 
 
-# Venues with a public testnet: (ws_url, rest_url) that `[venues.<id>] testnet = true` defaults to.
-TESTNET_ENDPOINTS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
-    {"binance": ("wss://stream.testnet.binance.vision", "https://testnet.binance.vision")}
+@dataclass(frozen=True, slots=True)
+class TestnetEndpoints:
+    """Where `[venues.<id>] testnet = true` points a venue: market data and trading."""
+
+    ws_url: str
+    rest_url: str
+    trade_url: str
+
+
+# Venues with a testnet or demo environment smartroute can run against (EXCHANGES.md, EXCHANGES-TRADING.md).
+TESTNET_ENDPOINTS: Final[Mapping[str, TestnetEndpoints]] = MappingProxyType(
+    {
+        "binance": TestnetEndpoints(
+            "wss://stream.testnet.binance.vision",
+            "https://testnet.binance.vision",
+            "https://testnet.binance.vision",
+        ),
+        "bybit": TestnetEndpoints(
+            "wss://stream-testnet.bybit.com/v5/public/spot",
+            "https://api-testnet.bybit.com",
+            "https://api-testnet.bybit.com",
+        ),
+        # OKX demo trading: demo streams, and orders carry `x-simulated-trading: 1` (its client adds it).
+        "okx": TestnetEndpoints(
+            "wss://wspap.okx.com:8443/ws/v5/public", "https://www.okx.com", "https://openapi.okx.com"
+        ),
+    }
+)
+# Why `testnet = true` is refused where no usable environment exists.
+NO_TESTNET: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "kraken": "Kraken has no spot sandbox; test with validate-only orders and small live orders",
+        "coinbase": (
+            "Coinbase's sandbox is a static mock (canned answers, no /products or /time, no signing "
+            "check): it cannot run the daemon; test with small live orders"
+        ),
+    }
 )
 
 
@@ -189,6 +223,8 @@ class VenueConfig:
     silence_timeout_ms: int
     testnet: bool = False  # endpoints default to the venue's testnet (TESTNET_ENDPOINTS)
     recv_window_ms: int = 5_000  # how long a signed request stays valid at the venue (live trading)
+    trade: bool = True  # false: market data only, the router never routes here in any mode
+    trade_url: str = ""  # the REST base URL orders go to (live); "" = rest_url
     depth: int | None = None  # levels of a local order book; None streams the best bid and offer only
 
     @classmethod
@@ -204,6 +240,7 @@ class VenueConfig:
             taker_fee_bps=spec.taker_fee_bps,
             maker_fee_bps=spec.maker_fee_bps,
             silence_timeout_ms=10_000,
+            trade_url=spec.rest_url,
         )
 
 

@@ -6,14 +6,22 @@ Binance signs with an HMAC secret or an Ed25519 private key:
     BINANCE_API_SECRET        or $CREDENTIALS_DIRECTORY/binance_api_secret      (HMAC)
     BINANCE_PRIVATE_KEY_FILE  or $CREDENTIALS_DIRECTORY/binance_private_key     (Ed25519 PEM; instead)
 
-`BINANCE_PRIVATE_KEY_FILE` names a file holding the PEM key. Errors name the
-variable, credential or file that is missing or wrong — never a value.
+`BINANCE_PRIVATE_KEY_FILE` names a file holding the PEM key. The other venues
+take the secrets their trading client lists (`connectors.registry.TRADING`),
+each from `<VENUE>_<NAME>` or `$CREDENTIALS_DIRECTORY/<venue>_<name>`:
+
+    BYBIT_API_KEY, BYBIT_API_SECRET
+    OKX_API_KEY, OKX_API_SECRET, OKX_API_PASSPHRASE
+    COINBASE_API_KEY_NAME, COINBASE_API_PRIVATE_KEY        (PEM: ES256 or Ed25519)
+    KRAKEN_API_KEY, KRAKEN_API_SECRET
+
+Errors name the variable, credential or file that is missing or wrong — never a value.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -108,3 +116,35 @@ def _check_ed25519(key: Secret, where: str) -> None:
         raise ConfigError(f"{where}: not a PEM private key") from None
     if parsed.curve != "Ed25519" or not parsed.has_private():
         raise ConfigError(f"{where}: must be an Ed25519 private key (RSA and other curves are not used)")
+
+
+def secret_env_name(venue: str, secret: str) -> str:
+    """Return a venue secret's environment variable (`okx`, `api_passphrase` → OKX_API_PASSPHRASE)."""
+    return f"{venue}_{secret}".upper()
+
+
+def load_venue_secrets(
+    venue: str, names: Sequence[str], environ: Mapping[str, str] | None = None
+) -> list[Secret]:
+    """Load every secret a venue's trading client takes; ConfigError names the venue and what is missing.
+
+    Each comes from its environment variable (`secret_env_name`) or the systemd credential of the
+    same name in lower case (`$CREDENTIALS_DIRECTORY/okx_api_passphrase`).
+    """
+    env = os.environ if environ is None else environ
+    found: list[Secret] = []
+    missing: list[str] = []
+    for name in names:
+        variable = secret_env_name(venue, name)
+        secret = load_secret(variable, variable.lower(), env)
+        if secret is None:
+            missing.append(variable)
+        else:
+            found.append(secret)
+    if missing:
+        raise ConfigError(
+            f"live trading on {venue} needs {', '.join(missing)}: set each in the environment or as the "
+            f"systemd credential of the same name in lower case ($CREDENTIALS_DIRECTORY), or set "
+            f"[venues.{venue}] trade = false to keep {venue} market-data only"
+        )
+    return found

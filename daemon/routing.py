@@ -2,23 +2,29 @@
 
 Paper mode fills against the cached books and loads no credential. Live mode
 (`mode = "live"`, which the CLI accepts only with `--live`) trades through
-`router.live.LiveExecutor` on the venues it has a REST connector for —
-Binance — and only those venues are routable.
+`router.live.LiveExecutor` on every enabled venue whose `trade` is true, each
+through its own signed client (`connectors.registry.TRADING`, Binance's
+`BinanceTrading`), and refuses to start if one lacks its credentials. A venue
+with `trade = false` is market data only: the router never routes there, in
+either mode. At connect, each live venue's actual taker fee (its fee-tier
+endpoint) replaces the configured one, which stays the fallback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 
 from connectors.binance.rest import BinanceConnector
 from connectors.binance.trading import BinanceTrading
+from connectors.registry import TRADING, TradingSettings
 from connectors.rest_metrics import init_rest_metrics
+from connectors.trading import TradingVenue
 from connectors.types import VENUE_IDS
-from daemon.config import Config
-from daemon.credentials import load_binance_credentials
+from daemon.config import Config, VenueConfig
+from daemon.credentials import load_binance_credentials, load_venue_secrets
 from daemon.errors import ConfigError
 from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
@@ -40,11 +46,15 @@ class RouterParts:
     preferences: PreferenceStore
     kill_switch: KillSwitch
     live: LiveExecutor | None = None  # the live executor, whose venue connections need start/close
+    symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by tradable venue
 
     async def connect(self) -> None:
-        """Connect the live venues (clock offset, exchange rules) before reconciling; paper: nothing."""
-        if self.live is not None:
-            await self.live.start()
+        """Connect the live venues (clock, rules, the account's taker fees) before reconciling."""
+        if self.live is None:
+            return
+        await self.live.start()
+        for venue, fee_bps in (await self.live.account_taker_fees(self.symbols)).items():
+            self.router.taker_fee_bps[venue] = fee_bps
 
     async def disconnect(self) -> None:
         """Close the live venues' connections; idempotent."""
@@ -64,20 +74,45 @@ def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
     return configured
 
 
+def tradable_venues(cfg: Config) -> dict[str, VenueConfig]:
+    """Return the enabled venues the router may trade on (`trade = false` keeps one market-data only)."""
+    return {venue: vc for venue, vc in cfg.enabled_venues().items() if vc.trade}
+
+
+def build_trading_venue(vc: VenueConfig, environ: Mapping[str, str] | None = None) -> TradingVenue:
+    """Build one venue's signed trading client from its section and credentials; no I/O."""
+    if vc.venue == "binance":
+        credentials = load_binance_credentials(environ)
+        connector = BinanceConnector(
+            rest_url=vc.trade_url or vc.rest_url,
+            credentials=credentials.for_connector(),
+            recv_window_ms=vc.recv_window_ms,
+        )
+        return BinanceTrading(connector, vc.symbols)
+    spec = TRADING.get(vc.venue)
+    if spec is None:
+        raise ConfigError(f"venues.{vc.venue}.trade: smartroute has no trading client for {vc.venue}")
+    secrets = load_venue_secrets(vc.venue, spec.secrets, environ)
+    settings = TradingSettings(vc.symbols, vc.trade_url or vc.rest_url, vc.testnet, vc.recv_window_ms)
+    try:
+        return spec.build([secret.reveal() for secret in secrets], settings)
+    except ValueError as exc:  # the client refused a credential's form; its message names no value
+        raise ConfigError(f"venues.{vc.venue}: {exc}") from None
+
+
 def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -> LiveExecutor:
-    """Build the live executor for Binance from `[venues.binance]` and the API credentials; no I/O."""
-    binance = cfg.venues["binance"]
-    if not binance.enabled:
-        raise ConfigError("daemon.mode: live trading needs [venues.binance] enabled (the live venue)")
-    credentials = load_binance_credentials(environ)
-    connector = BinanceConnector(
-        rest_url=binance.rest_url,
-        credentials=credentials.for_connector(),
-        recv_window_ms=binance.recv_window_ms,
-    )
-    init_rest_metrics("binance")
-    trading = BinanceTrading(connector, tuple(binance.symbols))
-    return LiveExecutor({"binance": trading}, taker_fee_bps={"binance": binance.taker_fee_bps})
+    """Build the live executor over every tradable venue, each with its credentials; no I/O.
+
+    A tradable venue without its credentials refuses the start, naming the venue and the variable.
+    """
+    venues = tradable_venues(cfg)
+    if not venues:
+        raise ConfigError("daemon.mode: live trading needs at least one enabled venue with trade = true")
+    clients = {}
+    for venue, vc in venues.items():
+        clients[venue] = build_trading_venue(vc, environ)
+        init_rest_metrics(venue)
+    return LiveExecutor(clients, taker_fee_bps={venue: vc.taker_fee_bps for venue, vc in venues.items()})
 
 
 def build_router(
@@ -91,7 +126,7 @@ def build_router(
 
     `opportunities` is where arbitrage requests naming an `opportunity_id` are checked.
     """
-    venues = cfg.enabled_venues()
+    venues = tradable_venues(cfg)
     fees: dict[str, Decimal] = {venue: vc.taker_fee_bps for venue, vc in venues.items()}
     live = build_live_executor(cfg, environ) if cfg.daemon.mode == "live" else None
     executor: Executor = PaperExecutor(cache, fees) if live is None else live
@@ -121,4 +156,5 @@ def build_router(
         residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
         opportunities=opportunities,
     )
-    return RouterParts(router, ledger, preferences, kill_switch, live)
+    symbols = {venue: vc.symbols for venue, vc in venues.items()}
+    return RouterParts(router, ledger, preferences, kill_switch, live, symbols)

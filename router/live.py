@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -40,7 +40,7 @@ from connectors.errors import (
     ParseError,
     VenueError,
 )
-from connectors.rest_metrics import LIVE_ORDERS, ORDER_RECONCILIATIONS
+from connectors.rest_metrics import LIVE_ORDERS, ORDER_ACK_SECONDS, ORDER_RECONCILIATIONS, TAKER_FEE_BPS
 from connectors.trading import OrderReport, TradeFill, TradingVenue
 from connectors.types import decimal_text
 from router.errors import ExecutionError
@@ -94,6 +94,30 @@ class LiveExecutor:
         """Close every venue connection."""
         for connector in self.connectors.values():
             await connector.close()
+
+    async def account_taker_fees(self, symbols: Mapping[str, Sequence[str]]) -> dict[str, Decimal]:
+        """Return each venue's actual taker fee in bps, read from the venue, and price with it from now on.
+
+        A venue's fee is the highest among its `symbols` (a pair can have its own tier);
+        a venue that cannot tell keeps its configured fee, which this does not return.
+        """
+        fees: dict[str, Decimal] = {}
+        for venue, connector in self.connectors.items():
+            known: list[Decimal] = []
+            for symbol in symbols.get(venue, ()):
+                try:
+                    fee = await connector.taker_fee_bps(symbol)
+                except (VenueError, ParseError) as exc:
+                    log.warning("taker_fee_unavailable", venue=venue, symbol=symbol, error=str(exc))
+                    continue
+                if fee is not None:
+                    known.append(fee)
+            if known:
+                fees[venue] = self.taker_fee_bps[venue] = max(known)
+            if venue in self.taker_fee_bps:
+                TAKER_FEE_BPS.labels(venue).set(float(self.taker_fee_bps[venue]))
+            log.info("taker_fee", venue=venue, fee_bps=str(self.taker_fee_bps.get(venue)), read=bool(known))
+        return fees
 
     def observed_ack_latency_ms(self, venue: str) -> float | None:
         """Return the moving average of the venue's order-acknowledgement round trips."""
@@ -272,9 +296,9 @@ class LiveExecutor:
 
     def _record_latency(self, venue: str, latency_ms: float) -> None:
         previous = self._latency_ms.get(venue)
-        self._latency_ms[venue] = (
-            latency_ms if previous is None else previous + _LATENCY_WEIGHT * (latency_ms - previous)
-        )
+        average = latency_ms if previous is None else previous + _LATENCY_WEIGHT * (latency_ms - previous)
+        self._latency_ms[venue] = average
+        ORDER_ACK_SECONDS.labels(venue).set(average / 1000)
 
 
 def _ts_ns(time_ms: int | None, fallback_ns: int) -> int:

@@ -23,16 +23,20 @@ them; in CI (CI=true) a skipped `apache_kafka` test is a failure.
 from __future__ import annotations
 
 import decimal
+import io
+import logging
 import shutil
 import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from prerequisites import in_ci, unavailable
 
 from daemon.apache_kafka import ApacheKafka
 from daemon.broker import EmbeddedBroker
 from daemon.kafka_jars import jar_dir, java_binary
+from daemon.logs import configure_logging
 
 NO_JAVA = (
     "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
@@ -137,3 +141,17 @@ def decimal_context_untouched() -> Iterator[None]:
     if after != before:
         decimal.setcontext(saved)
         pytest.fail(f"this test changed the process-wide Decimal context: {before} -> {after}")
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("debug", stream)
+    root.setLevel(logging.DEBUG)  # libraries too, not only WARNING and up
+    yield stream
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -337,13 +337,16 @@ async def test_arbitrage_sends_both_ioc_legs_and_the_router_unwinds_a_partial_le
 # --- the daemon's wiring --------------------------------------------------------------------------
 
 
-async def test_the_daemon_builds_a_live_router_that_routes_only_to_binance(
+async def test_the_daemon_builds_a_live_router_that_routes_only_to_its_tradable_venues(
     tmp_path: Path, fake: FakeBinance
 ) -> None:
     cfg = build_config(
         {
             "daemon": {"mode": "live", "state_dir": str(tmp_path / "state")},
-            "venues": {"binance": {"rest_url": fake.rest_url, "recv_window_ms": 500}, "bybit": {}},
+            "venues": {
+                "binance": {"rest_url": fake.rest_url, "recv_window_ms": 500},
+                "bybit": {"trade": False},
+            },
         },
         {},
     )
@@ -355,7 +358,7 @@ async def test_the_daemon_builds_a_live_router_that_routes_only_to_binance(
     )
     try:
         assert parts.live is not None and parts.router.executor is parts.live
-        assert set(parts.router.taker_fee_bps) == {"binance"}  # bybit is enabled but not tradable live
+        assert set(parts.router.taker_fee_bps) == {"binance"}  # bybit is enabled for market data only
         async with asyncio.timeout(10):
             await parts.connect()
             binance = parts.live.connectors["binance"]
@@ -380,8 +383,27 @@ def test_the_testnet_is_one_config_switch() -> None:
     assert (production.rest_url, production.recv_window_ms) == ("https://api.binance.com", 5000)
     with pytest.raises(ConfigError, match="recv_window_ms"):
         build_config({"venues": {"binance": {"recv_window_ms": 60_001}}}, {})
-    with pytest.raises(ConfigError, match="no testnet endpoints are known for kraken"):
+    with pytest.raises(ConfigError, match=r"venues\.kraken\.testnet: Kraken has no spot sandbox"):
         build_config({"venues": {"kraken": {"testnet": True}}}, {})
+    with pytest.raises(ConfigError, match=r"venues\.coinbase\.testnet: Coinbase.s sandbox is a static mock"):
+        build_config({"venues": {"coinbase": {"testnet": True}}}, {})
+
+
+@pytest.mark.parametrize(
+    ("venue", "ws_url", "rest_url", "trade_url"),
+    [
+        ("bybit", "wss://stream-testnet.bybit.com/v5/public/spot", "https://api-testnet.bybit.com",
+         "https://api-testnet.bybit.com"),
+        ("okx", "wss://wspap.okx.com:8443/ws/v5/public", "https://www.okx.com", "https://openapi.okx.com"),
+    ],
+)  # fmt: skip
+def test_bybit_and_okx_testnets_are_one_config_switch_too(
+    venue: str, ws_url: str, rest_url: str, trade_url: str
+) -> None:
+    testnet = build_config({"venues": {venue: {"testnet": True}}}, {}).venues[venue]
+    assert (testnet.ws_url, testnet.rest_url, testnet.trade_url) == (ws_url, rest_url, trade_url)
+    pointed = build_config({"venues": {venue: {"testnet": True, "rest_url": "http://127.0.0.1:1"}}}, {})
+    assert pointed.venues[venue].trade_url == "http://127.0.0.1:1"  # rest_url given: orders follow it
 
 
 # --- SIGKILL mid-order ----------------------------------------------------------------------------

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from Crypto.PublicKey import ECC
 from fake_binance import FakeBinance
 from prometheus_client import REGISTRY, generate_latest
@@ -27,26 +25,11 @@ from test_live_executor import LiveWorld, order_message
 from connectors.binance.rest import ApiCredentials, BinanceConnector
 from daemon.config import ConfigError
 from daemon.credentials import load_binance_credentials
-from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
 CANARY_KEY = "CanaryKey7f3a9e1b5c2d8f4a6b0e9c3d7a1f5b2e8c4d0a6f9b3e7c1d5a2f8b4e0c6d9a3f7b1"
 CANARY_SECRET = "CanarySecret2b8e4f0a6c9d3b7e1f5a2c8d4b0e6f9a3c7d1b5e2f8a4c0d6b9e3f7a1c5d2"
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    root.setLevel(logging.DEBUG)  # libraries too, not only WARNING and up
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
