@@ -155,6 +155,16 @@ class SymbolRules:
     min_price: Decimal = _ZERO
     max_price: Decimal = _ZERO
 
+    def round_quantity(self, quantity: Decimal) -> Decimal:
+        """Return `quantity` rounded down onto the lot grid (never more than asked)."""
+        return _on_grid(quantity, self.min_qty, self.step_size, ROUND_FLOOR)
+
+    def round_price(self, price: Decimal, side: Side) -> Decimal:
+        """Return `price` on the tick grid: a buy rounds down, a sell up — never worse than `price`."""
+        return _on_grid(
+            price, self.min_price, self.tick_size, ROUND_FLOOR if side == "buy" else ROUND_CEILING
+        )
+
     def prepare(self, side: Side, quantity: Decimal, limit_price: Decimal) -> tuple[Decimal, Decimal]:
         """Return (quantity, price) on the grids in the requester's favour; raise if still invalid.
 
@@ -163,9 +173,8 @@ class SymbolRules:
         """
         if not self.tradable:
             raise OrderRuleViolation(f"{self.venue_symbol} is not trading")
-        qty = _on_grid(quantity, self.min_qty, self.step_size, ROUND_FLOOR)
-        rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
-        price = _on_grid(limit_price, self.min_price, self.tick_size, rounding)
+        qty = self.round_quantity(quantity)
+        price = self.round_price(limit_price, side)
         self._check_quantity(quantity, qty)
         self._check_price(limit_price, price)
         notional = qty * price

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 from connectors.base import decimal_of, field
 from connectors.binance.errors import OrderRuleViolation
 from connectors.errors import ParseError
 from connectors.symbols import join_symbol
-from connectors.types import decimal_text
+from connectors.trading import SymbolRules
 
 Side = Literal["buy", "sell"]
 _ZERO = Decimal(0)
@@ -48,60 +48,36 @@ class SymbolFilters:
         """Return the canonical symbol (`BTC-USDT`)."""
         return join_symbol(self.base_asset, self.quote_asset)
 
+    def rules(self) -> SymbolRules:
+        """Return these filters as venue-neutral rules (grids anchored at minPrice and minQty)."""
+        return SymbolRules(
+            venue_symbol=self.venue_symbol,
+            base_asset=self.base_asset,
+            quote_asset=self.quote_asset,
+            tradable=self.status == "TRADING",
+            tick_size=self.tick_size,
+            step_size=self.step_size,
+            min_qty=self.min_qty,
+            max_qty=self.max_qty,
+            min_notional=self.min_notional,
+            max_notional=self.max_notional or _ZERO,
+            min_price=self.min_price,
+            max_price=self.max_price,
+        )
+
     def round_quantity(self, quantity: Decimal) -> Decimal:
         """Return `quantity` rounded down onto the LOT_SIZE grid (anchored at minQty)."""
-        return _on_grid(quantity, self.min_qty, self.step_size, ROUND_FLOOR)
+        return self.rules().round_quantity(quantity)
 
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """Return `price` on the tick grid: a buy rounds down, a sell up — never worse than `price`."""
-        rounding = ROUND_FLOOR if side == "buy" else ROUND_CEILING
-        return _on_grid(price, self.min_price, self.tick_size, rounding)
+        return self.rules().round_price(price, side)
 
     def prepare(self, side: Side, quantity: Decimal, limit_price: Decimal) -> tuple[Decimal, Decimal]:
         """Return (quantity, price) rounded onto the grids; raise OrderRuleViolation if still invalid."""
         if self.status != "TRADING":
             raise OrderRuleViolation(f"{self.venue_symbol} is not trading (status {self.status})")
-        qty = self.round_quantity(quantity)
-        price = self.round_price(limit_price, side)
-        self._check_quantity(quantity, qty)
-        self._check_price(limit_price, price)
-        notional = qty * price
-        if notional < self.min_notional:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} order notional {decimal_text(notional)} "
-                f"({decimal_text(qty)} at {decimal_text(price)}) is below the minimum "
-                f"{decimal_text(self.min_notional)}"
-            )
-        if self.max_notional is not None and notional > self.max_notional:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} order notional {decimal_text(notional)} is above the maximum "
-                f"{decimal_text(self.max_notional)}"
-            )
-        return qty, price
-
-    def _check_quantity(self, requested: Decimal, qty: Decimal) -> None:
-        if qty <= 0 or qty < self.min_qty:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} quantity {decimal_text(requested)} is below the minimum "
-                f"{decimal_text(max(self.min_qty, self.step_size))} once rounded to the lot step"
-            )
-        if self.max_qty and qty > self.max_qty:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} quantity {decimal_text(qty)} is above the maximum "
-                f"{decimal_text(self.max_qty)}"
-            )
-
-    def _check_price(self, limit: Decimal, price: Decimal) -> None:
-        if price <= 0 or price < self.min_price:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} limit price {decimal_text(limit)} is below the minimum price "
-                f"{decimal_text(self.min_price)} once rounded to the tick"
-            )
-        if self.max_price and price > self.max_price:
-            raise OrderRuleViolation(
-                f"{self.venue_symbol} limit price {decimal_text(limit)} is above the maximum price "
-                f"{decimal_text(self.max_price)} once rounded to the tick"
-            )
+        return self.rules().prepare(side, quantity, limit_price)
 
 
 def parse_exchange_info(payload: object) -> dict[str, SymbolFilters]:

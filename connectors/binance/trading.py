@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Final
 
 from connectors.binance import payloads
-from connectors.binance.filters import SymbolFilters
 from connectors.binance.rest import BinanceConnector
 from connectors.errors import ParseError, VenueError
 from connectors.trading import (
@@ -57,7 +56,7 @@ class BinanceTrading:
 
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         """Return the symbol's filters as venue-neutral rules."""
-        return rules_of(await self.connector.symbol_filters(symbol))
+        return (await self.connector.symbol_filters(symbol)).rules()
 
     async def place_order(
         self, symbol: str, side: Side, quantity: Decimal, price: Decimal, client_order_id: str
@@ -103,24 +102,6 @@ class BinanceTrading:
         except VenueError:
             return None
         return rate * _BPS
-
-
-def rules_of(filters: SymbolFilters) -> SymbolRules:
-    """Return Binance's filters as venue-neutral rules (grids anchored at minPrice and minQty)."""
-    return SymbolRules(
-        venue_symbol=filters.venue_symbol,
-        base_asset=filters.base_asset,
-        quote_asset=filters.quote_asset,
-        tradable=filters.status == "TRADING",
-        tick_size=filters.tick_size,
-        step_size=filters.step_size,
-        min_qty=filters.min_qty,
-        max_qty=filters.max_qty,
-        min_notional=filters.min_notional,
-        max_notional=filters.max_notional or Decimal(0),
-        min_price=filters.min_price,
-        max_price=filters.max_price,
-    )
 
 
 def report_of(report: payloads.OrderReport) -> OrderReport:
