@@ -142,10 +142,3 @@ def _number(filter_: Mapping[str, Any], key: str, where: str) -> Decimal:
     if value is None:
         return _ZERO
     return decimal_of(value, f"{where} {filter_.get('filterType')}.{key}")
-
-
-def _on_grid(value: Decimal, anchor: Decimal, step: Decimal, rounding: str) -> Decimal:
-    if step <= 0:
-        return value
-    steps = ((value - anchor) / step).to_integral_value(rounding=rounding)
-    return anchor + steps * step
