@@ -134,6 +134,10 @@ def build_router(
         fees = {venue: fee for venue, fee in fees.items() if venue in live.venues}
     preferences = PreferenceStore(configured_preferences(cfg), known_venues=VENUE_IDS)
     ledger = Ledger.open(Path(cfg.daemon.state_dir))
+    if live is not None:
+        live.on_acknowledged = lambda leg, order_id: ledger.record_acknowledged(
+            leg.request_id, leg.leg, order_id
+        )
     kill_switch = KillSwitch(ledger)
     router = SmartRouter(
         cache,

@@ -157,8 +157,11 @@ class Executor(Protocol):
         """Return the measured order-acknowledgement latency of `venue`, if any was measured."""
         ...
 
-    async def recover(self, leg: OrderLeg) -> LegOutcome:
-        """Settle a leg a crash left unsettled from what the venue knows; never send it again."""
+    async def recover(self, leg: OrderLeg, *, acknowledged: bool = False) -> LegOutcome:
+        """Settle a leg a crash left unsettled from what the venue knows; never send it again.
+
+        `acknowledged`: the venue gave the leg an order id, so it exists; "not found" is never final.
+        """
         ...
 
 
@@ -251,6 +254,6 @@ class PaperExecutor:
         """Paper fills are instantaneous: no latency is measured."""
         return None
 
-    async def recover(self, leg: OrderLeg) -> LegOutcome:
+    async def recover(self, leg: OrderLeg, *, acknowledged: bool = False) -> LegOutcome:
         """A paper fill exists only once recorded: an unsettled paper leg never filled."""
         return LegOutcome(leg, (), "interrupted before its paper fill was recorded; not executed again")

@@ -71,6 +71,17 @@ _MIGRATIONS: tuple[str, ...] = (
         value BLOB NOT NULL
     );
     """,
+    # 1 → 2: a venue acknowledged a leg (gave it an order id) before its state could be read: the
+    # order exists, so a restart must never settle that leg as "never placed".
+    """
+    CREATE TABLE acknowledged_legs (
+        request_id      TEXT NOT NULL,
+        leg             INTEGER NOT NULL,
+        venue_order_id  TEXT NOT NULL CHECK (length(venue_order_id) > 0),
+        PRIMARY KEY (request_id, leg),
+        FOREIGN KEY (request_id, leg) REFERENCES legs (request_id, leg) ON DELETE CASCADE
+    );
+    """,
 )
 _LEG_COLUMNS = "request_id, leg, venue, client_order_id, side, quantity, limit_price, state, outcome"
 
@@ -313,6 +324,23 @@ class Ledger:
                 "UPDATE legs SET state = ?, outcome = ? WHERE request_id = ? AND leg = ?",
                 (state, None if outcome is None else bytes(outcome), request_id, leg),
             )
+
+    def record_acknowledged(self, request_id: str, leg: int, venue_order_id: str) -> None:
+        """Record that the venue acknowledged a sent leg as `venue_order_id` (durable before it is used)."""
+        with self._write("record_acknowledged") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO acknowledged_legs (request_id, leg, venue_order_id) VALUES (?, ?, ?)",
+                (request_id, leg, venue_order_id),
+            )
+
+    def acknowledged(self, request_id: str) -> dict[int, str]:
+        """Return leg → venue order id for the legs of `request_id` a venue acknowledged."""
+        rows = self._read(
+            "acknowledged",
+            "SELECT leg, venue_order_id FROM acknowledged_legs WHERE request_id = ?",
+            (request_id,),
+        )
+        return {int(row[0]): str(row[1]) for row in rows}
 
     def legs(self, request_id: str) -> list[LegIntent]:
         """Return the legs recorded for `request_id`, in leg order."""

@@ -84,6 +84,8 @@ class LiveExecutor:
         self.monotonic = monotonic
         self.clock_ns = clock_ns
         self._latency_ms: dict[str, float] = {}
+        # Told of every leg a venue acknowledged before its state could be read (the router records it).
+        self.on_acknowledged: Callable[[OrderLeg, str], None] | None = None
 
     async def start(self) -> None:
         """Connect every venue (clock offset, exchange rules) before the first request."""
@@ -152,6 +154,8 @@ class LiveExecutor:
             # The venue took it: it exists, so "not found" only means "not visible yet", never "not placed".
             LIVE_ORDERS.labels(leg.venue, "unknown").inc()
             log.warning("order_acknowledged_unseen", client_order_id=leg.client_order_id, error=str(exc))
+            if self.on_acknowledged is not None:
+                self.on_acknowledged(leg, exc.venue_order_id)  # durable first: a restart must know it
             return await self._settle(venue, leg, math.inf)
         except OutcomeUnknown as exc:
             LIVE_ORDERS.labels(leg.venue, "unknown").inc()
@@ -165,13 +169,15 @@ class LiveExecutor:
         LIVE_ORDERS.labels(leg.venue, "accepted").inc()
         return await self._outcome(venue, leg, report)
 
-    async def recover(self, leg: OrderLeg) -> LegOutcome:
+    async def recover(self, leg: OrderLeg, *, acknowledged: bool = False) -> LegOutcome:
         """Settle a leg an earlier run left unsettled from what the venue says; never send it."""
         venue = self.connectors.get(leg.venue)
         if venue is None:
             # Live mode routes only to live venues: a leg elsewhere comes from a paper run.
             return LegOutcome(leg, (), f"{leg.venue} is not a live venue: never sent live, not executed")
-        outcome = await self._settle(venue, leg, self._finality(venue))
+        # An acknowledged order exists: only the venue showing it settles it, never the window passing.
+        not_before = math.inf if acknowledged else self._finality(venue)
+        outcome = await self._settle(venue, leg, not_before)
         log.warning(
             "order_recovered", client_order_id=leg.client_order_id, filled=decimal_text(outcome.filled)
         )

@@ -31,6 +31,7 @@ async def recover_request(router: SmartRouter, request_id: str, raw: bytes) -> E
     symbol = str(document.get("symbol", ""))
     outcomes: list[LegOutcome] = []
     reconciled = 0
+    acknowledged = router.ledger.acknowledged(request_id)
     for intent in router.ledger.legs(request_id):
         leg = OrderLeg(
             request_id,
@@ -45,7 +46,7 @@ async def recover_request(router: SmartRouter, request_id: str, raw: bytes) -> E
         if intent.state == "settled" and intent.outcome is not None:
             outcomes.append(LegOutcome.decode(leg, intent.outcome))
             continue
-        outcome = await router.executor.recover(leg)
+        outcome = await router.executor.recover(leg, acknowledged=intent.leg in acknowledged)
         router.ledger.mark_leg(request_id, intent.leg, "settled", outcome.encode())
         for fill in outcome.fills:
             router.risk.record_fill(fill.venue, symbol, fill.side, fill.quantity, fill.price)

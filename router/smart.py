@@ -38,6 +38,7 @@ from router.cache import PriceCache
 from router.errors import InvalidRequest
 from router.execution import Executor, Fill, LegOutcome, OrderLeg, all_refused, leg_limit
 from router.ledger import Ledger, LegIntent
+from router.live import LiveExecutor
 from router.metrics import ORDER_LEG_SECONDS, ORDER_REQUESTS
 from router.opportunities import OpenOpportunities, check_open
 from router.preferences import PreferenceStore, UserPreferences
@@ -105,6 +106,12 @@ class SmartRouter:
         self.residual_policy = residual_policy
         self.opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
         self.clock_ns = clock_ns
+        if isinstance(executor, LiveExecutor):
+            # A leg a venue acknowledged is recorded, so a restart never takes it for one never placed.
+            executor.on_acknowledged = self._record_acknowledged
+
+    def _record_acknowledged(self, leg: OrderLeg, venue_order_id: str) -> None:
+        self.ledger.record_acknowledged(leg.request_id, leg.leg, venue_order_id)
 
     # ----- the Python API of DESIGN.md -------------------------------------------------------
 

@@ -42,8 +42,8 @@ class CrashingExecutor:
     def observed_ack_latency_ms(self, venue: str) -> float | None:
         return self.inner.observed_ack_latency_ms(venue)
 
-    async def recover(self, leg: OrderLeg) -> LegOutcome:
-        return await self.inner.recover(leg)
+    async def recover(self, leg: OrderLeg, *, acknowledged: bool = False) -> LegOutcome:
+        return await self.inner.recover(leg, acknowledged=acknowledged)
 
 
 def crash_after_ack(daemon: Daemon, request_id: str) -> None:

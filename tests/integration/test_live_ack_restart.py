@@ -6,16 +6,18 @@ yet, the client raises `OrderAcknowledged` and the executor keeps querying witho
 queries run out, `ExecutionError` leaves the leg "sent" in the ledger, "settled from the venue at
 the next start" — and a SIGKILL right after the acknowledgement leaves exactly the same ledger.
 
-The ledger records no "acknowledged" state and no venue order id, so the restart
-(`router.recovery.recover_request` → `LiveExecutor.recover`) treats that leg like any order
-of unknown fate: "not found" becomes final once the venue's acceptance window has passed
-since the restart. An acknowledged order still invisible then is reported "never accepted,
-not executed" while the venue executed it: a fill the desk never learns of.
+Before the ledger recorded acknowledgements, the restart (`router.recovery.recover_request` →
+`LiveExecutor.recover`) treated that leg like any order of unknown fate: "not found" became
+final once the venue's acceptance window had passed since the restart, and an acknowledged
+order still invisible then was reported "never accepted, not executed" while the venue
+executed it — a fill the desk never learns of. The ledger now keeps the venue order id of
+every acknowledged leg (`Ledger.record_acknowledged`), and recovery never takes "not found"
+as final for such a leg.
 
 Each fake keeps the acknowledged order invisible a while (OKX for its first queries, Kraken
 and Bybit for some seconds on a virtual clock); the venue windows are short so the test is
 quick. The first run answers ExecutionError ("stays in flight"); the restart must report the
-venue's execution. Marked xfail (strict) until the ledger records the acknowledgement.
+venue's execution.
 """
 
 from __future__ import annotations
@@ -196,12 +198,6 @@ async def live_router(case: Case, state: Path, policy: SettlePolicy) -> AsyncIte
         ledger.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the ledger does not record that the venue acknowledged the order: the restart "
-    "believes 'not found' once the acceptance window has passed",
-)
 @pytest.mark.parametrize("name", ["okx", "kraken", "bybit"])
 async def test_an_order_acknowledged_but_not_yet_visible_is_not_settled_as_never_placed_at_restart(
     name: str, tmp_path: Path

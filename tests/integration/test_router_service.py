@@ -59,6 +59,7 @@ topic_prefix = "{prefix}"
 
 [router]
 session_timeout_ms = 2000
+max_batch = 20  # a SIGTERM under load finds requests still unread (the current batch always completes)
 
 [venues.binance]
 symbols = ["BTC-USDT"]
@@ -288,7 +289,7 @@ async def test_a_preferences_message_on_the_compacted_topic_changes_the_next_rou
 async def test_sigterm_under_load_loses_no_result_commits_and_exits_in_time(env: Env, tmp_path: Path) -> None:
     sent_log = tmp_path / "sent.log"
     first = await run_child(env, sent_log, crash_after=None)
-    ids = [f"load-{i}" for i in range(300)]
+    ids = [f"load-{i}" for i in range(600)]
     producing = asyncio.create_task(
         asyncio.to_thread(
             produce_with_librdkafka,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from router.errors import LedgerError, RouterError
-from router.ledger import FILE_NAME, Ledger, LegIntent
+from router.ledger import _APPLICATION_ID, _MIGRATIONS, FILE_NAME, Ledger, LegIntent
 
 REQUEST = b'{"v":1,"request_id":"r-1","user_id":"alice","kind":"order"}'
 RESULT = b'{"v":1,"request_id":"r-1","status":"filled"}'
@@ -375,9 +375,34 @@ def test_the_file_is_in_wal_mode_with_the_schema_version_set(tmp_path: Path) -> 
     conn = sqlite3.connect(tmp_path / FILE_NAME)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         conn.close()
+
+
+def test_a_version_1_ledger_is_upgraded_in_place_and_keeps_what_it_held(tmp_path: Path) -> None:
+    """A ledger written before acknowledgements were recorded opens, gains the table, loses nothing."""
+    conn = sqlite3.connect(tmp_path / FILE_NAME)
+    try:
+        for statement in _MIGRATIONS[0].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO requests VALUES ('r-1', 'u1', x'7b7d', 'executing', NULL, 1, NULL)")
+        conn.execute("INSERT INTO legs VALUES ('r-1', 0, 'okx', 'coid-1', 'buy', '1', '100', 'sent', NULL)")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+        conn.commit()
+    finally:
+        conn.close()
+    ledger = Ledger.open(tmp_path)
+    try:
+        assert [leg.client_order_id for leg in ledger.legs("r-1")] == ["coid-1"]
+        assert ledger.acknowledged("r-1") == {}
+        ledger.record_acknowledged("r-1", 0, "OKX-77")
+        ledger.record_acknowledged("r-1", 0, "OKX-77")  # a repeat is a no-op
+        assert ledger.acknowledged("r-1") == {0: "OKX-77"}
+    finally:
+        ledger.close()
 
 
 def test_the_schema_refuses_states_outside_its_checks(tmp_path: Path) -> None:

@@ -45,9 +45,9 @@ class CountingExecutor(PaperExecutor):
         self.sent.append(leg)
         return await super().execute(leg)
 
-    async def recover(self, leg: OrderLeg) -> LegOutcome:
+    async def recover(self, leg: OrderLeg, *, acknowledged: bool = False) -> LegOutcome:
         self.recovered.append(leg)
-        return await super().recover(leg)
+        return await super().recover(leg, acknowledged=acknowledged)
 
 
 class World:
