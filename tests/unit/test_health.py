@@ -14,13 +14,13 @@ from daemon.config_schema import KafkaConfig
 from daemon.health import (
     BrokerHealth,
     BrokerWatch,
-    KafkaMetadataProbe,
     RouterState,
     VenueHealth,
     assess,
     classify_venue,
     venue_health,
 )
+from daemon.kafka import KafkaMetadataProbe
 from router.cache import PriceCache
 
 REACHABLE = BrokerHealth(reachable=True, since_s=100.0)

@@ -28,7 +28,7 @@ from daemon.config import Config
 from daemon.config_schema import KafkaConfig
 from daemon.config_topics import COMPACTED, CONTRACT_TOPICS, SINGLE_PARTITION
 from daemon.errors import KafkaUnavailable, TopicsMissing
-from daemon.kafka import client_options
+from daemon.kafka.settings import client_options
 
 log = structlog.get_logger(__name__)
 
