@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from daemon.config_schema import KafkaConfig
+from daemon.config import KafkaConfig
 from daemon.errors import KafkaUnavailable
 from daemon.kafka.followers import TopicFollower
 

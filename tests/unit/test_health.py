@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from connectors.types import Quote
-from daemon.config_schema import KafkaConfig
+from daemon.config import KafkaConfig
 from daemon.health import (
     BrokerHealth,
     BrokerWatch,
