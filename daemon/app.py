@@ -25,15 +25,15 @@ from connectors.stream import StreamRunner
 from connectors.types import QUOTE_MESSAGE_MAX_LEVELS, Quote, Withdrawal, decimal_text
 from daemon.config import Config
 from daemon.errors import ConfigError
-from daemon.health import BrokerWatch, KafkaMetadataProbe, RouterState, VenueHealth, assess, venue_health
+from daemon.health import BrokerWatch, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
-from daemon.kafka import Publisher, init_publisher_metrics
+from daemon.kafka import KafkaMetadataProbe, Publisher, init_publisher_metrics
+from daemon.kafka.topics import require_topics
 from daemon.opportunities import FollowedOpportunities
 from daemon.quotes import QuoteFollower
 from daemon.router_service import RouterService
 from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
-from daemon.topics import require_topics
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 from router.metrics import (
@@ -115,6 +115,7 @@ class Daemon:
                 self.router.router,
                 self.router.preferences,
                 self.router.kill_switch,
+                self.publisher,
                 opportunities=followed,
             )
         self.http: HttpServer | None = None

@@ -248,7 +248,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """Create or check the contract's topics, one line each; exit 0 only if all are as configured."""
-    from daemon.topics import check_topics, create_topics
+    from daemon.kafka.topics import check_topics, create_topics
 
     cfg = _load(args.config)
     action = create_topics if args.topics_command == "create" else check_topics

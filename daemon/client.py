@@ -8,10 +8,9 @@ import uuid
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from daemon.config import Config
-from daemon.kafka import client_options
+from daemon.kafka import TopicPartition, new_consumer, start_plain_producer
 
 
 def new_request_id() -> str:
@@ -54,13 +53,7 @@ class ResultWaiter:
 
     def __init__(self, cfg: Config) -> None:
         self.topic = cfg.topic("results")
-        self._consumer = AIOKafkaConsumer(
-            **client_options(cfg.kafka),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=500,
-        )
+        self._consumer = new_consumer(cfg.kafka, metadata_max_age_ms=500)
 
     async def start(self) -> None:
         """Connect and position at the end of every existing partition (or follow a topic yet to exist)."""
@@ -95,8 +88,7 @@ class ResultWaiter:
 
 async def send(cfg: Config, topic: str, key: bytes | None, message: dict[str, Any]) -> None:
     """Produce one message and wait until the broker acknowledged it."""
-    producer = AIOKafkaProducer(**client_options(cfg.kafka), acks="all", enable_idempotence=False)
-    await producer.start()
+    producer = await start_plain_producer(cfg.kafka)
     try:
         await producer.send_and_wait(topic, orjson.dumps(message), key=key)
     finally:

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.sim import ExchangeSimulator
 from daemon.broker import EmbeddedBroker
+from daemon.config import KafkaConfig
+from daemon.kafka import Producer, new_consumer, start_plain_producer
 from daemon.logs import configure_logging
 
 DEMO_VENUES = ("binance", "bybit", "okx", "coinbase", "kraken")
@@ -274,17 +275,15 @@ class _Watcher:
         self.unanswered: set[str] = set()  # every request sent and not answered yet
         self.closing = False  # the demo's time is up: no more requests
         self.reactions: list[Reaction] = []
-        self.consumer = AIOKafkaConsumer(
+        self.kafka = KafkaConfig(bootstrap_servers=(bootstrap,))
+        self.consumer = new_consumer(
+            self.kafka,
             "smartroute.opportunities",
             "smartroute.results",
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
             fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
             metadata_max_age_ms=500,  # the topics appear on the daemon's first publish; notice them quickly
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+        self.producer: Producer | None = None
 
     async def watch(
         self,
@@ -294,7 +293,7 @@ class _Watcher:
         daemon: asyncio.subprocess.Process,
     ) -> Counter[str]:
         await self.consumer.start()
-        await self.producer.start()
+        producer = self.producer = await start_plain_producer(self.kafka)
         try:
             while not stop.is_set():
                 if duration_s is not None and time.monotonic() - started >= duration_s:
@@ -307,7 +306,7 @@ class _Watcher:
                     await self._market_order()
                 await self._read()
         finally:
-            await self.producer.stop()
+            await producer.stop()
             await self.consumer.stop()
         return self.counts
 
@@ -383,6 +382,8 @@ class _Watcher:
 
     async def _order(self, request_id: str, **fields: str) -> None:
         request = {"v": 1, "request_id": request_id, "user_id": "demo", "symbol": "BTC-USDT", **fields}
+        if self.producer is None:
+            raise RuntimeError("the demo's producer is not started")
         self.unanswered.add(request_id)
         await self.producer.send_and_wait("smartroute.orders", orjson.dumps(request), key=request_id.encode())
         _say(

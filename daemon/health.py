@@ -15,8 +15,8 @@ block readiness while another venue is fresh: the detector and the router skip i
 themselves, and one exchange's outage must not take the whole process out of service. With
 no fresh venue at all there is nothing to decide on, so the process is not ready.
 
-Everything here is pure except `BrokerWatch.run` and `KafkaMetadataProbe`, the I/O that feeds
-the broker input; the clock is injected.
+Everything here is pure except `BrokerWatch.run` and its probe (`daemon.kafka.KafkaMetadataProbe`),
+the I/O that feeds the broker input; the clock is injected.
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 import structlog
-from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError
 
-from daemon.config_schema import KafkaConfig
-from daemon.kafka import client_options
+from daemon.kafka import KafkaError
 from router.cache import CachedQuote
 
 log = structlog.get_logger(__name__)
@@ -148,32 +145,6 @@ class BrokerProbe(Protocol):
 
     async def close(self) -> None:
         """Release the probe's connections; idempotent."""
-
-
-class KafkaMetadataProbe:
-    """Ask the cluster for its metadata over one long-lived aiokafka client (TLS and SASL as configured)."""
-
-    def __init__(self, cfg: KafkaConfig) -> None:
-        self._cfg = cfg
-        self._client: AIOKafkaClient | None = None
-
-    async def check(self) -> None:
-        """Bootstrap on first use (and after a failed bootstrap), then fetch the cluster's metadata."""
-        if self._client is None:
-            client = AIOKafkaClient(**client_options(self._cfg))
-            try:
-                await client.bootstrap()
-            except BaseException:
-                await client.close()
-                raise
-            self._client = client
-        await self._client.fetch_all_metadata()
-
-    async def close(self) -> None:
-        """Close the client; idempotent."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
 
 
 class BrokerWatch:

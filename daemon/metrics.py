@@ -10,7 +10,6 @@ import logging
 import weakref
 from typing import Final, Literal, Protocol
 
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter, Gauge
 
 UnsentReason = Literal["closed", "shutdown"]
@@ -91,16 +90,4 @@ KAFKA_CONSUMER_LAG = Gauge(
     "smartroute_kafka_consumer_lag_messages",
     "Messages written to a topic that this process's consumer group has not read yet (its share).",
     ["topic", "group"],
-)
-
-
-async def record_consumer_lag(consumer: AIOKafkaConsumer, topic: str, group: str) -> int:
-    """Set the lag gauge from the assigned partitions' high-water marks; return the lag."""
-    lag = 0
-    for partition in consumer.assignment():
-        highwater = consumer.highwater(partition)
-        if highwater is None:
-            continue  # nothing fetched from this partition yet: its end is unknown
-        lag += max(0, highwater - await consumer.position(partition))
-    KAFKA_CONSUMER_LAG.labels(topic=topic, group=group).set(lag)
-    return lag
+)  # set by daemon.kafka.consumers.record_consumer_lag

@@ -1,7 +1,7 @@
 """The open opportunities as the opportunities topic tells them, for a router without a detector.
 
 In the `route` role (and whenever the detector runs in another process) the router service
-follows `smartroute.opportunities` (`daemon.followers.TopicFollower`, no consumer group) into an
+follows `smartroute.opportunities` (`daemon.kafka.TopicFollower`, no consumer group) into an
 `OpportunityBook`, starting `LOOKBACK_MS` back: every event that can still be open was written
 since then, as an event expires within the detector's `max_quote_age_ms` of being detected.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import structlog
 
 from daemon.errors import KafkaUnavailable
-from daemon.followers import TopicFollower
+from daemon.kafka import TopicFollower
 from router.opportunities import OpenOpportunity, OpportunityBook
 
 log = structlog.get_logger(__name__)

@@ -18,13 +18,18 @@ from collections.abc import Callable
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from connectors.types import Quote, Withdrawal, quote_message_of
 from daemon.config import Config
-from daemon.kafka import Publisher, client_options
-from daemon.metrics import record_consumer_lag
-from daemon.router_service import dlq_entry, start_unless_stopped
+from daemon.kafka import (
+    ConsumerRecord,
+    Group,
+    Publisher,
+    new_consumer,
+    record_consumer_lag,
+    start_unless_stopped,
+)
+from daemon.router_service import dlq_entry
 
 log = structlog.get_logger(__name__)
 
@@ -54,15 +59,10 @@ class QuoteFollower:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop`; malformed messages go to the DLQ and are counted, never applied."""
-        consumer = AIOKafkaConsumer(
-            self.topic,
-            **client_options(self.cfg.kafka),
-            group_id=DETECTOR_GROUP,
-            enable_auto_commit=True,  # quotes are state, not requests: a re-read after a crash is harmless
-            auto_offset_reset="latest",  # an old quote is stale anyway
-            session_timeout_ms=self.cfg.router.session_timeout_ms,
-            heartbeat_interval_ms=max(100, self.cfg.router.session_timeout_ms // 10),
-        )
+        # Offsets committed automatically: quotes are state, not requests, so a re-read after a crash
+        # is harmless; a member without a committed offset starts at the end: an old quote is stale anyway.
+        group = Group(DETECTOR_GROUP, self.cfg.router.session_timeout_ms, auto_commit=True)
+        consumer = new_consumer(self.cfg.kafka, self.topic, group=group, offsets="latest")
         if not await start_unless_stopped(consumer, stop):
             return
         try:

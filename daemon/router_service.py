@@ -7,15 +7,18 @@ acknowledged by the broker (`acks="all"`). A crash before the commit makes
 Kafka redeliver the batch; the ledger answers each redelivered request with
 its stored result instead of executing it again.
 
+Results go out through the process's one producer, the Publisher's
+(`Publisher.send_and_wait`), acknowledged before the commit.
+
 Control (`halt`/`resume`) and preferences are read by group-less followers
-(`daemon.followers`) from the first offset, so every process sees every
+(`daemon.kafka.followers`) from the first offset, so every process sees every
 message in order. No order request is consumed before both have been read up
 to the end offsets they had when the service started: a halt or a preference
 written while the router was down governs the first request it handles. After
 that, a halt takes effect before the next request fetched after it arrives.
 
 Order requests are fetched with a short `fetch_max_wait_ms`
-(`daemon.followers.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
+(`daemon.kafka.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
 its whole wait (Tansu does) would otherwise add ~100 ms to every request.
 """
 
@@ -27,13 +30,21 @@ import time
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 
 from daemon.config import Config
-from daemon.followers import FETCH_MAX_WAIT_MS, TopicFollower, start_unless_stopped
-from daemon.kafka import client_options, start_producer
-from daemon.metrics import record_consumer_lag
+from daemon.kafka import (
+    FETCH_MAX_WAIT_MS,
+    Consumer,
+    ConsumerRecord,
+    Group,
+    KafkaError,
+    Publisher,
+    TopicFollower,
+    TopicPartition,
+    new_consumer,
+    record_consumer_lag,
+    start_unless_stopped,
+)
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
@@ -42,7 +53,7 @@ from router.preferences import PreferenceStore
 from router.risk import KillSwitch
 from router.smart import SmartRouter
 
-__all__ = ["RouterService", "dlq_entry", "start_unless_stopped"]
+__all__ = ["RouterService", "dlq_entry"]
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +96,7 @@ class RouterService:
         router: SmartRouter,
         preferences: PreferenceStore,
         kill_switch: KillSwitch,
+        publisher: Publisher,
         *,
         opportunities: FollowedOpportunities | None = None,
     ) -> None:
@@ -97,12 +109,10 @@ class RouterService:
         self.results_topic = cfg.topic("results")
         self.dlq_topic = cfg.topic("dlq")
         self.reconciled = asyncio.Event()
-        self._producer: AIOKafkaProducer | None = None
+        self._publisher = publisher  # started by the caller; closed by it once run() returned
 
     async def run(self, stop: asyncio.Event) -> None:
         """Recover in-flight requests, then serve until `stop`; the current batch always completes."""
-        producer, _ = await start_producer(self.cfg.kafka)  # idempotent where the cluster allows it
-        self._producer = producer
         try:
             for result in await self.router.recover():
                 await self._send_all([(self.results_topic, _request_key(result), result)])
@@ -115,7 +125,6 @@ class RouterService:
                     tg.create_task(follower.run(stop), name=follower.topic)
                 tg.create_task(self._serve_orders(stop, followers), name="orders")
         finally:
-            await producer.stop()
             log.info("router_stopped")
 
     def _followers(self) -> list[TopicFollower]:
@@ -142,15 +151,9 @@ class RouterService:
 
     async def _serve_orders(self, stop: asyncio.Event, followers: list[TopicFollower]) -> None:
         started = time.monotonic()
-        consumer = AIOKafkaConsumer(
-            self.orders_topic,
-            **client_options(self.cfg.kafka),
-            group_id=self.cfg.router.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            session_timeout_ms=self.cfg.router.session_timeout_ms,
-            heartbeat_interval_ms=max(100, self.cfg.router.session_timeout_ms // 10),
+        group = Group(self.cfg.router.group_id, self.cfg.router.session_timeout_ms)
+        consumer = new_consumer(
+            self.cfg.kafka, self.orders_topic, group=group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
         )
         # The followers catch up while the group join runs; nothing fetched is handled before they did.
         if not await start_unless_stopped(consumer, stop):
@@ -174,7 +177,7 @@ class RouterService:
 
     async def _process(
         self,
-        consumer: AIOKafkaConsumer,
+        consumer: Consumer,
         partition: TopicPartition,
         records: list[ConsumerRecord[bytes, bytes]],
     ) -> None:
@@ -198,9 +201,7 @@ class RouterService:
 
     async def _send_all(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
         """Send every message and wait until the broker acknowledged all of them."""
-        assert self._producer is not None
-        deliveries = [await self._producer.send(topic, value, key=key) for topic, key, value in messages]
-        await asyncio.gather(*deliveries)
+        await self._publisher.send_and_wait(messages)
 
     async def _on_control(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:

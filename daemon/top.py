@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -27,7 +26,7 @@ from rich.text import Text
 
 from connectors.types import decimal_text
 from daemon.config import Config
-from daemon.kafka import client_options
+from daemon.kafka import new_consumer
 from router.precision import bps_down, money_down, round_price
 
 _STATE_STYLE = {
@@ -182,9 +181,7 @@ async def run_top(
 ) -> None:
     """Refresh the view until `stop` (or once, printed plainly, for scripts)."""
     events: deque[Mapping[str, Any]] = deque(maxlen=_RECENT)
-    consumer = AIOKafkaConsumer(
-        cfg.topic("opportunities"), **client_options(cfg.kafka), group_id=None, auto_offset_reset="latest"
-    )
+    consumer = new_consumer(cfg.kafka, cfg.topic("opportunities"), offsets="latest")
     console = Console()
     await consumer.start()
     try:

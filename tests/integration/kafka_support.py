@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from daemon.config import build_config, load_config
-from daemon.topics import create_topics
+from daemon.kafka.topics import create_topics
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 

@@ -27,8 +27,7 @@ from prerequisites import unavailable
 
 from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
-from daemon.config import load_config
-from daemon.config_schema import DaemonConfig
+from daemon.config import DaemonConfig, load_config
 
 pytestmark = pytest.mark.integration
 

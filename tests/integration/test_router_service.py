@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Producer
 from contract import assert_valid
 from kafka_support import Record, TopicReader, create_contract_topics, wait_until
@@ -475,3 +475,31 @@ async def test_in_the_route_role_an_arbitrage_acts_only_on_an_opportunity_the_to
     assert_valid("dlq-entry", entry)
     assert (entry["source_topic"], entry["reject_code"]) == (topic, "invalid_opportunity")
     assert "id must be a non-empty string" in entry["error"]
+
+
+async def test_the_router_sends_its_results_through_the_processs_one_producer(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[AIOKafkaProducer] = []  # producers that started (a refused idempotent start is not one)
+    start = AIOKafkaProducer.start
+
+    async def counted_start(self: AIOKafkaProducer) -> None:
+        await start(self)
+        started.append(self)
+
+    monkeypatch.setattr(AIOKafkaProducer, "start", counted_start)
+    running = Daemon(env.cfg, roles=frozenset({"feeds", "route"}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop), name="router-under-test")
+    try:
+        assert running.router_service is not None
+        await asyncio.wait_for(running.router_service.reconciled.wait(), 10)
+        message = [(b"one-1", orjson.dumps(order("one-1")))]
+        await asyncio.to_thread(produce_with_librdkafka, env.bootstrap, f"{env.prefix}orders", message)
+        result = orjson.loads((await env.results.wait_for(lambda r: r.key == b"one-1", timeout_s=15)).value)
+        assert result["status"] == "filled"
+        assert len(started) == 1
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task

@@ -25,8 +25,8 @@ from daemon.apache_kafka import ApacheKafka
 from daemon.app import Daemon
 from daemon.config import Config, build_config
 from daemon.errors import TopicsMissing
+from daemon.kafka.topics import TopicState, check_topics, create_topics, require_topics
 from daemon.kafka_jars import java_binary
-from daemon.topics import TopicState, check_topics, create_topics, require_topics
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.batches import MAX_REQUEST_SIZE, KeyPartitions, Message, Route, build
+from daemon.kafka.batches import MAX_REQUEST_SIZE, KeyPartitions, Message, Route, build
 
 
 class FakeBuilder:

@@ -15,7 +15,7 @@ import pytest
 
 from connectors.types import VENUE_IDS
 from daemon.config import Config, build_config, load_config, load_secret, redacted_view
-from daemon.config_topics import DEFAULT_RETENTION_MS
+from daemon.config.topics import DEFAULT_RETENTION_MS
 from daemon.errors import ConfigError
 
 DESIGN_EXAMPLE = """

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from daemon.config_schema import KafkaConfig
+from daemon.config import KafkaConfig
 from daemon.errors import KafkaUnavailable
-from daemon.followers import TopicFollower
+from daemon.kafka.followers import TopicFollower
 
 TOPIC = "t.control"
 TP = TopicPartition(TOPIC, 0)

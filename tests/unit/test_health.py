@@ -10,17 +10,17 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from connectors.types import Quote
-from daemon.config_schema import KafkaConfig
+from daemon.config import KafkaConfig
 from daemon.health import (
     BrokerHealth,
     BrokerWatch,
-    KafkaMetadataProbe,
     RouterState,
     VenueHealth,
     assess,
     classify_venue,
     venue_health,
 )
+from daemon.kafka import KafkaMetadataProbe
 from router.cache import PriceCache
 
 REACHABLE = BrokerHealth(reachable=True, since_s=100.0)

@@ -13,10 +13,10 @@ from contract import assert_valid, is_valid
 
 from connectors.types import QUOTE_MESSAGE_MAX_LEVELS, Level, Quote, Withdrawal, quote_message_of
 from daemon.app import Daemon
-from daemon.batches import MAX_REQUEST_SIZE
 from daemon.config import load_config
 from daemon.errors import ConfigError
 from daemon.kafka import Publisher
+from daemon.kafka.batches import MAX_REQUEST_SIZE
 from daemon.quotes import QuoteFollower
 from router.cache import PriceCache
 

@@ -614,7 +614,7 @@ def test_asyncapi_lists_every_topic_with_its_key_schema_writers_and_readers() ->
 
 def test_the_asyncapi_topic_bindings_are_what_smartroute_topics_create_makes_by_default() -> None:
     from daemon.config import build_config
-    from daemon.topics import topic_specs
+    from daemon.kafka.topics import topic_specs
 
     channels = load_asyncapi()["channels"]
     for spec in topic_specs(build_config({}, {}), brokers=3):

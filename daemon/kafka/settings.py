@@ -2,21 +2,25 @@
 
 options = client_options(cfg.kafka)             # keyword arguments of any aiokafka client
 producer, idempotent = await start_producer(cfg.kafka, linger_ms=0)
+producer = await start_plain_producer(cfg.kafka)  # a short-lived client's: acks="all", not idempotent
 """
 
 from __future__ import annotations
 
 import ssl
+from typing import TypeAlias
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
-from daemon.config_schema import KafkaConfig
+from daemon.config import KafkaConfig
 from daemon.errors import ConfigError, KafkaUnavailable
 
 log = structlog.get_logger(__name__)
+
+Producer: TypeAlias = AIOKafkaProducer
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, object]:
@@ -53,7 +57,7 @@ def _ssl_context(cfg: KafkaConfig) -> ssl.SSLContext:
     return context
 
 
-async def start_producer(cfg: KafkaConfig, **options: object) -> tuple[AIOKafkaProducer, bool]:
+async def start_producer(cfg: KafkaConfig, **options: object) -> tuple[Producer, bool]:
     """Start an acks="all" producer, idempotent where the cluster supports it; return it and which.
 
     An idempotent producer asks the cluster for a producer id at start. A broker that refuses
@@ -74,8 +78,13 @@ async def start_producer(cfg: KafkaConfig, **options: object) -> tuple[AIOKafkaP
     return producer, idempotent
 
 
-async def _start(cfg: KafkaConfig, **options: object) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(**client_options(cfg), acks="all", **options)
+async def start_plain_producer(cfg: KafkaConfig) -> Producer:
+    """Start an acks="all" producer without idempotence (a short-lived client's: the CLI, the demo)."""
+    return await _start(cfg, enable_idempotence=False)
+
+
+async def _start(cfg: KafkaConfig, **options: object) -> Producer:
+    producer = Producer(**client_options(cfg), acks="all", **options)
     try:
         await producer.start()
     except BaseException as exc:

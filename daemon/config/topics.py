@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from daemon.config_schema import Table
+    from daemon.config.table import Table
 
 # The Kafka contract's topics, without the prefix (README "Kafka contract").
 CONTRACT_TOPICS: Final = ("quotes", "opportunities", "orders", "results", "preferences", "control", "dlq")

@@ -23,16 +23,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from daemon.config_schema import KafkaConfig
+from daemon.config import KafkaConfig
 from daemon.errors import KafkaUnavailable
-from daemon.kafka import client_options
+from daemon.kafka.consumers import Consumer, new_consumer, start_unless_stopped
 
 log = structlog.get_logger(__name__)
 
 Apply = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
-ConsumerFactory = Callable[..., AIOKafkaConsumer]
+ConsumerFactory = Callable[..., Consumer]
 
 _POLL_MS: Final = 100
 # The longest a fetch waits at the broker when nothing is there. Tansu holds an empty fetch for
@@ -56,7 +56,7 @@ class TopicFollower:
         timeout_s: float,
         lookback_ms: int | None = None,
         fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
-        consumer_factory: ConsumerFactory = AIOKafkaConsumer,
+        consumer_factory: ConsumerFactory = new_consumer,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
@@ -68,18 +68,15 @@ class TopicFollower:
         self.caught_up = asyncio.Event()
         self._consumer_factory = consumer_factory
         self._clock = clock
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Consumer | None = None
         self._progress = 0  # records applied
         self._polled = asyncio.Event()  # set after each fetch's records were applied
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the topic until `stop`; raise KafkaUnavailable if catching up stalls past `timeout_s`."""
         consumer = self._consumer_factory(
+            self.cfg,
             self.topic,
-            **client_options(self.cfg),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             metadata_max_age_ms=1000,  # notice the topic soon after its first message creates it
         )
@@ -120,12 +117,12 @@ class TopicFollower:
         except TimeoutError:
             raise self._stalled("every record written so far", timeout_s) from None
 
-    async def _assigned(self, consumer: AIOKafkaConsumer) -> None:
+    async def _assigned(self, consumer: Consumer) -> None:
         while not consumer.assignment():
             self._polled.clear()
             await self._polled.wait()
 
-    async def _start_position(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    async def _start_position(self, consumer: Consumer) -> dict[TopicPartition, int]:
         """Seek to where reading starts; return each partition's end offset now, if records are due there."""
         partitions = sorted(consumer.assignment())  # every partition of the topic; none if it does not exist
         if not partitions:
@@ -140,7 +137,7 @@ class TopicFollower:
         return {tp: end for tp, end in ends.items() if end > 0}
 
     async def _follow(
-        self, consumer: AIOKafkaConsumer, pending: dict[TopicPartition, int], stop: asyncio.Event
+        self, consumer: Consumer, pending: dict[TopicPartition, int], stop: asyncio.Event
     ) -> None:
         last_progress = self._clock()
         while not stop.is_set():
@@ -174,7 +171,7 @@ class TopicFollower:
         )
 
 
-async def _short_of(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+async def _short_of(consumer: Consumer, ends: dict[TopicPartition, int]) -> bool:
     """Return whether the consumer's position is still before `ends` on any partition."""
     for tp, end in ends.items():
         if await consumer.position(tp) < end:
@@ -184,22 +181,3 @@ async def _short_of(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int])
 
 def _offsets(ends: dict[TopicPartition, int]) -> str:
     return "(" + ", ".join(f"partition {tp.partition}: {end}" for tp, end in sorted(ends.items())) + ")"
-
-
-async def start_unless_stopped(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
-    """Start `consumer` (a group join can take seconds); give up at once if `stop` is set meanwhile."""
-    starting = asyncio.ensure_future(consumer.start())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not starting.done():
-            starting.cancel()
-    if starting.done() and not starting.cancelled() and starting.exception() is None:
-        return True
-    await asyncio.gather(starting, return_exceptions=True)
-    await consumer.stop()
-    if not stop.is_set():
-        await starting  # it failed on its own: let the error propagate
-    return False

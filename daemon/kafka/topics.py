@@ -24,11 +24,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 
-from daemon.config import Config
-from daemon.config_schema import KafkaConfig
-from daemon.config_topics import COMPACTED, CONTRACT_TOPICS, SINGLE_PARTITION
+from daemon.config import Config, KafkaConfig
+from daemon.config.topics import COMPACTED, CONTRACT_TOPICS, SINGLE_PARTITION
 from daemon.errors import KafkaUnavailable, TopicsMissing
-from daemon.kafka import client_options
+from daemon.kafka.settings import client_options
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Publisher: a bounded, never-blocking buffer drained into aiokafka (settings: daemon.kafka_client).
+"""The Publisher: a bounded, never-blocking buffer drained into aiokafka (settings: daemon.kafka.settings).
 
     publisher = Publisher(cfg.kafka)
     await publisher.start()                       # KafkaUnavailable if no bootstrap server answers
@@ -6,6 +6,7 @@
         tg.create_task(publisher.run())           # the drain task; returns once close() has drained
         publisher.publish(topic, key, value)      # synchronous: True if buffered, False if refused
         ...
+        await publisher.send_and_wait(messages)   # bypass the buffer: wait until the broker acknowledged all
         await publisher.close(timeout_s)          # stop intake, drain, flush, stop the producer
 
 Nothing is dropped silently: every message ends as sent, a produce error, an overflow or an
@@ -32,10 +33,10 @@ from types import TracebackType
 from typing import Final, Self
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from daemon.batches import (
+from daemon.config import KafkaConfig
+from daemon.kafka.batches import (
     MAX_BATCH_SIZE,
     MAX_REQUEST_SIZE,
     Batch,
@@ -45,8 +46,7 @@ from daemon.batches import (
     build,
     count_by_topic,
 )
-from daemon.config_schema import KafkaConfig
-from daemon.kafka_client import client_options, start_producer
+from daemon.kafka.settings import Producer, start_producer
 from daemon.metrics import (
     KAFKA_BUFFER_OVERFLOW,
     KAFKA_MESSAGES_SENT,
@@ -58,7 +58,7 @@ from daemon.metrics import (
     watch_kafka_client_errors,
 )
 
-__all__ = ["Publisher", "client_options", "init_publisher_metrics", "start_producer"]
+__all__ = ["Publisher", "init_publisher_metrics"]
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +111,7 @@ class Publisher:
         self._buffer: deque[Message] = deque()
         self._in_hand = 0  # taken by the drain task, not yet handed to the producer nor failed
         self._wake = asyncio.Event()  # set when the buffer stops being empty, and by close()
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Producer | None = None
         self._idempotent = False
         self._known_topics: set[str] = set()
         self._key_partitions = KeyPartitions()
@@ -155,6 +155,19 @@ class Publisher:
     def idempotent(self) -> bool:
         """Tell whether the producer is idempotent (False before start, or on a broker without it)."""
         return self._idempotent
+
+    async def send_and_wait(self, messages: Iterable[Message]) -> None:
+        """Send `messages` past the buffer and return once the broker acknowledged every one.
+
+        For a caller that must know each message landed before it goes on (the router service
+        commits its offsets only then): a failure raises KafkaError, and nothing is counted as
+        refused, since the caller decides what to do about it.
+        """
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError("Publisher.send_and_wait() needs start() first")
+        deliveries = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+        await asyncio.gather(*deliveries)
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> bool:
         """Buffer one message to send; return False (counted and logged) if the buffer is full or closed."""
@@ -227,7 +240,7 @@ class Publisher:
         self._in_hand += len(chunk)
         return chunk
 
-    async def _send(self, producer: AIOKafkaProducer, chunk: list[Message]) -> None:
+    async def _send(self, producer: Producer, chunk: list[Message]) -> None:
         """Hand `chunk` to the producer as record batches; count what fails now, or all if cancelled."""
         try:
             try:
@@ -243,7 +256,7 @@ class Publisher:
         finally:
             self._in_hand = 0
 
-    async def _routes(self, producer: AIOKafkaProducer, chunk: list[Message]) -> dict[str, Route]:
+    async def _routes(self, producer: Producer, chunk: list[Message]) -> dict[str, Route]:
         """Return each topic's route; count a topic's messages as failed if its metadata cannot be had."""
         routes: dict[str, Route] = {}
         failed: dict[str, KafkaError] = {}
@@ -262,7 +275,7 @@ class Publisher:
             self._on_failure(topic, keys[0], len(keys), error)
         return routes
 
-    async def _submit(self, producer: AIOKafkaProducer, batches: list[Batch]) -> None:
+    async def _submit(self, producer: Producer, batches: list[Batch]) -> None:
         """Queue each batch in aiokafka (per partition in order) with one callback counting its outcome."""
         for i, batch in enumerate(batches):
             batch.builder.close()  # complete: aiokafka sends it without lingering, nothing else joins it

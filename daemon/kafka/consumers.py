@@ -1,0 +1,106 @@
+"""The one way to build a Kafka consumer, and what every consumer loop shares.
+
+    consumer = new_consumer(cfg.kafka, topic)                                   # group-less, from the start
+    consumer = new_consumer(cfg.kafka, topic, group=Group(id, session_timeout_ms))  # a consumer group
+    if not await start_unless_stopped(consumer, stop): return
+    await record_consumer_lag(consumer, topic, group_id)
+
+What differs between smartroute's consumers is a keyword: the group (none: every partition,
+offsets never committed), where a partition without a committed offset starts (`offsets`),
+how long an empty fetch waits at the broker, and how soon a newly created topic is noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from aiokafka import AIOKafkaConsumer
+
+from daemon.config import KafkaConfig
+from daemon.kafka.settings import client_options
+from daemon.metrics import KAFKA_CONSUMER_LAG
+
+Consumer: TypeAlias = AIOKafkaConsumer
+Offsets = Literal["earliest", "latest"]
+
+# aiokafka's defaults, kept where a consumer does not say otherwise.
+DEFAULT_FETCH_MAX_WAIT_MS: Final = 500
+DEFAULT_METADATA_MAX_AGE_MS: Final = 300_000
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A consumer group to join: its id, session timeout, and whether offsets are committed automatically."""
+
+    id: str
+    session_timeout_ms: int
+    auto_commit: bool = False
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        """Return the heartbeat interval: a tenth of the session timeout, at least 100 ms."""
+        return max(100, self.session_timeout_ms // 10)
+
+
+def new_consumer(
+    cfg: KafkaConfig,
+    *topics: str,
+    group: Group | None = None,
+    offsets: Offsets = "earliest",
+    fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
+    metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
+) -> Consumer:
+    """Return an unstarted consumer of `topics` (none: assign or subscribe later) with `cfg`'s settings.
+
+    Without a group it reads every partition and commits nothing; with one, offsets are committed
+    by the caller unless `group.auto_commit`.
+    """
+    options: dict[str, object] = {
+        **client_options(cfg),
+        "auto_offset_reset": offsets,
+        "fetch_max_wait_ms": fetch_max_wait_ms,
+        "metadata_max_age_ms": metadata_max_age_ms,
+    }
+    if group is None:
+        options |= {"group_id": None, "enable_auto_commit": False}
+    else:
+        options |= {
+            "group_id": group.id,
+            "enable_auto_commit": group.auto_commit,
+            "session_timeout_ms": group.session_timeout_ms,
+            "heartbeat_interval_ms": group.heartbeat_interval_ms,
+        }
+    return Consumer(*topics, **options)
+
+
+async def start_unless_stopped(consumer: Consumer, stop: asyncio.Event) -> bool:
+    """Start `consumer` (a group join can take seconds); give up at once if `stop` is set meanwhile."""
+    starting = asyncio.ensure_future(consumer.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+    if starting.done() and not starting.cancelled() and starting.exception() is None:
+        return True
+    await asyncio.gather(starting, return_exceptions=True)
+    await consumer.stop()
+    if not stop.is_set():
+        await starting  # it failed on its own: let the error propagate
+    return False
+
+
+async def record_consumer_lag(consumer: Consumer, topic: str, group: str) -> int:
+    """Set the lag gauge from the assigned partitions' high-water marks; return the lag."""
+    lag = 0
+    for partition in consumer.assignment():
+        highwater = consumer.highwater(partition)
+        if highwater is None:
+            continue  # nothing fetched from this partition yet: its end is unknown
+        lag += max(0, highwater - await consumer.position(partition))
+    KAFKA_CONSUMER_LAG.labels(topic=topic, group=group).set(lag)
+    return lag
