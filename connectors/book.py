@@ -4,6 +4,9 @@ Each venue's parser keeps one `OrderBook` per symbol and applies its venue's
 integrity rule (sequence continuity, checksums). When the rule fails the parser
 discards the book and raises `BookInvalid`; the runner then resyncs the symbol
 and nothing downstream sees the discarded book (old and new are never mixed).
+A parser whose venue resyncs a symbol with a new stream snapshot keeps its books
+in a `ServedBooks` (serve, hold a crossed fresh snapshot, discard and report);
+the others apply the same crossing rule through `serve_or_hold` or their own.
 """
 
 from __future__ import annotations
@@ -30,8 +33,6 @@ BOOK_INVALID_REASONS: Final[tuple[BookInvalidReason, ...]] = (
 
 QuoteRejectReason = Literal["crossed", "out_of_order"]
 QUOTE_REJECT_REASONS: Final[tuple[QuoteRejectReason, ...]] = ("crossed", "out_of_order")
-# Out-of-order updates of one symbol in a row after which its venue is taken to have renumbered.
-RESTART_AFTER_OUT_OF_ORDER: Final = 100
 
 
 @dataclass(slots=True)
@@ -287,96 +288,108 @@ def serve_or_hold(
     return [] if quote is None else [quote]
 
 
-class TopGuard:
-    """Admit one connection's top-of-book quotes: never a crossed one, never one older than the last.
+class Reports:
+    """Deliver a frame's quotes, raising the BookInvalid of discarded books one per parse call.
 
-    Judged per symbol, with the venue's own ordering as the quote carries it:
-    `seq` (the venue's update id) and `exchange_ns`. A quote is out of order when
-    its `seq` is below the last admitted one's and its exchange time is not later
-    (a later exchange time under a lower id is the venue restarting its numbering,
-    as OKX does after maintenance), or, without ids, when its exchange time is
-    earlier. Equal ids pass (a venue re-pushing an unchanged top); a quote with
-    neither id nor time is never out of order. A parser keeps one guard per
-    connection, so the first quote of a new connection is always admitted.
-    What each venue's top of book offers: Binance bookTicker `u` only (no time);
-    OKX bbo-tbt `seqId` per instrument and `ts`; Kraken ticker `timestamp` only;
-    Coinbase a `sequence_num` per connection and the envelope `timestamp` (its
-    level2 books and Bybit's `orderbook.1`, books rather than tickers, apply the
-    same rule to whole messages: `sequence_num`, or `u` and `ts`).
-
-    A crossed quote (best bid at or above best ask) cannot be traded on: the first
-    of an episode is reported with BookInvalid("crossed") through `report` (the
-    served quote is withdrawn at once), the rest of the episode quietly; it still
-    counts as the symbol's latest update. An out-of-order quote is dropped and the
-    newer one served stands. Both are counted in `quote_rejects(venue)`. After
-    `RESTART_AFTER_OUT_OF_ORDER` out-of-order quotes in a row, the venue has
-    evidently restarted its numbering: the symbol's order is forgotten and reported
-    with BookInvalid("sequence"), so its next quote is admitted.
+    A frame can discard several books (a sequence jump discards all of them) but a
+    parse call raises one error; the other reports wait for the next calls, and the
+    quotes of a call that raises are delivered by the next one that returns.
     """
 
-    __slots__ = ("_behind", "_counts", "_crossed", "_last", "_names", "_report")
+    __slots__ = ("_pending", "_quotes")
 
-    def __init__(self, venue: str, report: Callable[[BookInvalid], None], names: tuple[str, str]) -> None:
-        """Guard `venue`'s quotes; `report` takes the BookInvalid to raise now or with the next quotes.
+    def __init__(self) -> None:
+        """Start with nothing to deliver."""
+        self._pending: dict[str, BookInvalid] = {}
+        self._quotes: list[Quote] = []
 
-        `names` are the venue's bid/ask field names, for the report's message.
+    def report(self, invalid: BookInvalid) -> None:
+        """Queue the report of a discarded book and drop the quotes held back for its symbol."""
+        self._pending.setdefault(invalid.symbol, invalid)
+        self._quotes = [quote for quote in self._quotes if quote.symbol != invalid.symbol]
+
+    def withdraw(self, symbol: str) -> None:
+        """Forget an unsent report: `symbol` is in sync again (a snapshot arrived first)."""
+        self._pending.pop(symbol, None)
+
+    def deliver(self, quotes: list[Quote]) -> list[Quote]:
+        """Return every quote held back plus `quotes`, or raise the next pending BookInvalid."""
+        self._quotes.extend(quotes)
+        if self._pending:
+            symbol = next(iter(self._pending))
+            raise self._pending.pop(symbol)
+        delivered, self._quotes = self._quotes, []
+        return delivered
+
+
+class ServedBooks:
+    """The books one connection's parser serves, for a venue that resyncs a symbol with a new stream snapshot.
+
+    Per symbol: its book; whether it awaits a snapshot (its book was discarded:
+    updates are skipped until `start` installs a new one); whether it is held
+    (a fresh snapshot arrived crossed: silent until it uncrosses, see
+    `serve_or_hold`). `discard` drops a book and queues its BookInvalid in the
+    `Reports` that `deliver` raises, one per parse call. Coinbase `level2` and
+    Kraken `book` keep their books here.
+    """
+
+    __slots__ = ("_awaiting", "_books", "_depth", "_held", "_reports", "_venue")
+
+    def __init__(self, venue: str, depth: int | None) -> None:
+        """Serve `venue`'s books with `depth` levels a side (None: the top level alone)."""
+        self._venue = venue
+        self._depth = depth
+        self._books: dict[str, OrderBook] = {}
+        self._awaiting: set[str] = set()
+        self._held: set[str] = set()
+        self._reports = Reports()
+
+    def start(self, symbol: str, book: OrderBook) -> None:
+        """Make `book`, built from a snapshot, the symbol's book: in sync, an unsent report withdrawn."""
+        self._books[symbol] = book
+        self._awaiting.discard(symbol)
+        self._held.discard(symbol)
+        self._reports.withdraw(symbol)
+
+    def for_update(self, symbol: str, missing: str) -> OrderBook | None:
+        """Return the book an update of `symbol` applies to, or None to skip the update.
+
+        None while the symbol awaits a snapshot; a symbol with no book at all (its
+        snapshot was lost) is discarded with BookInvalid("snapshot", `missing`).
         """
-        self._counts = quote_rejects(venue)
-        self._report = report
-        self._names = names
-        self._last: dict[str, tuple[int | None, int | None]] = {}
-        self._crossed: set[str] = set()
-        self._behind: dict[str, int] = {}
+        if symbol in self._awaiting:
+            return None
+        book = self._books.get(symbol)
+        if book is None:
+            self.discard(symbol, "snapshot", missing)
+        return book
 
-    def admit(self, quote: Quote) -> bool:
-        """Return True when `quote` may be served; count (and report) it when not."""
-        symbol = quote.symbol
-        last = self._last.get(symbol)
-        if last is not None and is_older(quote.seq, quote.exchange_ns, last):
-            return self._out_of_order(quote, last)
-        self._last[symbol] = (quote.seq, quote.exchange_ns)
-        if self._behind:
-            self._behind.pop(symbol, None)
-        if quote.bid >= quote.ask:
-            self._counts.crossed += 1
-            if symbol not in self._crossed:
-                self._crossed.add(symbol)
-                detail = f"{self._names[0]} {quote.bid} >= {self._names[1]} {quote.ask}"
-                self._report(BookInvalid(symbol, "crossed", detail))
-            return False
-        if self._crossed:
-            self._crossed.discard(symbol)
-        return True
+    def serve(
+        self, symbol: str, book: OrderBook, *, fresh: bool, exchange_ns: int | None, received_ns: int
+    ) -> list[Quote]:
+        """Return the book's quote; a crossed book is held when `fresh`, else discarded ("crossed")."""
+        return serve_or_hold(
+            book,
+            self._held,
+            self._discard_crossed,
+            fresh=fresh,
+            venue=self._venue,
+            symbol=symbol,
+            depth=self._depth,
+            exchange_ns=exchange_ns,
+            received_ns=received_ns,
+        )
 
-    def admitted(self, quotes: list[Quote]) -> list[Quote]:
-        """Return the quotes of `quotes` that `admit` lets through, in order."""
-        return [quote for quote in quotes if self.admit(quote)]
+    def discard(self, symbol: str, reason: BookInvalidReason, detail: str) -> None:
+        """Drop the symbol's book until a snapshot comes, and queue its BookInvalid report."""
+        self._books.pop(symbol, None)
+        self._held.discard(symbol)
+        self._awaiting.add(symbol)
+        self._reports.report(BookInvalid(symbol, reason, detail))
 
-    def _out_of_order(self, quote: Quote, last: tuple[int | None, int | None]) -> bool:
-        self._counts.out_of_order += 1
-        symbol = quote.symbol
-        behind = self._behind[symbol] = self._behind.get(symbol, 0) + 1
-        if behind >= RESTART_AFTER_OUT_OF_ORDER:
-            del self._last[symbol], self._behind[symbol]
-            detail = f"{behind} updates in a row older than seq={last[0]} exchange_ns={last[1]}"
-            self._report(BookInvalid(symbol, "sequence", detail))
-        return False
+    def _discard_crossed(self, symbol: str, detail: str) -> None:
+        self.discard(symbol, "crossed", detail)
 
-
-def is_older(seq: int | None, stamp: int | None, last: tuple[int | None, int | None]) -> bool:
-    """Return True when an update (`seq`, `stamp`) comes before the `last` (seq, stamp) applied.
-
-    By id when both have one, unless the stamp is later (the venue renumbered);
-    else by stamp when both have one; else it cannot be told, and it is not older.
-    """
-    last_seq, last_stamp = last
-    if seq is not None and last_seq is not None:
-        if seq >= last_seq:
-            return False
-        return stamp is None or last_stamp is None or stamp <= last_stamp
-    return stamp is not None and last_stamp is not None and stamp < last_stamp
-
-
-def raise_now(invalid: BookInvalid) -> None:
-    """Raise `invalid` at once: the `TopGuard` report of a parser whose frames carry one quote."""
-    raise invalid
+    def deliver(self, quotes: list[Quote]) -> list[Quote]:
+        """Return the quotes of a parse call, or raise the next pending BookInvalid (`Reports.deliver`)."""
+        return self._reports.deliver(quotes)

@@ -9,20 +9,22 @@ nothing. Per connection it owns named tasks in a TaskGroup: a watchdog
 and for REST-synced depth books a few workers fetching the snapshots asked for.
 
 A depth parser raises `BookInvalid` when a symbol's book fails its integrity
-rule. The runner counts it, tells `on_book_invalid` (which drops the symbol
-from the cache at once) and resyncs that symbol without disturbing the others:
-by REST snapshot, by the adapter's resync messages, or else by reopening the
-connection (see `connectors.base`).
+rule. The runner hands it to the connection's `connectors.resync.BookResync`,
+which counts it, tells `on_book_invalid` (which drops the symbol from the cache
+at once) and resyncs that symbol without disturbing the others: by REST
+snapshot, by the adapter's resync messages, or else by having the runner reopen
+the connection (see `connectors.base`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import aiohttp
@@ -30,10 +32,11 @@ import structlog
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from connectors import metrics
-from connectors.base import Parser, SnapshotParser, VenueAdapter, frame_sample
+from connectors.base import Parser, VenueAdapter, frame_sample
 from connectors.book import BookInvalid
-from connectors.errors import ParseError, ReconnectRequested, VenueConnectionError, VenueError
+from connectors.errors import ParseError, ReconnectRequested, VenueConnectionError
 from connectors.metrics import ReconnectReason
+from connectors.resync import SEND_FAILED, BookResync
 from connectors.types import Quote
 
 ConnectionState = Literal["idle", "connecting", "streaming", "backoff", "stopped"]
@@ -45,22 +48,12 @@ _CLOSE_TIMEOUT_S: Final = 2.0
 # A WebSocket ping after this long without a frame, and the connection closed when its pong
 # does not come within half of it: liveness on a quiet link, besides the silence watchdog.
 _HEARTBEAT_S: Final = 20.0
-# Sending on a connection that is closing or gone.
-_SEND_FAILED: Final = (ConnectionError, aiohttp.ClientError)
 # 1006: the connection ended without a close frame (RFC 6455 7.1.5).
 _ABNORMAL_CLOSE_CODES: Final = frozenset({None, 1006})
 _DATA: Final = (WSMsgType.TEXT, WSMsgType.BINARY)
 _PARSE_ERROR_LOG_EVERY: Final = 1000
-# REST snapshots fetched at once per connection: enough to sync many symbols, gentle on request weight.
-_SNAPSHOT_WORKERS: Final = 4
 # Reconnecting at once is safe only when the venue itself asked, or we left on schedule.
 _NO_BACKOFF: Final[frozenset[ReconnectReason]] = frozenset({"server_shutdown", "max_age"})
-
-_REASON_COUNTERS: Final = {
-    "gap": metrics.BOOK_GAPS,
-    "checksum": metrics.BOOK_CHECKSUM_FAILURES,
-    "crossed": metrics.BOOK_CROSSED,
-}
 
 _log = structlog.get_logger(__name__)
 
@@ -78,24 +71,11 @@ class _Connection:
     opened_at: float
     ws: ClientWebSocketResponse
     parser: Parser
-    # The same parser when it syncs books from REST snapshots (checked once: the hot path asks per frame).
-    snapshots: SnapshotParser | None
-    group: asyncio.TaskGroup | None = None
+    resync: BookResync
     frames: int = 0
     quotes: int = 0
     end_reason: ReconnectReason | None = None
     end_detail: str = ""
-    # Frames to send once the current frame is handled (resubscriptions).
-    outbox: list[str] = field(default_factory=list)
-    # Resyncs per symbol since a frame last gave it a quote: a book that fails again and
-    # again (a venue serving a crossed book) is resynced with backoff, not in a loop.
-    resyncs: dict[str, int] = field(default_factory=dict)
-    delayed: set[asyncio.Task[None]] = field(default_factory=set)
-    # Symbols waiting for a REST snapshot, each queued at most once at a time.
-    snapshot_queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
-    fetching: set[str] = field(default_factory=set)
-    # REST snapshots fetched per symbol since its book was last in sync: spaces out refetches.
-    snapshot_fetches: dict[str, int] = field(default_factory=dict)
 
     def end(self, reason: ReconnectReason, detail: str = "") -> None:
         """Record why the connection ended; the first cause found wins."""
@@ -229,8 +209,16 @@ class StreamRunner:
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
             raise VenueConnectionError(f"cannot connect to {url}: {exc!r}") from exc
         parser = self._adapter.new_parser()
-        snapshots = parser if isinstance(parser, SnapshotParser) else None
-        connection = _Connection(opened_at=time.monotonic(), ws=ws, parser=parser, snapshots=snapshots)
+        resync = BookResync(
+            self._adapter,
+            parser,
+            send=functools.partial(self._send_paced, ws),
+            backoff=self._backoff,
+            wall_clock_ns=self._wall_clock_ns,
+            on_book_invalid=self._on_book_invalid,
+            parse_error=self._count_parse_error,
+        )
+        connection = _Connection(opened_at=time.monotonic(), ws=ws, parser=parser, resync=resync)
         self._connects += 1
         self._connected.set(1)
         _log.info("ws_connected", url=url, connects=self._connects)
@@ -261,7 +249,6 @@ class StreamRunner:
         keepalive = self._adapter.keepalive_message()
         interval_s = self._adapter.keepalive_interval_s
         async with asyncio.TaskGroup() as group:
-            connection.group = group
             helpers = [group.create_task(self._watch(ws, connection), name=f"{venue}-ws-watchdog")]
             if keepalive is not None and interval_s is not None:
                 helpers.append(
@@ -269,19 +256,18 @@ class StreamRunner:
                         self._keepalive(ws, keepalive, interval_s), name=f"{venue}-ws-keepalive"
                     )
                 )
-            if connection.snapshots is not None:
-                workers = min(_SNAPSHOT_WORKERS, len(self._adapter.symbols))
-                helpers.extend(
-                    group.create_task(
-                        self._fetch_snapshots(connection, connection.snapshots),
-                        name=f"{venue}-book-snapshots-{number}",
-                    )
-                    for number in range(workers)
+            helpers.extend(
+                connection.resync.start(
+                    group,
+                    deliver=functools.partial(self._deliver, connection=connection),
+                    reopen=functools.partial(self._reopen, connection),
                 )
+            )
             await self._read(ws, connection)
             # The connection is over: nothing is left to watch, keep alive or resync.
-            for helper in (*helpers, *connection.delayed):
+            for helper in helpers:
                 helper.cancel()
+            connection.resync.cancel()
 
     async def _subscribe(self, ws: ClientWebSocketResponse) -> None:
         messages = self._adapter.subscribe_messages()
@@ -295,14 +281,14 @@ class StreamRunner:
             await ws.send_str(message)
 
     async def _read(self, ws: ClientWebSocketResponse, connection: _Connection) -> None:
-        handle, receive = self._handle, ws.receive
+        handle, receive, resync = self._handle, ws.receive, connection.resync
         while True:
             message = await receive()
             if message.type in _DATA:
                 if not handle(message.data, connection):
                     return
-                if connection.outbox:
-                    messages, connection.outbox = connection.outbox, []
+                if resync.outbox:
+                    messages, resync.outbox = resync.outbox, []
                     await self._send_paced(ws, messages)
             elif message.type is WSMsgType.ERROR:
                 connection.end("error", repr(message.data))
@@ -327,7 +313,10 @@ class StreamRunner:
         try:
             quotes = connection.parser.parse(frame, received_ns)
         except BookInvalid as exc:
-            return self._book_invalid(exc, connection)
+            if connection.resync.invalid(exc):
+                return True
+            connection.end("book_invalid", str(exc))
+            return False
         except ParseError as exc:
             self._count_parse_error(exc, frame)
             return True
@@ -335,9 +324,7 @@ class StreamRunner:
             _log.warning("ws_server_shutdown", detail=str(exc))
             connection.end("server_shutdown", str(exc))
             return False
-        if quotes and connection.resyncs:
-            for quote in quotes:
-                connection.resyncs.pop(quote.symbol, None)
+        connection.resync.synced(quotes)
         self._deliver(quotes, connection)
         return True
 
@@ -348,95 +335,12 @@ class StreamRunner:
                 on_quote(quote)
             connection.quotes += len(quotes)
             self._frames.quotes += len(quotes)
-        self._queue_snapshots(connection)
+        connection.resync.queue_snapshots()
 
-    def _book_invalid(self, exc: BookInvalid, connection: _Connection) -> bool:
-        """Count and withdraw a discarded book and start its resync; return False to reopen the connection."""
-        venue = self._adapter.venue
-        metrics.BOOK_RESYNCS.labels(venue, exc.reason).inc()
-        counter = _REASON_COUNTERS.get(exc.reason)
-        if counter is not None:
-            counter.labels(venue).inc()
-        if self._on_book_invalid is not None:
-            self._on_book_invalid(venue, exc.symbol, exc.reason)
-        messages = self._adapter.resync_messages(exc.symbol)
-        by_snapshot = connection.snapshots is not None
-        how = "snapshot" if by_snapshot else "reconnect" if messages is None else "messages"
-        _log.warning("book_invalid", symbol=exc.symbol, reason=exc.reason, detail=exc.detail, resync=how)
-        if messages is None and not by_snapshot:
-            connection.end("book_invalid", str(exc))
-            return False
-        resyncs = connection.resyncs[exc.symbol] = connection.resyncs.get(exc.symbol, 0) + 1
-        if messages and (resyncs == 1 or connection.group is None):
-            connection.outbox.extend(messages)
-        elif messages and connection.group is not None:
-            task = connection.group.create_task(
-                self._send_later(connection, messages, self._backoff(resyncs - 2)),
-                name=f"{venue}-book-resync-{exc.symbol}",
-            )
-            connection.delayed.add(task)
-            task.add_done_callback(connection.delayed.discard)
-        self._queue_snapshots(connection)
-        return True
-
-    async def _send_later(self, connection: _Connection, messages: list[str], delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        try:
-            await self._send_paced(connection.ws, messages)
-        except _SEND_FAILED:
-            return  # the connection is ending; the next one subscribes afresh
-
-    def _queue_snapshots(self, connection: _Connection) -> None:
-        if connection.snapshots is None:
-            return
-        for symbol in connection.snapshots.snapshot_requests():
-            if symbol not in connection.fetching:
-                connection.fetching.add(symbol)
-                connection.snapshot_queue.put_nowait(symbol)
-
-    async def _fetch_snapshots(self, connection: _Connection, parser: SnapshotParser) -> None:
-        """Fetch each queued symbol's REST snapshot and align it with the parser's buffered updates."""
-        while True:
-            symbol = await connection.snapshot_queue.get()
-            fetches = connection.snapshot_fetches.get(symbol, 0)
-            # A refetch (the last snapshot was too old or did not align), or a book failing again
-            # and again: do not hammer the venue.
-            retries = fetches + max(0, connection.resyncs.get(symbol, 0) - 1)
-            if retries:
-                await asyncio.sleep(self._backoff(retries - 1))
-            payload = await self._fetch_snapshot(symbol)
-            connection.snapshot_fetches[symbol] = fetches + 1
-            connection.fetching.discard(symbol)
-            received_ns = self._wall_clock_ns()
-            try:
-                quotes = parser.load_snapshot(symbol, payload, received_ns)
-            except BookInvalid as exc:
-                if not self._book_invalid(exc, connection):
-                    await connection.ws.close()
-                continue
-            except ParseError as exc:
-                self._count_parse_error(exc, payload)
-                self._queue_snapshots(connection)
-                continue
-            if quotes:
-                del connection.snapshot_fetches[symbol]
-                _log.info("book_synced", symbol=symbol, seq=quotes[-1].seq)
-            self._deliver(quotes, connection)
-
-    async def _fetch_snapshot(self, symbol: str) -> bytes:
-        """Return `symbol`'s REST snapshot, retrying venue errors with backoff until one arrives."""
-        attempt = 0
-        while True:
-            try:
-                return await self._adapter.fetch_snapshot(symbol)
-            except VenueError as exc:
-                metrics.BOOK_SNAPSHOT_FAILURES.labels(self._adapter.venue).inc()
-                delay_s = self._backoff(attempt)
-                _log.warning(
-                    "book_snapshot_failed", symbol=symbol, error=str(exc), retry_in_s=round(delay_s, 3)
-                )
-                await asyncio.sleep(delay_s)
-                attempt += 1
+    async def _reopen(self, connection: _Connection, exc: BookInvalid) -> None:
+        """End the connection because `exc`'s book cannot be resynced on it."""
+        connection.end("book_invalid", str(exc))
+        await connection.ws.close()
 
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(
@@ -477,5 +381,5 @@ class StreamRunner:
             await asyncio.sleep(interval_s)
             try:
                 await ws.send_str(message)
-            except _SEND_FAILED:
+            except SEND_FAILED:
                 return

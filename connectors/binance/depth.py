@@ -88,7 +88,10 @@ class DepthParser:
     Each applied event emits the symbol's top `depth` levels (`seq` = last
     applied `u`, `exchange_ns` = `E`). A gap raises BookInvalid("gap") and a
     crossed book BookInvalid("crossed"); either way the book is gone and the
-    symbol buffers and asks for a new snapshot (`snapshot_requests`).
+    symbol buffers and asks for a new snapshot (`snapshot_requests`). Unlike
+    `connectors.book.ServedBooks`, nothing is held: a book crossed straight from
+    its snapshot is discarded and resynced too, and a symbol without a book
+    buffers its events for the REST snapshot instead of skipping them.
     `!serverShutdown` raises ReconnectRequested; request responses return [].
     """
 

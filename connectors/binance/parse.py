@@ -9,8 +9,8 @@ from typing import Any, Final
 import msgspec
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
-from connectors.book import TopGuard, raise_now
 from connectors.errors import ParseError, ReconnectRequested
+from connectors.top_guard import TopGuard, raise_now
 from connectors.types import Quote
 
 VENUE: Final = "binance"
@@ -50,7 +50,7 @@ class BookTickerParser:
     Binance offers no exchange time on bookTicker, only `u`, which grows per symbol:
     a bookTicker with a lower `u` than the last one served is out of order and
     dropped, a crossed one (`b` >= `a`) is refused, its first one raising
-    BookInvalid("crossed") to withdraw the served quote (`connectors.book.TopGuard`).
+    BookInvalid("crossed") to withdraw the served quote (`connectors.top_guard.TopGuard`).
 
     `{"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": 1770123456789}}`
     raises ReconnectRequested. Request responses `{"result": null, "id": 1}` return [];

@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from connectors.base import decode_object, field, frame_sample, levels_of
-from connectors.book import BookInvalid, OrderBook, book_quote, is_older, quote_rejects
+from connectors.book import BookInvalid, OrderBook, book_quote, quote_rejects
 from connectors.errors import ParseError
+from connectors.top_guard import is_older
 from connectors.types import Quote
 
 VENUE: Final = "bybit"
@@ -41,7 +42,10 @@ class OrderbookParser:
     book or a delta before any snapshot discards the book and raises
     BookInvalid; the symbol then waits for a new snapshot (its resubscription
     answers with one), ignoring deltas, and asks again after
-    `RESYNC_PATIENCE_DELTAS` of them.
+    `RESYNC_PATIENCE_DELTAS` of them. Unlike `connectors.book.ServedBooks`,
+    nothing is held: a book crossed straight from its snapshot is discarded and
+    resubscribed too, and a snapshot older than the book is dropped as out of
+    order rather than installed.
 
     A quote is emitted once both sides have a level: `exchange_ns` = `ts` ms,
     `seq` = `u`, and with `depth` set the top `depth` levels a side.

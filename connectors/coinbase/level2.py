@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from connectors.base import decimal_of, field, price_of
-from connectors.book import BookInvalid, BookInvalidReason, OrderBook, quote_rejects, serve_or_hold
+from connectors.book import OrderBook, ServedBooks, quote_rejects
 from connectors.coinbase.parse import (
     CONTROL_CHANNELS,
     VENUE,
     Envelope,
-    Reports,
     SequenceCheck,
     decode_envelope,
     product_symbol,
@@ -63,20 +62,15 @@ class Level2Parser:
     it carries the best `depth` levels a side.
     """
 
-    __slots__ = ("_awaiting", "_books", "_depth", "_held", "_products", "_reports", "_sequence")
+    __slots__ = ("_books", "_products", "_sequence")
 
     def __init__(self, products: Mapping[str, str], depth: int | None) -> None:
         """Parse for product_id → canonical `products`, serving `depth` levels a side (None: the top only)."""
         if depth is not None and depth < 1:
             raise ValueError(f"coinbase: depth must be at least 1, got {depth!r}")
         self._products = dict(products)
-        self._depth = depth
         self._sequence = SequenceCheck()
-        self._reports = Reports()
-        self._books: dict[str, OrderBook] = {}
-        # Products whose book was discarded: their updates wait for a new snapshot.
-        self._awaiting: set[str] = set()
-        self._held: set[str] = set()
+        self._books = ServedBooks(VENUE, depth)
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return a quote per book an `l2_data` message changed; [] for control messages."""
@@ -90,56 +84,36 @@ class Level2Parser:
         if verdict == "stale":
             if events:
                 quote_rejects(VENUE).out_of_order += 1
-            return self._reports.deliver([])
+            return self._books.deliver([])
         if verdict == "jump":
             for symbol in self._products.values():
-                self._discard(symbol, "gap", f"sequence_num jumped from {last} to {envelope.sequence_num}")
+                self._books.discard(
+                    symbol, "gap", f"sequence_num jumped from {last} to {envelope.sequence_num}"
+                )
         quotes: list[Quote] = []
         for event in events:
             quotes.extend(self._apply(event, envelope, received_ns))
-        return self._reports.deliver(quotes)
+        return self._books.deliver(quotes)
 
     def _apply(self, event: _Event, envelope: Envelope, received_ns: int) -> list[Quote]:
-        symbol = event.symbol
+        symbol, books = event.symbol, self._books
         if event.kind == "snapshot":
-            book = self._books[symbol] = OrderBook()
+            book = OrderBook()
             book.apply_snapshot(event.bids, event.asks, envelope.sequence_num)
-            self._awaiting.discard(symbol)
-            self._held.discard(symbol)
-            self._reports.withdraw(symbol)
-            return self._serve(symbol, book, envelope, received_ns, fresh=True)
-        if symbol in self._awaiting:
-            return []
-        found = self._books.get(symbol)
-        if found is None:
-            self._discard(
-                symbol, "snapshot", f"update at sequence_num {envelope.sequence_num} before a snapshot"
+            books.start(symbol, book)
+            fresh = True
+        else:
+            found = books.for_update(
+                symbol, f"update at sequence_num {envelope.sequence_num} before a snapshot"
             )
-            return []
-        found.apply_levels(event.bids, event.asks)
-        found.seq = envelope.sequence_num
-        return self._serve(symbol, found, envelope, received_ns, fresh=False)
-
-    def _serve(
-        self, symbol: str, book: OrderBook, envelope: Envelope, received_ns: int, *, fresh: bool
-    ) -> list[Quote]:
-        return serve_or_hold(
-            book,
-            self._held,
-            lambda name, detail: self._discard(name, "crossed", detail),
-            fresh=fresh,
-            venue=VENUE,
-            symbol=symbol,
-            depth=self._depth,
-            exchange_ns=envelope.exchange_ns,
-            received_ns=received_ns,
+            if found is None:
+                return []
+            book, fresh = found, False
+            book.apply_levels(event.bids, event.asks)
+            book.seq = envelope.sequence_num
+        return books.serve(
+            symbol, book, fresh=fresh, exchange_ns=envelope.exchange_ns, received_ns=received_ns
         )
-
-    def _discard(self, symbol: str, reason: BookInvalidReason, detail: str) -> None:
-        self._books.pop(symbol, None)
-        self._held.discard(symbol)
-        self._awaiting.add(symbol)
-        self._reports.report(BookInvalid(symbol, reason, detail))
 
     def _event(self, event: dict[str, Any]) -> _Event:
         kind: Literal["snapshot", "update"]

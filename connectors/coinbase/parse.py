@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
-from connectors.book import BookInvalid, TopGuard, quote_rejects
+from connectors.book import Reports, quote_rejects
 from connectors.errors import ParseError
+from connectors.top_guard import TopGuard
 from connectors.types import Quote
 
 VENUE: Final = "coinbase"
@@ -95,40 +96,6 @@ class SequenceCheck:
         return "next" if last is None or sequence_num == last + 1 else "jump"
 
 
-class Reports:
-    """Deliver a frame's quotes, raising the BookInvalid of discarded books one per parse call.
-
-    A frame can discard several books (a sequence jump discards all of them) but a
-    parse call raises one error; the other reports wait for the next calls, and the
-    quotes of a call that raises are delivered by the next one that returns.
-    """
-
-    __slots__ = ("_pending", "_quotes")
-
-    def __init__(self) -> None:
-        """Start with nothing to deliver."""
-        self._pending: dict[str, BookInvalid] = {}
-        self._quotes: list[Quote] = []
-
-    def report(self, invalid: BookInvalid) -> None:
-        """Queue the report of a discarded book and drop the quotes held back for its symbol."""
-        self._pending.setdefault(invalid.symbol, invalid)
-        self._quotes = [quote for quote in self._quotes if quote.symbol != invalid.symbol]
-
-    def withdraw(self, symbol: str) -> None:
-        """Forget an unsent report: `symbol` is in sync again (a snapshot arrived first)."""
-        self._pending.pop(symbol, None)
-
-    def deliver(self, quotes: list[Quote]) -> list[Quote]:
-        """Return every quote held back plus `quotes`, or raise the next pending BookInvalid."""
-        self._quotes.extend(quotes)
-        if self._pending:
-            symbol = next(iter(self._pending))
-            raise self._pending.pop(symbol)
-        delivered, self._quotes = self._quotes, []
-        return delivered
-
-
 def product_symbol(products: Mapping[str, str], value: object, where: str) -> str:
     """Return the canonical symbol of a configured `product_id`."""
     if not isinstance(value, str):
@@ -153,7 +120,7 @@ class TickerParser:
     recordings of the ticker channel. `exchange_ns` is the envelope `timestamp`,
     `seq` its `sequence_num`; an out-of-order message is dropped. A crossed ticker
     gives no quote, and its first one raises BookInvalid("crossed") to withdraw the
-    served quote (`connectors.book.TopGuard`); both are counted in `quote_rejects`.
+    served quote (`connectors.top_guard.TopGuard`); both are counted in `quote_rejects`.
     """
 
     __slots__ = ("_guard", "_products", "_reports", "_sequence")

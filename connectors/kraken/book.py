@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from connectors.book import BookInvalid, BookInvalidReason, OrderBook, serve_or_hold
-from connectors.coinbase.parse import Reports
+from connectors.book import OrderBook, ServedBooks
 from connectors.errors import ParseError
 from connectors.kraken.checksum import CHECKSUM_LEVELS, book_checksum
 from connectors.kraken.parse import (
@@ -96,34 +95,20 @@ class BookParser:
     the first of a message are raised by the next parse calls.
     """
 
-    __slots__ = (
-        "_awaiting",
-        "_books",
-        "_depth",
-        "_held",
-        "_precision",
-        "_reports",
-        "_subscribed",
-        "_symbols",
-    )
+    __slots__ = ("_books", "_precision", "_subscribed", "_symbols")
 
     def __init__(self, symbols: Mapping[str, str], depth: int) -> None:
         """Parse for v2 pair → canonical `symbols`, serving the best `depth` levels a side."""
         self._subscribed = subscription_depth(depth)
         self._symbols = dict(symbols)
-        self._depth = depth
-        self._reports = Reports()
-        self._books: dict[str, OrderBook] = {}
+        self._books = ServedBooks(VENUE, depth)
         self._precision: dict[str, Precision] = {}
-        # Pairs whose book was discarded: their updates wait for a new snapshot.
-        self._awaiting: set[str] = set()
-        self._held: set[str] = set()
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Quote]:
         """Return a quote per book a `book` message changed, [] for control messages."""
         message = decode(frame)
         if not is_data(message, frame, "book"):
-            return self._reports.deliver([])
+            return self._books.deliver([])
         kind = message.get("type")
         if kind not in ("snapshot", "update"):
             raise ParseError(f"kraken: book type must be snapshot or update, got {kind!r}")
@@ -135,7 +120,7 @@ class BookParser:
                 quotes.extend(self._snapshot(item, received_ns))
             else:
                 quotes.extend(self._update(item, received_ns))
-        return self._reports.deliver(quotes)
+        return self._books.deliver(quotes)
 
     def _snapshot(self, item: _Item, received_ns: int) -> list[Quote]:
         symbol = item.symbol
@@ -147,22 +132,18 @@ class BookParser:
         if precision is None or self._checksum(book, precision) != item.checksum:
             precision = find_precision(bids, asks, item.checksum)
         if precision is None:
-            self._discard(symbol, "checksum", f"snapshot checksum {item.checksum} matches no precision")
+            self._books.discard(symbol, "checksum", f"snapshot checksum {item.checksum} matches no precision")
             return []
         self._precision[symbol] = precision
-        self._books[symbol] = book
-        self._awaiting.discard(symbol)
-        self._held.discard(symbol)
-        self._reports.withdraw(symbol)
-        return self._serve(symbol, book, item, received_ns, fresh=True)
+        self._books.start(symbol, book)
+        return self._books.serve(
+            symbol, book, fresh=True, exchange_ns=item.exchange_ns, received_ns=received_ns
+        )
 
     def _update(self, item: _Item, received_ns: int) -> list[Quote]:
         symbol = item.symbol
-        if symbol in self._awaiting:
-            return []
-        book = self._books.get(symbol)
+        book = self._books.for_update(symbol, "update before a snapshot")
         if book is None:
-            self._discard(symbol, "snapshot", "update before a snapshot")
             return []
         book.apply_levels(item.bids, item.asks)
         book.truncate(self._subscribed)
@@ -170,35 +151,16 @@ class BookParser:
         if computed != item.checksum:
             # The precision may be what is wrong: pin it again from the next snapshot.
             del self._precision[symbol]
-            self._discard(symbol, "checksum", f"computed {computed}, Kraken sent {item.checksum}")
+            self._books.discard(symbol, "checksum", f"computed {computed}, Kraken sent {item.checksum}")
             return []
-        return self._serve(symbol, book, item, received_ns, fresh=False)
+        return self._books.serve(
+            symbol, book, fresh=False, exchange_ns=item.exchange_ns, received_ns=received_ns
+        )
 
     @staticmethod
     def _checksum(book: OrderBook, precision: Precision) -> int:
         bids, asks = book.top(CHECKSUM_LEVELS)
         return book_checksum(bids, asks, price_decimals=precision[0], qty_decimals=precision[1])
-
-    def _serve(
-        self, symbol: str, book: OrderBook, item: _Item, received_ns: int, *, fresh: bool
-    ) -> list[Quote]:
-        return serve_or_hold(
-            book,
-            self._held,
-            lambda name, detail: self._discard(name, "crossed", detail),
-            fresh=fresh,
-            venue=VENUE,
-            symbol=symbol,
-            depth=self._depth,
-            exchange_ns=item.exchange_ns,
-            received_ns=received_ns,
-        )
-
-    def _discard(self, symbol: str, reason: BookInvalidReason, detail: str) -> None:
-        self._books.pop(symbol, None)
-        self._held.discard(symbol)
-        self._awaiting.add(symbol)
-        self._reports.report(BookInvalid(symbol, reason, detail))
 
     def _item(self, item: dict[str, Any]) -> _Item:
         symbol = symbol_of(self._symbols, item, "book")

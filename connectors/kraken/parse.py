@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Any, Final
 
 from connectors.base import frame_sample
-from connectors.book import TopGuard
-from connectors.coinbase.parse import Reports, rfc3339_ns
+from connectors.book import Reports
+from connectors.coinbase.parse import rfc3339_ns
 from connectors.errors import ParseError
+from connectors.top_guard import TopGuard
 from connectors.types import Quote
 
 VENUE: Final = "kraken"
@@ -119,7 +120,7 @@ class TickerParser:
     sequence (`seq` None), so order is judged by `timestamp` alone: a ticker
     stamped earlier than the last one served is dropped. A crossed ticker gives no
     quote, and the first one raises BookInvalid("crossed") so the served quote is
-    withdrawn at once (`connectors.book.TopGuard`; both counted in `quote_rejects`).
+    withdrawn at once (`connectors.top_guard.TopGuard`; both counted in `quote_rejects`).
     Heartbeats, status messages, acks and pongs return [].
     """
 

@@ -68,7 +68,11 @@ class BooksParser:
     (`snapshot_requests` → the runner fetches → `load_snapshot`), updates are
     buffered meanwhile and aligned with the snapshot by seqId. A crossed book
     (pre-open) serves nothing; it is discarded and resynced once, and a crossed
-    fresh snapshot is then held silently until it uncrosses.
+    fresh snapshot is then held silently until it uncrosses (`serve_or_hold`,
+    the rule `connectors.book.ServedBooks` applies too). The books stay here, not
+    in a ServedBooks: a discarded book waits for a REST snapshot with its updates
+    buffered (not skipped until the stream sends one), and a push carries one
+    instrument, so its BookInvalid is raised at once instead of queued.
     """
 
     __slots__ = ("_books", "_buffers", "_depth", "_held", "_requests", "_straddle", "_symbols")

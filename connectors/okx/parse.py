@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from connectors.base import decimal_of, decode_object, field, frame_sample, price_of
-from connectors.book import TopGuard, raise_now
 from connectors.errors import ParseError, ReconnectRequested
+from connectors.top_guard import TopGuard, raise_now
 from connectors.types import Level, Quote
 
 VENUE: Final = "okx"
@@ -112,7 +112,7 @@ class BboParser:
     push gives no quote, and the first one after a served quote raises
     BookInvalid("crossed") so the served quote is withdrawn at once (the next
     uncrossed push serves again; a bbo-tbt push is whole, so nothing needs
-    resyncing). Both rules are `connectors.book.TopGuard`'s.
+    resyncing). Both rules are `connectors.top_guard.TopGuard`'s.
     """
 
     __slots__ = ("_guard", "_symbols")

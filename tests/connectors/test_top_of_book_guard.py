@@ -19,10 +19,11 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from connectors.base import Parser
 from connectors.binance import BinanceAdapter
-from connectors.book import RESTART_AFTER_OUT_OF_ORDER, BookInvalid, quote_rejects
+from connectors.book import BookInvalid, quote_rejects
 from connectors.metrics import init_venue_metrics
 from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
+from connectors.top_guard import RESTART_AFTER_OUT_OF_ORDER
 from connectors.types import Quote
 
 D = Decimal
