@@ -22,6 +22,12 @@ Bybit bids above everyone's ask on BTC-USDT and Kraken above Coinbase's ask on B
 the detector opens an opportunity naming every venue: that each one is on the opportunities
 topic is the proof that all five feeds are in the cache before any order is sent (`run` writes
 no quotes topic). Binance, Bybit, OKX and Kraken trade BTC-USDT; Coinbase and Kraken BTC-USD.
+Each venue gets one buy (its allow-list naming it alone) and each opportunity one arbitrage, so
+every venue buys and Bybit and Kraken also sell.
+
+The fake Kraken account is on the pro tier (FakeKraken's counters), so the config says
+`tier = "pro"`: on the starter default the client paces its REST calls to starter's slower
+counter and the same run takes about 20 s instead of 3.
 """
 
 from __future__ import annotations
@@ -61,7 +67,8 @@ SYMBOLS = {v: ("BTC-USDT",) for v in ("binance", "bybit", "okx")} | {
     "kraken": ("BTC-USDT", "BTC-USD"),
 }
 # (bid, ask) per venue and symbol: what the simulator quotes and what each fake's book holds.
-LOW, HIGH = ("63990", "64000"), ("64400", "64410")
+# HIGH clears Kraken's and Coinbase's real taker fees (0.26 %, 0.6 % on the fakes) with room to spare.
+LOW, HIGH = ("63990", "64000"), ("65000", "65010")
 QUOTES = {
     ("binance", "BTC-USDT"): LOW,
     ("bybit", "BTC-USDT"): HIGH,
@@ -144,6 +151,8 @@ def write_config(path: Path, bootstrap: str, prefix: str, market: Market) -> Con
             f'ws_url = "{market.sim.ws_url(venue)}"\n{rest}'
             f'trade_url = "{market.fakes[venue].rest_url}"\n'
             "taker_fee_bps = 10\nsilence_timeout_ms = 120000\n"
+            # The fake's account is on Kraken's pro tier (FakeKraken's counters): the client must know.
+            + ('tier = "pro"\n' if venue == "kraken" else "")
         )
     path.write_text(
         f'[daemon]\nmode = "live"\nhttp_port = 0\nstate_dir = "{path.parent / "state"}"\n'
@@ -165,8 +174,8 @@ def opened(records: list[Record]) -> dict[tuple[str, str, str], str]:
     return found
 
 
-def requests(arbitrage_id: str) -> dict[str, dict[str, object]]:
-    """One buy on each venue (its allow-list naming it alone), and one arbitrage Binance → Bybit."""
+def requests(opportunities: Mapping[tuple[str, str, str], str]) -> dict[str, dict[str, object]]:
+    """One buy on each venue (its allow-list naming it alone), and one arbitrage per opportunity."""
     base: dict[str, object] = {"v": 1, "user_id": "desk", "quantity": QUANTITY}
     sent = {
         f"order-{venue}": base
@@ -174,8 +183,11 @@ def requests(arbitrage_id: str) -> dict[str, dict[str, object]]:
         | {"symbol": SYMBOLS[venue][0]}
         for venue in VENUES
     }
-    sent["arb-1"] = base | {"request_id": "arb-1", "kind": "arbitrage", "symbol": "BTC-USDT"}
-    sent["arb-1"] |= {"buy_venue": "binance", "sell_venue": "bybit", "opportunity_id": arbitrage_id}
+    for buy, sell, symbol in sorted(EXPECTED_OPPORTUNITIES):
+        request_id = f"arb-{buy}-{sell}"
+        sent[request_id] = base | {"request_id": request_id, "kind": "arbitrage", "symbol": symbol}
+        sent[request_id] |= {"buy_venue": buy, "sell_venue": sell}
+        sent[request_id] |= {"opportunity_id": opportunities[buy, sell, symbol]}
     return sent
 
 
@@ -217,7 +229,7 @@ async def test_smartroute_run_live_routes_and_arbitrages_across_all_five_venues(
             async with asyncio.timeout(30):
                 while not set(opened(opportunities.records)) >= EXPECTED_OPPORTUNITIES:
                     await opportunities.poll()
-            sent = requests(opened(opportunities.records)["binance", "bybit", "BTC-USDT"])
+            sent = requests(opened(opportunities.records))
             for request_id, message in sent.items():
                 await send(cfg, cfg.topic("orders"), request_id.encode(), message)
             await collect_results(results, set(sent), daemon)
@@ -243,8 +255,9 @@ async def test_smartroute_run_live_routes_and_arbitrages_across_all_five_venues(
         fills = answers[f"order-{venue}"]["fills"]
         ask = QUOTES[venue, SYMBOLS[venue][0]][1]
         assert [(f["venue"], f["side"], Decimal(f["price"])) for f in fills] == [(venue, "buy", Decimal(ask))]
-    arbitrage = answers["arb-1"]["fills"]
-    assert {(f["venue"], f["side"]) for f in arbitrage} == {("binance", "buy"), ("bybit", "sell")}
+    for buy, sell, _ in EXPECTED_OPPORTUNITIES:
+        legs = {(f["venue"], f["side"]) for f in answers[f"arb-{buy}-{sell}"]["fills"]}
+        assert legs == {(buy, "buy"), (sell, "sell")}
     # Each fake executed exactly the orders the results report, each once, in the reported size.
     reported: dict[str, list[tuple[str, Decimal]]] = {venue: [] for venue in VENUES}
     for result in answers.values():
