@@ -13,6 +13,7 @@ from connectors.bybit.trading import BybitTrading
 from connectors.coinbase.signing import CoinbaseCredentials
 from connectors.coinbase.stream import CoinbaseAdapter
 from connectors.coinbase.trading import CoinbaseTrading
+from connectors.kraken.private import TIERS
 from connectors.kraken.signing import KrakenCredentials
 from connectors.kraken.stream import KrakenAdapter
 from connectors.kraken.trading import KrakenTrading
@@ -56,6 +57,11 @@ class TradingSettings:
     rest_url: str  # the REST base URL orders go to
     testnet: bool = False
     recv_window_ms: int = 5_000
+    tier: str | None = None  # kraken's verification tier (`connectors.kraken.private.TIERS`); None: starter
+
+
+# Kraken's verification tiers, each with its documented REST and trading counters.
+KRAKEN_TIERS: tuple[str, ...] = tuple(TIERS)
 
 
 def _bybit(secrets: Sequence[str], s: TradingSettings) -> TradingVenue:
@@ -75,7 +81,12 @@ def _coinbase(secrets: Sequence[str], s: TradingSettings) -> TradingVenue:
 
 
 def _kraken(secrets: Sequence[str], s: TradingSettings) -> TradingVenue:
-    return KrakenTrading(credentials=KrakenCredentials(*secrets), symbols=s.symbols, rest_url=s.rest_url)
+    return KrakenTrading(
+        credentials=KrakenCredentials(*secrets),
+        symbols=s.symbols,
+        rest_url=s.rest_url,
+        tier=s.tier or "starter",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,9 @@ def build_trading_venue(vc: VenueConfig, environ: Mapping[str, str] | None = Non
     if spec is None:
         raise ConfigError(f"venues.{vc.venue}.trade: smartroute has no trading client for {vc.venue}")
     secrets = load_venue_secrets(vc.venue, spec.secrets, environ)
-    settings = TradingSettings(vc.symbols, vc.trade_url or vc.rest_url, vc.testnet, vc.recv_window_ms)
+    settings = TradingSettings(
+        vc.symbols, vc.trade_url or vc.rest_url, vc.testnet, vc.recv_window_ms, tier=vc.tier
+    )
     try:
         return spec.build([secret.reveal() for secret in secrets], settings)
     except ValueError as exc:  # the client refused a credential's form; its message names no value

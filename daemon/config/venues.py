@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import urlsplit
 
-from connectors.registry import ADAPTERS
+from connectors.registry import ADAPTERS, KRAKEN_TIERS
 from connectors.types import VENUE_IDS
 from daemon.config.table import Table, show
 
@@ -87,6 +87,8 @@ NO_TESTNET: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
+KRAKEN_DEFAULT_TIER: Final = "starter"
+
 DEFAULT_SYMBOLS: Final[tuple[str, ...]] = ("BTC-USDT", "ETH-USDT")
 
 
@@ -107,6 +109,7 @@ class VenueConfig:
     trade: bool = True  # false: market data only, the router never routes here in any mode
     trade_url: str = ""  # the REST base URL orders go to (live); "" = rest_url
     depth: int | None = None  # levels of a local order book; None streams the best bid and offer only
+    tier: str | None = None  # kraken only: the account's verification tier (its REST/trading budgets)
 
     @classmethod
     def default(cls, venue: str) -> VenueConfig:
@@ -122,6 +125,7 @@ class VenueConfig:
             maker_fee_bps=spec.maker_fee_bps,
             silence_timeout_ms=10_000,
             trade_url=spec.rest_url,
+            tier=KRAKEN_DEFAULT_TIER if venue == "kraken" else None,
         )
 
 
@@ -171,6 +175,7 @@ def _venue(t: Table, venue: str) -> VenueConfig:
         depth=_depth(t, venue),
         trade=t.boolean("trade", d.trade),
         trade_url=_url(t, "trade_url", trade_default, ("http", "https")),
+        tier=_tier(t, venue),
     )
     t.finish()
     return cfg
@@ -183,6 +188,15 @@ def _depth(t: Table, venue: str) -> int | None:
     if limit is None:
         raise t.error("depth", f"{venue} streams the best bid and offer only; remove the key")
     return t.integer("depth", 0, minimum=1, maximum=limit)
+
+
+def _tier(t: Table, venue: str) -> str | None:
+    """Read `tier`: Kraken's verification tier sets its documented counters; no other venue has one."""
+    if venue != "kraken":
+        if t.has("tier"):
+            raise t.error("tier", f"only kraken has verification tiers; {venue} reads its limits itself")
+        return None
+    return t.choice("tier", KRAKEN_TIERS, KRAKEN_DEFAULT_TIER)
 
 
 def _url(t: Table, name: str, default: str, schemes: tuple[str, str]) -> str:

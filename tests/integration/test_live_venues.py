@@ -31,6 +31,8 @@ from fake_okx import PASSPHRASE as OKX_PASSPHRASE
 from fake_okx import FakeOkx
 from prometheus_client import REGISTRY, generate_latest
 
+from connectors.kraken.private import TIERS
+from connectors.kraken.trading import KrakenTrading
 from connectors.trading import OrderReport, Side
 from connectors.types import Quote
 from daemon.config import Config, load_config
@@ -284,6 +286,20 @@ def test_trade_false_keeps_a_venue_market_data_only(tmp_path: Path) -> None:
         assert set(paper_parts.router.taker_fee_bps) == {"okx"}  # paper mode too
     finally:
         paper_parts.ledger.close()
+
+
+def test_the_kraken_client_gets_the_configured_tiers_counters(tmp_path: Path) -> None:
+    kraken = '[venues.kraken]\nsymbols = ["BTC-USDT"]\ntrade_url = "http://127.0.0.1:9"\n'
+    for tier in ("starter", "intermediate", "pro", None):
+        cfg = live_config(tmp_path, {}, kraken + (f'tier = "{tier}"\n' if tier else ""))
+        parts = build_router(cfg, PriceCache(), environ=ENVIRON)
+        try:
+            assert parts.live is not None
+            client = parts.live.connectors["kraken"]
+            assert isinstance(client, KrakenTrading)
+            assert client.rest.tier == TIERS[tier or "starter"]  # absent: the starter tier
+        finally:
+            parts.ledger.close()
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -131,6 +131,26 @@ def test_a_venue_section_without_enabled_turns_the_venue_on(tmp_path: Path) -> N
     assert cfg.venues["okx"].ws_url == "wss://ws.okx.com:8443/ws/v5/public"
 
 
+def test_kraken_tier_defaults_to_starter_and_reads_each_documented_tier(tmp_path: Path) -> None:
+    assert load_config(None, environ={}).venues["kraken"].tier == "starter"
+    assert load(tmp_path, "[venues.kraken]\n").venues["kraken"].tier == "starter"
+    for tier in ("starter", "intermediate", "pro"):
+        assert load(tmp_path, f'[venues.kraken]\ntier = "{tier}"\n').venues["kraken"].tier == tier
+    env = {"SMARTROUTE_VENUES__KRAKEN__TIER": "pro"}
+    assert load(tmp_path, "[venues.kraken]\n", env).venues["kraken"].tier == "pro"
+    assert load(tmp_path, "[venues.okx]\n").venues["okx"].tier is None
+
+
+def test_kraken_tier_refuses_an_unknown_tier_and_any_other_venue(tmp_path: Path) -> None:
+    message = error_of(tmp_path, '[venues.kraken]\ntier = "gold"\n')
+    assert "venues.kraken.tier" in message
+    assert all(tier in message for tier in ("starter", "intermediate", "pro"))
+    for venue in ("binance", "bybit", "okx", "coinbase"):
+        message = error_of(tmp_path, f'[venues.{venue}]\ntier = "pro"\n')
+        assert f"venues.{venue}.tier" in message
+        assert "only kraken" in message
+
+
 def test_decimal_settings_accept_numbers_and_strings_exactly(tmp_path: Path) -> None:
     cfg = load(
         tmp_path,
