@@ -1,7 +1,7 @@
 """Real exchange traffic, recorded by other projects, through the production parsers and book rules.
 
 The recordings live outside the repository, at `<repo>/../shared/realdata` (CI clones the repo
-beside `shared/`) or wherever `SMARTROUTE_REALDATA` points; `PROVENANCE.md` there says where each
+beside `shared/`) or wherever `REALDATA_DIR` points; `PROVENANCE.md` there says where each
 file comes from. Without them every test here is skipped, saying so.
 
 For each venue: every checksum and sequence of the recording verifies; the final book the parser
@@ -38,10 +38,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def realdata_dir() -> Path | None:
-    """Return `<repo>/../shared/realdata`, else `$SMARTROUTE_REALDATA`, when it holds the recordings."""
+    """Return `<repo>/../shared/realdata`, else `$REALDATA_DIR`, when it holds the recordings.
+
+    Not a `SMARTROUTE_*` variable: those are config overrides, and the loader refuses unknown ones.
+    """
     candidates = [REPO.parent / "shared" / "realdata"]
-    if os.environ.get("SMARTROUTE_REALDATA"):
-        candidates.append(Path(os.environ["SMARTROUTE_REALDATA"]))
+    if os.environ.get("REALDATA_DIR"):
+        candidates.append(Path(os.environ["REALDATA_DIR"]))
     return next((path for path in candidates if (path / "PROVENANCE.md").is_file()), None)
 
 
@@ -51,7 +54,7 @@ def realdata() -> Path:
     if found is None:
         pytest.skip(
             f"real recorded frames not found: neither {REPO.parent / 'shared' / 'realdata'} nor "
-            "$SMARTROUTE_REALDATA holds PROVENANCE.md (CI clones the repository beside shared/)"
+            "$REALDATA_DIR holds PROVENANCE.md (CI clones the repository beside shared/)"
         )
     return found
 
