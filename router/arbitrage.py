@@ -19,7 +19,7 @@ from router.book_walk import BPS
 from router.errors import RouterError
 from router.execution import Fill, LegOutcome, Mode, OrderLeg, leg_limit, protective_limit
 from router.precision import money_down, publish_price
-from router.request import OrderRequest, Side
+from router.request import ArbitrageRequest, Side
 from router.results import ExecutionResult, Status, quote_fee
 from router.risk import PlannedLeg
 from router.routing import NoRoute, RoutePlan, RouteRequest, VenueView, plan_route
@@ -60,10 +60,9 @@ class ArbitragePlan:
 
 
 def plan_arbitrage(
-    request: OrderRequest, views: Mapping[str, VenueView], slippage_bps: Decimal, max_quote_age_ms: float
+    request: ArbitrageRequest, views: Mapping[str, VenueView], slippage_bps: Decimal, max_quote_age_ms: float
 ) -> ArbitragePlan:
     """Plan both legs on their named venues; refuse when either book cannot take it or it no longer pays."""
-    assert request.buy_venue is not None and request.sell_venue is not None
     buy = _side_plan(request, "buy", request.buy_venue, views, slippage_bps, max_quote_age_ms)
     sell = _side_plan(request, "sell", request.sell_venue, views, slippage_bps, max_quote_age_ms)
     fee_buy = views[request.buy_venue].taker_fee_bps / BPS
@@ -104,7 +103,7 @@ def plan_arbitrage(
 
 
 def _side_plan(
-    request: OrderRequest,
+    request: ArbitrageRequest,
     side: Side,
     venue: str,
     views: Mapping[str, VenueView],
@@ -154,7 +153,7 @@ class Residual:
 
 
 def plan_residual(
-    request: OrderRequest,
+    request: ArbitrageRequest,
     outcomes: Sequence[LegOutcome],
     policy: ResidualPolicy,
     fresh_quotes: Mapping[str, Quote],
@@ -212,7 +211,7 @@ class Settled:
 
 
 def settle_arbitrage(
-    request: OrderRequest,
+    request: ArbitrageRequest,
     plan: ArbitragePlan,
     settled: Settled,
     *,

@@ -38,7 +38,6 @@ def plan_order(
     request: OrderRequest, prefs: UserPreferences, views: Sequence[VenueView], max_quote_age_ms: float
 ) -> OrderPlan:
     """Route the order under the user's preferences; raise `NoRoute` when no venue can take it."""
-    assert request.side is not None
     slippage = request.max_slippage_bps if request.max_slippage_bps is not None else prefs.max_slippage_bps
     route_request = RouteRequest(
         symbol=request.symbol,

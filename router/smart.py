@@ -10,7 +10,8 @@ Python API):
    open opportunity (`router.opportunities`); resolve the user's preferences;
    plan the route (`router.routing`); check risk (`router.risk`);
 4. record each leg's intent in the ledger, execute the legs concurrently as
-   IOC orders with a protective limit price, record each outcome;
+   IOC orders with a protective limit price, record each outcome
+   (`router.legs.LegRunner`, which also settles them after a crash);
 5. store the result in the ledger, then hand it back for publication.
 
 A crash anywhere leaves the request "in flight" in the ledger; `recover()`
@@ -51,7 +52,7 @@ from router.opportunities import OpenOpportunities, check_open
 from router.orders import order_result, plan_order
 from router.preferences import PreferenceStore, UserPreferences
 from router.recovery import recover_request, result_from_message
-from router.request import OrderRequest, RequestRules, Side
+from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules, Side
 from router.results import ExecutionResult
 from router.risk import KillSwitch, RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView
@@ -239,20 +240,20 @@ class SmartRouter:
             route=route,
         )
 
-    async def _execute(self, request: OrderRequest, received_ns: int) -> ExecutionResult:
+    async def _execute(self, request: Request, received_ns: int) -> ExecutionResult:
         if self._kill_switch.halted:
             reason = self._kill_switch.reason or "no reason given"
             return self._reject(
                 request, "halted", f"trading is halted ({reason}); nothing was executed", received_ns
             )
         prefs = self._preferences.get(request.user_id)
-        if request.kind == "arbitrage":
+        if isinstance(request, ArbitrageRequest):
             return await self._execute_arbitrage(request, prefs, received_ns)
         return await self._execute_order(request, prefs, received_ns)
 
     def _reject(
         self,
-        request: OrderRequest,
+        request: Request,
         code: str,
         message: str,
         received_ns: int,
@@ -288,7 +289,7 @@ class SmartRouter:
         )
 
     async def _execute_arbitrage(
-        self, request: OrderRequest, prefs: UserPreferences, received_ns: int
+        self, request: ArbitrageRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
         if closed := await check_open(self._opportunities, request, self._clock_ns()):
             return self._reject(request, "opportunity_closed", f"{closed}; nothing was executed", received_ns)
@@ -318,7 +319,7 @@ class SmartRouter:
         )
 
     async def _settle_residual(
-        self, request: OrderRequest, plan: ArbitragePlan, outcomes: Sequence[LegOutcome]
+        self, request: ArbitrageRequest, plan: ArbitragePlan, outcomes: Sequence[LegOutcome]
     ) -> Settled:
         """Unwind or report what one leg filled beyond the other."""
         buy_out, sell_out = outcomes
