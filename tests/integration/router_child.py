@@ -25,7 +25,7 @@ from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.logs import configure_logging
 from router.cache import PriceCache
-from router.execution import Executor, LegOutcome, OrderLeg
+from router.execution import Executor, LegOutcome, OrderLeg, PaperExecutor
 
 
 class CrashingExecutor:
@@ -66,12 +66,12 @@ def crash_after_ack(daemon: Daemon, request_id: str) -> None:
 
 def log_paper_legs(sent_log: Path, crash_after: str | None) -> None:
     """Make the router the daemon builds execute through a CrashingExecutor over its paper executor."""
-    paper = routing.PaperExecutor
 
     def crashing(cache: PriceCache, fees: Mapping[str, Decimal]) -> Executor:
-        return CrashingExecutor(paper(cache, fees), sent_log, crash_after)
+        return CrashingExecutor(PaperExecutor(cache, fees), sent_log, crash_after)
 
-    routing.PaperExecutor = crashing  # type: ignore[assignment,misc]
+    # build_router looks PaperExecutor up when it is called, after this.
+    routing.PaperExecutor = crashing  # type: ignore[attr-defined,assignment]
 
 
 async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
