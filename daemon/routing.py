@@ -54,7 +54,7 @@ class RouterParts:
             return
         await self.live.start()
         for venue, fee_bps in (await self.live.account_taker_fees(self.symbols)).items():
-            self.router.taker_fee_bps[venue] = fee_bps
+            self.router.set_taker_fee(venue, fee_bps)
 
     async def disconnect(self) -> None:
         """Close the live venues' connections; idempotent."""
@@ -136,10 +136,6 @@ def build_router(
         fees = {venue: fee for venue, fee in fees.items() if venue in live.venues}
     preferences = PreferenceStore(configured_preferences(cfg), known_venues=VENUE_IDS)
     ledger = Ledger.open(Path(cfg.daemon.state_dir))
-    if live is not None:
-        live.on_acknowledged = lambda leg, order_id: ledger.record_acknowledged(
-            leg.request_id, leg.leg, order_id
-        )
     kill_switch = KillSwitch(ledger)
     router = SmartRouter(
         cache,

@@ -12,22 +12,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Literal
 
-from connectors.types import decimal_text
+from connectors.types import Quote, decimal_text
 from router.book_walk import BPS
 from router.errors import RouterError
-from router.execution import LegOutcome, OrderLeg, all_refused, leg_limit, protective_limit
+from router.execution import Fill, LegOutcome, Mode, OrderLeg, leg_limit, protective_limit
 from router.precision import money_down, publish_price
-from router.request import OrderRequest, Side
+from router.request import ArbitrageRequest, Side
 from router.results import ExecutionResult, Status, quote_fee
 from router.risk import PlannedLeg
 from router.routing import NoRoute, RoutePlan, RouteRequest, VenueView, plan_route
 
-if TYPE_CHECKING:
-    from router.smart import SmartRouter
-
 BUY_LEG, SELL_LEG, UNWIND_LEG = 0, 1, 2
+
+ResidualPolicy = Literal["unwind", "report"]
 
 
 class NoArbitrage(RouterError):
@@ -61,10 +60,9 @@ class ArbitragePlan:
 
 
 def plan_arbitrage(
-    request: OrderRequest, views: Mapping[str, VenueView], slippage_bps: Decimal, max_quote_age_ms: float
+    request: ArbitrageRequest, views: Mapping[str, VenueView], slippage_bps: Decimal, max_quote_age_ms: float
 ) -> ArbitragePlan:
     """Plan both legs on their named venues; refuse when either book cannot take it or it no longer pays."""
-    assert request.buy_venue is not None and request.sell_venue is not None
     buy = _side_plan(request, "buy", request.buy_venue, views, slippage_bps, max_quote_age_ms)
     sell = _side_plan(request, "sell", request.sell_venue, views, slippage_bps, max_quote_age_ms)
     fee_buy = views[request.buy_venue].taker_fee_bps / BPS
@@ -105,7 +103,7 @@ def plan_arbitrage(
 
 
 def _side_plan(
-    request: OrderRequest,
+    request: ArbitrageRequest,
     side: Side,
     venue: str,
     views: Mapping[str, VenueView],
@@ -146,108 +144,130 @@ def _empty_route(venue: str) -> dict[str, object]:
     return {"strategy": "arbitrage", "legs": [], "considered": [], "reason": f"{venue} is not enabled"}
 
 
-async def settle_arbitrage(
-    router: SmartRouter,
-    request: OrderRequest,
-    plan: ArbitragePlan,
+@dataclass(frozen=True, slots=True)
+class Residual:
+    """The unhedged quantity (bought − sold) as the result reports it, and the leg that unwinds it."""
+
+    report: dict[str, object]
+    unwind: OrderLeg | None
+
+
+def plan_residual(
+    request: ArbitrageRequest,
     outcomes: Sequence[LegOutcome],
-    received_ns: int,
-) -> ExecutionResult:
-    """Build the result of both legs, unwinding or reporting any unhedged quantity."""
+    policy: ResidualPolicy,
+    fresh_quotes: Mapping[str, Quote],
+    slippage_bps: Decimal,
+) -> Residual | None:
+    """Decide what to do with bought − sold: positive is long on the buy venue, negative short on the sell."""
     buy_out, sell_out = outcomes
-    if refused := all_refused(outcomes):
-        message = "; ".join(o.error or "refused" for o in outcomes) + "; nothing was executed"
-        return router.reject(request, refused, message, received_ns, plan.route)
+    excess = buy_out.filled - sell_out.filled
+    if excess == 0:
+        return None
+    long = excess > 0
+    venue = buy_out.leg.venue if long else sell_out.leg.venue
+    quantity = abs(excess)
+    report: dict[str, object] = {
+        "quantity": decimal_text(quantity),
+        "venue": venue,
+        "exposure": "long" if long else "short",
+    }
+    if policy == "report":
+        report |= {"action": "left", "remaining_quantity": decimal_text(quantity)}
+        return Residual(report, None)
+    quote = fresh_quotes.get(venue)
+    if quote is None:
+        report |= {"action": "unwind_failed", "remaining_quantity": decimal_text(quantity)}
+        report["message"] = f"no fresh {venue} quote to unwind against"
+        return Residual(report, None)
+    side: Side = "sell" if long else "buy"
+    price = quote.bid if long else quote.ask
+    limit = protective_limit(price, side, slippage_bps, None)
+    leg = OrderLeg(request.request_id, UNWIND_LEG, venue, request.symbol, side, quantity, limit)
+    return Residual(report, leg)
+
+
+def unwound(report: dict[str, object], quantity: Decimal, outcome: LegOutcome) -> dict[str, object]:
+    """Return the residual's report once its unwind leg of `quantity` had `outcome`."""
+    remaining = quantity - outcome.filled
+    action = "unwound" if remaining == 0 else ("partially_unwound" if outcome.filled > 0 else "unwind_failed")
+    report = report | {
+        "action": action,
+        "unwound_quantity": decimal_text(outcome.filled),
+        "remaining_quantity": decimal_text(remaining),
+    }
+    if outcome.error:
+        report["message"] = outcome.error
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Both legs of an executed arbitrage, and what became of any residual."""
+
+    outcomes: tuple[LegOutcome, LegOutcome]
+    residual: dict[str, object] | None = None
+    unwind: LegOutcome | None = None
+
+
+def settle_arbitrage(
+    request: ArbitrageRequest,
+    plan: ArbitragePlan,
+    settled: Settled,
+    *,
+    mode: Mode,
+    received_ns: int,
+    completed_ns: int,
+) -> ExecutionResult:
+    """Build the result of both legs and of the residual's unwind, if there was one."""
+    buy_out, sell_out = settled.outcomes
     bought, sold = buy_out.filled, sell_out.filled
-    residual, unwind = await _residual(router, request, bought - sold, plan.slippage_bps)
-    fills = (*buy_out.fills, *sell_out.fills, *(unwind.fills if unwind else ()))
+    unwind_fills = settled.unwind.fills if settled.unwind else ()
+    fills = (*buy_out.fills, *sell_out.fills, *unwind_fills)
     hedged = min(bought, sold)
     status: Status
-    if hedged == request.quantity and residual is None:
+    if hedged == request.quantity and settled.residual is None:
         status = "filled"
     elif bought > 0 or sold > 0:
         status = "partially_filled"
     else:
         status = "failed"
-    fees = sum((fee for f in fills if (fee := quote_fee(f, request.symbol)) is not None), Decimal(0))
-    flows = sum((f.price * f.quantity * (1 if f.side == "sell" else -1) for f in fills), Decimal(0)) - fees
-    problems = "; ".join(o.error for o in outcomes if o.error)
+    problems = "; ".join(o.error for o in settled.outcomes if o.error)
     message = f"bought {decimal_text(bought)} on {buy_out.leg.venue}, sold {decimal_text(sold)} on "
     message += sell_out.leg.venue + (f": {problems}" if problems else "")
     return ExecutionResult(
         request_id=request.request_id,
         user_id=request.user_id,
         kind="arbitrage",
-        mode=router.executor.mode,
+        mode=mode,
         status=status,
         reject_code=None,
         message=message,
         received_ns=received_ns,
-        completed_ns=router.clock_ns(),
+        completed_ns=completed_ns,
         fills=fills,
         route=plan.route,
-        residual=residual,
+        residual=settled.residual,
         hedged_quantity=hedged,
         symbol=request.symbol,
-        extra={
-            "arbitrage": {
-                "buy_venue": buy_out.leg.venue,
-                "sell_venue": sell_out.leg.venue,
-                "bought": decimal_text(bought),
-                "sold": decimal_text(sold),
-                "buy_avg_price": _vwap(buy_out),
-                "sell_avg_price": _vwap(sell_out),
-                "net_cash_flow": decimal_text(money_down(flows)),
-            }
-        },
+        extra={"arbitrage": _economics(request.symbol, buy_out, sell_out, fills)},
     )
 
 
-async def _residual(
-    router: SmartRouter, request: OrderRequest, excess: Decimal, slippage_bps: Decimal
-) -> tuple[dict[str, object] | None, LegOutcome | None]:
-    """Handle bought − sold: positive means long on the buy venue, negative short on the sell venue."""
-    if excess == 0:
-        return None, None
-    assert request.buy_venue is not None and request.sell_venue is not None
-    long = excess > 0
-    venue = request.buy_venue if long else request.sell_venue
-    quantity = abs(excess)
-    residual: dict[str, object] = {
-        "quantity": decimal_text(quantity),
-        "venue": venue,
-        "exposure": "long" if long else "short",
+def _economics(
+    symbol: str, buy_out: LegOutcome, sell_out: LegOutcome, fills: Sequence[Fill]
+) -> dict[str, object]:
+    fees = sum((fee for f in fills if (fee := quote_fee(f, symbol)) is not None), Decimal(0))
+    flows = sum((f.price * f.quantity * (1 if f.side == "sell" else -1) for f in fills), Decimal(0)) - fees
+    return {
+        "buy_venue": buy_out.leg.venue,
+        "sell_venue": sell_out.leg.venue,
+        "bought": decimal_text(buy_out.filled),
+        "sold": decimal_text(sell_out.filled),
+        "buy_avg_price": _vwap(buy_out),
+        "sell_avg_price": _vwap(sell_out),
+        "net_cash_flow": decimal_text(money_down(flows)),
     }
-    if router.residual_policy == "report":
-        residual |= {"action": "left", "remaining_quantity": decimal_text(quantity)}
-        return residual, None
-    side: Side = "sell" if long else "buy"
-    top = router.cache.fresh(request.symbol).get(venue)
-    if top is None:
-        residual |= {"action": "unwind_failed", "remaining_quantity": decimal_text(quantity)}
-        residual["message"] = f"no fresh {venue} quote to unwind against"
-        return residual, None
-    price = top.quote.bid if long else top.quote.ask
-    leg = OrderLeg(
-        request.request_id,
-        UNWIND_LEG,
-        venue,
-        request.symbol,
-        side,
-        quantity,
-        protective_limit(price, side, slippage_bps, None),
-    )
-    [outcome] = await router.run_legs([leg])
-    remaining = quantity - outcome.filled
-    action = "unwound" if remaining == 0 else ("partially_unwound" if outcome.filled > 0 else "unwind_failed")
-    residual |= {
-        "action": action,
-        "unwound_quantity": decimal_text(outcome.filled),
-        "remaining_quantity": decimal_text(remaining),
-    }
-    if outcome.error:
-        residual["message"] = outcome.error
-    return residual, outcome
 
 
 def _vwap(outcome: LegOutcome) -> str | None:

@@ -144,6 +144,13 @@ def all_refused(outcomes: Sequence[LegOutcome]) -> str | None:
     return None
 
 
+def refusal(outcomes: Sequence[LegOutcome]) -> tuple[str, str] | None:
+    """Return the reject code and message when every leg was refused before executing, else None."""
+    if code := all_refused(outcomes):
+        return code, "; ".join(o.error or "refused" for o in outcomes) + "; nothing was executed"
+    return None
+
+
 class Executor(Protocol):
     """Send one leg to its venue and report what filled."""
 

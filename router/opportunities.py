@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from router.detector import ArbitrageDetector
-from router.request import OrderRequest
+from router.request import ArbitrageRequest
 
 _PURGE_EVERY_NS = 1_000_000_000
 
@@ -57,7 +57,7 @@ class OpenOpportunities(Protocol):
 
 
 async def check_open(
-    opportunities: OpenOpportunities | None, request: OrderRequest, now_ns: int
+    opportunities: OpenOpportunities | None, request: ArbitrageRequest, now_ns: int
 ) -> str | None:
     """Return why `request` may not act on the opportunity it names, or None (also when it names none)."""
     if request.opportunity_id is None:
@@ -66,7 +66,6 @@ async def check_open(
         return (
             f"this router follows no opportunities: it cannot tell whether {request.opportunity_id} is open"
         )
-    assert request.buy_venue is not None and request.sell_venue is not None
     found = await opportunities.find(request.opportunity_id)
     trade = (request.symbol, request.buy_venue, request.sell_venue)
     return not_open(found, request.opportunity_id, trade, now_ns)

@@ -11,66 +11,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
 
 import orjson
 import structlog
 
-from router.execution import Fill, LegOutcome, OrderLeg
+from router.execution import Fill
+from router.legs import LegRunner
 from router.results import ExecutionResult, Status, fill_status
-
-if TYPE_CHECKING:
-    from router.smart import SmartRouter
 
 log = structlog.get_logger(__name__)
 
 
-async def recover_request(router: SmartRouter, request_id: str, raw: bytes) -> ExecutionResult:
+async def recover_request(legs: LegRunner, request_id: str, raw: bytes, now_ns: int) -> ExecutionResult:
     """Return the result of an interrupted request, settling each of its legs without resending."""
     document = _document(raw)
     symbol = str(document.get("symbol", ""))
-    outcomes: list[LegOutcome] = []
-    reconciled = 0
-    acknowledged = router.ledger.acknowledged(request_id)
-    for intent in router.ledger.legs(request_id):
-        leg = OrderLeg(
-            request_id,
-            intent.leg,
-            intent.venue,
-            symbol,
-            "buy" if intent.side == "buy" else "sell",
-            intent.quantity,
-            intent.limit_price or Decimal(0),
-            client_order_id=intent.client_order_id,
-        )
-        if intent.state == "settled" and intent.outcome is not None:
-            outcomes.append(LegOutcome.decode(leg, intent.outcome))
-            continue
-        outcome = await router.executor.recover(leg, acknowledged=intent.leg in acknowledged)
-        router.ledger.mark_leg(request_id, intent.leg, "settled", outcome.encode())
-        for fill in outcome.fills:
-            router.risk.record_fill(fill.venue, symbol, fill.side, fill.quantity, fill.price)
-        outcomes.append(outcome)
-        reconciled += 1
+    outcomes, reconciled = await legs.settle(request_id, symbol)
     fills = tuple(f for o in outcomes for f in o.fills)
     requested = _quantity(document)
     filled = sum((f.quantity for f in fills), Decimal(0))
     status: Status = fill_status(requested, filled) if requested > 0 else "failed"
     log.warning("request_recovered", request_id=request_id, legs=len(outcomes), reconciled=reconciled)
-    now = router.clock_ns()
     return ExecutionResult(
         request_id=request_id,
         user_id=str(document.get("user_id", "")),
         kind=str(document["kind"]) if document.get("kind") in ("order", "arbitrage") else None,
-        mode=router.executor.mode,
+        mode=legs.mode,
         status=status,
         reject_code=None,
         message=(
             f"settled after a restart: {len(outcomes) - reconciled} leg(s) from the ledger, {reconciled} "
             "reconciled with the executor; nothing was sent again"
         ),
-        received_ns=now,
-        completed_ns=now,
+        received_ns=now_ns,
+        completed_ns=now_ns,
         fills=fills,
         symbol=symbol or None,
     )

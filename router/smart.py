@@ -10,7 +10,8 @@ Python API):
    open opportunity (`router.opportunities`); resolve the user's preferences;
    plan the route (`router.routing`); check risk (`router.risk`);
 4. record each leg's intent in the ledger, execute the legs concurrently as
-   IOC orders with a protective limit price, record each outcome;
+   IOC orders with a protective limit price, record each outcome
+   (`router.legs.LegRunner`, which also settles them after a crash);
 5. store the result in the ledger, then hand it back for publication.
 
 A crash anywhere leaves the request "in flight" in the ledger; `recover()`
@@ -20,38 +21,44 @@ sent again.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
 
 import orjson
 import structlog
 
 from connectors.types import decimal_text
-from router.arbitrage import NoArbitrage, plan_arbitrage, settle_arbitrage
+from router.arbitrage import (
+    ArbitragePlan,
+    NoArbitrage,
+    ResidualPolicy,
+    Settled,
+    plan_arbitrage,
+    plan_residual,
+    settle_arbitrage,
+    unwound,
+)
 from router.book_walk import BPS
 from router.cache import PriceCache
 from router.errors import InvalidRequest
-from router.execution import Executor, Fill, LegOutcome, OrderLeg, all_refused, leg_limit
-from router.ledger import Ledger, LegIntent
-from router.live import LiveExecutor
-from router.metrics import ORDER_LEG_SECONDS, ORDER_REQUESTS
+from router.execution import Executor, LegOutcome, Mode, refusal
+from router.ledger import Ledger
+from router.legs import LegRunner
+from router.metrics import ORDER_REQUESTS
 from router.opportunities import OpenOpportunities, check_open
+from router.orders import order_result, plan_order
 from router.preferences import PreferenceStore, UserPreferences
 from router.recovery import recover_request, result_from_message
-from router.request import OrderRequest, RequestRules, Side
-from router.results import ExecutionResult, fill_status
-from router.risk import KillSwitch, PlannedLeg, RiskGate, RiskRejected
-from router.routing import NoRoute, RoutePlan, RouteRequest, VenueView, plan_route
+from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules, Side
+from router.results import ExecutionResult
+from router.risk import KillSwitch, RiskGate, RiskRejected
+from router.routing import NoRoute, VenueView
 from router.validation import parse_request
 
 log = structlog.get_logger(__name__)
-
-ResidualPolicy = Literal["unwind", "report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,32 +102,42 @@ class SmartRouter:
         opportunities: OpenOpportunities | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.cache = cache
-        self.executor = executor
-        self.ledger = ledger
-        self.preferences = preferences
-        self.risk = risk
-        self.kill_switch = kill_switch
-        self.rules = rules
-        self.taker_fee_bps = dict(taker_fee_bps)
-        self.residual_policy = residual_policy
-        self.opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
-        self.clock_ns = clock_ns
-        if isinstance(executor, LiveExecutor):
-            # A leg a venue acknowledged is recorded, so a restart never takes it for one never placed.
-            executor.on_acknowledged = self._record_acknowledged
+        self._cache = cache
+        self._legs = LegRunner(ledger, executor, risk)
+        self._ledger = ledger
+        self._preferences = preferences
+        self._risk = risk
+        self._kill_switch = kill_switch
+        self._rules = rules
+        self._taker_fee_bps = dict(taker_fee_bps)
+        self._residual_policy = residual_policy
+        self._opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
+        self._clock_ns = clock_ns
 
-    def _record_acknowledged(self, leg: OrderLeg, venue_order_id: str) -> None:
-        self.ledger.record_acknowledged(leg.request_id, leg.leg, venue_order_id)
+    @property
+    def mode(self) -> Mode:
+        """Return whether this router trades on paper or live."""
+        return self._legs.mode
+
+    @property
+    def taker_fees(self) -> dict[str, Decimal]:
+        """Return the taker fee (bps) each routable venue is priced with."""
+        return dict(self._taker_fee_bps)
+
+    def set_taker_fee(self, venue: str, fee_bps: Decimal) -> None:
+        """Price `venue` with `fee_bps` from now on (the account's real fee, read at connect)."""
+        if venue not in self._taker_fee_bps:
+            raise ValueError(f"{venue} is not a routable venue")
+        self._taker_fee_bps[venue] = fee_bps
 
     # ----- the Python API of DESIGN.md -------------------------------------------------------
 
     async def get_best_price(self, symbol: str, action: Side) -> VenuePrice | None:
         """Return the venue with the best fresh all-in (taker fee included) top-of-book price."""
         best: VenuePrice | None = None
-        for view in self.venue_views(symbol):
+        for view in self._venue_views(symbol):
             quote = view.quote
-            fresh = view.quote_age_ms is not None and view.quote_age_ms <= self.cache.max_quote_age_ns / 1e6
+            fresh = view.quote_age_ms is not None and view.quote_age_ms <= self._cache.max_quote_age_ns / 1e6
             if quote is None or not fresh or quote.crossed:
                 continue
             price, qty = (quote.ask, quote.ask_qty) if action == "buy" else (quote.bid, quote.bid_qty)
@@ -136,7 +153,7 @@ class SmartRouter:
 
     async def get_user_preferences(self, user_id: str) -> UserPreferences:
         """Return the preferences in force for `user_id` (topic > config > defaults)."""
-        return self.preferences.get(user_id)
+        return self._preferences.get(user_id)
 
     async def execute_with_preferences(
         self, symbol: str, action: Side, amount: Decimal | str, user_id: str
@@ -164,12 +181,12 @@ class SmartRouter:
 
     async def handle(self, raw: bytes, *, received_ns: int | None = None) -> Handled:
         """Answer one order-request message exactly once; never raises for bad input."""
-        now = self.clock_ns() if received_ns is None else received_ns
+        now = self._clock_ns() if received_ns is None else received_ns
         try:
-            request = parse_request(raw, self.rules, now_ns=now)
+            request = parse_request(raw, self._rules, now_ns=now)
         except InvalidRequest as exc:
             return self._reject_invalid(exc, raw, now)
-        claim = self.ledger.claim(request.request_id, request.user_id, raw, now_ns=now)
+        claim = self._ledger.claim(request.request_id, request.user_id, raw, now_ns=now)
         if claim.status == "done":
             assert claim.result is not None
             ORDER_REQUESTS.labels(status="replayed", reject_code="").inc()
@@ -180,7 +197,7 @@ class SmartRouter:
             return Handled(request.request_id, recovered, executed=False, replayed=True, invalid=None)
         result = await self._execute(request, now)
         encoded = result.encode()
-        self.ledger.complete(request.request_id, encoded, now_ns=self.clock_ns())
+        self._ledger.complete(request.request_id, encoded, now_ns=self._clock_ns())
         ORDER_REQUESTS.labels(status=result.status, reject_code=result.reject_code or "").inc()
         log.info(
             "order_completed", request_id=request.request_id, status=result.status, code=result.reject_code
@@ -191,13 +208,13 @@ class SmartRouter:
         ORDER_REQUESTS.labels(status="rejected", reject_code=exc.reject_code).inc()
         if exc.request_id is None or exc.user_id is None:
             return Handled(None, None, executed=False, replayed=False, invalid=exc)
-        claim = self.ledger.claim(exc.request_id, exc.user_id, raw, now_ns=now)
+        claim = self._ledger.claim(exc.request_id, exc.user_id, raw, now_ns=now)
         if claim.status == "done":
             return Handled(exc.request_id, claim.result, executed=False, replayed=True, invalid=exc)
         result = self._rejected(exc.request_id, exc.user_id, exc.kind, exc.reject_code, exc.message, now)
         encoded = result.encode()
         if claim.status == "new":
-            self.ledger.complete(exc.request_id, encoded, now_ns=self.clock_ns())
+            self._ledger.complete(exc.request_id, encoded, now_ns=self._clock_ns())
         return Handled(exc.request_id, encoded, executed=False, replayed=False, invalid=exc)
 
     def _rejected(
@@ -214,29 +231,29 @@ class SmartRouter:
             request_id=request_id,
             user_id=user_id,
             kind=kind,
-            mode=self.executor.mode,
+            mode=self._legs.mode,
             status="rejected",
             reject_code=code,
             message=message,
             received_ns=received_ns,
-            completed_ns=self.clock_ns(),
+            completed_ns=self._clock_ns(),
             route=route,
         )
 
-    async def _execute(self, request: OrderRequest, received_ns: int) -> ExecutionResult:
-        if self.kill_switch.halted:
-            reason = self.kill_switch.reason or "no reason given"
-            return self.reject(
+    async def _execute(self, request: Request, received_ns: int) -> ExecutionResult:
+        if self._kill_switch.halted:
+            reason = self._kill_switch.reason or "no reason given"
+            return self._reject(
                 request, "halted", f"trading is halted ({reason}); nothing was executed", received_ns
             )
-        prefs = self.preferences.get(request.user_id)
-        if request.kind == "arbitrage":
+        prefs = self._preferences.get(request.user_id)
+        if isinstance(request, ArbitrageRequest):
             return await self._execute_arbitrage(request, prefs, received_ns)
         return await self._execute_order(request, prefs, received_ns)
 
-    def reject(
+    def _reject(
         self,
-        request: OrderRequest,
+        request: Request,
         code: str,
         message: str,
         received_ns: int,
@@ -249,134 +266,86 @@ class SmartRouter:
     async def _execute_order(
         self, request: OrderRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
-        assert request.side is not None
-        slippage = (
-            request.max_slippage_bps if request.max_slippage_bps is not None else prefs.max_slippage_bps
-        )
-        route_request = RouteRequest(
-            symbol=request.symbol,
-            side=request.side,
-            quantity=request.quantity,
-            limit_price=request.limit_price,
-            max_slippage_bps=slippage,
-            strategy=prefs.strategy,
-            max_quote_age_ms=self.cache.max_quote_age_ns / 1e6,
-            allowed_venues=frozenset(request.venues) if request.venues else None,
-            excluded_venues=prefs.excluded_venues,
-            preferred_venues=prefs.preferred_venues,
-            preferred_bias_bps=prefs.preferred_bias_bps,
-            max_venues=prefs.max_venues if prefs.strategy == "split" else 1,
-        )
+        views = self._venue_views(request.symbol)
         try:
-            plan = plan_route(route_request, self.venue_views(request.symbol))
+            plan = plan_order(request, prefs, views, self._cache.max_quote_age_ns / 1e6)
         except NoRoute as exc:
-            return self.reject(request, exc.reject_code, exc.message, received_ns, exc.as_message())
-        quotes = {view.venue: view.quote for view in self.venue_views(request.symbol)}
-        legs = [
-            OrderLeg(
-                request.request_id,
-                i,
-                leg.venue,
-                request.symbol,
-                request.side,
-                leg.quantity,
-                leg_limit(quotes.get(leg.venue), leg.quantity, request.side, slippage, request.limit_price),
-            )
-            for i, leg in enumerate(plan.legs)
-        ]
+            return self._reject(request, exc.reject_code, exc.message, received_ns, exc.as_message())
+        route = plan.route.as_message()
         try:
-            self.risk.check(
-                [
-                    PlannedLeg(g.venue, g.symbol, g.side, g.quantity, r.expected_price)
-                    for g, r in zip(legs, plan.legs, strict=True)
-                ],
-                user_max_order_notional=prefs.max_order_notional,
-            )
+            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
         except RiskRejected as exc:
-            return self.reject(request, exc.reject_code, exc.message, received_ns, plan.as_message())
-        outcomes = await self.run_legs(legs)
-        return self._order_result(request, plan, outcomes, received_ns)
-
-    def _order_result(
-        self, request: OrderRequest, plan: RoutePlan, outcomes: Sequence[LegOutcome], received_ns: int
-    ) -> ExecutionResult:
-        if refused := all_refused(outcomes):
-            message = "; ".join(o.error or "refused" for o in outcomes) + "; nothing was executed"
-            return self.reject(request, refused, message, received_ns, plan.as_message())
-        fills = tuple(f for o in outcomes for f in o.fills)
-        filled = sum((f.quantity for f in fills), Decimal(0))
-        status = fill_status(request.quantity, filled)
-        problems = "; ".join(o.error for o in outcomes if o.error)
-        done, wanted = decimal_text(filled), decimal_text(request.quantity)
-        message = {
-            "filled": f"filled {done} {request.symbol} on {len(plan.legs)} venue(s): {plan.reason}",
-            "partially_filled": f"filled {done} of {wanted}: {problems}",
-            "failed": f"nothing filled: {problems}",
-        }[status]
-        return ExecutionResult(
-            request_id=request.request_id,
-            user_id=request.user_id,
-            kind=request.kind,
-            mode=self.executor.mode,
-            status=status,
-            reject_code=None,
-            message=message,
+            return self._reject(request, exc.reject_code, exc.message, received_ns, route)
+        outcomes = await self._legs.run(plan.legs)
+        if refused := refusal(outcomes):
+            return self._reject(request, *refused, received_ns, route)
+        return order_result(
+            request,
+            plan.route,
+            outcomes,
+            mode=self._legs.mode,
             received_ns=received_ns,
-            completed_ns=self.clock_ns(),
-            fills=fills,
-            route=plan.as_message(),
-            symbol=request.symbol,
+            completed_ns=self._clock_ns(),
         )
 
     async def _execute_arbitrage(
-        self, request: OrderRequest, prefs: UserPreferences, received_ns: int
+        self, request: ArbitrageRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
-        if closed := await check_open(self.opportunities, request, self.clock_ns()):
-            return self.reject(request, "opportunity_closed", f"{closed}; nothing was executed", received_ns)
+        if closed := await check_open(self._opportunities, request, self._clock_ns()):
+            return self._reject(request, "opportunity_closed", f"{closed}; nothing was executed", received_ns)
         slippage = (
             request.max_slippage_bps if request.max_slippage_bps is not None else prefs.max_slippage_bps
         )
-        views = {v.venue: v for v in self.venue_views(request.symbol)}
+        views = {v.venue: v for v in self._venue_views(request.symbol)}
         try:
-            plan = plan_arbitrage(request, views, slippage, self.cache.max_quote_age_ns / 1e6)
+            plan = plan_arbitrage(request, views, slippage, self._cache.max_quote_age_ns / 1e6)
         except NoArbitrage as exc:
-            return self.reject(request, exc.reject_code, exc.message, received_ns, exc.route)
+            return self._reject(request, exc.reject_code, exc.message, received_ns, exc.route)
         try:
-            self.risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
+            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
         except RiskRejected as exc:
-            return self.reject(request, exc.reject_code, exc.message, received_ns, plan.route)
-        outcomes = await self.run_legs(plan.legs)
-        return await settle_arbitrage(self, request, plan, outcomes, received_ns)
+            return self._reject(request, exc.reject_code, exc.message, received_ns, plan.route)
+        outcomes = await self._legs.run(plan.legs)
+        if refused := refusal(outcomes):
+            return self._reject(request, *refused, received_ns, plan.route)
+        settled = await self._settle_residual(request, plan, outcomes)
+        return settle_arbitrage(
+            request,
+            plan,
+            settled,
+            mode=self._legs.mode,
+            received_ns=received_ns,
+            completed_ns=self._clock_ns(),
+        )
 
-    async def run_legs(self, legs: Sequence[OrderLeg]) -> list[LegOutcome]:
-        """Record every leg's intent, execute them concurrently, record each outcome and fill."""
-        for leg in legs:
-            self.ledger.record_leg_intent(_intent(leg))
-        return list(await asyncio.gather(*(self._run_leg(leg) for leg in legs)))
+    async def _settle_residual(
+        self, request: ArbitrageRequest, plan: ArbitragePlan, outcomes: Sequence[LegOutcome]
+    ) -> Settled:
+        """Unwind or report what one leg filled beyond the other."""
+        buy_out, sell_out = outcomes
+        fresh = {venue: entry.quote for venue, entry in self._cache.fresh(request.symbol).items()}
+        residual = plan_residual(request, outcomes, self._residual_policy, fresh, plan.slippage_bps)
+        if residual is None:
+            return Settled((buy_out, sell_out))
+        if residual.unwind is None:
+            return Settled((buy_out, sell_out), residual.report)
+        [outcome] = await self._legs.run([residual.unwind])
+        report = unwound(residual.report, residual.unwind.quantity, outcome)
+        return Settled((buy_out, sell_out), report, outcome)
 
-    async def _run_leg(self, leg: OrderLeg) -> LegOutcome:
-        self.ledger.mark_leg(leg.request_id, leg.leg, "sent")
-        started = time.monotonic()
-        outcome = await self.executor.execute(leg)
-        ORDER_LEG_SECONDS.labels(venue=leg.venue).observe(time.monotonic() - started)
-        self.ledger.mark_leg(leg.request_id, leg.leg, "settled", outcome.encode())
-        for fill in outcome.fills:
-            self.risk.record_fill(fill.venue, leg.symbol, fill.side, fill.quantity, fill.price)
-        return outcome
-
-    def venue_views(self, symbol: str) -> list[VenueView]:
+    def _venue_views(self, symbol: str) -> list[VenueView]:
         """Return what the planner knows of every configured venue for `symbol` now."""
-        now = self.cache.clock_ns()
+        now = self._cache.clock_ns()
         views = []
-        for venue, fee in sorted(self.taker_fee_bps.items()):
-            entry = self.cache.get(venue, symbol)
+        for venue, fee in sorted(self._taker_fee_bps.items()):
+            entry = self._cache.get(venue, symbol)
             views.append(
                 VenueView(
                     venue=venue,
                     quote=None if entry is None else entry.quote,
                     quote_age_ms=None if entry is None else entry.age_ns(now) / 1e6,
                     taker_fee_bps=fee,
-                    ack_latency_ms=self.executor.observed_ack_latency_ms(venue),
+                    ack_latency_ms=self._legs.ack_latency_ms(venue),
                 )
             )
         return views
@@ -389,49 +358,25 @@ class SmartRouter:
         Return the settled requests' results, oldest first.
         """
         self.restore_positions()
-        results = [await self._recover_one(request_id, raw) for request_id, raw in self.ledger.in_flight()]
+        results = [await self._recover_one(request_id, raw) for request_id, raw in self._ledger.in_flight()]
         if results:
             log.warning("router_recovered_in_flight", requests=len(results))
         return results
 
     def restore_positions(self) -> int:
         """Feed every fill the ledger recorded into the risk gate, so exposure limits survive a restart."""
-        fills = 0
-        for request, intent in self.ledger.settled_legs():
-            symbol = orjson.loads(request).get("symbol")
-            if not isinstance(symbol, str) or intent.outcome is None:
-                continue
-            for fill in (Fill.from_message(f) for f in orjson.loads(intent.outcome)["fills"]):
-                self.risk.record_fill(fill.venue, symbol, fill.side, fill.quantity, fill.price)
-                fills += 1
-        if fills:
-            log.info("positions_restored", fills=fills, exposure=self.risk.snapshot())
-        return fills
+        return self._legs.restore_positions()
 
     async def _recover_one(self, request_id: str, raw: bytes) -> bytes:
-        result = await recover_request(self, request_id, raw)
+        result = await recover_request(self._legs, request_id, raw, self._clock_ns())
         encoded = result.encode()
-        self.ledger.complete(request_id, encoded, now_ns=self.clock_ns())
+        self._ledger.complete(request_id, encoded, now_ns=self._clock_ns())
         return encoded
 
 
 def decode_result(raw: bytes) -> ExecutionResult:
     """Rebuild the dataclass view of a stored result (for the Python API)."""
     return result_from_message(orjson.loads(raw))
-
-
-def _intent(leg: OrderLeg) -> LegIntent:
-    return LegIntent(
-        request_id=leg.request_id,
-        leg=leg.leg,
-        venue=leg.venue,
-        client_order_id=leg.client_order_id,
-        side=leg.side,
-        quantity=leg.quantity,
-        limit_price=leg.limit_price,
-        state="intent",
-        outcome=None,
-    )
 
 
 def _api_request_id() -> str:

@@ -1,6 +1,7 @@
 """Check order requests from `smartroute.orders` before anything reaches an executor.
 
-`parse_request` is pure: message bytes in, an `OrderRequest` out, or
+`parse_request` is pure: message bytes in, an `OrderRequest` or an
+`ArbitrageRequest` out, or
 `InvalidRequest` with the contract's `reject_code` and a sentence that names the
 field and echoes (at most ~40 characters of) the offending value. Checks run in
 a fixed order, so one message always gets the same verdict:
@@ -22,14 +23,30 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from decimal import Decimal
-from typing import Final, TypeVar, cast
+from typing import Final, TypedDict, TypeVar, cast
 
 from router.errors import InvalidRequest
-from router.request import Kind, OrderRequest, OrderType, RequestRules, Side, plain_decimal
+from router.request import (
+    ArbitrageRequest,
+    Kind,
+    OrderRequest,
+    OrderType,
+    Request,
+    RequestRules,
+    Side,
+    plain_decimal,
+)
 
-__all__ = ["MAX_MESSAGE_BYTES", "OrderRequest", "RequestRules", "parse_request", "peek_identity"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "ArbitrageRequest",
+    "OrderRequest",
+    "Request",
+    "RequestRules",
+    "parse_request",
+    "peek_identity",
+]
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 MAX_LIMIT_PRICE: Final = Decimal("1e12")
@@ -64,7 +81,7 @@ _T = TypeVar("_T", bound=str)
 _V = TypeVar("_V")
 
 
-def parse_request(raw: bytes | None, rules: RequestRules, *, now_ns: int) -> OrderRequest:
+def parse_request(raw: bytes | None, rules: RequestRules, *, now_ns: int) -> Request:
     """Decode and check one Kafka message value; raise InvalidRequest on any defect.
 
     `raw` may be None (a Kafka record without a value); that is rejected too.
@@ -146,7 +163,18 @@ def _identity(document: dict[str, object]) -> tuple[str | None, str | None, str 
     )
 
 
-def _check(document: dict[str, object], rules: RequestRules, now_ns: int) -> OrderRequest:
+class _Common(TypedDict):
+    """The fields both kinds of request have, once checked."""
+
+    request_id: str
+    user_id: str
+    symbol: str
+    quantity: Decimal
+    max_slippage_bps: Decimal | None
+    deadline_ns: int | None
+
+
+def _check(document: dict[str, object], rules: RequestRules, now_ns: int) -> Request:
     _check_version(document)
     _check_field_names(document)
     request_id = _required_id(document, "request_id", _ID, _ID_CHARS)
@@ -155,10 +183,9 @@ def _check(document: dict[str, object], rules: RequestRules, now_ns: int) -> Ord
     _check_applicable(document, kind)
     symbol = _symbol(document)
     quantity = _decimal(document, "quantity", rules, positive=True, maximum=rules.max_quantity)
-    base = OrderRequest(
+    common = _Common(
         request_id=request_id,
         user_id=user_id,
-        kind=kind,
         symbol=symbol,
         quantity=_required(quantity, "quantity"),
         max_slippage_bps=_decimal(
@@ -166,10 +193,7 @@ def _check(document: dict[str, object], rules: RequestRules, now_ns: int) -> Ord
         ),
         deadline_ns=_deadline(document),
     )
-    if kind == "order":
-        request = _with_order_fields(base, document, rules)
-    else:
-        request = _with_arbitrage_fields(base, document)
+    request: Request = _order(common, document, rules) if kind == "order" else _arbitrage(common, document)
     _check_known(request, rules)
     if request.deadline_ns is not None and request.deadline_ns <= now_ns:
         raise InvalidRequest(
@@ -203,7 +227,7 @@ def _check_applicable(document: dict[str, object], kind: str) -> None:
         raise _invalid(f"field {_names(misplaced)} does not apply to kind {_show(kind)}")
 
 
-def _with_order_fields(base: OrderRequest, document: dict[str, object], rules: RequestRules) -> OrderRequest:
+def _order(common: _Common, document: dict[str, object], rules: RequestRules) -> OrderRequest:
     side = cast(Side, _choice(document, "side", ("buy", "sell"), required=True))
     order_type = cast(OrderType, _choice(document, "order_type", ("market", "limit")) or "market")
     limit_price = _decimal(document, "limit_price", rules, positive=True, maximum=MAX_LIMIT_PRICE)
@@ -211,12 +235,11 @@ def _with_order_fields(base: OrderRequest, document: dict[str, object], rules: R
         raise _invalid('limit_price is required when order_type is "limit"')
     if order_type == "market" and limit_price is not None:
         raise _invalid('limit_price applies only to order_type "limit", and this order is "market"')
-    return replace(
-        base, side=side, order_type=order_type, limit_price=limit_price, venues=_venue_list(document)
-    )
+    venues = _venue_list(document)
+    return OrderRequest(**common, side=side, order_type=order_type, limit_price=limit_price, venues=venues)
 
 
-def _with_arbitrage_fields(base: OrderRequest, document: dict[str, object]) -> OrderRequest:
+def _arbitrage(common: _Common, document: dict[str, object]) -> ArbitrageRequest:
     if _choice(document, "order_type", ("market", "limit")) == "limit":
         raise _invalid('order_type must be "market" for kind "arbitrage": both legs execute at market')
     buy_venue = _required(_venue(document, "buy_venue"), "buy_venue")
@@ -228,23 +251,22 @@ def _with_arbitrage_fields(base: OrderRequest, document: dict[str, object]) -> O
         not isinstance(opportunity_id, str) or _ID.fullmatch(opportunity_id) is None
     ):
         raise _invalid(f"opportunity_id must be 1..64 characters of {_ID_CHARS}, got {_show(opportunity_id)}")
-    return replace(
-        base,
-        buy_venue=buy_venue,
-        sell_venue=sell_venue,
-        opportunity_id=cast("str | None", opportunity_id),
-    )
+    opportunity = cast("str | None", opportunity_id)
+    return ArbitrageRequest(**common, buy_venue=buy_venue, sell_venue=sell_venue, opportunity_id=opportunity)
 
 
-def _check_known(request: OrderRequest, rules: RequestRules) -> None:
+def _check_known(request: Request, rules: RequestRules) -> None:
     if request.symbol not in rules.symbols:
         raise InvalidRequest(
             "unknown_symbol", f"symbol {_show(request.symbol)} is not traded on any enabled venue"
         )
-    named: list[tuple[str, str | None]] = [("venues", venue) for venue in request.venues or ()]
-    named += [("buy_venue", request.buy_venue), ("sell_venue", request.sell_venue)]
+    named: list[tuple[str, str]]
+    if isinstance(request, OrderRequest):
+        named = [("venues", venue) for venue in request.venues or ()]
+    else:
+        named = [("buy_venue", request.buy_venue), ("sell_venue", request.sell_venue)]
     for field, venue in named:
-        if venue is not None and venue not in rules.venues:
+        if venue not in rules.venues:
             enabled = ", ".join(sorted(rules.venues)) or "none"
             raise InvalidRequest(
                 "unknown_venue",

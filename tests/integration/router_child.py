@@ -16,12 +16,16 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 
+from daemon import routing
 from daemon.app import Daemon
 from daemon.config import load_config
 from daemon.logs import configure_logging
-from router.execution import Executor, LegOutcome, OrderLeg
+from router.cache import PriceCache
+from router.execution import Executor, LegOutcome, OrderLeg, PaperExecutor
 
 
 class CrashingExecutor:
@@ -60,13 +64,23 @@ def crash_after_ack(daemon: Daemon, request_id: str) -> None:
     service._send_all = send_then_crash  # type: ignore[method-assign]
 
 
+def log_paper_legs(sent_log: Path, crash_after: str | None) -> None:
+    """Make the router the daemon builds execute through a CrashingExecutor over its paper executor."""
+
+    def crashing(cache: PriceCache, fees: Mapping[str, Decimal]) -> Executor:
+        return CrashingExecutor(PaperExecutor(cache, fees), sent_log, crash_after)
+
+    # build_router looks PaperExecutor up when it is called, after this.
+    routing.PaperExecutor = crashing  # type: ignore[attr-defined,assignment]
+
+
 async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
+    acked = crash_after is not None and crash_after.startswith("acked:")
+    log_paper_legs(sent_log, None if acked else crash_after)
     daemon = Daemon(load_config(config, environ={}), roles=frozenset({"feeds", "route"}))
     assert daemon.router is not None
-    if crash_after is not None and crash_after.startswith("acked:"):
+    if crash_after is not None and acked:
         crash_after_ack(daemon, crash_after.removeprefix("acked:"))
-        crash_after = None
-    daemon.router.router.executor = CrashingExecutor(daemon.router.router.executor, sent_log, crash_after)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

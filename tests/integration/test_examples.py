@@ -25,7 +25,7 @@ from connectors.types import VENUE_IDS, Quote, decimal_text
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 from router.execution import Fill, Side
-from router.request import OrderRequest, RequestRules
+from router.request import ArbitrageRequest, Request, RequestRules
 from router.results import ExecutionResult
 from router.validation import parse_request
 
@@ -54,7 +54,7 @@ def opened_opportunity() -> Opportunity:
     return opened
 
 
-def filled_result(request: OrderRequest, opportunity: Opportunity) -> ExecutionResult:
+def filled_result(request: Request, opportunity: Opportunity) -> ExecutionResult:
     """Answer `request` the way the router would after filling it at the opportunity's prices."""
     now = time.time_ns()
     legs: list[tuple[Side, str, Decimal]] = [("buy", opportunity.buy_venue, opportunity.buy_price)]
@@ -91,7 +91,7 @@ async def fake_router(bootstrap: str, prefix: str, opportunity: Opportunity) -> 
         assert_valid("order-request", orjson.loads(record.value))
         request = parse_request(record.value, RULES, now_ns=time.time_ns())
         assert request.symbol == opportunity.symbol and request.quantity == opportunity.quantity
-        if request.kind == "arbitrage":
+        if isinstance(request, ArbitrageRequest):
             assert (request.buy_venue, request.sell_venue) == (opportunity.buy_venue, opportunity.sell_venue)
             assert request.opportunity_id == opportunity.id
         else:

@@ -163,8 +163,10 @@ CASES = {"okx": okx, "kraken": kraken, "bybit": bybit}
 
 
 @asynccontextmanager
-async def live_router(case: Case, state: Path, policy: SettlePolicy) -> AsyncIterator[SmartRouter]:
-    """A SmartRouter trading live on the case's venue only, over the ledger in `state`."""
+async def live_router(
+    case: Case, state: Path, policy: SettlePolicy
+) -> AsyncIterator[tuple[SmartRouter, Ledger]]:
+    """A SmartRouter trading live on the case's venue only, and the ledger in `state` it writes."""
     executor = LiveExecutor(
         {case.venue: case.connect()},
         taker_fee_bps={case.venue: D(10)},
@@ -192,7 +194,7 @@ async def live_router(case: Case, state: Path, policy: SettlePolicy) -> AsyncIte
     )
     try:
         await executor.start()
-        yield router
+        yield router, ledger
     finally:
         await executor.close()
         ledger.close()
@@ -206,15 +208,15 @@ async def test_an_order_acknowledged_but_not_yet_visible_is_not_settled_as_never
     request |= {"side": "buy", "quantity": QUANTITY, "venues": [name]}
     async with CASES[name]() as case:
         coid = client_order_id(name, "ack-1", 0)
-        async with live_router(case, tmp_path / "state", FIRST_RUN) as first:
+        async with live_router(case, tmp_path / "state", FIRST_RUN) as (first, first_ledger):
             with pytest.raises(ExecutionError, match="stays in flight"):
                 await first.handle(orjson.dumps(request))
-            assert [leg.state for leg in first.ledger.legs("ack-1")] == ["sent"]
+            assert [leg.state for leg in first_ledger.legs("ack-1")] == ["sent"]
         assert case.executed() == {coid: D(QUANTITY)}  # the venue executed it
 
-        async with live_router(case, tmp_path / "state", RESTART) as restarted:
+        async with live_router(case, tmp_path / "state", RESTART) as (restarted, restarted_ledger):
             [recovered] = await restarted.recover()
-            [leg] = restarted.ledger.legs("ack-1")
+            [leg] = restarted_ledger.legs("ack-1")
         executed = case.executed()
     result = orjson.loads(recovered)
     assert executed == {coid: D(QUANTITY)}

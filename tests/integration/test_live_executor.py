@@ -357,8 +357,8 @@ async def test_the_daemon_builds_a_live_router_that_routes_only_to_its_tradable_
         cfg, cache, environ={"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET}
     )
     try:
-        assert parts.live is not None and parts.router.executor is parts.live
-        assert set(parts.router.taker_fee_bps) == {"binance"}  # bybit is enabled for market data only
+        assert parts.live is not None and parts.router.mode == "live"
+        assert set(parts.router.taker_fees) == {"binance"}  # bybit is enabled for market data only
         async with asyncio.timeout(10):
             await parts.connect()
             binance = parts.live.connectors["binance"]

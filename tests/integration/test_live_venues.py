@@ -149,7 +149,7 @@ async def test_a_live_config_trades_on_every_venue_with_its_accounts_real_taker_
     assert parts.live is not None and set(parts.live.venues) == {"okx", "kraken", "bybit"}
     # Read from each fake's fee-tier endpoint at connect, replacing the configured 10 bps:
     # OKX trade-fee taker -0.001, Kraken TradeVolume fee 0.26 %, Bybit fee-rate takerFeeRate 0.001.
-    assert parts.router.taker_fee_bps == {"okx": D(10), "kraken": D(26), "bybit": D(10)}
+    assert parts.router.taker_fees == {"okx": D(10), "kraken": D(26), "bybit": D(10)}
 
 
 async def test_a_live_arbitrage_buys_on_one_venue_and_sells_on_another(
@@ -271,7 +271,7 @@ def test_trade_false_keeps_a_venue_market_data_only(tmp_path: Path) -> None:
     parts = build_router(cfg, PriceCache(), environ=environ)
     try:
         assert parts.live is not None and set(parts.live.venues) == {"okx"}
-        assert set(parts.router.taker_fee_bps) == {"okx"}  # never routed to, nor priced
+        assert set(parts.router.taker_fees) == {"okx"}  # never routed to, nor priced
     finally:
         parts.ledger.close()
     paper = load_config(
@@ -283,7 +283,7 @@ def test_trade_false_keeps_a_venue_market_data_only(tmp_path: Path) -> None:
     )
     paper_parts = build_router(paper, PriceCache())
     try:
-        assert set(paper_parts.router.taker_fee_bps) == {"okx"}  # paper mode too
+        assert set(paper_parts.router.taker_fees) == {"okx"}  # paper mode too
     finally:
         paper_parts.ledger.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,74 @@ def test_the_aiokafka_check_sees_an_import(tmp_path: Path) -> None:
         assert imports_aiokafka(bad)
     (tmp_path / "ok.py").write_text("from daemon.kafka import KafkaError\nimport aiokafkax\n")
     assert not imports_aiokafka(tmp_path / "ok.py")
+
+
+def import_graph(root: Path, packages: Iterable[str]) -> dict[str, set[str]]:
+    """Map each module of `packages` under `root` to the project modules it imports, TYPE_CHECKING too.
+
+    `from package import name` counts as importing `package.name` when that is a module, else `package`.
+    """
+    paths = {
+        module_name_under(root, path): path for package in packages for path in (root / package).rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.update(
+                    f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in paths else node.module
+                    for alias in node.names
+                )
+        graph[module] = {t for t in targets if t in paths and t != module}
+    return graph
+
+
+def module_name_under(root: Path, path: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """Return one import cycle of `graph` (its modules in order, the first repeated last), or None."""
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        if module in done:
+            return None
+        for target in sorted(graph.get(module, ())):
+            if cycle := visit(target, [*path, module]):
+                return cycle
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        if cycle := visit(module, []):
+            return cycle
+    return None
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_no_package_has_an_import_cycle(package: str) -> None:
+    assert find_cycle(import_graph(REPO, [package])) is None
+
+
+def test_the_cycle_check_sees_a_cycle_hidden_behind_type_checking(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg.b import run\n")
+    (tmp_path / "pkg" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n"
+    )
+    (tmp_path / "pkg" / "c.py").write_text("import pkg.a\n")
+    graph = import_graph(tmp_path, ["pkg"])
+    assert graph["pkg.c"] == {"pkg.a"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    (tmp_path / "pkg" / "b.py").write_text("import pkg.c\n")
+    assert find_cycle(import_graph(tmp_path, ["pkg"])) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
+    (tmp_path / "pkg" / "c.py").write_text("")
+    assert find_cycle(import_graph(tmp_path, ["pkg"])) is None

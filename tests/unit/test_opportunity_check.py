@@ -56,7 +56,7 @@ async def result_of(w: World, raw: bytes) -> dict[str, object]:
 
 
 async def test_an_open_opportunity_is_executed_on_the_books(world: World) -> None:
-    world.router.opportunities = Opportunities(opportunity(expires_ns=world.clock.now_ns + S))
+    world.follow(Opportunities(opportunity(expires_ns=world.clock.now_ns + S)))
     result = await result_of(world, arbitrage("a1", opportunity_id="opp-1"))
     assert result["status"] == "filled", result
     assert len(world.executor.sent) == 2
@@ -76,8 +76,8 @@ async def test_an_opportunity_not_open_as_named_is_rejected_and_nothing_is_sent(
     world: World, open_now: tuple[OpenOpportunity, ...], says: str
 ) -> None:
     far = world.clock.now_ns + S
-    world.router.opportunities = Opportunities(
-        *(OpenOpportunity(o.id, o.symbol, o.buy_venue, o.sell_venue, far) for o in open_now)
+    world.follow(
+        Opportunities(*(OpenOpportunity(o.id, o.symbol, o.buy_venue, o.sell_venue, far) for o in open_now))
     )
     result = await result_of(world, arbitrage("a1", opportunity_id="opp-1"))
     assert (result["status"], result["reject_code"]) == ("rejected", "opportunity_closed")
@@ -87,21 +87,21 @@ async def test_an_opportunity_not_open_as_named_is_rejected_and_nothing_is_sent(
 
 async def test_an_opportunity_past_its_expiry_is_closed_for_requests(world: World) -> None:
     now = world.clock.now_ns
-    world.router.opportunities = Opportunities(opportunity(expires_ns=now))
+    world.follow(Opportunities(opportunity(expires_ns=now)))
     result = await result_of(world, arbitrage("a1", opportunity_id="opp-1"))
     assert (result["status"], result["reject_code"]) == ("rejected", "opportunity_closed")
     assert f"expired at {now} (now {now})" in str(result["message"])
-    world.router.opportunities = Opportunities(opportunity(expires_ns=now + 1))
+    world.follow(Opportunities(opportunity(expires_ns=now + 1)))
     assert (await result_of(world, arbitrage("a2", opportunity_id="opp-1")))["status"] == "filled"
 
 
 async def test_without_an_opportunity_id_only_the_books_decide(world: World) -> None:
-    world.router.opportunities = Opportunities()
+    world.follow(Opportunities())
     assert (await result_of(world, arbitrage("a1")))["status"] == "filled"
 
 
 async def test_a_router_that_follows_no_opportunities_cannot_execute_one_by_id(world: World) -> None:
-    assert world.router.opportunities is None
+    # the fixture's router was built without any opportunities to follow
     result = await result_of(world, arbitrage("a1", opportunity_id="opp-1"))
     assert (result["status"], result["reject_code"]) == ("rejected", "opportunity_closed")
     assert "follows no opportunities" in str(result["message"])
@@ -110,7 +110,7 @@ async def test_a_router_that_follows_no_opportunities_cannot_execute_one_by_id(w
 async def test_the_detector_of_the_same_process_says_what_is_open(world: World) -> None:
     events: list[Opportunity] = []
     detector = ArbitrageDetector(world.cache, FEES, events.append, wall_clock_ns=world.clock)
-    world.router.opportunities = DetectorOpportunities(detector)
+    world.follow(DetectorOpportunities(detector))
     detector.evaluate("BTC-USDT")
     [opened] = events
     assert (opened.event, opened.buy_venue, opened.sell_venue) == ("opened", "binance", "bybit")

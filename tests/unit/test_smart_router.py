@@ -15,6 +15,7 @@ from connectors.types import Quote, decimal_text
 from router.cache import PriceCache
 from router.execution import LegOutcome, OrderLeg, PaperExecutor
 from router.ledger import Ledger, LegIntent
+from router.opportunities import OpenOpportunities
 from router.preferences import PreferenceStore, preferences_from_fields
 from router.request import RequestRules
 from router.risk import KillSwitch, RiskGate, RiskLimits
@@ -57,25 +58,38 @@ class World:
         *,
         residual_policy: str = "unwind",
         users: dict[str, dict[str, object]] | None = None,
+        executor: type[CountingExecutor] | None = None,
     ) -> None:
         self.clock = Clock()
         self.cache = PriceCache(ttl_ms=30_000, max_quote_age_ms=1_500, clock_ns=self.clock)
         self.ledger = Ledger.open(state)
-        self.executor = CountingExecutor(self.cache, FEES, clock_ns=self.clock)
+        self.executor = (executor or CountingExecutor)(self.cache, FEES, clock_ns=self.clock)
         configured = {u: preferences_from_fields(u, f, known_venues=VENUES) for u, f in (users or {}).items()}
         self.kill_switch = KillSwitch(self.ledger, clock_ns=self.clock)
-        self.router = SmartRouter(
+        self.risk = RiskGate(RiskLimits(Decimal(1_000_000), 100, Decimal(5_000_000)), clock_ns=self.clock)
+        self.users = configured
+        self.residual_policy = residual_policy
+        self.router = self.make_router()
+
+    def make_router(self, opportunities: OpenOpportunities | None = None) -> SmartRouter:
+        """Return a router over this world's cache, ledger, executor and risk gate."""
+        return SmartRouter(
             self.cache,
             self.executor,
             self.ledger,
-            PreferenceStore(configured, known_venues=VENUES),
-            RiskGate(RiskLimits(Decimal(1_000_000), 100, Decimal(5_000_000)), clock_ns=self.clock),
+            PreferenceStore(self.users, known_venues=VENUES),
+            self.risk,
             self.kill_switch,
             RequestRules(frozenset(VENUES), frozenset({"BTC-USDT"})),
             FEES,
-            residual_policy=residual_policy,  # type: ignore[arg-type]
+            residual_policy=self.residual_policy,  # type: ignore[arg-type]
+            opportunities=opportunities,
             clock_ns=self.clock,
         )
+
+    def follow(self, opportunities: OpenOpportunities) -> None:
+        """Restart the router so that it checks arbitrage requests against `opportunities`."""
+        self.router = self.make_router(opportunities)
 
     def book(self, venue: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
         b = tuple((Decimal(p), Decimal(q)) for p, q in bids)
@@ -276,9 +290,7 @@ class ThinSellExecutor(CountingExecutor):
 
 @pytest.mark.parametrize(("policy", "action"), [("unwind", "unwound"), ("report", "left")])
 async def test_arbitrage_residual_is_unwound_or_reported(tmp_path: Path, policy: str, action: str) -> None:
-    w = World(tmp_path / policy, residual_policy=policy)
-    w.executor = ThinSellExecutor(w.cache, FEES, clock_ns=w.clock)
-    w.router.executor = w.executor
+    w = World(tmp_path / policy, residual_policy=policy, executor=ThinSellExecutor)
     w.book("binance", [("99.9", "5")], [("100", "2")])
     w.book("bybit", [("101", "2")], [("102", "5")])
     raw = orjson.dumps(
@@ -379,9 +391,7 @@ class RefusingExecutor(CountingExecutor):
 async def test_legs_refused_before_executing_make_a_rejected_result_with_the_venue_code(
     tmp_path: Path,
 ) -> None:
-    w = World(tmp_path / "refused")
-    w.executor = RefusingExecutor(w.cache, FEES, clock_ns=w.clock)
-    w.router.executor = w.executor
+    w = World(tmp_path / "refused", executor=RefusingExecutor)
     three_books(w)
     result = orjson.loads((await w.router.handle(order())).result or b"")
     assert (result["status"], result["reject_code"]) == ("rejected", "venue_error")
@@ -412,14 +422,14 @@ async def test_venue_exposure_survives_a_restart(tmp_path: Path) -> None:
     first = World(tmp_path / "exposure")
     three_books(first)
     assert (await first.router.handle(order("e1", quantity="1"))).executed
-    exposure = first.router.risk.exposure("binance")
+    exposure = first.risk.exposure("binance")
     assert exposure > 0
     first.ledger.close()
 
     restarted = World(tmp_path / "exposure")  # a new process: the risk gate starts empty
-    assert restarted.router.risk.exposure("binance") == 0
+    assert restarted.risk.exposure("binance") == 0
     await restarted.router.recover()
-    assert restarted.router.risk.exposure("binance") == exposure
+    assert restarted.risk.exposure("binance") == exposure
     restarted.ledger.close()
 
 

@@ -27,7 +27,14 @@ from validation_cases import (
 )
 
 from router.errors import InvalidRequest
-from router.validation import OrderRequest, RequestRules, parse_request, peek_identity
+from router.validation import (
+    ArbitrageRequest,
+    OrderRequest,
+    Request,
+    RequestRules,
+    parse_request,
+    peek_identity,
+)
 
 RULES = RequestRules(venues=VENUES, symbols=SYMBOLS)
 REJECT_CODES = {
@@ -51,7 +58,7 @@ def encode(raw: Raw) -> bytes:
     return raw if isinstance(raw, bytes) else orjson.dumps(raw)
 
 
-def parse(raw: Raw, rules: RequestRules = RULES, now_ns: int = NOW_NS) -> OrderRequest:
+def parse(raw: Raw, rules: RequestRules = RULES, now_ns: int = NOW_NS) -> Request:
     return parse_request(encode(raw), rules, now_ns=now_ns)
 
 
@@ -70,7 +77,7 @@ def assert_sound_rejection(exc: InvalidRequest, raw: bytes) -> None:
     assert (exc.request_id, exc.user_id, exc.kind) == peek_identity(raw)
 
 
-def assert_invariants(request: OrderRequest) -> None:
+def assert_invariants(request: Request) -> None:
     """Check everything an executor may rely on in a request the validator let through."""
     assert ID.fullmatch(request.request_id) and USER_ID.fullmatch(request.user_id)
     assert request.symbol in SYMBOLS
@@ -78,17 +85,14 @@ def assert_invariants(request: OrderRequest) -> None:
     slippage = request.max_slippage_bps
     assert slippage is None or (type(slippage) is Decimal and 0 <= slippage <= 10_000)
     assert request.deadline_ns is None or NOW_NS < request.deadline_ns <= MAX_DEADLINE_NS
-    if request.kind == "order":
-        assert request.side in ("buy", "sell")
-        assert (request.buy_venue, request.sell_venue, request.opportunity_id) == (None, None, None)
+    if isinstance(request, OrderRequest):
+        assert request.kind == "order" and request.side in ("buy", "sell")
         assert (request.order_type == "limit") == (request.limit_price is not None)
         assert request.limit_price is None or 0 < request.limit_price <= Decimal("1e12")
         venues = request.venues
         assert venues is None or (venues and len(set(venues)) == len(venues) and set(venues) <= VENUES)
     else:
         assert request.kind == "arbitrage"
-        assert (request.side, request.limit_price, request.venues) == (None, None, None)
-        assert request.order_type == "market"
         assert request.buy_venue in VENUES and request.sell_venue in VENUES
         assert request.buy_venue != request.sell_venue
         assert request.opportunity_id is None or ID.fullmatch(request.opportunity_id)
@@ -119,33 +123,33 @@ def test_table_names_are_unique_and_cover_every_verdict() -> None:
 
 
 def order(request_id: str, quantity: str, **fields: Any) -> OrderRequest:
-    return OrderRequest(request_id, "alice", "order", "BTC-USDT", Decimal(quantity), **fields)
-
-
-def arbitrage(request_id: str, **fields: Any) -> OrderRequest:
     return OrderRequest(
-        request_id,
-        "carol",
-        "arbitrage",
-        "BTC-USDT",
-        Decimal("0.1"),
+        request_id=request_id, user_id="alice", symbol="BTC-USDT", quantity=Decimal(quantity), **fields
+    )
+
+
+def arbitrage(request_id: str, **fields: Any) -> ArbitrageRequest:
+    return ArbitrageRequest(
+        request_id=request_id,
+        user_id="carol",
+        symbol="BTC-USDT",
+        quantity=Decimal("0.1"),
         buy_venue="okx",
         sell_venue="binance",
         **fields,
     )
 
 
-GOOD_PARSES: list[tuple[str, Raw, OrderRequest]] = [
+GOOD_PARSES: list[tuple[str, Raw, Request]] = [
     ("market", MARKET_ORDER, order("req-1", "0.25", side="buy")),
     (
         "limit",
         LIMIT_ORDER,
         OrderRequest(
-            "req-2",
-            "desk.bob@example",
-            "order",
-            "ETH-USDT",
-            Decimal("1.5"),
+            request_id="req-2",
+            user_id="desk.bob@example",
+            symbol="ETH-USDT",
+            quantity=Decimal("1.5"),
             side="sell",
             order_type="limit",
             limit_price=Decimal("64000.5"),
@@ -191,12 +195,21 @@ def test_as_message_writes_plain_decimals_never_exponents() -> None:
     message = request.as_message()
     assert message["quantity"] == "0.00000010"
     assert message["max_slippage_bps"] == "100"
-    tiny = OrderRequest("r", "u", "order", "BTC-USDT", Decimal("1E-7"), side="buy", limit_price=None)
+    tiny = OrderRequest(request_id="r", user_id="u", symbol="BTC-USDT", quantity=Decimal("1E-7"), side="buy")
     assert tiny.as_message()["quantity"] == "0.0000001"
 
 
 def test_market_order_message_states_its_order_type() -> None:
     assert parse(MARKET_ORDER).as_message() == {**MARKET_ORDER, "order_type": "market"}
+
+
+def test_each_kind_parses_to_its_own_type_which_has_only_its_own_fields() -> None:
+    order, arb = parse(MARKET_ORDER), parse(ARBITRAGE)
+    assert isinstance(order, OrderRequest) and order.kind == "order"
+    assert isinstance(arb, ArbitrageRequest) and arb.kind == "arbitrage"
+    assert not any(hasattr(order, name) for name in ("buy_venue", "sell_venue", "opportunity_id"))
+    assert not any(hasattr(arb, name) for name in ("side", "limit_price", "venues", "order_type"))
+    assert parse(arb.as_message()) == arb and "order_type" not in arb.as_message()
 
 
 def test_echoed_values_are_truncated_and_escaped() -> None:
@@ -316,7 +329,7 @@ USER_IDS = st.text(_ID_ALPHABET + "@", min_size=1, max_size=64)
 
 
 @st.composite
-def valid_requests(draw: st.DrawFn) -> tuple[dict[str, object], OrderRequest]:
+def valid_requests(draw: st.DrawFn) -> tuple[dict[str, object], Request]:
     """Draw a valid message and the OrderRequest it must parse to."""
     kind = draw(st.sampled_from(["order", "arbitrage"]))
     message: dict[str, object] = {
@@ -348,26 +361,32 @@ def valid_requests(draw: st.DrawFn) -> tuple[dict[str, object], OrderRequest]:
     return message, expected_request(message)
 
 
-def expected_request(message: dict[str, Any]) -> OrderRequest:
+def expected_request(message: dict[str, Any]) -> Request:
     def decimal(name: str) -> Decimal | None:
         return Decimal(str(message[name])) if name in message else None
 
+    common: dict[str, Any] = {
+        "request_id": str(message["request_id"]),
+        "user_id": str(message["user_id"]),
+        "symbol": str(message["symbol"]),
+        "quantity": Decimal(str(message["quantity"])),
+        "max_slippage_bps": decimal("max_slippage_bps"),
+        "deadline_ns": message.get("deadline_ns"),
+    }
+    if message["kind"] == "arbitrage":
+        return ArbitrageRequest(
+            **common,
+            buy_venue=message["buy_venue"],
+            sell_venue=message["sell_venue"],
+            opportunity_id=message.get("opportunity_id"),
+        )
     venues = message.get("venues")
     return OrderRequest(
-        request_id=str(message["request_id"]),
-        user_id=str(message["user_id"]),
-        kind=message["kind"],
-        symbol=str(message["symbol"]),
-        quantity=Decimal(str(message["quantity"])),
-        side=message.get("side"),
+        **common,
+        side=message["side"],
         order_type=message.get("order_type", "market"),
         limit_price=decimal("limit_price"),
-        max_slippage_bps=decimal("max_slippage_bps"),
         venues=tuple(venues) if isinstance(venues, list) else None,
-        buy_venue=message.get("buy_venue"),
-        sell_venue=message.get("sell_venue"),
-        opportunity_id=message.get("opportunity_id"),
-        deadline_ns=message.get("deadline_ns"),
     )
 
 
@@ -464,7 +483,7 @@ def check_any_message(raw: bytes) -> None:
 @settings(deadline=None)
 @given(valid_requests())
 def test_generated_valid_request_parses_and_round_trips(
-    drawn: tuple[dict[str, object], OrderRequest],
+    drawn: tuple[dict[str, object], Request],
 ) -> None:
     message, expected = drawn
     request = parse(message)
@@ -481,7 +500,7 @@ def test_generated_valid_request_parses_and_round_trips(
 @settings(max_examples=40, deadline=None)
 @given(drawn=valid_requests(), data=st.data())
 def test_near_miss_in_any_valid_request_is_rejected_or_sound(
-    name: str, drawn: tuple[dict[str, object], OrderRequest], data: st.DataObject
+    name: str, drawn: tuple[dict[str, object], Request], data: st.DataObject
 ) -> None:
     message = {**drawn[0], name: data.draw(st.sampled_from(NEAR_MISSES[name]), label=name)}
     check_any_message(json.dumps(message).encode())
@@ -509,7 +528,7 @@ def test_arbitrary_bytes_are_rejected_cleanly(raw: bytes) -> None:
 @settings(max_examples=300, deadline=None)
 @given(valid_requests(), st.data())
 def test_corrupted_bytes_are_either_sound_or_rejected(
-    drawn: tuple[dict[str, object], OrderRequest], data: st.DataObject
+    drawn: tuple[dict[str, object], Request], data: st.DataObject
 ) -> None:
     raw = bytearray(orjson.dumps(drawn[0]))
     position = data.draw(st.integers(0, len(raw) - 1))
