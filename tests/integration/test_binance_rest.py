@@ -17,7 +17,8 @@ from urllib.parse import unquote
 
 import pytest
 from Crypto.PublicKey import ECC
-from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault, VirtualClock, VirtualLimiter, hmac_signature
+from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault, VirtualLimiter, hmac_signature
+from fake_venue import VirtualClock
 from prometheus_client import REGISTRY
 
 from connectors.binance.errors import (

@@ -21,8 +21,8 @@ import pytest
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from fake_binance import VirtualClock
 from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase, Fault
+from fake_venue import VirtualClock
 
 from connectors.coinbase import trading as trading_module
 from connectors.coinbase.signing import CoinbaseCredentials

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 import structlog
-from fake_kraken import FakeKraken, VirtualClock, VirtualThrottle
+from fake_kraken import FakeKraken
+from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
 
 from connectors.errors import OutcomeUnknown, RateLimited, VenueBanned, VenueError

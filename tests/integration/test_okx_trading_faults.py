@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import structlog
-from fake_binance import VirtualClock
-from fake_okx import FakeOkx, Fault, VirtualThrottle
+from fake_okx import FakeOkx, Fault
+from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
 
 from connectors.errors import OrderNotFound, OutcomeUnknown, RateLimited, VenueBanned, VenueError
