@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
-import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase, Fault
@@ -39,7 +37,6 @@ from connectors.errors import (
 )
 from connectors.rest import Throttle
 from connectors.trading import venue_client_order_id
-from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -445,20 +442,6 @@ async def test_during_a_ban_nothing_leaves_the_process(fake: FakeCoinbase) -> No
 
 
 # --- secrets ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def test_canary_credentials_appear_in_no_log_exception_or_repr(

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import logging
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import structlog
 from fake_kraken import FakeKraken
 from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
@@ -28,7 +26,6 @@ from connectors.kraken.signing import KrakenCredentials
 from connectors.kraken.trading import KrakenTrading
 from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import venue_client_order_id
-from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -177,20 +174,6 @@ async def test_orders_are_paced_by_the_pairs_trading_counter_without_a_rate_limi
 
 
 # --- canary credentials -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def test_canary_credentials_never_appear_in_logs_errors_reprs_or_metrics(

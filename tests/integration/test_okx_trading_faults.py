@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import structlog
 from fake_okx import FakeOkx, Fault
 from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
@@ -28,7 +26,6 @@ from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading import OkxTrading
 from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import OrderReport, venue_client_order_id
-from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -257,20 +254,6 @@ def canary_keys() -> dict[str, str]:
 
 
 # --- secrets --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def test_canary_credentials_appear_in_no_log_metric_exception_or_repr(
