@@ -19,6 +19,7 @@ import pytest
 from fake_kraken import FakeKraken
 from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
+from venue_helpers import metric
 
 from connectors.errors import OutcomeUnknown, RateLimited, VenueBanned, VenueError
 from connectors.kraken.private import Tier
@@ -37,10 +38,6 @@ CANARY_SECRET = base64.b64encode(b"CanaryKrakenSecret-" + bytes(range(100, 145))
 
 def cid(name: str) -> str:
     return venue_client_order_id(f"request-{name}", 0, "uuid36")
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture

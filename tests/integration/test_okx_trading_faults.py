@@ -20,6 +20,7 @@ import pytest
 from fake_okx import FakeOkx, Fault
 from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
+from venue_helpers import metric, okx_client
 
 from connectors.errors import OrderNotFound, OutcomeUnknown, RateLimited, VenueBanned, VenueError
 from connectors.okx.signing import OkxCredentials
@@ -43,17 +44,11 @@ async def fake() -> AsyncIterator[FakeOkx]:
 
 
 def connect(fake: FakeOkx, **options: Any) -> OkxTrading:
-    options.setdefault("request_timeout_s", 2.0)
-    options.setdefault("credentials", CANARY)
-    return OkxTrading(rest_url=fake.rest_url, **options)
+    return okx_client(fake, CANARY, **options)
 
 
 def cid(name: str) -> str:
     return venue_client_order_id(name, 0, "hex32")
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def settle(okx: OkxTrading, symbol: str, client_id: str, sent_at: float) -> OrderReport | None:
