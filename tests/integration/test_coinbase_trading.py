@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase, Fault
 from fake_venue import VirtualClock
+from venue_helpers import assert_banned_sends_nothing
 
 from connectors.coinbase import trading as trading_module
 from connectors.coinbase.signing import CoinbaseCredentials
@@ -31,7 +32,6 @@ from connectors.errors import (
     OrderRuleViolation,
     OutcomeUnknown,
     RateLimited,
-    VenueBanned,
     VenueError,
     VenueRejected,
 )
@@ -432,13 +432,8 @@ async def test_no_request_is_sent_before_retry_after_and_an_order_is_refused_uns
 async def test_during_a_ban_nothing_leaves_the_process(fake: FakeCoinbase) -> None:
     # Coinbase documents no ban signal; a ban set on the throttle still stops every request.
     async with asyncio.timeout(10), connect(fake) as coinbase:
-        sent = len(fake.requests)
         coinbase.rest.throttle.ban(600, reason="operator")
-        with pytest.raises(VenueBanned, match="not sent"):
-            await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("banned"))
-        with pytest.raises(VenueBanned):
-            await coinbase.query_order("BTC-USD", cid("banned"))
-        assert len(fake.requests) == sent
+        await assert_banned_sends_nothing(coinbase, fake.requests, "BTC-USD", D("0.1"), cid("banned"))
 
 
 # --- secrets ---------------------------------------------------------------------------------------
