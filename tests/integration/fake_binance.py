@@ -32,7 +32,7 @@ import hmac
 import math
 import re
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -43,6 +43,7 @@ import orjson
 from aiohttp import web
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
+from fake_venue import Book, FakeServer, FaultsAndLog, VirtualClock, arrived, parse_book
 
 from connectors.binance.ratelimit import RateLimiter
 
@@ -67,39 +68,6 @@ API_SECRET = "fake-api-secret-abcdefghijklmnopqrstuvwxyz"
 def hmac_signature(secret: str, payload: str) -> str:
     """Return Binance's HMAC-SHA256 hex signature of `payload`."""
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-
-
-class VirtualClock:
-    """Seconds that pass only when someone sleeps; concurrent sleepers overlap, as in real time.
-
-    Time never jumps while a request the limiter let through is still on its way to the fake
-    (`sent` − `arrived`), so each request lands in the window it was sent in.
-    """
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-        self.in_flight = 0
-        self._drained = asyncio.Event()
-        self._drained.set()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sent(self) -> None:
-        self.in_flight += 1
-        self._drained.clear()
-
-    def arrived(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
-        if not self.in_flight:
-            self._drained.set()
-
-    async def sleep(self, seconds: float) -> None:
-        target = self.now + max(0.0, seconds)
-        async with asyncio.timeout(5):
-            await self._drained.wait()  # real time, for loopback I/O only
-        self.now = max(self.now, target)
-        await asyncio.sleep(0)
 
 
 class VirtualLimiter(RateLimiter):
@@ -221,7 +189,7 @@ _WEIGHTS = {
 _SIGNED = {"account", "account/commission", "openOrders", "myTrades", "order", "order/test"}
 
 
-class FakeBinance:
+class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
     """The fake venue; `async with FakeBinance(...) as fake:` serves on `fake.rest_url`."""
 
     def __init__(
@@ -239,21 +207,21 @@ class FakeBinance:
         retry_after_s: int = 7,
         commission_rate: Decimal = Decimal("0.001"),
     ) -> None:
+        FakeServer.__init__(self)
+        FaultsAndLog.__init__(self)
         self.api_key, self.api_secret = api_key, api_secret
         self.public_key = None if ed25519_public_pem is None else ECC.import_key(ed25519_public_pem)
         self.clock, self.skew_ms, self.late_s = clock, skew_ms, late_s
         self.weight_limit, self.orders_per_10s, self.ban_s = weight_limit, orders_per_10s, ban_s
         self.retry_after_s, self.commission_rate = retry_after_s, commission_rate
-        self.books: dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
+        self.books: dict[str, Book] = {}
         self.set_book(
             "BTCUSDT", [("64000.00", "1.5"), ("63990.00", "3")], [("64000.50", "0.8"), ("64010.00", "5")]
         )
         self.set_book("ETHUSDT", [("3000.00", "20")], [("3000.10", "20")])
         self.set_book("LTCBTC", [("0.001500", "100")], [("0.001510", "100")])
-        self.faults: dict[tuple[str, str], deque[Fault]] = {}
         self.orders: list[Order] = []
         self.accepted: Counter[str] = Counter()
-        self.requests: list[Seen] = []
         self.statuses: Counter[int] = Counter()
         self.violations: list[str] = []
         self.signatures: list[str] = []
@@ -262,49 +230,17 @@ class FakeBinance:
         self._order_counts: dict[int, tuple[int, int]] = {10: (-1, 0), 86400: (-1, 0)}
         self._backoff_until = self._banned_until = 0.0
         self._trade_id = 1000
-        self._closing = asyncio.Event()
-        self._late: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ----- lifecycle and test controls ---------------------------------------------------------
 
-    async def __aenter__(self) -> FakeBinance:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/v3/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        for task in list(self._late):
-            task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def inject(self, method: str, path: str, *faults: Fault) -> None:
-        """Make the next requests to `method path` (e.g. "POST", "order") fail as `faults`, in order."""
-        self.faults.setdefault((method, path), deque()).extend(faults)
 
     def set_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
-        self.books[symbol] = (
-            [(Decimal(p), Decimal(q)) for p, q in bids],
-            [(Decimal(p), Decimal(q)) for p, q in asks],
-        )
+        self.books[symbol] = parse_book(bids, asks)
 
     def server_ms(self) -> int:
         return int(time.time() * 1000) + self.skew_ms
-
-    def requests_to(self, method: str, path: str) -> list[Seen]:
-        return [seen for seen in self.requests if (seen.method, seen.path) == (method, path)]
 
     # ----- the request pipeline ----------------------------------------------------------------
 
@@ -314,8 +250,7 @@ class FakeBinance:
         params = dict(parse_qsl(raw_query, keep_blank_values=True)) | dict(
             parse_qsl(raw_body, keep_blank_values=True)
         )
-        if isinstance(self.clock, VirtualClock):
-            self.clock.arrived()
+        arrived(self.clock)
         now = self.clock()
         self.requests.append(Seen(now, method, path, params, raw_query, raw_body))
         fault = self._next_fault(method, path)
@@ -330,8 +265,7 @@ class FakeBinance:
                     web.Response(text="<html>maintenance</html>", content_type="text/html"), path
                 )
             if fault == "accept_late":
-                self._late.add(task := asyncio.create_task(self._accept_late(params)))
-                task.add_done_callback(self._late.discard)
+                self._spawn_late(self._accept_late(params))
                 return self._reply(
                     web.Response(status=503, text="<html>503 Service Unavailable</html>"), path
                 )
@@ -344,10 +278,6 @@ class FakeBinance:
         if fault is not None and fault.startswith("accept_then_"):
             return await self._after_accept(request, fault)
         return self._reply(web.Response(body=orjson.dumps(answer), content_type="application/json"), path)
-
-    def _next_fault(self, method: str, path: str) -> Fault | None:
-        queue = self.faults.get((method, path))
-        return queue.popleft() if queue else None
 
     def _reply(self, response: web.Response, path: str) -> web.Response:
         self.statuses[response.status] += 1

@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
+from fake_venue import Book, FakeServer, FaultsAndLog, parse_book
 
 Fault = Literal[
     "accept_then_hang",  # execute, then never answer (the client times out)
@@ -167,7 +168,7 @@ def _s(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-class FakeBybit:
+class FakeBybit(FakeServer, FaultsAndLog[Fault, Seen]):
     """The fake venue; `async with FakeBybit() as fake:` serves on `fake.rest_url`."""
 
     def __init__(
@@ -186,56 +187,31 @@ class FakeBybit:
         page_size: int = 50,
         limits: dict[str, int] | None = None,
     ) -> None:
+        FakeServer.__init__(self)
+        FaultsAndLog.__init__(self)
         self.api_key, self.api_secret, self.clock, self.skew_ms = api_key, api_secret, clock, skew_ms
         self.taker_fee_rate, self.late_s, self.ban_s, self.reset_s = taker_fee_rate, late_s, ban_s, reset_s
         self.visibility_lag_s = visibility_lag_s  # every new order reaches the query endpoints this late
         self.duplicate_code, self.page_size, self.limits = duplicate_code, page_size, limits or dict(LIMITS)
-        self.books: dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
+        self.books: dict[str, Book] = {}
         self.set_book(
             "BTCUSDT", [("64000.0", "1.5"), ("63990.0", "3")], [("64000.5", "0.8"), ("64010.0", "5")]
         )
         self.set_book("ETHUSDT", [("3000.00", "20")], [("3000.10", "20")])
         self.balances = {"BTC": Decimal(2), "ETH": Decimal(10), "USDT": Decimal(200_000)}
-        self.faults: dict[tuple[str, str], deque[Fault]] = {}
         self.orders: list[Order] = []
         self.executed: Counter[str] = Counter()
-        self.requests: list[Seen] = []
         self.violations: list[str] = []
         self.signatures: list[str] = []
         self._windows: dict[str, tuple[int, int]] = {}  # path -> (second, count)
         self._blocked: dict[str, float] = {}  # path -> no request before (10006)
         self._banned_until = self._ip_backoff_until = 0.0
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def __aenter__(self) -> FakeBybit:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/v5/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def inject(self, method: str, path: str, *faults: Fault) -> None:
-        """Make the next requests to `method path` (e.g. "POST", "/v5/order/create") fail as `faults`."""
-        self.faults.setdefault((method, path), deque()).extend(faults)
 
     def set_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
-        self.books[symbol] = (
-            [(Decimal(p), Decimal(q)) for p, q in bids],
-            [(Decimal(p), Decimal(q)) for p, q in asks],
-        )
+        self.books[symbol] = parse_book(bids, asks)
 
     def server_ms(self) -> int:
         return int(self.clock() * 1000) + self.skew_ms
@@ -251,9 +227,6 @@ class FakeBybit:
                       self.server_ms(), self.clock())  # fmt: skip
         self.orders.append(order)
         return order
-
-    def requests_to(self, method: str, path: str) -> list[Seen]:
-        return [seen for seen in self.requests if (seen.method, seen.path) == (method, path)]
 
     # ----- the request pipeline ----------------------------------------------------------------
 

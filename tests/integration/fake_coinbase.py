@@ -33,7 +33,7 @@ import base64
 import math
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from fake_venue import Book, FakeServer, FaultsAndLog, arrived, parse_book
 
 Fault = Literal[
     "accept_then_hang",  # execute, then never answer (the client times out)
@@ -114,6 +115,11 @@ class Seen:
     body: bytes
     headers: dict[str, str]
 
+    @property
+    def path(self) -> str:
+        """The route, under the name the shared request log filters on."""
+        return self.route
+
 
 @dataclass
 class Order:
@@ -158,7 +164,7 @@ def _not_found(what: str) -> ApiError:
     return ApiError(404, {"error": "NOT_FOUND", "error_details": what, "message": what})
 
 
-class FakeCoinbase:
+class FakeCoinbase(FakeServer, FaultsAndLog[Fault, Seen]):
     """The fake venue; `async with FakeCoinbase(...) as fake:` serves on `fake.rest_url`."""
 
     def __init__(
@@ -172,6 +178,8 @@ class FakeCoinbase:
         taker_fee_rate: Decimal = TAKER_FEE_RATE,
         page_size: int = 2,
     ) -> None:
+        FakeServer.__init__(self)
+        FaultsAndLog.__init__(self)
         self.key_name = key_name
         self.public_key = public_key if public_key is not None else _EC.public_key()
         self.clock, self.skew_s = clock, 0.0
@@ -179,7 +187,7 @@ class FakeCoinbase:
         self.taker_fee_rate, self.page_size = taker_fee_rate, page_size
         self.visibility_lag = 0
         self.ignore_filters = False  # answer list-orders and list-fills as if their filters were unknown
-        self.books: dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
+        self.books: dict[str, Book] = {}
         self.set_book("BTC-USD", [("64000", "1.5"), ("63990", "3")], [("64000.5", "0.8"), ("64010", "5")])
         self.set_book("ETH-USD", [("3000", "20")], [("3000.1", "20")])
         self.balances: dict[str, list[Decimal]] = {  # asset: [available, hold]
@@ -189,55 +197,28 @@ class FakeCoinbase:
         self.orders: list[Order] = []
         self.executions: Counter[str] = Counter()
         self.replays: Counter[str] = Counter()
-        self.requests: list[Seen] = []
         self.statuses: Counter[int] = Counter()
         self.auth_failures: list[str] = []
         self.violations: list[str] = []
         self.tokens: list[str] = []
         self.pending: list[tuple[dict[str, Any], int]] = []  # (order body, JWT exp) of accept_late
         self.expired_late: list[str] = []
-        self.faults: dict[tuple[str, str], deque[Fault]] = {}
         self._nonces: set[str] = set()
         self._last_claims: dict[str, Any] = {}
         self._window = (-1, 0)
         self._backoff_until = 0.0
         self._trade_id = 5000
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ----- lifecycle and test controls ---------------------------------------------------------
 
-    async def __aenter__(self) -> FakeCoinbase:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/v3/brokerage/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def inject(self, method: str, route: str, *faults: Fault) -> None:
-        """Make the next requests to `method route` (e.g. "POST", "orders") fail as `faults`, in order."""
-        self.faults.setdefault((method, route), deque()).extend(faults)
 
     def set_book(self, product: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
-        self.books[product] = ([(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks])
+        self.books[product] = parse_book(bids, asks)
 
     def server_s(self) -> float:
         return time.time() + self.skew_s
-
-    def requests_to(self, method: str, route: str) -> list[Seen]:
-        return [seen for seen in self.requests if (seen.method, seen.route) == (method, route)]
 
     def process_late(self) -> None:
         """Execute every `accept_late` order whose JWT is still valid now; drop the others."""
@@ -254,8 +235,7 @@ class FakeCoinbase:
         method, path = request.method, request.match_info["path"]
         route = _route(path)
         body = await request.read()
-        if hasattr(self.clock, "arrived"):
-            self.clock.arrived()
+        arrived(self.clock)
         now = self.clock()
         self.requests.append(
             Seen(now, method, route, list(request.rel_url.query.items()), body, dict(request.headers))
@@ -278,10 +258,6 @@ class FakeCoinbase:
         if fault is not None and fault.startswith("accept_then_"):
             return await self._after_accept(request, fault, answer, now)
         return self._reply(web.json_response(answer), now)
-
-    def _next_fault(self, method: str, route: str) -> Fault | None:
-        queue = self.faults.get((method, route))
-        return queue.popleft() if queue else None
 
     def _reply(self, response: web.Response, now: float) -> web.Response:
         window, used = self._window

@@ -52,9 +52,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
-from fake_binance import VirtualClock
-
-from connectors.rest import Throttle
+from fake_venue import Book, FakeServer, arrived, parse_book
 
 Fault = Literal[
     "accept_then_hang",  # execute the order, then never answer (the client times out)
@@ -104,18 +102,6 @@ def kraken_signature(secret_b64: str, path: str, body: str, nonce: str) -> str:
     """Return the API-Sign Kraken expects (written apart from the client's `sign`)."""
     message = path.encode() + hashlib.sha256(nonce.encode() + body.encode()).digest()
     return base64.b64encode(hmac.digest(base64.b64decode(secret_b64), message, "sha512")).decode()
-
-
-class VirtualThrottle(Throttle):
-    """The client's throttle on a VirtualClock, telling the clock what it lets through."""
-
-    def __init__(self, clock: VirtualClock, venue: str) -> None:
-        super().__init__(venue, clock=clock, sleep=clock.sleep)
-        self.virtual = clock
-
-    async def acquire(self, name: str | None = None, cost: float = 1.0, *, max_wait_s: float) -> None:
-        await super().acquire(name, cost, max_wait_s=max_wait_s)
-        self.virtual.sent()
 
 
 @dataclass(frozen=True)
@@ -181,7 +167,7 @@ class KrakenError(Exception):
         self.errors = list(errors)
 
 
-class FakeKraken:
+class FakeKraken(FakeServer):
     """The fake venue; `async with FakeKraken(...) as fake:` serves on `fake.rest_url`."""
 
     def __init__(
@@ -201,13 +187,14 @@ class FakeKraken:
         lockout_s: float = 900.0,
         visible_after_s: float = 0.0,
     ) -> None:
+        super().__init__()
         self.api_key, self.api_secret = api_key, api_secret
         self.clock, self.skew_ms = clock, skew_ms
         self.rest_capacity, self.rest_decay_per_s = rest_capacity, rest_decay_per_s
         self.order_capacity, self.order_decay_per_s = order_capacity, order_decay_per_s
         self.fee_percent, self.late_s, self.throttled_s = fee_percent, late_s, throttled_s
         self.lockout_s, self.visible_after_s = lockout_s, visible_after_s
-        self.books: dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
+        self.books: dict[str, Book] = {}
         self.set_book(
             "XXBTZUSD", [("64000.0", "1.5"), ("63990.0", "3")], [("64000.5", "0.8"), ("64010.0", "5")]
         )
@@ -231,41 +218,19 @@ class FakeKraken:
         self._order_counters: dict[str, tuple[float, float]] = {}
         self._throttled_until = self._locked_until = 0.0
         self._ids = itertools.count(1)
-        self._closing = asyncio.Event()
-        self._late: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ----- lifecycle and test controls ---------------------------------------------------------
 
-    async def __aenter__(self) -> FakeKraken:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/0/public/{method}", self._public)
         app.router.add_post("/0/private/{method}", self._private)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        for task in list(self._late):
-            task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def inject(self, method: str, *faults: Fault) -> None:
         """Make the next requests to private `method` (e.g. "AddOrder") fail as `faults`, in order."""
         self.faults.setdefault(method, deque()).extend(faults)
 
     def set_book(self, pair: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
-        self.books[pair] = ([(_D(p), _D(q)) for p, q in bids], [(_D(p), _D(q)) for p, q in asks])
+        self.books[pair] = parse_book(bids, asks)
 
     def rest_order(self, pair: str, side: str, price: str, volume: str, cl_ord_id: str) -> Order:
         """Put an open GTC order on the book as if placed earlier (a leftover the client finds)."""
@@ -283,8 +248,7 @@ class FakeKraken:
     # ----- the request pipeline ----------------------------------------------------------------
 
     async def _public(self, request: web.Request) -> web.StreamResponse:
-        if isinstance(self.clock, VirtualClock):
-            self.clock.arrived()
+        arrived(self.clock)
         method = request.match_info["method"]
         self.requests.append(Seen(self.clock(), method, dict(request.query), "", dict(request.headers)))
         if method == "Time":
@@ -296,8 +260,7 @@ class FakeKraken:
         return self._answer(None, ["EGeneral:Unknown method"])
 
     async def _private(self, request: web.Request) -> web.StreamResponse:
-        if isinstance(self.clock, VirtualClock):
-            self.clock.arrived()
+        arrived(self.clock)
         method, body = request.match_info["method"], await request.text()
         params = dict(parse_qsl(body, keep_blank_values=True))
         now = self.clock()
@@ -382,8 +345,7 @@ class FakeKraken:
         if fault == "garbage":
             return web.Response(text="<html>maintenance</html>", content_type="text/html")
         if fault == "accept_late":
-            self._late.add(task := asyncio.create_task(self._accept_late(params)))
-            task.add_done_callback(self._late.discard)
+            self._spawn_late(self._accept_late(params))
         return self._answer(None, ["EService:Unavailable"])
 
     async def _after_accept(self, request: web.Request, fault: Fault) -> web.StreamResponse:

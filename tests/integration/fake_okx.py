@@ -44,9 +44,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
-from fake_binance import VirtualClock
-
-from connectors.rest import Throttle
+from fake_venue import Book, FakeServer, FaultsAndLog, arrived, parse_book
 
 Fault = Literal[
     "accept_then_hang",  # execute the order, then never answer (the client times out)
@@ -118,18 +116,6 @@ def okx_signature(secret: str, prehash: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), prehash.encode(), hashlib.sha256).digest()).decode()
 
 
-class VirtualThrottle(Throttle):
-    """The client's throttle on a VirtualClock, telling the clock what it lets through."""
-
-    def __init__(self, clock: VirtualClock, venue: str) -> None:
-        super().__init__(venue, clock=clock, sleep=clock.sleep)
-        self.virtual = clock
-
-    async def acquire(self, name: str | None = None, cost: float = 1.0, *, max_wait_s: float) -> None:
-        await super().acquire(name, cost, max_wait_s=max_wait_s)
-        self.virtual.sent()
-
-
 @dataclass(frozen=True)
 class Seen:
     """One request as the fake received it."""
@@ -199,7 +185,7 @@ def _s(value: Decimal) -> str:
     return "0" if text in ("-0", "0") else text
 
 
-class FakeOkx:
+class FakeOkx(FakeServer, FaultsAndLog[Fault, Seen]):
     """The fake venue; `async with FakeOkx(...) as fake:` serves on `fake.rest_url`."""
 
     def __init__(
@@ -217,20 +203,20 @@ class FakeOkx:
         ban_s: float = 300.0,
         limits: dict[str, int] | None = None,
     ) -> None:
+        FakeServer.__init__(self)
+        FaultsAndLog.__init__(self)
         self.api_key, self.api_secret, self.passphrase, self.demo = api_key, api_secret, passphrase, demo
         self.clock, self.skew_ms, self.late_s, self.taker_rate = clock, skew_ms, late_s, taker_rate
         self.backoff_s, self.ban_s, self.limits = backoff_s, ban_s, LIMITS | (limits or {})
-        self.books: dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = {}
+        self.books: dict[str, Book] = {}
         self.set_book("BTC-USDT", [("64000", "1.5"), ("63990", "3")], [("64000.5", "0.8"), ("64010", "5")])
         self.set_book("ETH-USDT", [("3000", "20")], [("3000.1", "20")])
         self.balances: dict[str, list[Decimal]] = {"USDT": [D(100000), D(0)], "BTC": [D(2), D(0)],
                                                    "ETH": [D(50), D(0)]}  # fmt: skip
         self.fee_groups = [{"groupId": "1", "maker": "-0.0008", "taker": _s(-taker_rate)},
                            {"groupId": "2", "maker": "-0.0008", "taker": "-0.0015"}]  # fmt: skip
-        self.faults: dict[tuple[str, str], deque[Fault]] = {}
         self.orders: list[Order] = []
         self.executions: Counter[str] = Counter()
-        self.requests: list[Seen] = []
         self.statuses: Counter[int] = Counter()
         self.violations: list[str] = []
         self.signatures: list[str] = []
@@ -242,36 +228,11 @@ class FakeOkx:
         self._windows: dict[str, deque[float]] = {}
         self._backoff_until = self._banned_until = -float("inf")
         self._next_id, self._next_trade, self._next_bill = 600_000_000_000_000_000, 744_876_980, 12_000
-        self._closing = asyncio.Event()
-        self._late: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ----- lifecycle and test controls ---------------------------------------------------------
 
-    async def __aenter__(self) -> FakeOkx:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/v5/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._closing.set()
-        for task in list(self._late):
-            task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def inject(self, method: str, path: str, *faults: Fault) -> None:
-        """Make the next requests to `method path` (e.g. "POST", "trade/order") fail as `faults`, in order."""
-        self.faults.setdefault((method, path), deque()).extend(faults)
 
     def forget(self, cl_ord_id: str) -> None:
         """Make the orders with this clOrdId unknown to the query endpoint (past OKX's retention)."""
@@ -284,21 +245,17 @@ class FakeOkx:
         self._hide_new = queries
 
     def set_book(self, inst_id: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
-        self.books[inst_id] = ([(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks])
+        self.books[inst_id] = parse_book(bids, asks)
 
     def server_ms(self) -> int:
         return int(time.time() * 1000) + self.skew_ms
-
-    def requests_to(self, method: str, path: str) -> list[Seen]:
-        return [seen for seen in self.requests if (seen.method, seen.path) == (method, path)]
 
     # ----- the request pipeline ----------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         method, path = request.method, request.match_info["path"]
         query, body = request.rel_url.raw_query_string, await request.text()
-        if isinstance(self.clock, VirtualClock):
-            self.clock.arrived()
+        arrived(self.clock)
         now = self.clock()
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(Seen(now, method, path, query, body, headers))
@@ -316,8 +273,7 @@ class FakeOkx:
             if fault in ("drop", "fail_5xx", "fail_50004"):
                 return await self._fail(request, fault)
             if fault == "accept_late":
-                self._late.add(task := asyncio.create_task(self._accept_late(params, headers)))
-                task.add_done_callback(self._late.discard)
+                self._spawn_late(self._accept_late(params, headers))
                 return self._code("50004")
             answer = self._dispatch(route, params, headers)
         except ApiError as exc:
@@ -329,10 +285,6 @@ class FakeOkx:
         if fault is not None and fault.startswith("accept_then_"):
             return await self._after_accept(request, fault)
         return self._reply({"code": "0", "msg": "", "data": answer}, 200)
-
-    def _next_fault(self, method: str, path: str) -> Fault | None:
-        queue = self.faults.get((method, path))
-        return queue.popleft() if queue else None
 
     def _reply(self, payload: dict[str, Any], status: int) -> web.Response:
         self.statuses[status] += 1

@@ -17,8 +17,9 @@ from urllib.parse import unquote
 
 import pytest
 from Crypto.PublicKey import ECC
-from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault, VirtualClock, VirtualLimiter, hmac_signature
-from prometheus_client import REGISTRY
+from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault, VirtualLimiter, hmac_signature
+from fake_venue import VirtualClock
+from venue_helpers import metric
 
 from connectors.binance.errors import (
     DuplicateOrder,
@@ -55,10 +56,6 @@ def connect(fake: FakeBinance, **options: Any) -> BinanceConnector:
     options.setdefault("request_timeout_s", 2.0)
     options.setdefault("credentials", ApiCredentials(API_KEY, API_SECRET))
     return BinanceConnector(rest_url=fake.rest_url, **options)
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 # --- signing and the documented vector -------------------------------------------------------------

@@ -11,15 +11,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from fake_bybit import API_KEY, API_SECRET, FakeBybit, VirtualClock
-from prometheus_client import REGISTRY
+from fake_bybit import FakeBybit, VirtualClock
 from structlog.testing import capture_logs
+from venue_helpers import bybit_client as connect
+from venue_helpers import metric
 
 from connectors.bybit.signing import BybitCredentials
-from connectors.bybit.trading import BybitTrading
 from connectors.errors import OutcomeUnknown, RateLimited, VenueBanned, VenueError, VenueRejected
 from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import venue_client_order_id
@@ -41,26 +40,8 @@ async def fake(clock: VirtualClock) -> AsyncIterator[FakeBybit]:
         yield server
 
 
-def connect(fake: FakeBybit, clock: VirtualClock, **options: Any) -> BybitTrading:
-    options.setdefault("request_timeout_s", 2.0)
-    credentials = options.pop("credentials", BybitCredentials(API_KEY, API_SECRET))
-    return BybitTrading(
-        credentials,
-        ["BTC-USDT", "ETH-USDT"],
-        rest_url=fake.rest_url,
-        wall_ms=clock.wall_ms,
-        monotonic=clock,
-        sleep=clock.sleep,
-        **options,
-    )
-
-
 def cid(n: int | str) -> str:
     return venue_client_order_id(f"limits-{n}", 0, "hex32")
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def paths(fake: FakeBybit) -> list[str]:

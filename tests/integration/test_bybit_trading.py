@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import pytest
 from fake_bybit import API_KEY, API_SECRET, FakeBybit, Fault, VirtualClock
-from prometheus_client import REGISTRY
+from venue_helpers import bybit_client as connect
 
 from connectors.bybit.signing import BybitCredentials
-from connectors.bybit.trading import BybitTrading
 from connectors.bybit.trading_errors import AcknowledgedNotVisible
 from connectors.bybit.transport import DEMO_REST_URL, TESTNET_REST_URL, rest_url_for
 from connectors.errors import (
@@ -55,26 +53,8 @@ async def fake(clock: VirtualClock) -> AsyncIterator[FakeBybit]:
         yield server
 
 
-def connect(fake: FakeBybit, clock: VirtualClock, **options: Any) -> BybitTrading:
-    options.setdefault("request_timeout_s", 2.0)
-    credentials = options.pop("credentials", BybitCredentials(API_KEY, API_SECRET))
-    return BybitTrading(
-        credentials,
-        ["BTC-USDT", "ETH-USDT"],
-        rest_url=fake.rest_url,
-        wall_ms=clock.wall_ms,
-        monotonic=clock,
-        sleep=clock.sleep,
-        **options,
-    )
-
-
 def cid(n: int | str) -> str:
     return venue_client_order_id(f"req-{n}", 0, "hex32")
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 # --- signing -----------------------------------------------------------------------------------

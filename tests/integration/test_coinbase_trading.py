@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
-import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from fake_binance import VirtualClock
 from fake_coinbase import EC_PRIVATE_PEM, KEY_NAME, FakeCoinbase, Fault
+from fake_venue import VirtualClock
+from venue_helpers import assert_banned_sends_nothing
 
 from connectors.coinbase import trading as trading_module
 from connectors.coinbase.signing import CoinbaseCredentials
@@ -33,13 +32,11 @@ from connectors.errors import (
     OrderRuleViolation,
     OutcomeUnknown,
     RateLimited,
-    VenueBanned,
     VenueError,
     VenueRejected,
 )
 from connectors.rest import Throttle
 from connectors.trading import venue_client_order_id
-from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -435,30 +432,11 @@ async def test_no_request_is_sent_before_retry_after_and_an_order_is_refused_uns
 async def test_during_a_ban_nothing_leaves_the_process(fake: FakeCoinbase) -> None:
     # Coinbase documents no ban signal; a ban set on the throttle still stops every request.
     async with asyncio.timeout(10), connect(fake) as coinbase:
-        sent = len(fake.requests)
         coinbase.rest.throttle.ban(600, reason="operator")
-        with pytest.raises(VenueBanned, match="not sent"):
-            await coinbase.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("banned"))
-        with pytest.raises(VenueBanned):
-            await coinbase.query_order("BTC-USD", cid("banned"))
-        assert len(fake.requests) == sent
+        await assert_banned_sends_nothing(coinbase, fake.requests, "BTC-USD", D("0.1"), cid("banned"))
 
 
 # --- secrets ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def test_canary_credentials_appear_in_no_log_exception_or_repr(

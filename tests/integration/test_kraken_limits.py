@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import logging
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import structlog
-from fake_kraken import FakeKraken, VirtualClock, VirtualThrottle
+from fake_kraken import FakeKraken
+from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
+from venue_helpers import assert_banned_sends_nothing, metric
 
 from connectors.errors import OutcomeUnknown, RateLimited, VenueBanned, VenueError
 from connectors.kraken.private import Tier
@@ -27,7 +27,6 @@ from connectors.kraken.signing import KrakenCredentials
 from connectors.kraken.trading import KrakenTrading
 from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import venue_client_order_id
-from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +38,6 @@ CANARY_SECRET = base64.b64encode(b"CanaryKrakenSecret-" + bytes(range(100, 145))
 
 def cid(name: str) -> str:
     return venue_client_order_id(f"request-{name}", 0, "uuid36")
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture
@@ -108,13 +103,8 @@ async def test_a_lockout_stops_every_request_until_it_ends(fake: FakeKraken, clo
         fake.inject("BalanceEx", "lockout")
         with pytest.raises(VenueBanned):
             await kraken.balances()
-        sent = len(fake.requests)
         assert metric("smartroute_venue_banned", venue="kraken-ban") == 1
-        with pytest.raises(VenueBanned, match="not sent"):
-            await kraken.place_order("BTC-USD", "buy", D("0.1"), D("64001"), cid("banned"))
-        with pytest.raises(VenueBanned):
-            await kraken.query_order("BTC-USD", cid("banned"))
-        assert len(fake.requests) == sent  # nothing left the process during the lockout
+        await assert_banned_sends_nothing(kraken, fake.requests, "BTC-USD", D("0.1"), cid("banned"))
         await clock.sleep(900)
         assert "BTC" in await kraken.balances()
         await kraken.close()
@@ -176,20 +166,6 @@ async def test_orders_are_paced_by_the_pairs_trading_counter_without_a_rate_limi
 
 
 # --- canary credentials -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def test_canary_credentials_never_appear_in_logs_errors_reprs_or_metrics(

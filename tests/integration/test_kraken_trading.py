@@ -21,10 +21,9 @@ from fake_kraken import (
     API_SECRET,
     FakeKraken,
     Fault,
-    VirtualClock,
-    VirtualThrottle,
     kraken_signature,
 )
+from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY
 
 from connectors.errors import (

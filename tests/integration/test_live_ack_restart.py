@@ -36,7 +36,7 @@ import fake_kraken
 import fake_okx
 import orjson
 import pytest
-from fake_binance import VirtualClock
+from fake_venue import VirtualClock, VirtualThrottle
 
 from connectors.bybit.signing import BybitCredentials
 from connectors.bybit.trading import BybitTrading
@@ -123,7 +123,7 @@ async def kraken() -> AsyncIterator[Case]:
                 deadline_s=2.0,
                 tier=WIDE_KRAKEN,
                 request_timeout_s=2.0,
-                throttle=fake_kraken.VirtualThrottle(clock, "kraken"),
+                throttle=VirtualThrottle(clock, "kraken"),
             ),
             clock.sleep,
             clock,

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from fake_okx import API_KEY, API_SECRET, PASSPHRASE, FakeOkx, Fault
-from prometheus_client import REGISTRY
+from venue_helpers import metric, okx_client
 
 from connectors.errors import (
     DuplicateOrder,
@@ -44,17 +44,11 @@ async def fake() -> AsyncIterator[FakeOkx]:
 
 
 def connect(fake: FakeOkx, **options: Any) -> OkxTrading:
-    options.setdefault("request_timeout_s", 2.0)
-    options.setdefault("credentials", CREDENTIALS)
-    return OkxTrading(rest_url=fake.rest_url, **options)
+    return okx_client(fake, CREDENTIALS, **options)
 
 
 def cid(name: str) -> str:
     return venue_client_order_id(name, 0, "hex32")
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def test_the_client_is_a_trading_venue_with_hex32_ids_and_an_explicit_window() -> None:

@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import structlog
-from fake_binance import VirtualClock
-from fake_okx import FakeOkx, Fault, VirtualThrottle
+from fake_okx import FakeOkx, Fault
+from fake_venue import VirtualClock, VirtualThrottle
 from prometheus_client import REGISTRY, generate_latest
+from venue_helpers import assert_banned_sends_nothing, metric, okx_client
 
 from connectors.errors import OrderNotFound, OutcomeUnknown, RateLimited, VenueBanned, VenueError
 from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading import OkxTrading
 from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import OrderReport, venue_client_order_id
-from daemon.logs import configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +44,11 @@ async def fake() -> AsyncIterator[FakeOkx]:
 
 
 def connect(fake: FakeOkx, **options: Any) -> OkxTrading:
-    options.setdefault("request_timeout_s", 2.0)
-    options.setdefault("credentials", CANARY)
-    return OkxTrading(rest_url=fake.rest_url, **options)
+    return okx_client(fake, CANARY, **options)
 
 
 def cid(name: str) -> str:
     return venue_client_order_id(name, 0, "hex32")
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def settle(okx: OkxTrading, symbol: str, client_id: str, sent_at: float) -> OrderReport | None:
@@ -225,13 +217,8 @@ async def test_an_account_block_stops_every_request_until_the_ban_ends() -> None
             fake.inject("GET", "account/balance", "ban")
             with pytest.raises(VenueBanned):
                 await okx.balances()
-            sent = len(fake.requests)
             assert metric("smartroute_venue_banned", venue="test-okx-ban") == 1
-            with pytest.raises(VenueBanned, match="not sent"):
-                await okx.place_order("BTC-USDT", "buy", D("0.5"), D("64001"), cid("banned"))
-            with pytest.raises(VenueBanned):
-                await okx.query_order("BTC-USDT", cid("banned"))
-            assert len(fake.requests) == sent  # nothing left the process during the ban
+            await assert_banned_sends_nothing(okx, fake.requests, "BTC-USDT", D("0.5"), cid("banned"))
             await clock.sleep(300)
             assert (await okx.balances())["USDT"].free == D(100000)
     assert metric("smartroute_venue_banned", venue="test-okx-ban") == 0
@@ -257,20 +244,6 @@ def canary_keys() -> dict[str, str]:
 
 
 # --- secrets --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Send every log line, DEBUG and up, of smartroute and every library to a buffer."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 async def test_canary_credentials_appear_in_no_log_metric_exception_or_repr(
