@@ -44,6 +44,12 @@ KAFKA_CLIENT_ERRORS = Counter(
     ["component"],
 )
 
+ROUTER_COMMIT_FAILURES = Counter(
+    "smartroute_router_commit_failures_total",
+    "Offset commits of answered requests that the group refused (a rebalance, a coordinator that moved): "
+    "those requests are read again and answered from the ledger, identically, never executed twice.",
+)
+
 
 class _ClientErrorCounter(logging.Handler):
     """Count aiokafka's warnings and errors: each is a fault the client rode through (or reports)."""

@@ -45,6 +45,7 @@ from daemon.kafka import (
     record_consumer_lag,
     start_unless_stopped,
 )
+from daemon.metrics import ROUTER_COMMIT_FAILURES
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
@@ -197,7 +198,19 @@ class RouterService:
             consumer.seek(partition, records[0].offset)
             await asyncio.sleep(_RETRY_DELAY_S)
             return
-        await consumer.commit({partition: records[-1].offset + 1})
+        await self._commit(consumer, partition, records[-1].offset + 1)
+
+    async def _commit(self, consumer: Consumer, partition: TopicPartition, offset: int) -> None:
+        """Commit an answered batch; a refused commit is expected around rebalances and is never fatal.
+
+        Whoever owns the partition next reads those requests again and answers them from the
+        ledger with the stored results; a later commit on this partition covers these offsets too.
+        """
+        try:
+            await consumer.commit({partition: offset})
+        except KafkaError as exc:
+            ROUTER_COMMIT_FAILURES.inc()
+            log.warning("router_commit_failed", error=repr(exc), partition=partition.partition, offset=offset)
 
     async def _send_all(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
         """Send every message and wait until the broker acknowledged all of them."""

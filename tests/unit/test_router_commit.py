@@ -1,0 +1,40 @@
+"""A commit the consumer group refuses (a rebalance, a moved coordinator) never stops the router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import TopicPartition
+from prometheus_client import REGISTRY
+
+from daemon.router_service import RouterService
+
+
+class RefusingConsumer:
+    def __init__(self) -> None:
+        self.asked: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.asked.append(offsets)
+        raise CommitFailedError(
+            "the group has already rebalanced and assigned the partitions to another member"
+        )
+
+
+def _failures() -> float:
+    return REGISTRY.get_sample_value("smartroute_router_commit_failures_total") or 0.0
+
+
+async def test_a_refused_commit_is_counted_and_the_router_goes_on() -> None:
+    service: Any = RouterService.__new__(RouterService)  # only _commit is exercised: no broker, no router
+    consumer = RefusingConsumer()
+    partition = TopicPartition("smartroute.orders", 3)
+    before = _failures()
+    await RouterService._commit(service, consumer, partition, 42)  # type: ignore[arg-type]
+    assert consumer.asked == [{partition: 42}]
+    assert _failures() == before + 1
+
+
+def test_the_failure_counter_exists_from_start() -> None:
+    assert REGISTRY.get_sample_value("smartroute_router_commit_failures_total") is not None
