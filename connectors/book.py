@@ -17,10 +17,9 @@ from decimal import Decimal
 from typing import Final, Literal
 
 from connectors.errors import ParseError
-from connectors.types import Level, Quote
+from connectors.types import BookSide, Level, Quote
 
-Side = Literal["bid", "ask"]
-SIDES: Final[tuple[Side, ...]] = ("bid", "ask")
+SIDES: Final[tuple[BookSide, ...]] = ("bid", "ask")
 
 BookInvalidReason = Literal["gap", "checksum", "crossed", "sequence", "snapshot"]
 BOOK_INVALID_REASONS: Final[tuple[BookInvalidReason, ...]] = (
@@ -156,7 +155,7 @@ class OrderBook:
             self._asks.set(price, qty)
         self.seq = seq
 
-    def apply_update(self, side: Side, price: Decimal, qty: Decimal) -> None:
+    def apply_update(self, side: BookSide, price: Decimal, qty: Decimal) -> None:
         """Set the quantity at `price` on `side` ("bid" or "ask"); quantity 0 deletes the level."""
         if side == "bid":
             self._bids.set(price, qty)

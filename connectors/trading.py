@@ -42,9 +42,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Final, Literal, Protocol
 
 from connectors.errors import OrderRuleViolation
-from connectors.types import decimal_text
+from connectors.types import Side, decimal_text
 
-Side = Literal["buy", "sell"]
 ClientIdStyle = Literal["hex32", "uuid36"]
 
 _ZERO = Decimal(0)

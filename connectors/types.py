@@ -1,14 +1,37 @@
-"""Market-data value types shared by every layer."""
+"""The shared vocabulary and market-data value types used by every layer.
+
+Each shared term (side, bps, strategy, risk tolerance, mode, venue id) is defined here once and
+imported everywhere else; tests/unit/test_vocabulary.py keeps it that way.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
 VENUE_IDS: Final = ("binance", "bybit", "okx", "coinbase", "kraken")
+"""Every venue id, in the order configs and metrics list them."""
+
+Side = Literal["buy", "sell"]
+"""An order's side: buy lifts asks, sell hits bids."""
+
+BookSide = Literal["bid", "ask"]
+"""A side of an order book."""
+
+BPS: Final = Decimal(10_000)
+"""Basis points in one: a rate times BPS is the rate in bps."""
+
+Strategy = Literal["best_price", "preferred", "fastest", "split"]
+"""How the router chooses venues for an order."""
+
+RiskTolerance = Literal["low", "medium", "high"]
+"""A user's risk tolerance, which selects their risk profile."""
+
+Mode = Literal["paper", "live"]
+"""Whether orders are simulated (paper) or sent to venues (live)."""
 
 QUOTE_MESSAGE_MAX_LEVELS: Final = 1000
 """The most levels a side a quote message carries: feeds whose `depth` is deeper refuse to start.

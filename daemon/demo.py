@@ -26,12 +26,13 @@ from typing import Any
 import orjson
 
 from connectors.sim import ExchangeSimulator
+from connectors.types import VENUE_IDS
 from daemon.broker import EmbeddedBroker
 from daemon.config import KafkaConfig
 from daemon.kafka import Producer, new_consumer, start_plain_producer
 from daemon.logs import configure_logging
 
-DEMO_VENUES = ("binance", "bybit", "okx", "coinbase", "kraken")
+DEMO_VENUES = VENUE_IDS
 # Each venue keeps a local order book of this many levels, synced its own way (REST snapshot + diffs,
 # snapshot + deltas, sequence numbers, checksums): the detector sizes opportunities on depth.
 DEMO_DEPTH = {"binance": 20, "bybit": 50, "okx": 20, "coinbase": 20, "kraken": 10}

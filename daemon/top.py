@@ -15,7 +15,7 @@ import asyncio
 from collections import deque
 from collections.abc import Mapping
 from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import orjson
@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from connectors.types import decimal_text
+from connectors.types import Side, decimal_text
 from daemon.config import Config
 from daemon.kafka import new_consumer
 from router.precision import bps_down, money_down, round_price
@@ -49,7 +49,7 @@ def _decimal(value: object) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def _price(value: object, side: Literal["buy", "sell"]) -> str:
+def _price(value: object, side: Side) -> str:
     """Return a price for the screen: at most 8 decimals, rounded against the taker."""
     number = _decimal(value)
     if number is None:

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from connectors.types import Quote, decimal_text
-from router.book_walk import BPS
+from connectors.types import BPS, Mode, Quote, Side, decimal_text
 from router.errors import RouterError
-from router.execution import Fill, LegOutcome, Mode, OrderLeg, leg_limit, protective_limit
+from router.execution import Fill, LegOutcome, OrderLeg, leg_limit, protective_limit
 from router.precision import money_down, publish_price
-from router.request import ArbitrageRequest, Side
+from router.request import ArbitrageRequest
 from router.results import ExecutionResult, Status, quote_fee
 from router.risk import PlannedLeg
 from router.routing import NoRoute, RoutePlan, RouteRequest, VenueView, plan_route

@@ -12,10 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from connectors.types import Level
-from router.request import Side
+from connectors.types import BPS, Level, Side
 
-BPS = Decimal(10_000)
 _ZERO = Decimal(0)
 
 

@@ -22,13 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
 
 import msgspec
 
-from connectors.types import Quote
-
-Action = Literal["buy", "sell"]
+from connectors.types import Quote, Side
 
 _NS_PER_MS = 1_000_000
 _ZERO = Decimal(0)
@@ -118,7 +115,7 @@ class BestPrice:
 
     venue: str
     symbol: str
-    action: Action
+    action: Side
     price: Decimal
     quantity: Decimal
     quote_age_ms: float
@@ -256,7 +253,7 @@ class PriceCache:
             self._misses += 1
         return fresh
 
-    def get_best_price(self, symbol: str, action: Action) -> BestPrice | None:
+    def get_best_price(self, symbol: str, action: Side) -> BestPrice | None:
         """Return the lowest fresh ask (`buy`) or highest fresh bid (`sell`) across venues.
 
         Ties go to the larger displayed size, then to the venue id, so the answer

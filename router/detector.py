@@ -34,7 +34,7 @@ from typing import Literal
 
 import msgspec
 
-from connectors.types import Quote, decimal_text
+from connectors.types import BPS, Quote, decimal_text
 from router.cache import CachedQuote, PriceCache
 from router.metrics import DETECTOR_LATENCY, OPPORTUNITIES, OPPORTUNITY_EVENTS
 from router.precision import bps_down, money_down
@@ -42,7 +42,6 @@ from router.sizing import MIN_STEP, Bounds, Sized, Terms, size_with_terms, step_
 
 EventKind = Literal["opened", "updated", "closed"]
 
-_BPS = Decimal(10_000)
 _NS_PER_MS = 1_000_000
 _BPS_PLACES = Decimal("0.001")
 
@@ -343,8 +342,8 @@ class ArbitrageDetector:
             quantity,
             buy_price,
             sell_price,
-            ((sell_price - buy_price) / buy_price * _BPS).quantize(_BPS_PLACES, ROUND_DOWN),  # gross bps
-            (net_profit / (quantity * buy_price) * _BPS).quantize(_BPS_PLACES, ROUND_DOWN),  # net bps
+            ((sell_price - buy_price) / buy_price * BPS).quantize(_BPS_PLACES, ROUND_DOWN),  # gross bps
+            (net_profit / (quantity * buy_price) * BPS).quantize(_BPS_PLACES, ROUND_DOWN),  # net bps
             net_profit,
             buy.fee_bps,
             sell.fee_bps,
@@ -359,7 +358,7 @@ class ArbitrageDetector:
             return True
         threshold = self._update_min_change_bps
         for old, new in ((previous.buy_price, sized.buy_price), (previous.sell_price, sized.sell_price)):
-            if new != old and abs(new - old) / old * _BPS >= threshold:
+            if new != old and abs(new - old) / old * BPS >= threshold:
                 return True
         return False
 

@@ -12,20 +12,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Protocol
 
 import orjson
 
 from connectors.trading import client_order_id
-from connectors.types import Quote, decimal_text
+from connectors.types import BPS, Mode, Quote, Side, decimal_text
 from router.book_walk import marginal_price, walk_book
 from router.cache import PriceCache
 from router.precision import money_up, publish_price
-
-Side = Literal["buy", "sell"]
-Mode = Literal["paper", "live"]
-
-_BPS = Decimal(10_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +169,7 @@ class Executor(Protocol):
 
 def protective_limit(expected: Decimal, side: Side, slippage_bps: Decimal, limit: Decimal | None) -> Decimal:
     """Return the IOC limit: the planned VWAP moved by the slippage allowance, never past a user limit."""
-    allowance = slippage_bps / _BPS
+    allowance = slippage_bps / BPS
     protective = expected * (1 + allowance) if side == "buy" else expected * (1 - allowance)
     if limit is None:
         return protective
@@ -243,7 +238,7 @@ class PaperExecutor:
                 leg, (), f"no {leg.venue} liquidity within limit {decimal_text(leg.limit_price)}"
             )
         price = publish_price(notional / filled, (price for price, _ in levels), leg.side)
-        fee = money_up(notional * self.taker_fee_bps[leg.venue] / _BPS)
+        fee = money_up(notional * self.taker_fee_bps[leg.venue] / BPS)
         fill = Fill(
             venue=leg.venue,
             side=leg.side,

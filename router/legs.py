@@ -23,7 +23,8 @@ from decimal import Decimal
 import orjson
 import structlog
 
-from router.execution import Executor, Fill, LegOutcome, Mode, OrderLeg
+from connectors.types import Mode
+from router.execution import Executor, Fill, LegOutcome, OrderLeg
 from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor
 from router.metrics import ORDER_LEG_SECONDS

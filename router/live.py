@@ -42,13 +42,12 @@ from connectors.errors import (
 )
 from connectors.rest_metrics import LIVE_ORDERS, ORDER_ACK_SECONDS, ORDER_RECONCILIATIONS, TAKER_FEE_BPS
 from connectors.trading import OrderReport, TradeFill, TradingVenue
-from connectors.types import decimal_text
+from connectors.types import BPS, Mode, decimal_text
 from router.errors import ExecutionError
-from router.execution import Fill, LegOutcome, Mode, OrderLeg, quote_asset
+from router.execution import Fill, LegOutcome, OrderLeg, quote_asset
 
 log = structlog.get_logger(__name__)
 
-_BPS = Decimal(10_000)
 _LATENCY_WEIGHT = 0.2  # of each new measurement in the moving average
 
 
@@ -280,7 +279,7 @@ class LiveExecutor:
         price = report.average_price
         if price is None:
             return ()
-        fee = report.cumulative_quote_qty * self.taker_fee_bps.get(leg.venue, Decimal(0)) / _BPS
+        fee = report.cumulative_quote_qty * self.taker_fee_bps.get(leg.venue, Decimal(0)) / BPS
         log.warning("fill_fee_estimated", client_order_id=leg.client_order_id, fee=decimal_text(fee))
         fill = Fill(
             venue=leg.venue,

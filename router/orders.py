@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from connectors.types import decimal_text
-from router.execution import LegOutcome, Mode, OrderLeg, leg_limit
+from connectors.types import Mode, decimal_text
+from router.execution import LegOutcome, OrderLeg, leg_limit
 from router.preferences import UserPreferences
 from router.request import OrderRequest
 from router.results import ExecutionResult, fill_status

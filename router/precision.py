@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
-from typing import Final, Literal
+from typing import Final
+
+from connectors.types import Side
 
 PRICE_EXTRA_PLACES: Final = 4
 MONEY_PLACES: Final = 8
@@ -54,13 +56,13 @@ def price_step(places: int) -> Decimal:
     return step if step is not None else Decimal(1).scaleb(-total)
 
 
-def round_price(value: Decimal, step: Decimal, side: Literal["buy", "sell"]) -> Decimal:
+def round_price(value: Decimal, step: Decimal, side: Side) -> Decimal:
     """Return `value` on `step`, against the taker: up for a buy, down for a sell."""
     rounding = ROUND_CEILING if side == "buy" else ROUND_FLOOR
     return value.quantize(step, rounding=rounding, context=_CONTEXT)
 
 
-def publish_price(value: Decimal, prices: Iterable[Decimal], side: Literal["buy", "sell"]) -> Decimal:
+def publish_price(value: Decimal, prices: Iterable[Decimal], side: Side) -> Decimal:
     """Return a price computed from the book `prices` as published: `round_price` at their precision."""
     return round_price(value, price_step(quoted_places(prices)), side)
 

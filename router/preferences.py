@@ -18,12 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Final, Literal, TypeVar
+from typing import Final, TypeVar
 
 import orjson
 import structlog
 
-from connectors.types import VENUE_IDS, decimal_text
+from connectors.types import BPS, VENUE_IDS, RiskTolerance, Strategy, decimal_text
 from router.errors import RouterError
 
 __all__ = [
@@ -32,15 +32,11 @@ __all__ = [
     "InvalidPreferences",
     "PreferenceStore",
     "RiskProfile",
-    "RiskTolerance",
-    "Strategy",
     "UserPreferences",
     "default_preferences",
     "preferences_from_fields",
 ]
 
-RiskTolerance = Literal["low", "medium", "high"]
-Strategy = Literal["best_price", "preferred", "fastest", "split"]
 RISK_TOLERANCES: Final[tuple[RiskTolerance, ...]] = ("low", "medium", "high")
 STRATEGIES: Final[tuple[Strategy, ...]] = ("best_price", "preferred", "fastest", "split")
 
@@ -52,7 +48,7 @@ FIELDS: Final = frozenset(
     }
 )  # fmt: skip
 MAX_MESSAGE_BYTES: Final = 64 * 1024
-MAX_BPS: Final = Decimal(10_000)
+MAX_BPS: Final = BPS
 MAX_NOTIONAL: Final = Decimal("1e15")
 _USER_ID: Final = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 _DECIMAL: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from connectors.types import Side
+
 Kind = Literal["order", "arbitrage"]
-Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
 
 

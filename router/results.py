@@ -14,8 +14,8 @@ from typing import Literal
 
 import orjson
 
-from connectors.types import decimal_text
-from router.execution import Fill, Mode
+from connectors.types import Mode, decimal_text
+from router.execution import Fill
 from router.precision import money_up, publish_price
 
 Status = Literal["filled", "partially_filled", "rejected", "failed"]

@@ -28,7 +28,7 @@ from typing import ClassVar, Final, Literal
 import orjson
 import structlog
 
-from connectors.types import decimal_text
+from connectors.types import Side, decimal_text
 from router.errors import RouterError
 from router.ledger import Ledger
 
@@ -42,7 +42,6 @@ __all__ = [
     "RiskRejected",
 ]
 
-Side = Literal["buy", "sell"]
 
 HALT_FLAG: Final = "halted"
 MAX_REASON_CHARS: Final = 256

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final
 
-from connectors.types import Quote, decimal_text
-from router.book_walk import BPS
+from connectors.types import BPS, Quote, Side, Strategy, decimal_text
 from router.errors import RouterError
 from router.precision import price_step, round_price
-from router.request import Side
 
-Strategy = Literal["best_price", "preferred", "fastest", "split"]
 STRATEGIES: Final = ("best_price", "preferred", "fastest", "split")
 
 _ZERO = Decimal(0)

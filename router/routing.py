@@ -31,9 +31,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
-from connectors.types import Level, Quote, decimal_text
+from connectors.types import BPS, Level, Quote, Side, decimal_text
 from router.book_walk import (
-    BPS,
     Book,
     Take,
     VenueWalk,
@@ -45,7 +44,6 @@ from router.book_walk import (
     walk_venue,
 )
 from router.precision import bps_up, quoted_places
-from router.request import Side
 from router.route_plan import (
     STRATEGIES,
     Considered,
@@ -53,7 +51,6 @@ from router.route_plan import (
     RouteLeg,
     RoutePlan,
     RouteRequest,
-    Strategy,
     VenueView,
     price_text,
 )
@@ -68,7 +65,6 @@ __all__ = [
     "RouteLeg",
     "RoutePlan",
     "RouteRequest",
-    "Strategy",
     "VenueView",
     "plan_route",
     "walk_book",

@@ -33,14 +33,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from decimal import ROUND_DOWN, Decimal, getcontext
-from typing import Literal
 
 import msgspec
 
-from connectors.types import Level
+from connectors.types import BPS, Level, Side
 from router.precision import MONEY_STEP, price_step, quoted_places, round_price
 
-BPS = Decimal(10_000)
 _ZERO = Decimal(0)
 MIN_STEP = Decimal("1e-8")
 
@@ -263,7 +261,7 @@ def _moved(levels: Sequence[Level], by: Decimal) -> Sequence[Level]:
     return levels if not by else [(price + by, size) for price, size in levels]
 
 
-def _vwap(levels: Sequence[Level], quantity: Decimal, step: Decimal, side: Literal["buy", "sell"]) -> Decimal:
+def _vwap(levels: Sequence[Level], quantity: Decimal, step: Decimal, side: Side) -> Decimal:
     """Return the published VWAP of taking `quantity`: one level's price as it is, else rounded to `step`."""
     left, total = quantity, _ZERO
     taken: list[Decimal] = []

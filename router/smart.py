@@ -30,7 +30,7 @@ from decimal import Decimal
 import orjson
 import structlog
 
-from connectors.types import decimal_text
+from connectors.types import BPS, Mode, Side, decimal_text
 from router.arbitrage import (
     ArbitragePlan,
     NoArbitrage,
@@ -41,10 +41,9 @@ from router.arbitrage import (
     settle_arbitrage,
     unwound,
 )
-from router.book_walk import BPS
 from router.cache import PriceCache
 from router.errors import InvalidRequest
-from router.execution import Executor, LegOutcome, Mode, refusal
+from router.execution import Executor, LegOutcome, refusal
 from router.ledger import Ledger
 from router.legs import LegRunner
 from router.metrics import ORDER_REQUESTS
@@ -52,7 +51,7 @@ from router.opportunities import OpenOpportunities, check_open
 from router.orders import order_result, plan_order
 from router.preferences import PreferenceStore, UserPreferences
 from router.recovery import recover_request, result_from_message
-from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules, Side
+from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules
 from router.results import ExecutionResult
 from router.risk import KillSwitch, RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView

@@ -26,6 +26,7 @@ import re
 from decimal import Decimal
 from typing import Final, TypedDict, TypeVar, cast
 
+from connectors.types import BPS, Side
 from router.errors import InvalidRequest
 from router.request import (
     ArbitrageRequest,
@@ -34,7 +35,6 @@ from router.request import (
     OrderType,
     Request,
     RequestRules,
-    Side,
     plain_decimal,
 )
 
@@ -50,7 +50,7 @@ __all__ = [
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 MAX_LIMIT_PRICE: Final = Decimal("1e12")
-MAX_SLIPPAGE_BPS: Final = Decimal(10_000)
+MAX_SLIPPAGE_BPS: Final = BPS
 # Results and other consumers carry deadline_ns as a signed 64-bit integer.
 MAX_DEADLINE_NS: Final = 2**63 - 1
 

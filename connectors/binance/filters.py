@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from connectors.base import decimal_of, field
 from connectors.binance.errors import OrderRuleViolation
 from connectors.errors import ParseError
 from connectors.symbols import join_symbol
 from connectors.trading import SymbolRules
+from connectors.types import Side
 
-Side = Literal["buy", "sell"]
 _ZERO = Decimal(0)
 
 

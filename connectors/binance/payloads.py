@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from connectors.base import decimal_of, field, levels_of
 from connectors.errors import ParseError
 from connectors.symbols import to_concatenated
-from connectors.types import Quote
+from connectors.types import Quote, Side
 
-Side = Literal["buy", "sell"]
 OPEN_STATUSES: Final = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
 FINAL_STATUSES: Final = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED"})
 _NS_PER_MS: Final = 1_000_000

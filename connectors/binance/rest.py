@@ -46,7 +46,6 @@ from connectors.binance.payloads import (
     Balance,
     Kline,
     OrderReport,
-    Side,
     Ticker24h,
     TradeFill,
     parse_account,
@@ -62,7 +61,7 @@ from connectors.binance.ratelimit import RateLimiter, parse_rate_limits
 from connectors.errors import ParseError, VenueError
 from connectors.rest_metrics import CLOCK_OFFSET, CLOCK_SYNCS
 from connectors.symbols import join_symbol, split_concatenated, to_concatenated
-from connectors.types import Quote, decimal_text
+from connectors.types import Quote, Side, decimal_text
 
 log = structlog.get_logger(__name__)
 

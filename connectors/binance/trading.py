@@ -19,12 +19,10 @@ from connectors.trading import (
     AccountBalance,
     ClientIdStyle,
     OrderReport,
-    Side,
     SymbolRules,
     TradeFill,
 )
-
-_BPS: Final = Decimal(10_000)
+from connectors.types import BPS, Side
 
 
 class BinanceTrading:
@@ -101,7 +99,7 @@ class BinanceTrading:
             rate = await self.connector.taker_commission(symbol)
         except VenueError:
             return None
-        return rate * _BPS
+        return rate * BPS
 
 
 def report_of(report: payloads.OrderReport) -> OrderReport:

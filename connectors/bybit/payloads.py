@@ -23,7 +23,8 @@ from typing import Any, Final
 import orjson
 
 from connectors.errors import ParseError
-from connectors.trading import AccountBalance, OrderReport, Side, SymbolRules, TradeFill
+from connectors.trading import AccountBalance, OrderReport, SymbolRules, TradeFill
+from connectors.types import Side
 
 # docs/v5/enum.mdx orderStatus: these can still trade; every other status is final.
 OPEN_STATUSES: Final = frozenset({"New", "PartiallyFilled", "Untriggered"})

@@ -59,12 +59,11 @@ from connectors.trading import (
     AccountBalance,
     ClientIdStyle,
     OrderReport,
-    Side,
     SymbolRules,
     TradeFill,
     TradingVenue,
 )
-from connectors.types import decimal_text
+from connectors.types import Side, decimal_text
 
 log = structlog.get_logger(__name__)
 

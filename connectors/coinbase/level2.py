@@ -21,10 +21,10 @@ from connectors.coinbase.parse import (
     product_symbol,
 )
 from connectors.errors import ParseError
-from connectors.types import Level, Quote
+from connectors.types import BookSide, Level, Quote
 
 # Coinbase names the ask side "offer"; "ask" is accepted too (the name is not confirmed everywhere).
-_SIDES: Final[dict[str, Literal["bid", "ask"]]] = {"bid": "bid", "offer": "ask", "ask": "ask"}
+_SIDES: Final[dict[str, BookSide]] = {"bid": "bid", "offer": "ask", "ask": "ask"}
 
 
 @dataclass(frozen=True, slots=True)

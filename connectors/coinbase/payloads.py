@@ -27,12 +27,12 @@ from typing import Any, Final
 from connectors.coinbase.parse import rfc3339_ns
 from connectors.errors import ParseError
 from connectors.symbols import split_symbol
-from connectors.trading import AccountBalance, OrderReport, Side, SymbolRules, TradeFill
+from connectors.trading import AccountBalance, OrderReport, SymbolRules, TradeFill
+from connectors.types import BPS, Side
 
 # Statuses in which an order can still trade (or may yet): everything else is final.
 OPEN_STATUSES: Final = frozenset({"OPEN", "PENDING", "QUEUED", "CANCEL_QUEUED", "UNKNOWN_ORDER_STATUS"})
 _ZERO = Decimal(0)
-_BPS = Decimal(10_000)
 
 
 def _obj(value: Any, name: str) -> Mapping[str, Any]:
@@ -202,7 +202,7 @@ def parse_taker_fee_bps(data: Any) -> Decimal | None:
     tier = _obj(data, "transaction summary").get("fee_tier")
     if not isinstance(tier, Mapping) or tier.get("taker_fee_rate") in (None, ""):
         return None
-    return decimal_field(tier, "taker_fee_rate", "fee_tier") * _BPS
+    return decimal_field(tier, "taker_fee_rate", "fee_tier") * BPS
 
 
 def parse_server_time_ms(data: Any) -> float:

@@ -37,7 +37,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from connectors.errors import ParseError
-from connectors.trading import AccountBalance, OrderReport, Side, SymbolRules, TradeFill
+from connectors.trading import AccountBalance, OrderReport, SymbolRules, TradeFill
+from connectors.types import Side
 
 OPEN_STATUSES: Final = frozenset({"pending", "open"})
 TRADABLE_STATUSES: Final = frozenset({"online", "limit_only"})

@@ -66,8 +66,8 @@ from connectors.kraken.signing import KrakenCredentials, NonceSource
 from connectors.kraken.trading_errors import DEADLINE_ELAPSED
 from connectors.rest import RestSession, Throttle, VenueClock
 from connectors.symbols import validate_symbol
-from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, Side, SymbolRules, TradeFill
-from connectors.types import decimal_text
+from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, SymbolRules, TradeFill
+from connectors.types import Side, decimal_text
 
 log = structlog.get_logger(__name__)
 

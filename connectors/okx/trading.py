@@ -59,8 +59,8 @@ from connectors.okx.trading_payloads import (
 )
 from connectors.rest import Throttle, VenueClock
 from connectors.symbols import validate_symbol
-from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, Side, SymbolRules, TradeFill
-from connectors.types import decimal_text
+from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, SymbolRules, TradeFill
+from connectors.types import Side, decimal_text
 
 log = structlog.get_logger(__name__)
 

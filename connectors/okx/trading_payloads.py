@@ -30,11 +30,11 @@ from typing import Any, Final
 from connectors.base import decimal_of, field
 from connectors.errors import ParseError
 from connectors.symbols import split_symbol
-from connectors.trading import AccountBalance, OrderReport, Side, SymbolRules, TradeFill
+from connectors.trading import AccountBalance, OrderReport, SymbolRules, TradeFill
+from connectors.types import BPS, Side
 
 OPEN_STATES: Final = frozenset({"live", "partially_filled"})
 KNOWN_STATES: Final = OPEN_STATES | {"filled", "canceled", "mmp_canceled"}
-_BPS: Final = Decimal(10_000)
 _ZERO: Final = Decimal(0)
 
 
@@ -163,7 +163,7 @@ def parse_taker_fee_bps(data: list[Any], group_id: str, quote: str) -> Decimal |
         rate = item.get("taker" if quote == "USDT" else "takerUSDC")
     if rate in (None, ""):
         return None
-    return -_signed_decimal(rate, "okx trade-fee taker") * _BPS
+    return -_signed_decimal(rate, "okx trade-fee taker") * BPS
 
 
 def parse_instruments(data: list[Any]) -> tuple[dict[str, Instrument], list[str]]:

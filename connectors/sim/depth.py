@@ -24,13 +24,12 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final
 
 from connectors.sim.market import BookTop, SimulatorError, SymbolSpec
-from connectors.types import Level
+from connectors.types import BookSide, Level
 
-Side = Literal["bid", "ask"]
-Change = tuple[Side, Decimal, Decimal]
+Change = tuple[BookSide, Decimal, Decimal]
 """One level change: (side, price, new quantity); quantity 0 removes the level."""
 
 FIRST_ID: Final = 1_000_001
@@ -90,18 +89,20 @@ class _Sides:
     bids: dict[Decimal, Decimal] = field(default_factory=dict)
     asks: dict[Decimal, Decimal] = field(default_factory=dict)
 
-    def side(self, side: Side) -> dict[Decimal, Decimal]:
+    def side(self, side: BookSide) -> dict[Decimal, Decimal]:
         return self.bids if side == "bid" else self.asks
 
 
-def top_levels(levels: Mapping[Decimal, Decimal], side: Side, depth: int | None = None) -> tuple[Level, ...]:
+def top_levels(
+    levels: Mapping[Decimal, Decimal], side: BookSide, depth: int | None = None
+) -> tuple[Level, ...]:
     """Return a side's levels best first (bids high to low, asks low to high), at most `depth`."""
     prices = sorted(levels, reverse=side == "bid")
     return tuple((price, levels[price]) for price in prices[:depth])
 
 
 def view_changes(
-    before: Sequence[Level], after: Sequence[Level], side: Side, *, truncated_to: int | None = None
+    before: Sequence[Level], after: Sequence[Level], side: BookSide, *, truncated_to: int | None = None
 ) -> list[Change]:
     """Return the changes that turn view `before` into view `after` (both best first).
 
@@ -118,7 +119,7 @@ def view_changes(
     return changes
 
 
-def _left_book(price: Decimal, view: Sequence[Level], side: Side, depth: int) -> bool:
+def _left_book(price: Decimal, view: Sequence[Level], side: BookSide, depth: int) -> bool:
     # Missing from a view that is not full, or from inside its range: gone from the book.
     if len(view) < depth:
         return True
@@ -193,7 +194,7 @@ class SymbolDepth:
         missed this change keeps a wrong level that a checksum exposes.
         """
         before = self.snapshot()
-        side: Side = "bid" if len(before.bids) > 1 else "ask"
+        side: BookSide = "bid" if len(before.bids) > 1 else "ask"
         levels = before.bids if side == "bid" else before.asks
         if len(levels) < 2:
             raise SimulatorError(f"{self.symbol}: the book has no inner level to change yet")
@@ -221,7 +222,7 @@ class SymbolDepth:
 
     def _diff(self, before: DepthSnapshot) -> tuple[Change, ...]:
         changes: list[Change] = []
-        sides: tuple[tuple[Side, dict[Decimal, Decimal]], ...] = (
+        sides: tuple[tuple[BookSide, dict[Decimal, Decimal]], ...] = (
             ("bid", dict(before.bids)),
             ("ask", dict(before.asks)),
         )
@@ -231,7 +232,7 @@ class SymbolDepth:
             changes.extend((side, p, Decimal(0)) for p, _ in top_levels(old, side) if p not in new)
         return tuple(changes)
 
-    def _anchored(self, side: Side, best: Decimal, best_qty: Decimal) -> dict[Decimal, Decimal]:
+    def _anchored(self, side: BookSide, best: Decimal, best_qty: Decimal) -> dict[Decimal, Decimal]:
         """Return the side with `best` on top: crossed levels gone, wide holes filled, N levels."""
         levels = self._book.side(side)
         worse = [lv for lv in top_levels(levels, side) if (lv[0] < best if side == "bid" else lv[0] > best)]
@@ -251,7 +252,7 @@ class SymbolDepth:
             previous = price
         return out
 
-    def _evolve_one(self, side: Side) -> None:
+    def _evolve_one(self, side: BookSide) -> None:
         levels = self._book.side(side)
         ordered = top_levels(levels, side)
         if len(ordered) < 3:

@@ -7,9 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final, Literal
 
+from connectors.types import Mode
 from daemon.config.table import Table, show
 
-Mode = Literal["paper", "live"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 MODES: Final[tuple[Mode, ...]] = ("paper", "live")
 LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("debug", "info", "warning", "error")

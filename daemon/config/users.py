@@ -7,13 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
-from connectors.types import VENUE_IDS
+from connectors.types import VENUE_IDS, RiskTolerance, Strategy
 from daemon.config.table import Table, show
 
-RiskTolerance = Literal["low", "medium", "high"]
-Strategy = Literal["best_price", "preferred", "fastest", "split"]
 RISK_TOLERANCES: Final[tuple[RiskTolerance, ...]] = ("low", "medium", "high")
 STRATEGIES: Final[tuple[Strategy, ...]] = ("best_price", "preferred", "fastest", "split")
 USER_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")

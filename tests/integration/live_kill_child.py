@@ -32,8 +32,8 @@ import structlog
 
 from connectors.kraken.private import REST_BUDGET
 from connectors.kraken.trading import KrakenTrading
-from connectors.trading import OrderReport, Side, TradingVenue
-from connectors.types import Quote
+from connectors.trading import OrderReport, TradingVenue
+from connectors.types import Quote, Side
 from daemon.config import load_config
 from daemon.routing import RouterParts, build_router
 from router.cache import PriceCache

@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaProducer
 from contract import assert_valid
 from kafka_support import TopicReader, create_contract_topics
 
-from connectors.types import VENUE_IDS, Quote, decimal_text
+from connectors.types import VENUE_IDS, Quote, Side, decimal_text
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
-from router.execution import Fill, Side
+from router.execution import Fill
 from router.request import ArbitrageRequest, Request, RequestRules
 from router.results import ExecutionResult
 from router.validation import parse_request

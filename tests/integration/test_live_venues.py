@@ -33,8 +33,8 @@ from prometheus_client import REGISTRY, generate_latest
 
 from connectors.kraken.private import TIERS
 from connectors.kraken.trading import KrakenTrading
-from connectors.trading import OrderReport, Side
-from connectors.types import Quote
+from connectors.trading import OrderReport
+from connectors.types import Quote, Side
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
 from daemon.routing import RouterParts, build_router

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from connectors.errors import OrderAcknowledged, OrderNotFound, OutcomeUnknown
-from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, Side, SymbolRules, TradeFill
+from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, SymbolRules, TradeFill
+from connectors.types import Side
 from router.execution import OrderLeg
 from router.live import LiveExecutor, SettlePolicy
 
