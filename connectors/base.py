@@ -199,6 +199,19 @@ def decimal_of(value: object, name: str) -> Decimal:
     return number
 
 
+def signed_decimal_of(value: object, name: str) -> Decimal:
+    """Return the finite Decimal, of either sign, that a venue's decimal string spells (changes, fees)."""
+    if not isinstance(value, str):
+        raise ParseError(f"{name} must be a decimal string, got {value!r}")
+    try:
+        number = Decimal(value)
+    except InvalidOperation as exc:
+        raise ParseError(f"{name} is not a decimal: {value!r}") from exc
+    if not number.is_finite():
+        raise ParseError(f"{name} must be finite, got {value!r}")
+    return number
+
+
 def price_of(value: object, name: str) -> Decimal:
     """Return a strictly positive price parsed from the venue's decimal string."""
     price = decimal_of(value, name)

@@ -8,10 +8,10 @@ symbol it asked about, and the parser checks the answer is about it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
-from connectors.base import decimal_of, field, levels_of
+from connectors.base import decimal_of, field, levels_of, signed_decimal_of
 from connectors.errors import ParseError
 from connectors.symbols import to_concatenated
 from connectors.types import Quote, Side
@@ -263,8 +263,8 @@ def parse_ticker_24h(payload: object, symbol: str) -> Ticker24h:
     return Ticker24h(
         symbol=symbol,
         last_price=decimal_of(data.get("lastPrice"), f"{where} lastPrice"),
-        price_change=_signed(data.get("priceChange"), f"{where} priceChange"),
-        price_change_pct=_signed(data.get("priceChangePercent"), f"{where} priceChangePercent"),
+        price_change=signed_decimal_of(data.get("priceChange"), f"{where} priceChange"),
+        price_change_pct=signed_decimal_of(data.get("priceChangePercent"), f"{where} priceChangePercent"),
         open=decimal_of(data.get("openPrice"), f"{where} openPrice"),
         high=decimal_of(data.get("highPrice"), f"{where} highPrice"),
         low=decimal_of(data.get("lowPrice"), f"{where} lowPrice"),
@@ -352,15 +352,3 @@ def _list(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise ParseError(f"{where}: must be a list, got {type(value).__name__}")
     return value
-
-
-def _signed(value: object, name: str) -> Decimal:
-    if not isinstance(value, str):
-        raise ParseError(f"{name} must be a decimal string, got {value!r}")
-    try:
-        number = Decimal(value)
-    except InvalidOperation as exc:
-        raise ParseError(f"{name} is not a decimal: {value!r}") from exc
-    if not number.is_finite():
-        raise ParseError(f"{name} must be finite, got {value!r}")
-    return number

@@ -24,10 +24,10 @@ Each reads the `data` list of a successful answer (https://www.okx.com/docs-v5/e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
-from connectors.base import decimal_of, field
+from connectors.base import decimal_of, field, signed_decimal_of
 from connectors.errors import ParseError
 from connectors.symbols import split_symbol
 from connectors.trading import AccountBalance, OrderReport, SymbolRules, TradeFill
@@ -106,7 +106,7 @@ def parse_fills(data: list[Any], inst_id: str) -> list[FillRow]:
         where = f"okx fill {item.get('tradeId')!r}"
         if item.get("instId") != inst_id:
             raise ParseError(f"{where}: belongs to {item.get('instId')!r}, not {inst_id}")
-        fee = _signed_decimal(item.get("fee"), f"{where} fee")
+        fee = signed_decimal_of(item.get("fee"), f"{where} fee")
         fill = TradeFill(
             trade_id=field(item, "tradeId", str, where),
             price=decimal_of(item.get("fillPx"), f"{where} fillPx"),
@@ -163,7 +163,7 @@ def parse_taker_fee_bps(data: list[Any], group_id: str, quote: str) -> Decimal |
         rate = item.get("taker" if quote == "USDT" else "takerUSDC")
     if rate in (None, ""):
         return None
-    return -_signed_decimal(rate, "okx trade-fee taker") * BPS
+    return -signed_decimal_of(rate, "okx trade-fee taker") * BPS
 
 
 def parse_instruments(data: list[Any]) -> tuple[dict[str, Instrument], list[str]]:
@@ -219,18 +219,6 @@ def _side(value: object, where: str) -> Side:
 
 def _optional_decimal(value: object, name: str) -> Decimal | None:
     return None if value in (None, "") else decimal_of(value, name)
-
-
-def _signed_decimal(value: object, name: str) -> Decimal:
-    if not isinstance(value, str):
-        raise ParseError(f"{name} must be a decimal string, got {value!r}")
-    try:
-        number = Decimal(value)
-    except InvalidOperation as exc:
-        raise ParseError(f"{name} is not a decimal: {value!r}") from exc
-    if not number.is_finite():
-        raise ParseError(f"{name} must be finite, got {value!r}")
-    return number
 
 
 def _int(value: object, name: str) -> int:
