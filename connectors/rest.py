@@ -131,9 +131,11 @@ def transport_error(venue: str, action: str, exc: BaseException, *, may_execute:
     return VenueConnectionError(f"{venue} {action}: {what} ({kind})")
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Return a Retry-After header (lower-case names) in seconds, if present and numeric."""
-    value = headers.get("retry-after")
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """Return a Retry-After header in seconds, if present and numeric (either spelling of the name)."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after", headers.get("Retry-After"))
     try:
         return None if value is None else max(0.0, float(value))
     except ValueError:

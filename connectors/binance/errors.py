@@ -44,6 +44,7 @@ from connectors.errors import (
     VenueRejected,
     VenueUnreachable,
 )
+from connectors.rest import retry_after_s
 
 __all__ = [
     "ClockRejected",
@@ -98,17 +99,6 @@ def chain_is_clean(exc: BaseException, secrets: Iterable[str] = ()) -> bool:
             return False  # its message embeds repr(response), which holds the signed URL
         current = current.__cause__ or current.__context__
     return True
-
-
-def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    """Return the Retry-After header in seconds, if present and numeric."""
-    if headers is None:
-        return None
-    value = headers.get("Retry-After", headers.get("retry-after"))
-    try:
-        return None if value is None else max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def from_api_error(exc: BinanceAPIException, secrets: Iterable[str] = ()) -> VenueError:

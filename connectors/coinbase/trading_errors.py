@@ -52,6 +52,7 @@ from connectors.errors import (
     VenueError,
     VenueRejected,
 )
+from connectors.rest import retry_after_s
 
 VENUE: Final = "coinbase"
 UNKNOWN_FAILURE: Final = "UNKNOWN_FAILURE_REASON"
@@ -146,10 +147,8 @@ def rate_limited(headers: Mapping[str, str]) -> RateLimited:
 
 def retry_after(headers: Mapping[str, str]) -> float:
     """Return the Retry-After of a 429 in seconds (1 s when absent or not a number)."""
-    try:
-        return max(0.0, float(headers.get("retry-after", DEFAULT_RETRY_AFTER_S)))
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_S
+    seconds = retry_after_s(headers)
+    return DEFAULT_RETRY_AFTER_S if seconds is None else seconds
 
 
 def rate_limit_state(headers: Mapping[str, str], venue_now_s: float) -> tuple[int | None, float | None]:
