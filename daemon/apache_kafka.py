@@ -22,7 +22,6 @@ run by a finalizer at exit) kills every process it started.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import contextlib
 import os
@@ -38,12 +37,11 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Final, Self
+from typing import IO, Final
 
 import structlog
 
-from daemon.broker import free_port, probe_metadata, tail
+from daemon.broker import LocalBroker, free_port, probe_metadata, tail
 from daemon.errors import EmbeddedBrokerError
 from daemon.kafka_jars import KAFKA_VERSION, ensure_jars, java_binary
 
@@ -79,7 +77,7 @@ class _Node:
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
 
-class ApacheKafka:
+class ApacheKafka(LocalBroker):
     """A KRaft cluster of `brokers` Apache Kafka processes on loopback; see the module docstring."""
 
     def __init__(
@@ -309,24 +307,6 @@ class ApacheKafka:
         if node.log_file is not None:
             node.log_file.close()
             node.log_file = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def _cluster_id() -> str:

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import weakref
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
@@ -51,7 +52,37 @@ _CLIENT_ID: Final = b"smartroute-broker-probe"
 _MAX_RESPONSE_BYTES: Final = 1 << 20
 
 
-class EmbeddedBroker:
+class LocalBroker(ABC):
+    """A broker process started and stopped here: `with`, or `async with` (start and stop in a thread)."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the broker and return once it answers."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop what `start` started; calling it again does nothing."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+class EmbeddedBroker(LocalBroker):
     """A Tansu broker on a loopback port; Kafka clients can use `bootstrap_servers` once started.
 
     Its output goes to `log_path` (default: a new temporary file), never to the terminal.
@@ -134,24 +165,6 @@ class EmbeddedBroker:
         log.info(
             "embedded_broker_stopped", bootstrap_servers=self.bootstrap_servers, exit_code=proc.returncode
         )
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     def _spawn(self, binary: str, port: int) -> subprocess.Popen[bytes]:
         url = f"tcp://{self._host}:{port}"
