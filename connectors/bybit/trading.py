@@ -54,6 +54,7 @@ from connectors.bybit.signing import BybitCredentials, check_order_link_id
 from connectors.bybit.trading_errors import VENUE, AcknowledgedNotVisible, BybitClockRejected
 from connectors.bybit.transport import BybitRest, rest_url_for
 from connectors.errors import OrderNotFound, OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
+from connectors.lifecycle import StartOnce
 from connectors.symbols import concatenated_map, join_symbol, split_concatenated, to_concatenated
 from connectors.trading import (
     AccountBalance,
@@ -75,7 +76,7 @@ EXECUTIONS: Final = "/v5/execution/list"
 MAX_PAGES: Final = 20  # of 50 open orders or 100 executions: far beyond what one IOC order makes
 
 
-class BybitTrading:
+class BybitTrading(StartOnce):
     """Trade spot on Bybit v5 through its signed REST API; never re-send an order of unknown fate."""
 
     venue: str = VENUE
@@ -103,6 +104,7 @@ class BybitTrading:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """Configure; nothing is opened until `start()`. `symbols` are canonical (`BTC-USDT`)."""
+        super().__init__()
         if not 0 < recv_window_ms <= 60_000:
             raise ValueError(f"bybit recv_window_ms must be 1..60000, got {recv_window_ms}")
         self.recv_window_ms = recv_window_ms
@@ -127,8 +129,6 @@ class BybitTrading:
         self._sleep = sleep
         self._rules: dict[str, SymbolRules] = {}
         self._rules_at = -float("inf")
-        self._started = False
-        self._start_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"BybitTrading(rest_url={self._rest.session.base_url!r}, recv_window_ms={self.recv_window_ms})"
@@ -145,37 +145,22 @@ class BybitTrading:
 
     # ----- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Measure the clock offset and load the symbols' rules; idempotent."""
-        async with self._start_lock:
-            if self._started:
-                return
-            try:
-                await self._rest.sync_clock(reason="start")
-                await self._load_rules()
-            except BaseException:
-                await self._rest.close()
-                raise
-            self._started = True
-        log.info("bybit_trading_started", url=self._rest.session.base_url, recv_window_ms=self.recv_window_ms)
+    async def _open(self) -> None:
+        """Measure the clock offset and load the symbols' rules."""
+        await self._rest.sync_clock(reason="start")
+        await self._load_rules()
 
-    async def close(self) -> None:
-        """Close the HTTP session; idempotent."""
-        self._started = False
+    async def _shut(self) -> None:
         await self._rest.close()
 
-    async def __aenter__(self) -> BybitTrading:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
+    def _log_started(self) -> None:
+        log.info("bybit_trading_started", url=self._rest.session.base_url, recv_window_ms=self.recv_window_ms)
 
     # ----- rules -----------------------------------------------------------------------------
 
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         """Return the trading rules of a canonical symbol; OrderRuleViolation if Bybit lacks it."""
-        await self.start()
+        await self._ensure_started()
         if self._monotonic() - self._rules_at >= self.rules_ttl_s:
             await self._load_rules()
         rules = self._rules.get(to_concatenated(symbol))
@@ -204,7 +189,7 @@ class BybitTrading:
             check_order_link_id(client_order_id)
         except ValueError as exc:
             raise OrderRuleViolation(str(exc)) from None
-        await self.start()
+        await self._ensure_started()
         body = {
             "category": "spot",
             "symbol": to_concatenated(symbol),
@@ -314,7 +299,7 @@ class BybitTrading:
 
     async def query_order(self, symbol: str, client_order_id: str) -> OrderReport:
         """Return the order with this orderLinkId (realtime, then history); else raise OrderNotFound."""
-        await self.start()
+        await self._ensure_started()
         params = {"category": "spot", "orderLinkId": client_order_id}
         for path in (REALTIME, HISTORY):
             result = await self._rest.signed(
@@ -329,7 +314,7 @@ class BybitTrading:
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderReport:
         """Cancel the open order with this orderLinkId; OrderNotFound if it is not open."""
-        await self.start()
+        await self._ensure_started()
         body = {"category": "spot", "symbol": to_concatenated(symbol), "orderLinkId": client_order_id}
         await self._rest.signed(
             "POST", CANCEL, body, action="cancel order", max_wait_s=self.max_wait_s, cancelling=True
@@ -338,7 +323,7 @@ class BybitTrading:
 
     async def order_trades(self, symbol: str, report: OrderReport) -> tuple[TradeFill, ...]:
         """Return the executions of the order in `report`, with the fee and its asset."""
-        await self.start()
+        await self._ensure_started()
         rules = self._rules.get(to_concatenated(symbol))
         base, quote = (
             (rules.base_asset, rules.quote_asset) if rules else split_concatenated(to_concatenated(symbol))
@@ -354,7 +339,7 @@ class BybitTrading:
 
     async def open_orders(self) -> list[OrderReport]:
         """Return every open spot order of the account on the configured symbols."""
-        await self.start()
+        await self._ensure_started()
         items = await self._pages(
             REALTIME, {"category": "spot", "openOnly": "0", "limit": "50"}, "open orders"
         )
@@ -379,7 +364,7 @@ class BybitTrading:
 
     async def balances(self) -> dict[str, AccountBalance]:
         """Return the unified account's balances by asset (free = wallet balance - locked)."""
-        await self.start()
+        await self._ensure_started()
         result = await self._rest.signed(
             "GET",
             "/v5/account/wallet-balance",
@@ -391,7 +376,7 @@ class BybitTrading:
 
     async def taker_fee_bps(self, symbol: str) -> Decimal | None:
         """Return the account's spot taker fee for `symbol` in bps (`/v5/account/fee-rate`)."""
-        await self.start()
+        await self._ensure_started()
         venue_symbol = to_concatenated(symbol)
         result = await self._rest.signed(
             "GET",

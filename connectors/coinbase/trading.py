@@ -43,7 +43,6 @@ currency). Balances: `GET /accounts` (paginated). Taker fee:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -74,6 +73,7 @@ from connectors.errors import (
     VenueError,
     VenueRejected,
 )
+from connectors.lifecycle import StartOnce
 from connectors.rest import Throttle
 from connectors.symbols import validate_symbol
 from connectors.trading import (
@@ -112,7 +112,7 @@ class _Product:
     loaded_at: float
 
 
-class CoinbaseTrading:
+class CoinbaseTrading(StartOnce):
     """Trade spot on Coinbase Advanced Trade through its signed REST API; never re-send an order."""
 
     venue: str = VENUE
@@ -137,6 +137,7 @@ class CoinbaseTrading:
         wall_ms: Callable[[], float] | None = None,
     ) -> None:
         """Configure; nothing is opened until `start()` (or the first call, which starts it)."""
+        super().__init__()
         self.symbols = tuple(validate_symbol(s) for s in symbols)
         self.testnet = testnet
         url = rest_url or (SANDBOX_REST_URL if testnet else PRODUCTION_REST_URL)
@@ -157,8 +158,6 @@ class CoinbaseTrading:
         self._products: dict[str, _Product] = {}
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
         self._fee: tuple[float, Decimal | None] | None = None
-        self._started = False
-        self._start_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"CoinbaseTrading(rest={self.rest!r}, testnet={self.testnet})"
@@ -170,42 +169,23 @@ class CoinbaseTrading:
 
     # ----- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Measure the venue clock and load the configured symbols' rules; idempotent."""
-        async with self._start_lock:
-            if self._started:
-                return
-            try:
-                await self.rest.sync_clock(reason="start")
-                for symbol in self.symbols:
-                    await self._product(symbol, refresh=True)
-            except BaseException:
-                await self.rest.close()
-                raise
-            self._started = True
-        log.info("coinbase_trading_started", url=self.rest.session.base_url, symbols=len(self.symbols))
+    async def _open(self) -> None:
+        """Measure the venue clock and load the configured symbols' rules."""
+        await self.rest.sync_clock(reason="start")
+        for symbol in self.symbols:
+            await self._product(symbol, refresh=True)
 
-    async def close(self) -> None:
-        """Close the HTTP session; idempotent."""
-        self._started = False
+    async def _shut(self) -> None:
         await self.rest.close()
 
-    async def __aenter__(self) -> CoinbaseTrading:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    async def _ready(self) -> None:
-        if not self._started:
-            await self.start()
+    def _log_started(self) -> None:
+        log.info("coinbase_trading_started", url=self.rest.session.base_url, symbols=len(self.symbols))
 
     # ----- rules and fees ------------------------------------------------------------------
 
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         """Return the trading rules of `symbol` (`GET /products/{product_id}`), cached for `rules_ttl_s`."""
-        await self._ready()
+        await self._ensure_started()
         return (await self._product(symbol)).rules
 
     async def _product(self, symbol: str, *, refresh: bool = False) -> _Product:
@@ -226,7 +206,7 @@ class CoinbaseTrading:
 
     async def taker_fee_bps(self, symbol: str) -> Decimal | None:
         """Return the account's taker fee in bps (`transaction_summary`), cached for `fee_ttl_s`."""
-        await self._ready()
+        await self._ensure_started()
         if self._fee is None or time.monotonic() - self._fee[0] >= self.fee_ttl_s:
             query = query_pairs(product_type="SPOT")
             answer = await self.rest.call("GET", "/transaction_summary", query=query, action="read fee tier")
@@ -243,7 +223,7 @@ class CoinbaseTrading:
         Never re-sent: an unknown outcome (timeout, dropped connection, 5xx, an unreadable
         answer, UNKNOWN_FAILURE_REASON) is for the caller to settle with `query_order`.
         """
-        await self._ready()
+        await self._ensure_started()
         if not client_order_id:
             raise OrderRuleViolation("coinbase requires a client_order_id; not sent")
         product = (await self._product(symbol)).rules.venue_symbol
@@ -282,7 +262,7 @@ class CoinbaseTrading:
         Lists the product's orders from shortly before the send (`since_ms`, else the
         remembered send time, else `query_lookback_s` ago, else all) and matches the id here.
         """
-        await self._ready()
+        await self._ensure_started()
         known = self._sent.get(client_order_id)
         if known is not None and known.order_id is not None:
             return await self._get_order(known.order_id, symbol)
@@ -345,7 +325,7 @@ class CoinbaseTrading:
 
     async def open_orders(self) -> list[OrderReport]:
         """Return every open order of the account on the configured symbols."""
-        await self._ready()
+        await self._ensure_started()
         by_product = {pid: s for s in self.symbols for pid in (await self._product(s)).product_ids}
         if not by_product:
             return []
@@ -360,7 +340,7 @@ class CoinbaseTrading:
 
     async def balances(self) -> dict[str, AccountBalance]:
         """Return the account's balances by upper-case asset (every page of `GET /accounts`)."""
-        await self._ready()
+        await self._ensure_started()
         found: dict[str, AccountBalance] = {}
         async for page in self._raw_pages("/accounts", query_pairs(limit=PAGE_LIMIT), "read balances"):
             parse_accounts(page, found)

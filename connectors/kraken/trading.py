@@ -28,7 +28,6 @@ nonces: `connectors.kraken.signing`; budgets: `connectors.kraken.private`.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +63,7 @@ from connectors.kraken.payloads import (
 from connectors.kraken.private import KrakenRest, Tier, measure_clock, rfc3339_ms
 from connectors.kraken.signing import KrakenCredentials, NonceSource
 from connectors.kraken.trading_errors import DEADLINE_ELAPSED
+from connectors.lifecycle import StartOnce
 from connectors.rest import RestSession, Throttle, VenueClock
 from connectors.symbols import validate_symbol
 from connectors.trading import AccountBalance, ClientIdStyle, OrderReport, SymbolRules, TradeFill
@@ -82,7 +82,7 @@ _UUID36: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 _ACK_QUERY_DELAYS_S: Final = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
-class KrakenTrading:
+class KrakenTrading(StartOnce):
     """Kraken spot trading on its REST API (`connectors.trading.TradingVenue`)."""
 
     venue: Final = VENUE
@@ -107,6 +107,7 @@ class KrakenTrading:
         nonces: NonceSource | None = None,
     ) -> None:
         """Configure; nothing is opened until `start()`. Raise ValueError on bad settings."""
+        super().__init__()
         if testnet:
             raise ValueError(NO_SANDBOX)
         if not 0 < deadline_s <= 60:
@@ -131,8 +132,6 @@ class KrakenTrading:
         self._pairs_loaded_at = -float("inf")
         self._clock_synced_at = -float("inf")
         self._resync_reason: str | None = None
-        self._started = False
-        self._start_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"KrakenTrading(rest={self.rest!r}, symbols={list(self.symbols)!r})"
@@ -144,35 +143,19 @@ class KrakenTrading:
 
     # ----- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Measure the clock offset and load the pairs' rules; idempotent."""
-        async with self._start_lock:
-            if self._started:
-                return
-            try:
-                await self._sync_clock("start")
-                await self._load_pairs()
-            except BaseException:
-                await self.close()
-                raise
-            self._started = True
-        log.info("kraken_trading_started", url=self.rest.session.base_url, deadline_s=self.deadline_s)
+    async def _open(self) -> None:
+        """Measure the clock offset and load the pairs' rules."""
+        await self._sync_clock("start")
+        await self._load_pairs()
 
-    async def close(self) -> None:
-        """Close the HTTP session; idempotent."""
-        self._started = False
+    async def _shut(self) -> None:
         await self.rest.session.close()
 
-    async def __aenter__(self) -> KrakenTrading:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
+    def _log_started(self) -> None:
+        log.info("kraken_trading_started", url=self.rest.session.base_url, deadline_s=self.deadline_s)
 
     async def _ready(self) -> None:
-        if not self._started:
-            await self.start()
+        await self._ensure_started()
         if self._resync_reason is not None:
             await self._sync_clock(self._resync_reason)
         elif time.monotonic() - self._clock_synced_at >= self.clock_sync_interval_s:

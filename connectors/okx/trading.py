@@ -44,6 +44,7 @@ from typing import Final
 import structlog
 
 from connectors.errors import OrderAcknowledged, OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
+from connectors.lifecycle import StartOnce
 from connectors.okx.rest import OkxRest
 from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading_errors import VENUE
@@ -70,7 +71,7 @@ CLIENT_ORDER_ID: Final = re.compile(r"[A-Za-z0-9]{1,32}")
 PAGE: Final = 100  # the most the list endpoints return per request
 
 
-class OkxTrading:
+class OkxTrading(StartOnce):
     """Trade spot on OKX through its signed REST API, safely under limits, clock skew and faults."""
 
     venue: Final = VENUE
@@ -97,6 +98,7 @@ class OkxTrading:
         clock: VenueClock | None = None,
     ) -> None:
         """Configure; nothing is opened until `start()` (or the first call, which starts it)."""
+        super().__init__()
         if not 0 < order_deadline_ms <= 30_000:
             raise ValueError(f"order_deadline_ms must be 1..30000, got {order_deadline_ms}")
         self.testnet = testnet
@@ -114,8 +116,7 @@ class OkxTrading:
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = -float("inf")
         self._fees: dict[str, tuple[float, Decimal | None]] = {}
-        self._started = False
-        self._start_lock, self._rules_lock = asyncio.Lock(), asyncio.Lock()
+        self._rules_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"OkxTrading({self.rest!r})"
@@ -127,31 +128,16 @@ class OkxTrading:
 
     # ----- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Measure the clock offset and load the spot instruments; idempotent."""
-        async with self._start_lock:
-            if self._started:
-                return
-            try:
-                await self.rest.sync_clock(reason="start")
-                await self._load_instruments()
-            except BaseException:
-                await self.rest.close()
-                raise
-            self._started = True
-        log.info("okx_trading_started", url=self.rest.session.base_url, testnet=self.testnet)
+    async def _open(self) -> None:
+        """Measure the clock offset and load the spot instruments."""
+        await self.rest.sync_clock(reason="start")
+        await self._load_instruments()
 
-    async def close(self) -> None:
-        """Close the session; idempotent."""
-        self._started = False
+    async def _shut(self) -> None:
         await self.rest.close()
 
-    async def __aenter__(self) -> OkxTrading:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
+    def _log_started(self) -> None:
+        log.info("okx_trading_started", url=self.rest.session.base_url, testnet=self.testnet)
 
     # ----- rules, account, fees ----------------------------------------------------------------
 
@@ -260,8 +246,7 @@ class OkxTrading:
 
     async def open_orders(self) -> list[OrderReport]:
         """Return every pending spot order of the account (on the configured symbols, if any)."""
-        if not self._started:
-            await self.start()
+        await self._ensure_started()
         reports: list[OrderReport] = []
         params = {"instType": "SPOT", "limit": str(PAGE)}
         while True:
@@ -305,8 +290,7 @@ class OkxTrading:
             params = params | {"after": page[-1].bill_id}  # records earlier than this billId
 
     async def _instrument(self, symbol: str) -> Instrument:
-        if not self._started:
-            await self.start()
+        await self._ensure_started()
         if time.monotonic() - self._instruments_at >= self.rules_ttl_s:
             async with self._rules_lock:
                 if time.monotonic() - self._instruments_at >= self.rules_ttl_s:
