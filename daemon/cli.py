@@ -120,6 +120,9 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         control.add_argument("--reason", required=command == "halt", default="")
         control.add_argument("--by", default=None, help="who issues it (default: your login name)")
 
+    keygen = sub.add_parser("keygen", help="write a new Ed25519 signing key and print its public key line")
+    keygen.add_argument("--out", type=Path, required=True, help="the private key file to create (mode 0600)")
+
     top = sub.add_parser("top", help="live terminal view of a running daemon")
     _add_config_flag(top)
     top.add_argument("--url", default=None, help="the daemon's HTTP address (default: from daemon.http_port)")
@@ -246,6 +249,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Create a private key file readable by its owner only; print the public key line for the config."""
+    from router.signatures import generate_key_file
+
+    try:
+        public = generate_key_file(args.out)
+    except FileExistsError:
+        sys.stderr.write(f"smartroute: {args.out} exists; refusing to overwrite a key (move it away first)\n")
+        return EXIT_FAILURE
+    except OSError as exc:
+        sys.stderr.write(f"smartroute: cannot create {args.out}: {exc.strerror}\n")
+        return EXIT_FAILURE
+    sys.stdout.write(f'public_keys = ["{public}"]\n')
+    sys.stderr.write(
+        f"wrote the private key to {args.out} (mode 0600); paste the line above into the signer's "
+        "[users.<id>] or [operators.<id>] section\n"
+    )
+    return 0
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     """Create or check the contract's topics, one line each; exit 0 only if all are as configured."""
     from daemon.kafka.topics import check_topics, create_topics
@@ -338,6 +361,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sim": cmd_sim,
     "record": cmd_record,
     "replay": cmd_replay,
+    "keygen": cmd_keygen,
 }
 
 
