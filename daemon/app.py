@@ -116,6 +116,7 @@ class Daemon:
                 self.router.preferences,
                 self.router.kill_switch,
                 self.publisher,
+                guard=self.router.guard,
                 opportunities=followed,
             )
         self.http: HttpServer | None = None

@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_signer_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signer", default=None, help="sign as this user or operator id (with --key)")
+    parser.add_argument(
+        "--key", type=Path, default=None, help="the signer's private key file (smartroute keygen)"
+    )
+
+
 def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands that talk to a running system: order, halt, resume, top."""
     order = sub.add_parser("order", help="send one order request and print its result")
@@ -113,12 +120,16 @@ def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     order.add_argument("--user", default=None, help="user_id (default: your login name)")
     order.add_argument("--request-id", default=None, help="default: a fresh unique id")
     order.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result")
+    _add_signer_flags(order)
 
     for command, what in (("halt", "stop new executions everywhere"), ("resume", "lift a halt")):
         control = sub.add_parser(command, help=f"{what} (a message on the control topic)")
         _add_config_flag(control)
         control.add_argument("--reason", required=command == "halt", default="")
-        control.add_argument("--by", default=None, help="who issues it (default: your login name)")
+        control.add_argument(
+            "--by", default=None, help="who issues it (default: your login name, or --signer)"
+        )
+        _add_signer_flags(control)
 
     keygen = sub.add_parser("keygen", help="write a new Ed25519 signing key and print its public key line")
     keygen.add_argument("--out", type=Path, required=True, help="the private key file to create (mode 0600)")
@@ -189,9 +200,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_order(args: argparse.Namespace) -> int:
     """Send one order request, wait for its result and print it; exit 0 if anything filled."""
-    from daemon.client import build_order, new_request_id, send_order
+    from daemon.client import Signer, build_order, new_request_id, send_order
 
     cfg = _load(args.config)
+    signer = Signer.from_flags(args.signer, args.key)
     if args.json_request is not None:
         try:
             message = orjson.loads(args.json_request)
@@ -210,7 +222,7 @@ def cmd_order(args: argparse.Namespace) -> int:
         message = build_order(
             symbol=args.symbol,
             quantity=args.quantity,
-            user_id=args.user or getpass.getuser(),
+            user_id=args.user or (signer.principal if signer else getpass.getuser()),
             request_id=args.request_id or new_request_id(),
             side=args.side,
             order_type=args.order_type,
@@ -223,7 +235,7 @@ def cmd_order(args: argparse.Namespace) -> int:
     if not isinstance(message, dict) or not isinstance(message.get("request_id"), str):
         sys.stderr.write("smartroute: the request needs a string request_id\n")
         return EXIT_USAGE
-    result = asyncio.run(send_order(cfg, message, args.timeout))
+    result = asyncio.run(send_order(cfg, message, args.timeout, signer))
     if result is None:
         sys.stderr.write(f"smartroute: no result for {message['request_id']} within {args.timeout:g} s\n")
         return EXIT_FAILURE
@@ -233,11 +245,12 @@ def cmd_order(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     """Publish a halt or resume on the control topic."""
-    from daemon.client import control_message, send
+    from daemon.client import Signer, send, signed_control_message
 
     cfg = _load(args.config)
-    message = control_message(args.command, args.reason, args.by)
-    asyncio.run(send(cfg, cfg.topic("control"), None, message))
+    signer = Signer.from_flags(args.signer, args.key)
+    message = signed_control_message(args.command, args.reason, args.by, signer)
+    asyncio.run(send(cfg, cfg.topic("control"), None, message, signer))
     sys.stdout.write(f"{args.command} sent to {cfg.topic('control')} by {message['issued_by']}\n")
     return 0
 

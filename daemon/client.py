@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.config import Config
+from daemon.errors import ConfigError
 from daemon.kafka import TopicPartition, new_consumer, start_plain_producer
+from router.signatures import ROLES, Role, load_private_key, sign
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """Who signs what this client sends (`--signer ID --key FILE`), with their private key."""
+
+    principal: str
+    key: Ed25519PrivateKey
+
+    @classmethod
+    def from_flags(cls, principal: str | None, key_file: Path | None) -> Signer | None:
+        """Return the signer named by the flags, None when neither is given; ConfigError if one is missing."""
+        if principal is None and key_file is None:
+            return None
+        if principal is None or key_file is None:
+            raise ConfigError("--signer and --key go together: the principal id and its private key file")
+        try:
+            return cls(principal, load_private_key(key_file))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def new_request_id() -> str:
@@ -86,30 +112,67 @@ class ResultWaiter:
         await self._consumer.stop()
 
 
-async def send(cfg: Config, topic: str, key: bytes | None, message: dict[str, Any]) -> None:
-    """Produce one message and wait until the broker acknowledged it."""
+async def send(
+    cfg: Config, topic: str, key: bytes | None, message: dict[str, Any], signer: Signer | None = None
+) -> None:
+    """Produce one message (signed for its topic's role when `signer` is given); wait for the broker's ack."""
+    value = orjson.dumps(message)
+    headers = [] if signer is None else sign(_role(cfg, topic), value, signer.principal, signer.key)
     producer = await start_plain_producer(cfg.kafka)
     try:
-        await producer.send_and_wait(topic, orjson.dumps(message), key=key)
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
 
 
-async def send_order(cfg: Config, message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+async def send_order(
+    cfg: Config, message: dict[str, Any], timeout_s: float, signer: Signer | None = None
+) -> dict[str, Any] | None:
     """Send one order request and return its result, or None if none arrived in time."""
     waiter = ResultWaiter(cfg)
     await waiter.start()
     try:
         request_id = str(message["request_id"])
-        await send(cfg, cfg.topic("orders"), request_id.encode(), message)
+        await send(cfg, cfg.topic("orders"), request_id.encode(), message, signer)
         return await waiter.wait(request_id, timeout_s)
     finally:
         await waiter.close()
 
 
-def control_message(command: str, reason: str, issued_by: str | None) -> dict[str, Any]:
-    """Return a Control message (`halt` or `resume`); an empty reason is left out (resume needs none)."""
+def _role(cfg: Config, topic: str) -> Role:
+    """Return the role a signature names: the topic without the prefix (orders, preferences, control)."""
+    for role in ROLES:
+        if topic == cfg.topic(role):
+            return role
+    raise ValueError(
+        f"{topic} is not a signed topic; signed topics: {', '.join(cfg.topic(r) for r in ROLES)}"
+    )
+
+
+def control_message(
+    command: str, reason: str, issued_by: str | None, *, issued_ns: int | None = None
+) -> dict[str, Any]:
+    """Return a Control message (`halt` or `resume`); an empty reason is left out (resume needs none).
+
+    A signed message carries `issued_ns`, so a router can refuse it once stale or replayed.
+    """
     message: dict[str, Any] = {"v": 1, "command": command, "issued_by": issued_by or getpass.getuser()}
     if reason:
         message["reason"] = reason
+    if issued_ns is not None:
+        message["issued_ns"] = issued_ns
     return message
+
+
+def signed_control_message(
+    command: str, reason: str, issued_by: str | None, signer: Signer | None
+) -> dict[str, Any]:
+    """Return the control message to send: stamped and issued by the signer when there is one."""
+    if signer is None:
+        return control_message(command, reason, issued_by)
+    if issued_by is not None and issued_by != signer.principal:
+        raise ConfigError(
+            f"--by {issued_by} differs from --signer {signer.principal}: "
+            "a signed message is issued by its signer"
+        )
+    return control_message(command, reason, signer.principal, issued_ns=time.time_ns())

@@ -49,6 +49,12 @@ ROUTER_COMMIT_FAILURES = Counter(
     "Offset commits of answered requests that the group refused (a rebalance, a coordinator that moved): "
     "those requests are read again and answered from the ledger, identically, never executed twice.",
 )
+UNAUTHENTICATED_SETTINGS = Counter(
+    "smartroute_unauthenticated_settings_total",
+    "Control and preferences messages ignored because signatures are required and the message is not "
+    "signed by whom it must be, not fresh, or older than one already applied; each also goes to the DLQ.",
+    ["topic"],
+)
 
 
 class _ClientErrorCounter(logging.Handler):

@@ -45,13 +45,15 @@ from daemon.kafka import (
     record_consumer_lag,
     start_unless_stopped,
 )
-from daemon.metrics import ROUTER_COMMIT_FAILURES
+from daemon.metrics import ROUTER_COMMIT_FAILURES, UNAUTHENTICATED_SETTINGS
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
 from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
 from router.risk import KillSwitch
+from router.signatures import Unauthenticated
+from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter
 
 __all__ = ["RouterService", "dlq_entry"]
@@ -81,6 +83,10 @@ def dlq_entry(record: ConsumerRecord[bytes, bytes], error: str, reject_code: str
             "key": None if record.key is None else base64.b64encode(record.key).decode(),
             "value_base64": None if value is None else base64.b64encode(value).decode(),
             "value_text": text,
+            "headers": [
+                {"key": key, "value_base64": None if raw is None else base64.b64encode(raw).decode()}
+                for key, raw in record.headers
+            ],
             "error": error,
             "reject_code": reject_code,
             "received_ns": time.time_ns(),
@@ -99,6 +105,7 @@ class RouterService:
         kill_switch: KillSwitch,
         publisher: Publisher,
         *,
+        guard: SettingsGuard,
         opportunities: FollowedOpportunities | None = None,
     ) -> None:
         self.cfg = cfg
@@ -106,10 +113,12 @@ class RouterService:
         self.router = router
         self.preferences = preferences
         self.kill_switch = kill_switch
+        self.guard = guard  # who may halt, resume and change preferences (signed, fresh, in order)
         self.orders_topic = cfg.topic("orders")
         self.results_topic = cfg.topic("results")
         self.dlq_topic = cfg.topic("dlq")
         self.reconciled = asyncio.Event()
+        self._settings_followers: dict[str, TopicFollower] = {}  # control and preferences, by topic
         self._publisher = publisher  # started by the caller; closed by it once run() returned
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -141,6 +150,7 @@ class RouterService:
             )
             for name, apply in (("control", self._on_control), ("preferences", self._on_preferences))
         ]
+        self._settings_followers = {follower.topic: follower for follower in followers}
         if self.opportunities is not None:
             topic = self.cfg.topic("opportunities")
             follower = TopicFollower(
@@ -184,7 +194,9 @@ class RouterService:
     ) -> None:
         outgoing: list[tuple[str, bytes | None, bytes]] = []
         for record in records:
-            handled = await self.router.handle(record.value or b"", received_ns=time.time_ns())
+            handled = await self.router.handle(
+                record.value or b"", received_ns=time.time_ns(), headers=record.headers
+            )
             if handled.result is not None and handled.request_id is not None:
                 outgoing.append((self.results_topic, handled.request_id.encode(), handled.result))
             if handled.invalid is not None:
@@ -218,6 +230,14 @@ class RouterService:
 
     async def _on_control(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
+            admitted = self.guard.admit_control(record.value, record.headers, history=self._history(record))
+        except Unauthenticated as exc:
+            await self._refuse(record, "control", exc)
+            return
+        if not admitted.apply:
+            log.info("control_already_applied", by=admitted.principal, issued_ns=admitted.issued_ns)
+            return
+        try:
             halted = self.kill_switch.apply(record.value or b"")
         except RouterError as exc:
             log.warning("control_message_invalid", error=str(exc), offset=record.offset)
@@ -225,6 +245,7 @@ class RouterService:
                 [(self.dlq_topic, record.key, dlq_entry(record, str(exc), "invalid_control"))]
             )
             return
+        self.guard.control_applied(admitted)
         HALTED.set(1 if halted else 0)
         log.warning(
             "control_applied", halted=halted, reason=self.kill_switch.reason, by=self.kill_switch.issued_by
@@ -241,6 +262,16 @@ class RouterService:
 
     async def _on_preferences(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
+            admitted = self.guard.admit_preferences(
+                _text_key(record.key), record.value, record.headers, history=self._history(record)
+            )
+        except Unauthenticated as exc:
+            await self._refuse(record, "preferences", exc)
+            return
+        if not admitted.apply:
+            log.info("preferences_superseded", user_id=admitted.subject, issued_ns=admitted.issued_ns)
+            return
+        try:
             prefs = self.preferences.apply_message(record.key, record.value)
         except RouterError as exc:
             log.warning("preferences_message_invalid", error=str(exc), offset=record.offset)
@@ -250,6 +281,23 @@ class RouterService:
         log.info(
             "preferences_applied", user_id=None if prefs is None else prefs.user_id, removed=prefs is None
         )
+
+    def _history(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        follower = self._settings_followers.get(record.topic)
+        return follower is not None and follower.historical(record)
+
+    async def _refuse(self, record: ConsumerRecord[bytes, bytes], role: str, exc: Unauthenticated) -> None:
+        """Ignore a control or preferences message that is not signed as required; count, log, DLQ it."""
+        UNAUTHENTICATED_SETTINGS.labels(role).inc()
+        log.warning(f"{role}_message_refused", error=exc.message, signer=exc.signer, offset=record.offset)
+        await self._send_all([(self.dlq_topic, record.key, dlq_entry(record, exc.message, exc.reject_code))])
+
+
+def _text_key(key: bytes | None) -> str | None:
+    try:
+        return None if key is None else key.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 async def _until_caught_up(followers: list[TopicFollower], stop: asyncio.Event) -> bool:

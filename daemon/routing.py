@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
+
+import structlog
 
 from connectors.binance.rest import BinanceConnector
 from connectors.binance.trading import BinanceTrading
@@ -24,8 +27,10 @@ from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import TradingVenue
 from connectors.types import VENUE_IDS
 from daemon.config import Config, VenueConfig
+from daemon.config.users import ACCESS_FIELDS
 from daemon.credentials import load_binance_credentials, load_venue_secrets
 from daemon.errors import ConfigError
+from router.access import AccessPolicy, Entitlements
 from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
 from router.ledger import Ledger
@@ -34,7 +39,11 @@ from router.opportunities import OpenOpportunities
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
 from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.signatures import KeyRing, parse_public_key
+from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,7 @@ class RouterParts:
     ledger: Ledger
     preferences: PreferenceStore
     kill_switch: KillSwitch
+    guard: SettingsGuard  # admits signed control and preferences messages
     live: LiveExecutor | None = None  # the live executor, whose venue connections need start/close
     symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by tradable venue
 
@@ -66,7 +76,11 @@ def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
     """Turn `[users.<id>]` sections into preferences; a value the router refuses is a ConfigError."""
     configured = {}
     for user_id, user in cfg.users.items():
-        values = {f.name: getattr(user, f.name) for f in fields(user) if f.name != "user_id"}
+        values = {
+            f.name: getattr(user, f.name)
+            for f in fields(user)
+            if f.name != "user_id" and f.name not in ACCESS_FIELDS
+        }
         try:
             configured[user_id] = preferences_from_fields(user_id, values, known_venues=VENUE_IDS)
         except InvalidPreferences as exc:
@@ -117,6 +131,29 @@ def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -
     return LiveExecutor(clients, taker_fee_bps={venue: vc.taker_fee_bps for venue, vc in venues.items()})
 
 
+def user_keys(cfg: Config) -> KeyRing:
+    """Return the users' public keys from their `[users.<id>]` sections."""
+    keys = {
+        user_id: tuple(parse_public_key(key) for key in user.public_keys)
+        for user_id, user in cfg.users.items()
+        if user.public_keys
+    }
+    return KeyRing(MappingProxyType(keys))
+
+
+def access_policy(cfg: Config) -> AccessPolicy:
+    """Return who may trade what: the signature requirement, users' public keys and entitlements."""
+    entitlements = {
+        user_id: Entitlements(
+            venues=None if user.venues is None else frozenset(user.venues),
+            symbols=None if user.symbols is None else frozenset(user.symbols),
+            kinds=None if user.kinds is None else frozenset(user.kinds),
+        )
+        for user_id, user in cfg.users.items()
+    }
+    return AccessPolicy(cfg.signatures_required, user_keys(cfg), MappingProxyType(entitlements))
+
+
 def build_router(
     cfg: Config,
     cache: PriceCache,
@@ -157,6 +194,24 @@ def build_router(
         fees,
         residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
         opportunities=opportunities,
+        access=access_policy(cfg),
     )
     symbols = {venue: vc.symbols for venue, vc in venues.items()}
-    return RouterParts(router, ledger, preferences, kill_switch, live, symbols)
+    guard = SettingsGuard(
+        ledger,
+        required=cfg.signatures_required,
+        users=user_keys(cfg),
+        operators=KeyRing(
+            MappingProxyType(
+                {op: tuple(parse_public_key(k) for k in oc.public_keys) for op, oc in cfg.operators.items()}
+            )
+        ),
+        max_age_ms=cfg.security.max_message_age_ms,
+    )
+    if cfg.daemon.mode == "live" and not cfg.signatures_required:
+        log.warning(
+            "signatures_not_required_in_live_mode",
+            detail="[security] require_signatures = false: anyone who can write to the orders, preferences "
+            "or control topic can trade, change preferences, halt or resume",
+        )
+    return RouterParts(router, ledger, preferences, kill_switch, guard, live, symbols)

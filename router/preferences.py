@@ -318,6 +318,13 @@ class PreferenceStore:
             raise InvalidPreferences(
                 "user_id", f"user_id {_show(user_id)} does not match the record key {_show(key_user)}"
             )
+        issued_ns = document.pop(
+            "issued_ns", None
+        )  # checked by router.signed_settings when signatures are on
+        if issued_ns is not None and (type(issued_ns) is not int or issued_ns <= 0):
+            raise InvalidPreferences(
+                "issued_ns", f"issued_ns must be a positive integer (ns), got {_show(issued_ns)}"
+            )
         preferences = preferences_from_fields(user_id, document, known_venues=self._known_venues)
         self._overrides[user_id] = preferences
         log.info("preferences_applied", user_id=user_id, source="topic")

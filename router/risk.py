@@ -47,7 +47,7 @@ HALT_FLAG: Final = "halted"
 MAX_REASON_CHARS: Final = 256
 MAX_ISSUED_BY_CHARS: Final = 64
 MAX_CONTROL_BYTES: Final = 4096
-CONTROL_FIELDS: Final = frozenset({"v", "command", "reason", "issued_by"})
+CONTROL_FIELDS: Final = frozenset({"v", "command", "reason", "issued_by", "issued_ns"})
 _WINDOW_NS: Final = 1_000_000_000
 # Amounts are bounded (≤ 40 digits, magnitude 1e-40..1e40), so 400 digits hold every sum of
 # products exactly; Inexact is trapped so a result can never be silently rounded.
@@ -346,6 +346,9 @@ def _decode_control(raw: bytes) -> _Control:
             "command", f'command must be "halt" or "resume", got {document.get("command")!r:.40}'
         )
     issued_by = _text("issued_by", document.get("issued_by"), MAX_ISSUED_BY_CHARS)
+    issued_ns = document.get("issued_ns")
+    if issued_ns is not None and (type(issued_ns) is not int or issued_ns <= 0):
+        raise InvalidControl("issued_ns", f"issued_ns must be a positive integer (ns), got {issued_ns!r:.40}")
     reason = document.get("reason")
     if command == "halt" or reason is not None:
         reason = _text("reason", reason, MAX_REASON_CHARS)

@@ -31,6 +31,7 @@ import orjson
 import structlog
 
 from connectors.types import BPS, Mode, Side, decimal_text
+from router.access import AccessPolicy, Forbidden
 from router.arbitrage import (
     ArbitragePlan,
     NoArbitrage,
@@ -55,7 +56,8 @@ from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules
 from router.results import ExecutionResult
 from router.risk import KillSwitch, RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView
-from router.validation import parse_request
+from router.signatures import Headers, Unauthenticated
+from router.validation import parse_request, peek_identity
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +101,7 @@ class SmartRouter:
         *,
         residual_policy: ResidualPolicy = "unwind",
         opportunities: OpenOpportunities | None = None,
+        access: AccessPolicy | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._cache = cache
@@ -111,6 +114,7 @@ class SmartRouter:
         self._taker_fee_bps = dict(taker_fee_bps)
         self._residual_policy = residual_policy
         self._opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
+        self._access = access or AccessPolicy()
         self._clock_ns = clock_ns
 
     @property
@@ -178,13 +182,18 @@ class SmartRouter:
 
     # ----- the message path ------------------------------------------------------------------
 
-    async def handle(self, raw: bytes, *, received_ns: int | None = None) -> Handled:
-        """Answer one order-request message exactly once; never raises for bad input."""
+    async def handle(self, raw: bytes, *, received_ns: int | None = None, headers: Headers = ()) -> Handled:
+        """Answer one order-request message exactly once; never raises for bad input.
+
+        `headers` are the Kafka record's: they carry the signature when signatures are required.
+        """
         now = self._clock_ns() if received_ns is None else received_ns
         try:
             request = parse_request(raw, self._rules, now_ns=now)
         except InvalidRequest as exc:
-            return self._reject_invalid(exc, raw, now)
+            return self._unauthenticated(raw, headers, now) or self._reject_invalid(exc, raw, now)
+        if denied := self._unauthenticated(raw, headers, now):
+            return denied
         claim = self._ledger.claim(request.request_id, request.user_id, raw, now_ns=now)
         if claim.status == "done":
             assert claim.result is not None
@@ -202,6 +211,29 @@ class SmartRouter:
             "order_completed", request_id=request.request_id, status=result.status, code=result.reject_code
         )
         return Handled(request.request_id, encoded, executed=True, replayed=False, invalid=None)
+
+    def _unauthenticated(self, raw: bytes, headers: Headers, now: int) -> Handled | None:
+        """Answer a message that does not prove its user; it claims nothing in the ledger."""
+        request_id, user_id, kind = peek_identity(raw)
+        try:
+            self._access.authenticate_order(raw, headers, user_id)
+        except Unauthenticated as exc:
+            ORDER_REQUESTS.labels(status="rejected", reject_code=exc.reject_code).inc()
+            log.warning(
+                "order_unauthenticated",
+                request_id=request_id,
+                user_id=user_id,
+                signer=exc.signer,
+                error=exc.message,
+            )
+            error = InvalidRequest(
+                exc.reject_code, exc.message, request_id=request_id, user_id=user_id, kind=kind
+            )
+            if request_id is None or user_id is None:
+                return Handled(None, None, executed=False, replayed=False, invalid=error)
+            result = self._rejected(request_id, user_id, kind, exc.reject_code, exc.message, now)
+            return Handled(request_id, result.encode(), executed=False, replayed=False, invalid=error)
+        return None
 
     def _reject_invalid(self, exc: InvalidRequest, raw: bytes, now: int) -> Handled:
         ORDER_REQUESTS.labels(status="rejected", reject_code=exc.reject_code).inc()
@@ -245,6 +277,10 @@ class SmartRouter:
             return self._reject(
                 request, "halted", f"trading is halted ({reason}); nothing was executed", received_ns
             )
+        try:
+            self._access.authorize(request)
+        except Forbidden as exc:
+            return self._reject(request, exc.reject_code, f"{exc.message}; nothing was executed", received_ns)
         prefs = self._preferences.get(request.user_id)
         if isinstance(request, ArbitrageRequest):
             return await self._execute_arbitrage(request, prefs, received_ns)
@@ -265,7 +301,8 @@ class SmartRouter:
     async def _execute_order(
         self, request: OrderRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
-        views = self._venue_views(request.symbol)
+        entitled = self._access.of(request.user_id)
+        views = [view for view in self._venue_views(request.symbol) if entitled.allows_venue(view.venue)]
         try:
             plan = plan_order(request, prefs, views, self._cache.max_quote_age_ns / 1e6)
         except NoRoute as exc:

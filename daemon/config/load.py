@@ -22,6 +22,7 @@ from typing import Final
 from daemon.config.kafka import SASL_PASSWORD_ENV, read_kafka
 from daemon.config.model import Config
 from daemon.config.sections import read_cache, read_daemon, read_detector, read_risk, read_router
+from daemon.config.security import read_operators, read_security
 from daemon.config.table import EnvOrigin, Table, config_error, show
 from daemon.config.topics import read_topics
 from daemon.config.users import read_users
@@ -54,6 +55,8 @@ def build_config(raw: Mapping[str, object], environ: Mapping[str, str]) -> Confi
         topics=read_topics(root.table("topics")),
         venues=read_venues(root.table("venues")),
         users=read_users(root.table("users")),
+        security=read_security(root.table("security")),
+        operators=read_operators(root.table("operators")),
     )
 
 

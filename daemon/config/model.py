@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from daemon.config.kafka import KafkaConfig
 from daemon.config.sections import CacheConfig, DaemonConfig, DetectorConfig, RiskConfig, RouterConfig
+from daemon.config.security import OperatorConfig, SecurityConfig, no_operators
 from daemon.config.topics import TopicsConfig
 from daemon.config.users import UserConfig, no_users
 from daemon.config.venues import VenueConfig, default_venues
@@ -26,10 +27,17 @@ class Config:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     venues: Mapping[str, VenueConfig] = field(default_factory=default_venues)
     users: Mapping[str, UserConfig] = field(default_factory=no_users)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    operators: Mapping[str, OperatorConfig] = field(default_factory=no_operators)
 
     def topic(self, name: str) -> str:
         """Return the full topic name, e.g. `topic("opportunities")` → `smartroute.opportunities`."""
         return self.kafka.topic_prefix + name
+
+    @property
+    def signatures_required(self) -> bool:
+        """Return whether orders, preferences and control must be signed (`[security]`, else the mode)."""
+        return self.security.signatures_required(self.daemon.mode)
 
     def enabled_venues(self) -> Mapping[str, VenueConfig]:
         """Return the enabled venues by id, in registry order."""

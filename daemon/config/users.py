@@ -1,4 +1,9 @@
-"""`[users.<id>]`: a user's routing preferences, the fields of a `smartroute.preferences` message."""
+"""`[users.<id>]`: a user's routing preferences (the fields of a `smartroute.preferences` message),
+the public keys their requests are signed with, and what they are entitled to trade.
+
+Entitlements (`venues`, `symbols`, `kinds`) come from this file only: a preferences message never
+changes them. An absent entitlement list allows everything of its kind.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,15 @@ from typing import Final
 
 from connectors.types import VENUE_IDS, RiskTolerance, Strategy
 from daemon.config.table import Table, show
+from router.signatures import parse_public_key
 
 RISK_TOLERANCES: Final[tuple[RiskTolerance, ...]] = ("low", "medium", "high")
 STRATEGIES: Final[tuple[Strategy, ...]] = ("best_price", "preferred", "fastest", "split")
 USER_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+SYMBOL_RE: Final = re.compile(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}")
+REQUEST_KINDS: Final = ("order", "arbitrage")
+# The fields of [users.<id>] that are not preferences: who the user is and what they may trade.
+ACCESS_FIELDS: Final = frozenset({"public_keys", "venues", "symbols", "kinds"})
 _ZERO: Final = Decimal(0)
 
 
@@ -30,6 +40,10 @@ class UserConfig:
     max_slippage_bps: Decimal | None = None  # None: derived from risk_tolerance
     max_order_notional: Decimal | None = None
     strategy: Strategy = "best_price"
+    public_keys: tuple[str, ...] = ()  # base64 of raw Ed25519 public keys; several allow rotation
+    venues: tuple[str, ...] | None = None  # entitlements; None allows every venue
+    symbols: tuple[str, ...] | None = None  # None allows every symbol
+    kinds: tuple[str, ...] | None = None  # "order", "arbitrage"; None allows both
 
 
 def no_users() -> Mapping[str, UserConfig]:
@@ -63,9 +77,44 @@ def _user(t: Table, user_id: str) -> UserConfig:
         max_slippage_bps=t.optional_decimal("max_slippage_bps", minimum=_ZERO, strict=True),
         max_order_notional=t.optional_decimal("max_order_notional", minimum=_ZERO, strict=True),
         strategy=t.choice("strategy", STRATEGIES, d.strategy),
+        public_keys=public_key_list(t),
+        venues=_entitled(t, "venues", VENUE_IDS),
+        symbols=_symbols(t),
+        kinds=_entitled(t, "kinds", REQUEST_KINDS),
     )
     t.finish()
     return cfg
+
+
+def public_key_list(t: Table) -> tuple[str, ...]:
+    """Read `public_keys`: base64 Ed25519 public keys, each checked to be a real key."""
+    keys = t.string_list("public_keys", ())
+    for i, key in enumerate(keys):
+        try:
+            parse_public_key(key)
+        except ValueError as exc:
+            raise t.error("public_keys", f"entry {i + 1}: {exc}") from None
+    return keys
+
+
+def _entitled(t: Table, name: str, known: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not t.has(name):
+        return None
+    items = t.string_list(name, ())
+    for item in items:
+        if item not in known:
+            raise t.error(name, f"unknown entry {show(item)}; known: {', '.join(known)}")
+    return items
+
+
+def _symbols(t: Table) -> tuple[str, ...] | None:
+    if not t.has("symbols"):
+        return None
+    symbols = t.string_list("symbols", ())
+    for symbol in symbols:
+        if not SYMBOL_RE.fullmatch(symbol):
+            raise t.error("symbols", f"{show(symbol)} is not a canonical symbol like BTC-USDT")
+    return symbols
 
 
 def _venue_list(t: Table, name: str) -> tuple[str, ...]:

@@ -71,6 +71,7 @@ class TopicFollower:
         self._consumer: Consumer | None = None
         self._progress = 0  # records applied
         self._polled = asyncio.Event()  # set after each fetch's records were applied
+        self._ends_at_start: dict[TopicPartition, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the topic until `stop`; raise KafkaUnavailable if catching up stalls past `timeout_s`."""
@@ -85,6 +86,7 @@ class TopicFollower:
             if not started:
                 return
             pending = await self._bounded(self._start_position(consumer), "the topic's end offsets")
+            self._ends_at_start = dict(pending)
             self._consumer = consumer
             await self._follow(consumer, pending, stop)
         except KafkaUnavailable as exc:
@@ -116,6 +118,12 @@ class TopicFollower:
                     await self._polled.wait()  # the run loop applied what its next fetch brought
         except TimeoutError:
             raise self._stalled("every record written so far", timeout_s) from None
+
+    def historical(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Return whether `record` was already in the topic when this follower started (history, not news)."""
+        end = self._ends_at_start.get(TopicPartition(record.topic, record.partition), 0)
+        offset: int = record.offset
+        return offset < end
 
     async def _assigned(self, consumer: Consumer) -> None:
         while not consumer.assignment():

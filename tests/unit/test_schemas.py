@@ -136,7 +136,11 @@ def results() -> dict[str, ExecutionResult]:
 
 
 def dlq_entry(
-    value: bytes | None, key: bytes | None, error: str, reject_code: str | None
+    value: bytes | None,
+    key: bytes | None,
+    error: str,
+    reject_code: str | None,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> dict[str, object]:
     """Build a DLQ entry the way DESIGN describes it (original bytes kept in base64)."""
     try:
@@ -148,6 +152,7 @@ def dlq_entry(
         "key": None if key is None else base64.b64encode(key).decode(),
         "value_base64": None if value is None else base64.b64encode(value).decode(),
         "value_text": text, "reject_code": reject_code, "received_ns": WALL_NS,
+        "headers": [{"key": k, "value_base64": base64.b64encode(v).decode()} for k, v in headers or []],
     }  # fmt: skip
 
 
@@ -268,23 +273,32 @@ def test_preferences_written_by_the_router_validate_and_read_back_unchanged() ->
         assert store.apply_message(preferences.user_id.encode(), orjson.dumps(message)) == preferences
 
 
+SIGNED: Final = [("smartroute-signer", b"alice"), ("smartroute-signature", b"\x00\xff not base64 yet")]
+
+
 @pytest.mark.parametrize(
-    ("value", "key"),
-    [(b'{"v":1,', b"req-1"), (b"\xff\xfe not UTF-8", None), (None, b"user-7"), (b"", b"")],
-    ids=["not JSON", "not UTF-8, no key", "no value", "empty"],
+    ("value", "key", "headers"),
+    [
+        (b'{"v":1,', b"req-1", []),
+        (b"\xff\xfe not UTF-8", None, []),
+        (None, b"user-7", []),
+        (b"", b"", []),
+        (b'{"v":1}', b"req-2", SIGNED),
+    ],
+    ids=["not JSON", "not UTF-8, no key", "no value", "empty", "with headers"],
 )
 def test_dlq_entries_written_by_the_router_service_keep_any_bytes_and_validate(
-    value: bytes | None, key: bytes | None
+    value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
 ) -> None:
     from aiokafka.structs import ConsumerRecord  # the router service's own input type
 
     from daemon.router_service import dlq_entry as router_dlq_entry
 
-    record = ConsumerRecord("smartroute.orders", 2, 41, 0, 0, key, value, None, 0, 0, [])
+    record = ConsumerRecord("smartroute.orders", 2, 41, 0, 0, key, value, None, 0, 0, headers)
     entry = orjson.loads(router_dlq_entry(record, "message could not be used", "invalid_request"))
     assert_valid("dlq-entry", entry)
     assert entry == {
-        **dlq_entry(value, key, "message could not be used", "invalid_request"),
+        **dlq_entry(value, key, "message could not be used", "invalid_request", headers),
         "received_ns": ANY,
     }
     if value is not None:

@@ -12,6 +12,7 @@ import pytest
 
 from connectors.trading import client_order_id
 from connectors.types import Quote, decimal_text
+from router.access import AccessPolicy
 from router.cache import PriceCache
 from router.execution import LegOutcome, OrderLeg, PaperExecutor
 from router.ledger import Ledger, LegIntent
@@ -69,6 +70,7 @@ class World:
         self.risk = RiskGate(RiskLimits(Decimal(1_000_000), 100, Decimal(5_000_000)), clock_ns=self.clock)
         self.users = configured
         self.residual_policy = residual_policy
+        self.access: AccessPolicy | None = None  # who may trade what; None: anyone, anything
         self.router = self.make_router()
 
     def make_router(self, opportunities: OpenOpportunities | None = None) -> SmartRouter:
@@ -84,6 +86,7 @@ class World:
             FEES,
             residual_policy=self.residual_policy,  # type: ignore[arg-type]
             opportunities=opportunities,
+            access=self.access,
             clock_ns=self.clock,
         )
 
