@@ -131,12 +131,18 @@ def read_risk(t: Table) -> RiskConfig:
 
 
 def _read_positions(t: Table) -> Mapping[str, Decimal]:
-    """Validate `[risk.max_position]`: asset → the largest |net position| in it, > 0."""
-    limits = {}
-    for asset in sorted(t.names()):
+    """Validate `[risk.max_position]`: asset → the largest |net position| in it, > 0.
+
+    Asset names are upper-cased (SMARTROUTE_RISK__MAX_POSITION__BTC arrives as `btc`).
+    """
+    limits: dict[str, Decimal] = {}
+    for name in sorted(t.names()):
+        asset = name.upper()
         if not ASSET_RE.fullmatch(asset):
-            raise t.error(asset, "must name an asset like BTC (A-Z, 0-9, up to 20 characters)")
-        limit = t.optional_decimal(asset, minimum=_ZERO, strict=True)
+            raise t.error(name, "must name an asset like BTC (A-Z, 0-9, up to 20 characters)")
+        limit = t.optional_decimal(name, minimum=_ZERO, strict=True)
+        if asset in limits:
+            raise t.error(name, f"repeats the limit of {asset}")
         if limit is not None:
             limits[asset] = limit
     t.finish()
