@@ -1,4 +1,4 @@
-"""Net positions from fills, their valuation, position and gross-exposure limits, realized PnL (average cost)."""
+"""Net positions from fills, their valuation, position and gross-exposure limits, average-cost PnL."""
 
 from __future__ import annotations
 
