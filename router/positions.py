@@ -11,7 +11,8 @@ are rebuilt from the ledger's fills at start, so limits survive restarts.
 
 **Valuation.** An asset is priced in the valuation currency C (`[risk]
 valuation_currency`) at the median of the fresh mids ((bid + ask) / 2) of
-`ASSET-C` across venues (`fresh_mids`). Without a fresh mid, the last price known
+`ASSET-C` across venues, or else through a cross pair (`BTC-USDT` and `BTC-USD`
+price USD in USDT, `fresh_mids`). Without a fresh mid, the last price known
 for it — the last fresh mid seen, or the price of its last `ASSET-C` fill — is
 used and flagged `stale`; an asset never priced is `unpriced`: it counts 0 in the
 gross exposure (and `router.risk` refuses a request that grows it).
@@ -59,6 +60,7 @@ __all__ = [
     "Price",
     "fill_flows",
     "fresh_mids",
+    "median_mid",
     "split_symbol",
     "utc_day",
 ]
@@ -71,6 +73,8 @@ _SHARE: Final = Context(
     prec=500, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow, DivisionByZero]
 )
 _SHARE_QUANTUM: Final = Decimal("1e-18")
+# A price derived through a cross pair is a quotient: the one valuation that is rounded.
+_CROSS: Final = Context(prec=34, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow, DivisionByZero])
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _NS_PER_S: Final = 1_000_000_000
@@ -104,18 +108,38 @@ def fill_flows(
     return flows
 
 
+def median_mid(cache: PriceCache, symbol: str) -> Decimal | None:
+    """Return the median of the fresh mids ((bid + ask) / 2) of `symbol` across venues, exactly."""
+    with localcontext(EXACT):
+        mids = sorted((e.quote.bid + e.quote.ask) / 2 for e in cache.fresh(symbol).values())
+        if not mids:
+            return None
+        middle = len(mids) // 2
+        return mids[middle] if len(mids) % 2 else (mids[middle - 1] + mids[middle]) / 2
+
+
 def fresh_mids(cache: PriceCache, currency: str) -> MidSource:
-    """Return asset → the median fresh mid of `ASSET-<currency>` across venues (None when none is fresh)."""
+    """Return asset → its fresh mid in `currency` (None when there is none).
+
+    Direct: `median_mid` of `ASSET-<currency>`. Otherwise through the first cached `OTHER-ASSET`
+    pair (by name) whose OTHER has a direct mid: mid(OTHER-currency) / mid(OTHER-ASSET), rounded
+    half-even to 34 significant digits — so `BTC-USDT` and `BTC-USD` books price USD in USDT.
+    """
 
     def mid(asset: str) -> Decimal | None:
-        with localcontext(EXACT):
-            mids = sorted(
-                (e.quote.bid + e.quote.ask) / 2 for e in cache.fresh(f"{asset}-{currency}").values()
-            )
-            if not mids:
-                return None
-            middle = len(mids) // 2
-            return mids[middle] if len(mids) % 2 else (mids[middle - 1] + mids[middle]) / 2
+        found = median_mid(cache, f"{asset}-{currency}")
+        if found is not None:
+            return found
+        for symbol in sorted(cache.symbols()):
+            other, quote = split_symbol(symbol)
+            if quote != asset or other == currency:
+                continue
+            other_price = median_mid(cache, f"{other}-{currency}")
+            pair = None if other_price is None else median_mid(cache, symbol)
+            if other_price is not None and pair is not None:
+                with localcontext(_CROSS):
+                    return other_price / pair
+        return None
 
     return mid
 

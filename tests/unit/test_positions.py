@@ -10,7 +10,7 @@ import pytest
 from connectors.types import Quote
 from router.cache import PriceCache
 from router.execution import Fill
-from router.positions import PositionBook, fresh_mids, utc_day
+from router.positions import PositionBook, Price, fresh_mids, utc_day
 from router.risk import PlannedLeg, RiskGate, RiskLimits, RiskRejected
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -229,3 +229,19 @@ def test_realized_pnl_is_booked_on_the_utc_day_of_the_fill() -> None:
     assert book.realized_on(dt.date(2026, 12, 6)) == D(-10)
     assert book.realized_on(dt.date(2026, 12, 7)) == D(-3)
     assert book.realized_on(dt.date(2026, 12, 8)) == 0
+
+
+def test_an_asset_without_its_own_pair_is_priced_through_a_cross_pair() -> None:
+    cache = PriceCache(ttl_ms=10_000, max_quote_age_ms=1_000, clock_ns=lambda: 0)
+    cache.update(Quote("binance", "BTC-USDT", D(59_990), D(1), D(60_010), D(1), None, 0, 1))  # mid 60000
+    cache.update(Quote("coinbase", "BTC-USD", D(59_999), D(1), D(60_001), D(1), None, 0, 1))  # mid 60000
+    book = PositionBook("USDT", fresh_mids(cache, "USDT"))
+    usd = book.price("USD")
+    assert usd is not None and (usd.value, usd.stale) == (D(1), False)  # 60000 / 60000
+
+    cache.update(Quote("coinbase", "BTC-USD", D(64_999), D(1), D(65_001), D(1), None, 0, 1))  # mid 65000
+    # 60000 / 65000 = 0.923076…, 34 significant digits, half-even
+    assert book.price("USD") == Price(D("0.9230769230769230769230769230769231"), stale=False)
+    # a BTC-USD order grows USD: priced, it passes the gross check
+    risk = RiskGate(RiskLimits(D(10_000_000), 100, D(1_000_000)), positions=book)
+    risk.check([leg("sell", "1", "65000", venue="coinbase", symbol="BTC-USD")], user_max_order_notional=None)
