@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import structlog
 from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
 
 from connectors.metrics import init_venue_metrics
 from connectors.registry import build_adapter
@@ -36,14 +37,15 @@ from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
+from router.loss import register_risk_metrics
 from router.metrics import (
-    CacheCollector,
     init_detector_metrics,
     init_router_metrics,
     observe_freshness,
     register_cache_metrics,
 )
 from router.opportunities import DetectorOpportunities, OpenOpportunities
+from router.positions import utc_day
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +180,7 @@ class Daemon:
         A fatal error in any part cancels the others and propagates, so the
         process exits non-zero and its supervisor restarts it.
         """
-        cache_collector = self._init_metrics()
+        collectors = self._init_metrics()
         try:
             await self.publisher.start()
             await require_topics(self.cfg.kafka, self._topics_used())
@@ -213,7 +215,8 @@ class Daemon:
             await self.publisher.close(self.cfg.daemon.shutdown_timeout_ms / 1000)
             if self.http is not None:
                 await self.http.close()
-            REGISTRY.unregister(cache_collector)
+            for collector in collectors:
+                REGISTRY.unregister(collector)
             self.notifier.close()
             if self.router is not None:
                 await self.router.disconnect()
@@ -231,13 +234,16 @@ class Daemon:
             used |= {"orders", "results", "control", "preferences"}
         return [self.cfg.topic(name) for name in sorted(used)]
 
-    def _init_metrics(self) -> CacheCollector:
+    def _init_metrics(self) -> list[Collector]:
+        collectors: list[Collector] = [register_cache_metrics(self.cache)]
+        if self.router is not None:
+            collectors.append(register_risk_metrics(self.router.router.risk.positions, self.router.loss))
         for venue in self.runners:
             init_venue_metrics(venue)
         init_detector_metrics()
         init_publisher_metrics([self.opportunity_topic, *([self.quotes_topic] if self.quotes_topic else [])])
         init_router_metrics(self.runners)
-        return register_cache_metrics(self.cache)
+        return collectors
 
     async def _start_http(self) -> None:
         if self.cfg.daemon.http_port == 0:
@@ -348,7 +354,21 @@ class Daemon:
             },
             "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
             "halted": self.router.kill_switch.halted if self.router else None,
+            "risk": self._risk_status(),
         }
+
+    def _risk_status(self) -> dict[str, Any] | None:
+        """Return positions, gross exposure, today's realized PnL and the limits (None without a router)."""
+        if self.router is None:
+            return None
+        gate = self.router.router.risk
+        loss = self.router.loss
+        positions = gate.positions.snapshot(loss.today() if loss else utc_day(time.time_ns()))
+        limits = {
+            "max_gross_exposure": decimal_text(gate.limits.max_gross_exposure),
+            "max_position": {a: decimal_text(v) for a, v in sorted(gate.limits.max_position.items())},
+        }
+        return positions | {"limits": limits} | (loss.snapshot() if loss else {})
 
 
 def _check_quote_depths(cfg: Config) -> None:

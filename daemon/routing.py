@@ -35,7 +35,9 @@ from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
 from router.ledger import Ledger
 from router.live import LiveExecutor
+from router.loss import LossGuard
 from router.opportunities import OpenOpportunities
+from router.positions import PositionBook, fresh_mids
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
 from router.risk import KillSwitch, RiskGate, RiskLimits
@@ -57,6 +59,7 @@ class RouterParts:
     guard: SettingsGuard  # admits signed control and preferences messages
     live: LiveExecutor | None = None  # the live executor, whose venue connections need start/close
     symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by tradable venue
+    loss: LossGuard | None = None  # the daily loss limit over the router's positions
 
     async def connect(self) -> None:
         """Connect the live venues (clock, rules, the account's taker fees) before reconciling."""
@@ -174,18 +177,20 @@ def build_router(
     preferences = PreferenceStore(configured_preferences(cfg), known_venues=VENUE_IDS)
     ledger = Ledger.open(Path(cfg.daemon.state_dir))
     kill_switch = KillSwitch(ledger)
+    positions = PositionBook(cfg.risk.valuation_currency, fresh_mids(cache, cfg.risk.valuation_currency))
+    loss = LossGuard(positions, kill_switch, ledger, cfg.risk.max_daily_loss)
+    limits = RiskLimits(
+        max_order_notional=cfg.risk.max_order_notional,
+        max_orders_per_second=cfg.risk.max_orders_per_second,
+        max_gross_exposure=cfg.risk.max_gross_exposure,
+        max_position=cfg.risk.max_position,
+    )
     router = SmartRouter(
         cache,
         executor,
         ledger,
         preferences,
-        RiskGate(
-            RiskLimits(
-                max_order_notional=cfg.risk.max_order_notional,
-                max_orders_per_second=cfg.risk.max_orders_per_second,
-                max_venue_exposure=cfg.risk.max_venue_exposure,
-            )
-        ),
+        RiskGate(limits, positions=positions, loss_guard=loss),
         kill_switch,
         RequestRules(
             venues=frozenset(venues),
@@ -214,4 +219,4 @@ def build_router(
             detail="[security] require_signatures = false: anyone who can write to the orders, preferences "
             "or control topic can trade, change preferences, halt or resume",
         )
-    return RouterParts(router, ledger, preferences, kill_switch, guard, live, symbols)
+    return RouterParts(router, ledger, preferences, kill_switch, guard, live, symbols, loss)

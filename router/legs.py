@@ -4,7 +4,7 @@ Every leg — of an order, of an arbitrage, of an unwind — goes through here:
 
 1. its intent is recorded in the ledger before anything is sent;
 2. it is marked "sent", executed once, and its outcome recorded as "settled";
-3. its fills are fed to the risk gate.
+3. its fills are fed to the risk gate (net positions, realized PnL, the loss limit).
 
 A live venue that acknowledged a leg before its state could be read is
 recorded too ("acknowledged"), so a restart never takes that leg for one never
@@ -23,7 +23,7 @@ from decimal import Decimal
 import orjson
 import structlog
 
-from connectors.types import Mode
+from connectors.types import Mode, decimal_text
 from router.execution import Executor, Fill, LegOutcome, OrderLeg
 from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor
@@ -73,7 +73,7 @@ class LegRunner:
     def _settled(self, leg: OrderLeg, outcome: LegOutcome) -> None:
         self._ledger.mark_leg(leg.request_id, leg.leg, "settled", outcome.encode())
         for fill in outcome.fills:
-            self._risk.record_fill(fill.venue, leg.symbol, fill.side, fill.quantity, fill.price)
+            self._risk.record_fill(leg.symbol, fill)
 
     async def settle(self, request_id: str, symbol: str) -> tuple[list[LegOutcome], int]:
         """Settle every leg of an interrupted request without resending any.
@@ -95,17 +95,19 @@ class LegRunner:
         return outcomes, reconciled
 
     def restore_positions(self) -> int:
-        """Feed every fill the ledger recorded into the risk gate, so exposure limits survive a restart."""
+        """Feed every fill the ledger recorded into the risk gate, so positions survive a restart."""
         fills = 0
         for request, intent in self._ledger.settled_legs():
             symbol = orjson.loads(request).get("symbol")
             if not isinstance(symbol, str) or intent.outcome is None:
                 continue
             for fill in (Fill.from_message(f) for f in orjson.loads(intent.outcome)["fills"]):
-                self._risk.record_fill(fill.venue, symbol, fill.side, fill.quantity, fill.price)
+                self._risk.record_fill(symbol, fill, watch=False)
                 fills += 1
         if fills:
-            log.info("positions_restored", fills=fills, exposure=self._risk.snapshot())
+            gross, _ = self._risk.positions.gross_exposure()
+            log.info("positions_restored", fills=fills, gross_exposure=decimal_text(gross))
+        self._risk.restored()
         return fills
 
 

@@ -73,6 +73,10 @@ def observe_freshness(cache: PriceCache, symbols_by_venue: Mapping[str, Iterable
 
 
 HALTED = Gauge("smartroute_halted", "1 while the kill switch stops new executions, else 0.")
+LOSS_HALTS = Counter(
+    "smartroute_loss_halts",
+    "Automatic halts because the UTC day's realized PnL fell below -[risk] max_daily_loss.",
+)
 ORDER_STATUSES = ("filled", "partially_filled", "rejected", "failed", "replayed")
 
 

@@ -4,15 +4,25 @@
 
 1. order notional (Σ quantity × price) against the global limit and the
    user's, whichever is smaller — the rejection names the one that bound;
-2. per-venue exposure (Σ over symbols |net base position| × last fill price):
-   a leg that grows its venue's position must not take that venue's exposure,
-   valued at the leg's price, above the limit; a leg that shrinks it always passes;
+2. net positions (`router.positions`: per asset, summed across venues, from
+   fills): an order whose legs would take an asset's |total net| past its
+   `max_position.<ASSET>` is refused, naming the asset, the position now, after
+   and the limit; then the gross exposure (Σ over assets other than the valuation
+   currency of |total net| × price) must not pass `max_gross_exposure`. Only a
+   position the order grows is checked: an order that shrinks one (or the gross
+   exposure) always passes, even above its limit. An order is checked on its
+   planned prices, fees left out; an asset with no price at all, neither fresh,
+   last known nor the order's own, cannot grow;
 3. accepted orders in the sliding second before now.
+
+After every fill, `RiskGate` applies it to the positions and runs its loss guard
+(`router.loss`: the daily loss limit).
 
 `KillSwitch` holds the `halt`/`resume` state of `smartroute.control` (and the
 CLI). It is persisted in the ledger flag "halted" before `resume` takes
 effect and right after `halt` does, so a halt survives restarts and a failed
-write never lifts one. An unreadable stored state counts as halted.
+write never lifts one; listeners registered with `on_resume` run after a resume.
+An unreadable stored state counts as halted.
 All arithmetic is exact Decimal.
 """
 
@@ -20,20 +30,24 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
-from typing import ClassVar, Final, Literal
+from types import MappingProxyType
+from typing import ClassVar, Final, Literal, Protocol
 
 import orjson
 import structlog
 
 from connectors.types import Side, decimal_text
 from router.errors import RouterError
+from router.execution import Fill
 from router.ledger import Ledger
+from router.positions import PositionBook, fill_flows, split_symbol
 
 __all__ = [
     "HALT_FLAG",
+    "FillWatch",
     "InvalidControl",
     "KillSwitch",
     "PlannedLeg",
@@ -58,7 +72,7 @@ log = structlog.get_logger(__name__)
 
 
 class RiskRejected(RouterError):
-    """An order that breaks a risk limit; `limit` names it, `venue` is set for exposure."""
+    """An order that breaks a risk limit; `limit` names it (e.g. `max_position.BTC`)."""
 
     reject_code: ClassVar[str] = "risk_limit"
 
@@ -92,15 +106,18 @@ def _check_side(side: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    """The global limits, in quote currency (notional, exposure) and orders per second."""
+    """The global limits: notional and gross exposure in the valuation currency, positions in each asset."""
 
     max_order_notional: Decimal
     max_orders_per_second: int
-    max_venue_exposure: Decimal
+    max_gross_exposure: Decimal
+    max_position: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         _check_amount("max_order_notional", self.max_order_notional)
-        _check_amount("max_venue_exposure", self.max_venue_exposure)
+        _check_amount("max_gross_exposure", self.max_gross_exposure)
+        for asset, limit in self.max_position.items():
+            _check_amount(f"max_position.{asset}", limit)
         rate = self.max_orders_per_second
         if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
             raise ValueError(f"max_orders_per_second must be an integer ≥ 1, got {rate!r}")
@@ -124,19 +141,34 @@ class PlannedLeg:
         _check_amount("price", self.price)
 
 
-# (venue, symbol) → (net base position, last fill price)
-_Positions = dict[tuple[str, str], tuple[Decimal, Decimal]]
+class FillWatch(Protocol):
+    """What runs after fills are applied to the positions (the daily loss limit, `router.loss`)."""
+
+    def after_fills(self) -> None:
+        """Look at the positions and PnL the fills just changed."""
+        ...
 
 
 class RiskGate:
-    """Check planned orders against the risk limits and track per-venue exposure from fills."""
+    """Check planned orders against the risk limits; keep the net positions the fills make."""
 
-    def __init__(self, limits: RiskLimits, *, clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
-        """Gate orders by `limits`; `clock_ns` (monotonic) times the orders-per-second window."""
+    def __init__(
+        self,
+        limits: RiskLimits,
+        *,
+        positions: PositionBook | None = None,
+        loss_guard: FillWatch | None = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        """Gate orders by `limits` over `positions`; `clock_ns` (monotonic) times the rate window.
+
+        `loss_guard` runs after every fill (and once after a rebuild from the ledger).
+        """
         self.limits = limits
+        self.positions = PositionBook() if positions is None else positions
+        self.loss_guard = loss_guard
         self._clock_ns = clock_ns
         self._accepted_ns: deque[int] = deque()
-        self._positions: _Positions = {}
 
     def check(self, legs: Sequence[PlannedLeg], *, user_max_order_notional: Decimal | None) -> None:
         """Raise RiskRejected if the order breaks a limit; otherwise count it as accepted now."""
@@ -146,7 +178,7 @@ class RiskGate:
             _check_amount("user_max_order_notional", user_max_order_notional)
         with localcontext(_EXACT):
             self._check_notional(legs, user_max_order_notional)
-            self._check_exposure(legs)
+            self._check_positions(legs)
         now_ns = self._clock_ns()
         self._check_rate(now_ns)
         self._accepted_ns.append(now_ns)
@@ -162,25 +194,56 @@ class RiskGate:
                 f"order notional {decimal_text(notional)} is above {name} {decimal_text(limit)} ({whose})",
             )
 
-    def _check_exposure(self, legs: Sequence[PlannedLeg]) -> None:
-        limit = self.limits.max_venue_exposure
-        proposed: _Positions = {}
+    def _check_positions(self, legs: Sequence[PlannedLeg]) -> None:
+        """Refuse an order that grows a total net position past its limit, or the gross exposure past its."""
+        deltas: dict[str, Decimal] = {}
         for leg in legs:
-            key = (leg.venue, leg.symbol)
-            net = proposed.get(key, self._positions.get(key, (Decimal(0), leg.price)))[0]
-            new_net = net + leg.quantity if leg.side == "buy" else net - leg.quantity
-            proposed[key] = (new_net, leg.price)
-            if abs(new_net) <= abs(net):
+            for asset, delta in fill_flows(leg.symbol, leg.side, leg.quantity, leg.price):
+                deltas[asset] = deltas.get(asset, Decimal(0)) + delta
+        current = {asset: self.positions.net(asset) for asset in deltas}
+        after = {asset: current[asset] + delta for asset, delta in deltas.items()}
+        what = _describe(legs)
+        for asset in sorted(deltas):
+            limit = self.limits.max_position.get(asset)
+            if limit is None or abs(after[asset]) <= abs(current[asset]):
                 continue  # reducing a position never adds risk, even above the limit
-            exposure = _venue_exposure(leg.venue, {**self._positions, **proposed})
-            if exposure > limit:
+            if abs(after[asset]) > limit:
                 raise RiskRejected(
-                    "max_venue_exposure",
-                    f"{leg.side} {decimal_text(leg.quantity)} {leg.symbol} on {leg.venue} would take "
-                    f"{leg.venue} exposure to {decimal_text(exposure)}, above max_venue_exposure "
-                    f"{decimal_text(limit)}",
-                    venue=leg.venue,
+                    f"max_position.{asset}",
+                    f"{what} would take the net {asset} position from {decimal_text(current[asset])} to "
+                    f"{decimal_text(after[asset])}, past max_position.{asset} {decimal_text(limit)}",
                 )
+        self._check_gross(legs, current, after, what)
+
+    def _check_gross(
+        self, legs: Sequence[PlannedLeg], current: dict[str, Decimal], after: dict[str, Decimal], what: str
+    ) -> None:
+        book, currency = self.positions, self.positions.currency
+        growing = [a for a in sorted(after) if a != currency and abs(after[a]) > abs(current[a])]
+        if not growing:
+            return  # an order that grows no position never adds to the gross exposure
+        # An asset with no price yet is valued at the order's own price when it is quoted in the currency.
+        leg_prices = {
+            split_symbol(leg.symbol)[0]: leg.price for leg in legs if leg.symbol.endswith(f"-{currency}")
+        }
+        unpriced = [a for a in growing if book.price(a) is None and a not in leg_prices]
+        if unpriced:
+            raise RiskRejected(
+                "max_gross_exposure",
+                f"{what} would grow the {unpriced[0]} position, which has no price in {currency}: "
+                "its gross exposure cannot be checked",
+            )
+        gross_now, _ = book.gross_exposure()
+        gross_after, _ = book.gross_exposure(after)
+        for asset in (a for a in growing if book.price(a) is None):
+            gross_after += abs(after[asset]) * leg_prices[asset]
+        limit = self.limits.max_gross_exposure
+        if gross_after > gross_now and gross_after > limit:
+            raise RiskRejected(
+                "max_gross_exposure",
+                f"{what} would take the gross exposure from {decimal_text(gross_now)} to "
+                f"{decimal_text(gross_after)} {currency}, past max_gross_exposure {decimal_text(limit)}",
+            )
 
     def _check_rate(self, now_ns: int) -> None:
         while self._accepted_ns and self._accepted_ns[0] <= now_ns - _WINDOW_NS:
@@ -193,30 +256,30 @@ class RiskGate:
                 f"{limit}",
             )
 
-    def record_fill(self, venue: str, symbol: str, side: str, quantity: Decimal, price: Decimal) -> None:
-        """Apply a fill to the venue's net position in `symbol`; `price` becomes its last price."""
-        _check_side(side)
-        _check_amount("quantity", quantity)
-        _check_amount("price", price)
-        key = (venue, symbol)
+    def record_fill(self, symbol: str, fill: Fill, *, watch: bool = True) -> None:
+        """Apply a fill of `symbol` to the positions; then run the loss guard unless `watch` is false."""
+        _check_side(fill.side)
+        _check_amount("quantity", fill.quantity)
+        _check_amount("price", fill.price)
+        self.positions.apply(symbol, fill)
+        if watch and self.loss_guard is not None:
+            self.loss_guard.after_fills()
+
+    def restored(self) -> None:
+        """Run the loss guard once over positions rebuilt from the ledger."""
+        if self.loss_guard is not None:
+            self.loss_guard.after_fills()
+
+
+def _describe(legs: Sequence[PlannedLeg]) -> str:
+    """Return 'buy 1 BTC-USDT' for an order, 'buy 1 BTC-USDT on okx and sell …' for legs that differ."""
+    first = legs[0]
+    if all((leg.side, leg.symbol) == (first.side, first.symbol) for leg in legs):
         with localcontext(_EXACT):
-            net = self._positions.get(key, (Decimal(0), price))[0]
-            self._positions[key] = (net + quantity if side == "buy" else net - quantity, price)
-
-    def exposure(self, venue: str) -> Decimal:
-        """Return Σ over symbols of |net base position| × last fill price on `venue`, in quote currency."""
-        with localcontext(_EXACT):
-            return _venue_exposure(venue, self._positions)
-
-    def snapshot(self) -> dict[str, str]:
-        """Return each venue with fills → its exposure as decimal text (for /status)."""
-        venues = sorted({venue for venue, _ in self._positions})
-        return {venue: decimal_text(self.exposure(venue)) for venue in venues}
-
-
-def _venue_exposure(venue: str, positions: _Positions) -> Decimal:
-    return sum(
-        (abs(net) * price for (where, _), (net, price) in positions.items() if where == venue), Decimal(0)
+            total = sum((leg.quantity for leg in legs), Decimal(0))
+        return f"{first.side} {decimal_text(total)} {first.symbol}"
+    return " and ".join(
+        f"{leg.side} {decimal_text(leg.quantity)} {leg.symbol} on {leg.venue}" for leg in legs
     )
 
 
@@ -240,6 +303,11 @@ class KillSwitch:
         self._ledger = ledger
         self._clock_ns = clock_ns
         self._halt = _load_halt(ledger.get_flag(HALT_FLAG), clock_ns)
+        self._resume_listeners: list[Callable[[], None]] = []
+
+    def on_resume(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every resume that lifts a halt (the loss guard's acknowledgement)."""
+        self._resume_listeners.append(listener)
 
     @property
     def halted(self) -> bool:
@@ -294,6 +362,8 @@ class KillSwitch:
         self._ledger.set_flag(HALT_FLAG, None)
         halt, self._halt = self._halt, None
         log.warning("trading_resumed", issued_by=issued_by, halted_by=halt.issued_by, since_ns=halt.since_ns)
+        for listener in self._resume_listeners:
+            listener()
 
 
 def _load_halt(stored: bytes | None, clock_ns: Callable[[], int]) -> _Halt | None:

@@ -123,6 +123,11 @@ class SmartRouter:
         return self._legs.mode
 
     @property
+    def risk(self) -> RiskGate:
+        """Return the risk gate, which holds the net positions and the loss guard."""
+        return self._risk
+
+    @property
     def taker_fees(self) -> dict[str, Decimal]:
         """Return the taker fee (bps) each routable venue is priced with."""
         return dict(self._taker_fee_bps)
@@ -400,7 +405,7 @@ class SmartRouter:
         return results
 
     def restore_positions(self) -> int:
-        """Feed every fill the ledger recorded into the risk gate, so exposure limits survive a restart."""
+        """Feed every fill the ledger recorded into the risk gate, so positions survive a restart."""
         return self._legs.restore_positions()
 
     async def _recover_one(self, request_id: str, raw: bytes) -> bytes:

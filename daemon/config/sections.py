@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final, Literal
 
 from connectors.types import Mode
@@ -14,6 +17,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 MODES: Final[tuple[Mode, ...]] = ("paper", "live")
 LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("debug", "info", "warning", "error")
 _ZERO: Final = Decimal(0)
+ASSET_RE: Final = re.compile(r"[A-Z0-9]{1,20}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +53,18 @@ class DetectorConfig:
 
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
-    """`[risk]`: global limits every order passes before it executes; notionals in the quote currency."""
+    """`[risk]`: limits every order passes before it executes, and the daily loss limit.
+
+    Notional, gross exposure and loss are in `valuation_currency`; `max_position` maps an asset
+    to the largest |net position| (in that asset, summed across venues) an order may take it to.
+    """
 
     max_order_notional: Decimal = Decimal(1_000_000)
     max_orders_per_second: int = 50
-    max_venue_exposure: Decimal = Decimal(5_000_000)
+    valuation_currency: str = "USDT"
+    max_gross_exposure: Decimal = Decimal(5_000_000)
+    max_daily_loss: Decimal = Decimal(100_000)
+    max_position: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +105,48 @@ def read_cache(t: Table) -> CacheConfig:
 
 
 def read_risk(t: Table) -> RiskConfig:
-    """Validate the `[risk]` table."""
+    """Validate the `[risk]` table; the obsolete `max_venue_exposure` is refused, naming its replacements."""
     d = RiskConfig()
+    if t.has("max_venue_exposure"):
+        t.value("max_venue_exposure")
+        raise t.error(
+            "max_venue_exposure",
+            "no longer exists: positions are netted per asset across venues; limit them with "
+            "risk.max_gross_exposure (in valuation_currency) and [risk.max_position] (per asset)",
+        )
+    currency = t.string("valuation_currency", d.valuation_currency)
+    if not ASSET_RE.fullmatch(currency):
+        raise t.error("valuation_currency", f'must be an asset like "USDT" (A-Z, 0-9), got {show(currency)}')
+    positions = t.table("max_position")
     cfg = RiskConfig(
         max_order_notional=t.decimal("max_order_notional", d.max_order_notional, minimum=_ZERO, strict=True),
         max_orders_per_second=t.integer("max_orders_per_second", d.max_orders_per_second, minimum=1),
-        max_venue_exposure=t.decimal("max_venue_exposure", d.max_venue_exposure, minimum=_ZERO, strict=True),
+        valuation_currency=currency,
+        max_gross_exposure=t.decimal("max_gross_exposure", d.max_gross_exposure, minimum=_ZERO, strict=True),
+        max_daily_loss=t.decimal("max_daily_loss", d.max_daily_loss, minimum=_ZERO, strict=True),
+        max_position=_read_positions(positions),
     )
     t.finish()
     return cfg
+
+
+def _read_positions(t: Table) -> Mapping[str, Decimal]:
+    """Validate `[risk.max_position]`: asset → the largest |net position| in it, > 0.
+
+    Asset names are upper-cased (SMARTROUTE_RISK__MAX_POSITION__BTC arrives as `btc`).
+    """
+    limits: dict[str, Decimal] = {}
+    for name in sorted(t.names()):
+        asset = name.upper()
+        if not ASSET_RE.fullmatch(asset):
+            raise t.error(name, "must name an asset like BTC (A-Z, 0-9, up to 20 characters)")
+        limit = t.optional_decimal(name, minimum=_ZERO, strict=True)
+        if asset in limits:
+            raise t.error(name, f"repeats the limit of {asset}")
+        if limit is not None:
+            limits[asset] = limit
+    t.finish()
+    return MappingProxyType(limits)
 
 
 def read_router(t: Table) -> RouterConfig:

@@ -47,6 +47,7 @@ ALERTS = {
     "SmartrouteKafkaMessagesDropped",
     "SmartrouteKafkaBacklog",
     "SmartrouteHalted",
+    "SmartrouteDailyLossHalt",
     "SmartrouteOrderRejects",
     "SmartrouteOrderFailures",
 }
@@ -264,9 +265,36 @@ ALERT_CASES: list[dict[str, Any]] = [
                 "SmartrouteHalted",
                 "3m",
                 expect("smartroute on a is halted: no order is executed",
-                       "The kill switch is on (a halt on the control topic). It stays on across "
-                       "restarts until a resume.",
+                       "The kill switch is on (a halt on the control topic, or the daily loss "
+                       "limit). It stays on across restarts until a resume.",
                        instance="a", severity="warning"),
+            ),
+        ],
+    },
+    {  # a: today's loss passes the floor at 2 min and halts; b: halted by hand, no loss;
+       # c: a loss past the floor, but an operator resumed (the floor moved down with the resume)
+        "interval": "1m",
+        "input_series": [
+            series("smartroute_realized_pnl_today", "-10 -30 -50.35x5", instance="a"),
+            series("smartroute_loss_halt_floor", "-50x7", instance="a"),
+            series("smartroute_halted", "0 0 1x5", instance="a"),
+            series("smartroute_realized_pnl_today", "0x7", instance="b"),
+            series("smartroute_loss_halt_floor", "-50x7", instance="b"),
+            series("smartroute_halted", "1x7", instance="b"),
+            series("smartroute_realized_pnl_today", "-60x7", instance="c"),
+            series("smartroute_loss_halt_floor", "-110x7", instance="c"),
+            series("smartroute_halted", "0x7", instance="c"),
+        ],
+        "alert_rule_test": [
+            silent("SmartrouteDailyLossHalt", "1m"),
+            fired(
+                "SmartrouteDailyLossHalt",
+                "3m",
+                expect("smartroute on a halted itself: today's realized loss passed max_daily_loss",
+                       "Realized PnL of the UTC day is -50.35 (valuation currency), below its floor; "
+                       "nothing is executed until an operator resumes, which allows another "
+                       "max_daily_loss of loss today.",
+                       instance="a", severity="critical"),
             ),
         ],
     },

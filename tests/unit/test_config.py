@@ -220,6 +220,18 @@ INVALID = [
     ("[risk]\nmax = 1", "risk.max: unknown key"),
     ("[risk]\nmax_order_notional = 0", "risk.max_order_notional"),
     ("[risk]\nmax_orders_per_second = 0", "risk.max_orders_per_second"),
+    (
+        "[risk]\nmax_venue_exposure = 5000000",
+        "risk.max_venue_exposure: no longer exists: positions are netted per asset across venues; limit "
+        "them with risk.max_gross_exposure (in valuation_currency) and [risk.max_position] (per asset)",
+    ),
+    ("[risk]\nmax_gross_exposure = 0", "risk.max_gross_exposure: must be a finite decimal number > 0"),
+    ('[risk]\nmax_daily_loss = "-5"', "risk.max_daily_loss: must be a finite decimal number > 0"),
+    ('[risk]\nvaluation_currency = "usdt"', 'risk.valuation_currency: must be an asset like "USDT"'),
+    ("[risk.max_position]\nBTC = 0", "risk.max_position.BTC: must be a finite decimal number > 0"),
+    ('[risk.max_position]\n"BT-C" = "1"', "risk.max_position.BT-C: must name an asset like BTC"),
+    ('[risk.max_position]\nBTC = "1"\nbtc = "2"', "risk.max_position.btc: repeats the limit of BTC"),
+    ("[risk]\nmax_position = 3", "risk.max_position: must be a table, got 3"),
     ('[router]\nresidual_policy = "hope"', "router.residual_policy"),
     ('[router]\ngroup_id = ""', "router.group_id"),
     ("[kafka]\nbootstrap_servers = 9092", "kafka.bootstrap_servers: must be a string or a list of strings"),
@@ -695,3 +707,20 @@ def test_the_shipped_example_config_documents_every_key_of_every_section() -> No
                 undocumented.append(f"{section.name}.{key}")
     assert sorted(set(undocumented) - {".".join(k) for k in NOT_IN_FILES}) == []
     assert build_config(tomllib.loads(text), {}).topics.retention_ms == DEFAULT_RETENTION_MS
+
+
+def test_risk_limits_read_per_asset_positions_and_the_loss_limit() -> None:
+    cfg = build_config(
+        tomllib.loads(
+            '[risk]\nvaluation_currency = "USDC"\nmax_gross_exposure = "250000.5"\nmax_daily_loss = 1000\n'
+            '[risk.max_position]\nBTC = "2.5"\nETH = 40\n'
+        ),
+        {"SMARTROUTE_RISK__MAX_POSITION__SOL": "300"},
+    )
+    risk = cfg.risk
+    assert (risk.valuation_currency, risk.max_gross_exposure, risk.max_daily_loss) == (
+        "USDC",
+        Decimal("250000.5"),
+        Decimal(1000),
+    )
+    assert dict(risk.max_position) == {"BTC": Decimal("2.5"), "ETH": Decimal(40), "SOL": Decimal(300)}

@@ -1,4 +1,4 @@
-"""Risk: notional limits, orders per second, per-venue exposure, and the persisted kill switch."""
+"""Risk: notional limits, orders per second, and the persisted kill switch (positions: test_positions.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from router.risk import (
 )
 
 LIMITS = RiskLimits(
-    max_order_notional=Decimal(10_000), max_orders_per_second=3, max_venue_exposure=Decimal(50_000)
+    max_order_notional=Decimal(10_000), max_orders_per_second=3, max_gross_exposure=Decimal(50_000)
 )
 SECOND_NS = 1_000_000_000
 
@@ -120,101 +120,6 @@ def test_rate_limit_rejects_the_order_after_n_in_one_second_then_recovers() -> N
         risk.check([leg()], user_max_order_notional=None)
 
 
-# --- per-venue exposure -----------------------------------------------------------------------
-
-
-def test_exposure_grows_with_buys_and_shrinks_with_opposite_sells() -> None:
-    risk, _ = gate()
-    assert risk.exposure("binance") == 0
-
-    risk.record_fill("binance", "BTC-USDT", "buy", Decimal("0.5"), Decimal(60_000))
-    risk.record_fill("binance", "BTC-USDT", "buy", Decimal("0.25"), Decimal(64_000))
-    assert risk.exposure("binance") == Decimal(48_000)  # 0.75 × last price 64000
-
-    risk.record_fill("binance", "BTC-USDT", "sell", Decimal("0.5"), Decimal(64_000))
-    assert risk.exposure("binance") == Decimal(16_000)
-
-    risk.record_fill("binance", "ETH-USDT", "sell", Decimal(2), Decimal(3_000))  # shorts count too
-    assert risk.exposure("binance") == Decimal(22_000)
-    assert risk.exposure("okx") == 0
-    assert risk.snapshot() == {"binance": "22000"}
-
-
-def test_leg_that_would_push_exposure_over_the_limit_is_rejected_naming_venue() -> None:
-    risk, _ = gate()
-    risk.record_fill("okx", "BTC-USDT", "buy", Decimal("0.75"), Decimal(60_000))  # 45000
-
-    risk.check([leg("okx", quantity="0.05", price="60000")], user_max_order_notional=None)  # 48000
-    with pytest.raises(RiskRejected) as caught:
-        risk.check([leg("okx", quantity="0.1", price="60000")], user_max_order_notional=None)
-
-    assert caught.value.limit == "max_venue_exposure"
-    assert caught.value.venue == "okx"
-    assert "okx" in str(caught.value)
-    assert "max_venue_exposure 50000" in str(caught.value)
-    assert "51000" in str(caught.value)  # 0.85 × 60000
-
-
-def test_exposure_check_values_the_position_at_the_leg_price() -> None:
-    risk, _ = gate()
-    risk.record_fill("okx", "BTC-USDT", "buy", Decimal("0.5"), Decimal(50_000))  # 25000
-
-    with pytest.raises(RiskRejected) as caught:
-        risk.check([leg("okx", quantity="0.01", price="100000")], user_max_order_notional=None)
-
-    assert caught.value.limit == "max_venue_exposure"  # 0.51 × 100000 = 51000
-
-
-def test_reducing_exposure_is_allowed_even_above_the_limit() -> None:
-    risk, _ = gate()
-    risk.record_fill("okx", "BTC-USDT", "buy", Decimal(1), Decimal(80_000))  # 80000, over the limit
-    risk.check([leg("okx", side="sell", quantity="0.1", price="80000")], user_max_order_notional=None)
-
-    with pytest.raises(RiskRejected):
-        risk.check([leg("okx", side="buy", quantity="0.01", price="80000")], user_max_order_notional=None)
-
-
-def test_flipping_a_position_beyond_its_size_counts_as_growing_it() -> None:
-    risk, _ = gate(RiskLimits(Decimal(1_000_000), 10, Decimal(50_000)))
-    risk.record_fill("okx", "BTC-USDT", "buy", Decimal("0.1"), Decimal(9_000))
-
-    risk.check([leg("okx", side="sell", quantity="0.2", price="9000")], user_max_order_notional=None)
-    with pytest.raises(RiskRejected) as caught:  # long 0.1 → short 5.9: 53100
-        risk.check([leg("okx", side="sell", quantity="6", price="9000")], user_max_order_notional=None)
-    assert caught.value.limit == "max_venue_exposure"
-
-
-def test_legs_on_the_same_venue_add_up_within_one_order() -> None:
-    limits = RiskLimits(Decimal(1_000_000), 10, Decimal(50_000))
-    risk, _ = gate(limits)
-    one = leg("bybit", quantity="0.4", price="60000")  # 24000 each
-
-    risk.check([one, one], user_max_order_notional=None)  # 48000
-    with pytest.raises(RiskRejected) as caught:
-        risk.check([one, one, one], user_max_order_notional=None)
-    assert caught.value.venue == "bybit"
-
-
-def test_arbitrage_legs_on_different_venues_are_checked_per_venue() -> None:
-    limits = RiskLimits(Decimal(1_000_000), 10, Decimal(50_000))
-    risk, _ = gate(limits)
-    risk.record_fill("okx", "BTC-USDT", "sell", Decimal("0.5"), Decimal(60_000))  # okx short 30000
-
-    # buying on okx shrinks its short; selling on binance opens 30000 there
-    risk.check(
-        [leg("okx", "buy", "0.5", "60000"), leg("binance", "sell", "0.5", "60000")],
-        user_max_order_notional=None,
-    )
-
-
-def test_exact_decimal_arithmetic_has_no_float_drift() -> None:
-    risk, _ = gate()
-    for _ in range(10):
-        risk.record_fill("kraken", "BTC-USDT", "buy", Decimal("0.1"), Decimal("0.3"))
-    assert risk.exposure("kraken") == Decimal("0.3")
-    assert risk.snapshot() == {"kraken": "0.3"}
-
-
 @pytest.mark.parametrize(
     "bad",
     [
@@ -245,7 +150,7 @@ def test_empty_order_and_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         RiskLimits(Decimal(0), 1, Decimal(1))
     with pytest.raises(ValueError):
-        risk.record_fill("okx", "BTC-USDT", "short", Decimal(1), Decimal(1))
+        RiskLimits(Decimal(1), 1, Decimal(1), {"BTC": Decimal(0)})
 
 
 # --- kill switch ------------------------------------------------------------------------------

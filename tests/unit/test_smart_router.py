@@ -421,18 +421,19 @@ def test_fees_are_totalled_in_the_quote_currency_whatever_asset_the_venue_charge
     assert message["symbol"] == "BTC-USDT"
 
 
-async def test_venue_exposure_survives_a_restart(tmp_path: Path) -> None:
-    first = World(tmp_path / "exposure")
+async def test_net_positions_survive_a_restart(tmp_path: Path) -> None:
+    first = World(tmp_path / "positions")
     three_books(first)
     assert (await first.router.handle(order("e1", quantity="1"))).executed
-    exposure = first.risk.exposure("binance")
-    assert exposure > 0
+    # binance fills 1 BTC at 100.2, fee 0.1002 USDT: BTC +1, USDT -100.2 - 0.1002 = -100.3002
+    before = first.risk.positions.positions()
+    assert before == {"BTC": {"binance": D(1)}, "USDT": {"binance": D("-100.3002")}}
     first.ledger.close()
 
-    restarted = World(tmp_path / "exposure")  # a new process: the risk gate starts empty
-    assert restarted.risk.exposure("binance") == 0
+    restarted = World(tmp_path / "positions")  # a new process: the positions start empty
+    assert restarted.risk.positions.positions() == {}
     await restarted.router.recover()
-    assert restarted.risk.exposure("binance") == exposure
+    assert restarted.risk.positions.positions() == before
     restarted.ledger.close()
 
 
