@@ -37,10 +37,15 @@ from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 from router.metrics import (
+    BALANCE_DRIFT,
+    BALANCE_READ_OUTCOMES,
+    BALANCE_READS,
+    BalanceCollector,
     CacheCollector,
     init_detector_metrics,
     init_router_metrics,
     observe_freshness,
+    register_balance_metrics,
     register_cache_metrics,
 )
 from router.opportunities import DetectorOpportunities, OpenOpportunities
@@ -119,6 +124,7 @@ class Daemon:
                 opportunities=followed,
             )
         self.http: HttpServer | None = None
+        self._balance_collector: BalanceCollector | None = None
         self.started = asyncio.Event()
         # systemd notifications and readiness inputs (daemon/systemd.py, daemon/health.py)
         self.notifier = Notifier.from_environ()
@@ -192,6 +198,8 @@ class Daemon:
                 tg.create_task(self.publisher.run(), name="kafka-publisher")
                 if self.quote_follower is not None:
                     workers.append(tg.create_task(self.quote_follower.run(stop), name="quotes"))
+                if self.router is not None and self.router.balance_sync is not None:
+                    workers.append(tg.create_task(self.router.balance_sync.run(), name="balances"))
                 routing = None
                 if self.router_service is not None:
                     routing = tg.create_task(self.router_service.run(stop), name="router")
@@ -213,6 +221,8 @@ class Daemon:
             if self.http is not None:
                 await self.http.close()
             REGISTRY.unregister(cache_collector)
+            if self._balance_collector is not None:
+                REGISTRY.unregister(self._balance_collector)
             self.notifier.close()
             if self.router is not None:
                 await self.router.disconnect()
@@ -236,6 +246,14 @@ class Daemon:
         init_detector_metrics()
         init_publisher_metrics([self.opportunity_topic, *([self.quotes_topic] if self.quotes_topic else [])])
         init_router_metrics(self.runners)
+        if self.router is not None:
+            self._balance_collector = register_balance_metrics(self.router.router.balances)
+            sync = self.router.balance_sync
+            for venue, assets in (sync.assets if sync is not None else {}).items():
+                for asset in assets:
+                    BALANCE_DRIFT.labels(venue=venue, asset=asset)
+                for outcome in BALANCE_READ_OUTCOMES:
+                    BALANCE_READS.labels(venue=venue, outcome=outcome)
         return register_cache_metrics(self.cache)
 
     async def _start_http(self) -> None:
@@ -347,7 +365,17 @@ class Daemon:
             },
             "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
             "halted": self.router.kill_switch.halted if self.router else None,
+            "balances": self._balances_status(),
         }
+
+    def _balances_status(self) -> dict[str, Any] | None:
+        """Return the router's balances: per tracked venue and asset, and (live) its reads and drifts."""
+        if self.router is None:
+            return None
+        status: dict[str, Any] = {"venues": self.router.router.balances.as_status()}
+        if self.router.balance_sync is not None:
+            status |= self.router.balance_sync.as_status()
+        return status
 
 
 def _check_quote_depths(cfg: Config) -> None:
