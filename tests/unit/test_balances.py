@@ -106,7 +106,9 @@ class Sender(PaperExecutor):
         return await super().execute(leg)
 
 
-async def test_when_one_leg_cannot_be_funded_no_leg_is_sent_and_nothing_stays_reserved(tmp_path: Path) -> None:
+async def test_when_one_leg_cannot_be_funded_no_leg_is_sent_and_nothing_stays_reserved(
+    tmp_path: Path,
+) -> None:
     cache = PriceCache(ttl_ms=30_000, max_quote_age_ms=1_500)
     sender = Sender(cache, {"binance": D(10), "bybit": D(10)})
     book = BalanceBook({"binance": {"USDT": D("1000")}, "bybit": {"BTC": D("0.1")}})
