@@ -36,6 +36,7 @@ from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
+from router.funding import symbol_assets
 from router.metrics import (
     BALANCE_DRIFT,
     BALANCE_READ_OUTCOMES,
@@ -248,9 +249,8 @@ class Daemon:
         init_router_metrics(self.runners)
         if self.router is not None:
             self._balance_collector = register_balance_metrics(self.router.router.balances)
-            sync = self.router.balance_sync
-            for venue, assets in (sync.assets if sync is not None else {}).items():
-                for asset in assets:
+            for venue, symbols in self.router.symbols.items():
+                for asset in {asset for symbol in symbols for asset in symbol_assets(symbol)}:
                     BALANCE_DRIFT.labels(venue=venue, asset=asset)
                 for outcome in BALANCE_READ_OUTCOMES:
                     BALANCE_READS.labels(venue=venue, outcome=outcome)
