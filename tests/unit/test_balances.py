@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from prometheus_client import REGISTRY
 
 from connectors.errors import VenueUnreachable
 from connectors.trading import AccountBalance
+from daemon.config import build_config
+from daemon.routing import RouterParts, build_balances, tradable_venues
 from router.balance_sync import BalanceSync
 from router.balances import BalanceBook, InsufficientBalance
 from router.cache import PriceCache
@@ -17,7 +20,11 @@ from router.execution import Fill, LegOutcome, OrderLeg, PaperExecutor
 from router.funding import LegTerms, leg_need, quantity_step
 from router.ledger import Ledger
 from router.legs import LegRunner
-from router.risk import RiskGate, RiskLimits
+from router.live import LiveExecutor
+from router.preferences import PreferenceStore
+from router.request import RequestRules
+from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.smart import SmartRouter
 
 SYMBOL = "BTC-USDT"
 
@@ -134,12 +141,14 @@ class FakeAccount:
         self.report(balances)
         self.fail: Exception | None = None
         self.reads = 0
+        self.read = asyncio.Event()
 
     def report(self, balances: dict[str, str]) -> None:
         self.free = {asset: D(amount) for asset, amount in balances.items()}
 
     async def balances(self) -> dict[str, AccountBalance]:
         self.reads += 1
+        self.read.set()
         if self.fail is not None:
             raise self.fail
         return {asset: AccountBalance(asset, free, D("7")) for asset, free in self.free.items()}
@@ -194,3 +203,59 @@ async def test_a_venue_with_a_leg_in_flight_or_that_cannot_answer_is_not_reconci
     assert await sync.refresh() == []
     assert sync.as_status()["read_errors"] == {"okx": "okx: connection refused"}
     assert book.available("okx", "USDT") == D("1000")  # nothing adopted from a failed read
+
+
+class FakeVenue(FakeAccount):
+    """Just enough of a live TradingVenue to connect: no fee endpoint, an account."""
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def taker_fee_bps(self, symbol: str) -> None:
+        return None
+
+
+async def test_live_balances_are_read_when_the_router_connects_and_again_after_a_fill(tmp_path: Path) -> None:
+    venue = FakeVenue({"USDT": "500", "BTC": "0.25", "ETH": "3"})
+    live = LiveExecutor({"okx": venue}, taker_fee_bps={"okx": D(8)})  # type: ignore[dict-item]
+    cfg = build_config({"venues": {"okx": {"symbols": ["BTC-USDT"]}}}, {})
+    book, sync = build_balances(cfg, tradable_venues(cfg), live)
+    assert sync is not None and sync.assets == {"okx": frozenset({"BTC", "USDT"})}
+    cache = PriceCache(ttl_ms=30_000, max_quote_age_ms=1_500)
+    ledger = Ledger.open(tmp_path / "state")
+    try:
+        preferences = PreferenceStore({}, known_venues=("okx",))
+        router = SmartRouter(
+            cache,
+            live,
+            ledger,
+            preferences,
+            RiskGate(RiskLimits(D(1_000_000), 100, D(5_000_000))),
+            KillSwitch(ledger),
+            RequestRules(frozenset({"okx"}), frozenset({SYMBOL})),
+            {"okx": D(8)},
+            balances=book,
+        )
+        router.watch_fills(sync.fill_seen)
+        parts = RouterParts(router, ledger, preferences, KillSwitch(ledger), live, {"okx": (SYMBOL,)}, sync)
+        assert book.available("okx", "USDT") == 0  # nothing may be spent before the first read
+        await parts.connect()
+        assert venue.reads == 1 and book.synced("okx")
+        assert (book.available("okx", "USDT"), book.available("okx", "BTC")) == (D("500"), D("0.25"))
+
+        sync.after_fill_s = 0.0
+        task = asyncio.create_task(sync.run())
+        try:
+            venue.report({"USDT": "400", "BTC": "0.25"})
+            venue.read.clear()
+            sync.fill_seen("okx")  # the next read comes from the fill, not the hourly refresh
+            await asyncio.wait_for(venue.read.wait(), 5)
+        finally:
+            task.cancel()
+        assert book.available("okx", "USDT") == D("400")
+        assert [(d.asset, d.expected, d.observed) for d in sync.drifts] == [("USDT", D("500"), D("400"))]
+    finally:
+        ledger.close()
