@@ -37,11 +37,16 @@ from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
+from router.funding import symbol_assets
 from router.loss import register_risk_metrics
 from router.metrics import (
+    BALANCE_DRIFT,
+    BALANCE_READ_OUTCOMES,
+    BALANCE_READS,
     init_detector_metrics,
     init_router_metrics,
     observe_freshness,
+    register_balance_metrics,
     register_cache_metrics,
 )
 from router.opportunities import DetectorOpportunities, OpenOpportunities
@@ -195,6 +200,8 @@ class Daemon:
                 tg.create_task(self.publisher.run(), name="kafka-publisher")
                 if self.quote_follower is not None:
                     workers.append(tg.create_task(self.quote_follower.run(stop), name="quotes"))
+                if self.router is not None and self.router.balance_sync is not None:
+                    workers.append(tg.create_task(self.router.balance_sync.run(), name="balances"))
                 routing = None
                 if self.router_service is not None:
                     routing = tg.create_task(self.router_service.run(stop), name="router")
@@ -243,6 +250,13 @@ class Daemon:
         init_detector_metrics()
         init_publisher_metrics([self.opportunity_topic, *([self.quotes_topic] if self.quotes_topic else [])])
         init_router_metrics(self.runners)
+        if self.router is not None:
+            collectors.append(register_balance_metrics(self.router.router.balances))
+            for venue, symbols in self.router.symbols.items():
+                for asset in {asset for symbol in symbols for asset in symbol_assets(symbol)}:
+                    BALANCE_DRIFT.labels(venue=venue, asset=asset)
+                for outcome in BALANCE_READ_OUTCOMES:
+                    BALANCE_READS.labels(venue=venue, outcome=outcome)
         return collectors
 
     async def _start_http(self) -> None:
@@ -355,6 +369,7 @@ class Daemon:
             "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
             "halted": self.router.kill_switch.halted if self.router else None,
             "risk": self._risk_status(),
+            "balances": self._balances_status(),
         }
 
     def _risk_status(self) -> dict[str, Any] | None:
@@ -369,6 +384,15 @@ class Daemon:
             "max_position": {a: decimal_text(v) for a, v in sorted(gate.limits.max_position.items())},
         }
         return positions | {"limits": limits} | (loss.snapshot() if loss else {})
+
+    def _balances_status(self) -> dict[str, Any] | None:
+        """Return the router's balances: per tracked venue and asset, and (live) its reads and drifts."""
+        if self.router is None:
+            return None
+        status: dict[str, Any] = {"venues": self.router.router.balances.as_status()}
+        if self.router.balance_sync is not None:
+            status |= self.router.balance_sync.as_status()
+        return status
 
 
 def _check_quote_depths(cfg: Config) -> None:

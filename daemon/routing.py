@@ -8,6 +8,12 @@ through its own signed client (`connectors.registry.TRADING`, Binance's
 with `trade = false` is market data only: the router never routes there, in
 either mode. At connect, each live venue's actual taker fee (its fee-tier
 endpoint) replaces the configured one, which stays the fallback.
+
+Balances (`router.balances`): live, every trading venue's account is read at
+connect, before the router reconciles and the daemon reports ready, then after
+fills and every `[router] balance_refresh_ms` (`router.balance_sync`). Paper
+accounts start from `[paper.balances.<venue>]` and move with every paper fill;
+without that table paper has no funding check (`daemon.config.paper` says why).
 """
 
 from __future__ import annotations
@@ -31,8 +37,11 @@ from daemon.config.users import ACCESS_FIELDS
 from daemon.credentials import load_binance_credentials, load_venue_secrets
 from daemon.errors import ConfigError
 from router.access import AccessPolicy, Entitlements
+from router.balance_sync import BalanceSync
+from router.balances import BalanceBook
 from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
+from router.funding import symbol_assets
 from router.ledger import Ledger
 from router.live import LiveExecutor
 from router.loss import LossGuard
@@ -60,14 +69,17 @@ class RouterParts:
     live: LiveExecutor | None = None  # the live executor, whose venue connections need start/close
     symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by tradable venue
     loss: LossGuard | None = None  # the daily loss limit over the router's positions
+    balance_sync: BalanceSync | None = None  # live: reads the venues' balances into the router's book
 
     async def connect(self) -> None:
-        """Connect the live venues (clock, rules, the account's taker fees) before reconciling."""
+        """Connect the live venues (clock, rules, the account's taker fees, balances) before reconciling."""
         if self.live is None:
             return
         await self.live.start()
         for venue, fee_bps in (await self.live.account_taker_fees(self.symbols)).items():
             self.router.set_taker_fee(venue, fee_bps)
+        if self.balance_sync is not None:
+            await self.balance_sync.refresh()
 
     async def disconnect(self) -> None:
         """Close the live venues' connections; idempotent."""
@@ -157,6 +169,36 @@ def access_policy(cfg: Config) -> AccessPolicy:
     return AccessPolicy(cfg.signatures_required, user_keys(cfg), MappingProxyType(entitlements))
 
 
+def build_balances(
+    cfg: Config, venues: Mapping[str, VenueConfig], live: LiveExecutor | None
+) -> tuple[BalanceBook, BalanceSync | None]:
+    """Return the balance book legs are funded from and, live, what keeps it in step with the venues.
+
+    Paper: `[paper.balances]` for every tradable venue, or for none (no funding check).
+    """
+    if live is not None:
+        book = BalanceBook({venue: {} for venue in sorted(live.venues)}, synced=False)
+        watched = {
+            venue: frozenset(asset for symbol in venues[venue].symbols for asset in symbol_assets(symbol))
+            for venue in live.venues
+        }
+        sync = BalanceSync(
+            book,
+            live.connectors,
+            watched,
+            tolerance_bps=cfg.router.balance_tolerance_bps,
+            refresh_s=cfg.router.balance_refresh_ms / 1000,
+        )
+        return book, sync
+    configured = cfg.paper.balances
+    if configured and (missing := sorted(set(venues) - set(configured))):
+        raise ConfigError(
+            f"paper.balances.{missing[0]}: missing; once one venue has [paper.balances.<venue>], every "
+            "venue the router trades on needs one (a venue left out would trade without limit)"
+        )
+    return BalanceBook({venue: configured[venue] for venue in venues if venue in configured}), None
+
+
 def build_router(
     cfg: Config,
     cache: PriceCache,
@@ -185,6 +227,7 @@ def build_router(
         max_gross_exposure=cfg.risk.max_gross_exposure,
         max_position=cfg.risk.max_position,
     )
+    balances, balance_sync = build_balances(cfg, venues, live)
     router = SmartRouter(
         cache,
         executor,
@@ -200,7 +243,10 @@ def build_router(
         residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
         opportunities=opportunities,
         access=access_policy(cfg),
+        balances=balances,
     )
+    if balance_sync is not None:
+        router.watch_fills(balance_sync.fill_seen)
     symbols = {venue: vc.symbols for venue, vc in venues.items()}
     guard = SettingsGuard(
         ledger,
@@ -219,4 +265,4 @@ def build_router(
             detail="[security] require_signatures = false: anyone who can write to the orders, preferences "
             "or control topic can trade, change preferences, halt or resume",
         )
-    return RouterParts(router, ledger, preferences, kill_switch, guard, live, symbols, loss)
+    return RouterParts(router, ledger, preferences, kill_switch, guard, live, symbols, loss, balance_sync)

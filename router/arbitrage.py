@@ -5,18 +5,24 @@ When one leg fills more than the other, the difference is an unhedged
 position (the residual): the router either unwinds it on the venue that
 over-filled (`residual_policy = "unwind"`) or leaves it and reports it
 (`"report"`). Either way the result says exactly what is left.
+
+Before planning, the quantity is sized down to what both venues can fund (the
+buy venue's quote balance, the sell venue's base balance, `router.funding`),
+rounded down onto the books' size step; the smaller size must still pay after
+fees. When a venue can fund nothing the request is `insufficient_balance`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
 from connectors.types import BPS, Mode, Quote, Side, decimal_text
 from router.errors import RouterError
 from router.execution import Fill, LegOutcome, OrderLeg, leg_limit, protective_limit
+from router.funding import LegTerms, Shortfall, fund
 from router.precision import money_down, publish_price
 from router.request import ArbitrageRequest
 from router.results import ExecutionResult, Status, quote_fee
@@ -61,13 +67,23 @@ class ArbitragePlan:
 def plan_arbitrage(
     request: ArbitrageRequest, views: Mapping[str, VenueView], slippage_bps: Decimal, max_quote_age_ms: float
 ) -> ArbitragePlan:
-    """Plan both legs on their named venues; refuse when either book cannot take it or it no longer pays."""
+    """Plan both legs on their named venues; refuse when either book cannot take it or it no longer pays.
+
+    The quantity is sized down to what both venues can fund (see the module docstring).
+    """
+    asked = request.quantity
+    request, short = _funded(request, views, slippage_bps)
     buy = _side_plan(request, "buy", request.buy_venue, views, slippage_bps, max_quote_age_ms)
     sell = _side_plan(request, "sell", request.sell_venue, views, slippage_bps, max_quote_age_ms)
     fee_buy = views[request.buy_venue].taker_fee_bps / BPS
     fee_sell = views[request.sell_venue].taker_fee_bps / BPS
     net = request.quantity * (sell.expected_price * (1 - fee_sell) - buy.expected_price * (1 + fee_buy))
     route = _route(buy, sell, net)
+    if short is not None:
+        route["reason"] = (
+            f"{route['reason']}; sized down from {decimal_text(asked)} to {decimal_text(request.quantity)}: "
+            f"{short.venue} {short.text()}"
+        )
     if net <= 0:
         raise NoArbitrage(
             "no_opportunity",
@@ -101,6 +117,39 @@ def plan_arbitrage(
     return ArbitragePlan(legs, buy.expected_price, sell.expected_price, net, slippage_bps, route)
 
 
+def _funded(
+    request: ArbitrageRequest, views: Mapping[str, VenueView], slippage_bps: Decimal
+) -> tuple[ArbitrageRequest, Shortfall | None]:
+    """Return the request sized down to what both venues can fund, and the venue that bound it."""
+    quantity, binding = request.quantity, None
+    sides: tuple[tuple[Side, str], ...] = (("buy", request.buy_venue), ("sell", request.sell_venue))
+    for side, venue in sides:
+        view = views.get(venue)
+        if view is None or view.quote is None:
+            continue  # planning the leg says why this venue cannot take it
+        levels = view.quote.ask_levels() if side == "buy" else view.quote.bid_levels()
+        available = view.available_quote if side == "buy" else view.available_base
+        terms = LegTerms(side, view.taker_fee_bps, slippage_bps, None)
+        fundable, short = fund(venue, request.symbol, terms, levels, request.quantity, available)
+        if fundable is not None and short is not None and fundable < quantity:
+            quantity, binding = fundable, short
+    if binding is None:
+        return request, None
+    if quantity <= 0:
+        raise NoArbitrage(
+            "insufficient_balance",
+            f"{binding.venue} cannot fund any of {_side_text(request, binding.venue)} "
+            f"{decimal_text(request.quantity)} {request.symbol}: it {binding.text()}; nothing was executed",
+            _empty_route(f"insufficient {binding.asset} on {binding.venue}"),
+        )
+    return replace(request, quantity=quantity), binding
+
+
+def _side_text(request: ArbitrageRequest, venue: str) -> str:
+    """Return "buying" or "selling": what the arbitrage does on `venue`."""
+    return "buying" if venue == request.buy_venue else "selling"
+
+
 def _side_plan(
     request: ArbitrageRequest,
     side: Side,
@@ -111,7 +160,9 @@ def _side_plan(
 ) -> RoutePlan:
     view = views.get(venue)
     if view is None:
-        raise NoArbitrage("unknown_venue", f"{venue} is not an enabled venue", _empty_route(venue))
+        raise NoArbitrage(
+            "unknown_venue", f"{venue} is not an enabled venue", _empty_route(f"{venue} is not enabled")
+        )
     route_request = RouteRequest(
         symbol=request.symbol,
         side=side,
@@ -139,8 +190,8 @@ def _route(buy: RoutePlan, sell: RoutePlan, net: Decimal) -> dict[str, object]:
     }
 
 
-def _empty_route(venue: str) -> dict[str, object]:
-    return {"strategy": "arbitrage", "legs": [], "considered": [], "reason": f"{venue} is not enabled"}
+def _empty_route(reason: str) -> dict[str, object]:
+    return {"strategy": "arbitrage", "legs": [], "considered": [], "reason": reason}
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,13 @@
 
 Every leg — of an order, of an arbitrage, of an unwind — goes through here:
 
-1. its intent is recorded in the ledger before anything is sent;
-2. it is marked "sent", executed once, and its outcome recorded as "settled";
-3. its fills are fed to the risk gate (net positions, realized PnL, the loss limit).
+1. what it may spend is reserved in the balance book (`router.balances`): a leg
+   the venue cannot fund is refused unsent, and so are its siblings — an
+   arbitrage never sends one leg alone for want of funds;
+2. its intent is recorded in the ledger before anything is sent;
+3. it is marked "sent", executed once, and its outcome recorded as "settled";
+4. its reservation is released and its fills move the balance book and feed the
+   risk gate (net positions, realized PnL, the loss limit).
 
 A live venue that acknowledged a leg before its state could be read is
 recorded too ("acknowledged"), so a restart never takes that leg for one never
@@ -17,14 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import orjson
 import structlog
 
 from connectors.types import Mode, decimal_text
+from router.balances import BalanceBook, InsufficientBalance
 from router.execution import Executor, Fill, LegOutcome, OrderLeg
+from router.funding import leg_need
 from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor
 from router.metrics import ORDER_LEG_SECONDS
@@ -36,10 +42,22 @@ log = structlog.get_logger(__name__)
 class LegRunner:
     """Run legs exactly once through the executor, with every step durable in the ledger."""
 
-    def __init__(self, ledger: Ledger, executor: Executor, risk: RiskGate) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        executor: Executor,
+        risk: RiskGate,
+        balances: BalanceBook,
+        fee_bps: Callable[[str], Decimal],
+    ) -> None:
+        """Run legs through `executor`; `fee_bps(venue)` prices a buy leg's reserved fee."""
         self._ledger = ledger
         self._executor = executor
         self._risk = risk
+        self._balances = balances
+        self._fee_bps = fee_bps
+        # Told the venue of every settled leg that filled (live: its balances are read again).
+        self.on_fill: Callable[[str], None] | None = None
         if isinstance(executor, LiveExecutor):
             # A leg a venue acknowledged is recorded, so a restart never takes it for one never placed.
             executor.on_acknowledged = self._record_acknowledged
@@ -57,17 +75,42 @@ class LegRunner:
         self._ledger.record_acknowledged(leg.request_id, leg.leg, venue_order_id)
 
     async def run(self, legs: Sequence[OrderLeg]) -> list[LegOutcome]:
-        """Record every leg's intent, execute them concurrently, record each outcome and fill."""
+        """Reserve every leg's funds, record its intent, execute them concurrently, record each outcome.
+
+        When one leg cannot be funded none is sent: each is refused `insufficient_balance`.
+        """
+        try:
+            self._reserve(legs)
+        except InsufficientBalance as exc:
+            return [LegOutcome(leg, (), f"not sent: {exc.message}", exc.reject_code) for leg in legs]
         for leg in legs:
             self._ledger.record_leg_intent(_intent(leg))
         return list(await asyncio.gather(*(self._run_one(leg) for leg in legs)))
 
+    def _reserve(self, legs: Sequence[OrderLeg]) -> None:
+        reserved: list[OrderLeg] = []
+        try:
+            for leg in legs:
+                asset, amount = leg_need(
+                    leg.symbol, leg.side, leg.quantity, leg.limit_price, self._fee_bps(leg.venue)
+                )
+                self._balances.reserve((leg.request_id, leg.leg), leg.venue, asset, amount)
+                reserved.append(leg)
+        except InsufficientBalance:
+            for leg in reserved:
+                self._balances.release((leg.request_id, leg.leg))
+            raise
+
     async def _run_one(self, leg: OrderLeg) -> LegOutcome:
         self._ledger.mark_leg(leg.request_id, leg.leg, "sent")
         started = time.monotonic()
+        # An executor error leaves the leg in flight, its reservation held: the funds may be spent.
         outcome = await self._executor.execute(leg)
         ORDER_LEG_SECONDS.labels(venue=leg.venue).observe(time.monotonic() - started)
         self._settled(leg, outcome)
+        self._balances.settle((leg.request_id, leg.leg), leg.symbol, outcome.fills)
+        if outcome.fills and self.on_fill is not None:
+            self.on_fill(leg.venue)
         return outcome
 
     def _settled(self, leg: OrderLeg, outcome: LegOutcome) -> None:
@@ -95,7 +138,11 @@ class LegRunner:
         return outcomes, reconciled
 
     def restore_positions(self) -> int:
-        """Feed every fill the ledger recorded into the risk gate, so positions survive a restart."""
+        """Feed every fill the ledger recorded into the risk gate, so positions survive a restart.
+
+        On paper the fills move the balance book too (it starts from `[paper.balances]`); live
+        balances are read from the venues, which already reflect them.
+        """
         fills = 0
         for request, intent in self._ledger.settled_legs():
             symbol = orjson.loads(request).get("symbol")
@@ -103,6 +150,8 @@ class LegRunner:
                 continue
             for fill in (Fill.from_message(f) for f in orjson.loads(intent.outcome)["fills"]):
                 self._risk.record_fill(symbol, fill, watch=False)
+                if self.mode == "paper":
+                    self._balances.apply_fill(symbol, fill)
                 fills += 1
         if fills:
             gross, _ = self._risk.positions.gross_exposure()

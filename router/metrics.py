@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from router.balances import BalanceBook
 from router.cache import PriceCache
 
 OPPORTUNITY_EVENTS = ("opened", "updated", "closed")
@@ -71,6 +72,19 @@ def observe_freshness(cache: PriceCache, symbols_by_venue: Mapping[str, Iterable
         stale_by_venue[venue] = stale
     return stale_by_venue
 
+
+BALANCE_DRIFT = Counter(
+    "smartroute_balance_drift_total",
+    "Live balance reads where the venue's free balance of an asset differed from the expected one "
+    "by more than [router] balance_tolerance_bps (the venue's figure is then adopted).",
+    ["venue", "asset"],
+)
+BALANCE_READS = Counter(
+    "smartroute_balance_reads_total",
+    "Live balance reads by outcome: read, failed (the venue did not answer), skipped (a leg was in flight).",
+    ["venue", "outcome"],
+)
+BALANCE_READ_OUTCOMES = ("read", "failed", "skipped")
 
 HALTED = Gauge("smartroute_halted", "1 while the kill switch stops new executions, else 0.")
 LOSS_HALTS = Counter(
@@ -140,6 +154,34 @@ class CacheCollector(Collector):
             lag.add_metric([venue], feed.behind_ns / 1e9)
             baseline.add_metric([venue], (feed.baseline_ns or 0) / 1e9)
         yield from (lag, baseline)
+
+
+class BalanceCollector(Collector):
+    """Expose a BalanceBook's holdings as `smartroute_balance{venue,asset,state}` at scrape time."""
+
+    def __init__(self, book: BalanceBook) -> None:
+        self.book = book
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield each tracked venue's assets: available and reserved (in the asset's own units)."""
+        family = GaugeMetricFamily(
+            "smartroute_balance",
+            "What the router holds of an asset on a venue: available to new legs, or reserved by legs "
+            "in flight.",
+            labels=["venue", "asset", "state"],
+        )
+        for venue, assets in self.book.snapshot().items():
+            for asset, holding in assets.items():
+                family.add_metric([venue, asset, "available"], float(holding.available))
+                family.add_metric([venue, asset, "reserved"], float(holding.reserved))
+        yield family
+
+
+def register_balance_metrics(book: BalanceBook, registry: CollectorRegistry = REGISTRY) -> BalanceCollector:
+    """Register a collector for `book`; return it so the caller can unregister it."""
+    collector = BalanceCollector(book)
+    registry.register(collector)
+    return collector
 
 
 def register_cache_metrics(cache: PriceCache, registry: CollectorRegistry = REGISTRY) -> CacheCollector:

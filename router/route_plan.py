@@ -31,6 +31,10 @@ class VenueView:
     taker_fee_bps: Decimal
     ack_latency_ms: float | None = None  # measured order-ack latency (for "fastest"); None = unknown
     resyncing: bool = False  # the venue's book is being rebuilt
+    # What a new leg may spend of the symbol's base and quote asset there (`router.balances`);
+    # None = not tracked, unlimited. A buy needs quote, a sell base (`router.funding`).
+    available_base: Decimal | None = None
+    available_quote: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.taker_fee_bps.is_finite() or abs(self.taker_fee_bps) >= BPS:
@@ -141,7 +145,8 @@ class NoRoute(RouterError):
 
     `reject_code` is `stale_prices` (no venue the request may use has a fresh
     usable book), `slippage_exceeded` (books could fill it, but only beyond the
-    slippage limit) or `no_liquidity` (not enough depth within the limit price,
+    slippage limit), `insufficient_balance` (a venue that could take it cannot
+    fund its leg) or `no_liquidity` (not enough depth within the limit price,
     or no venue allowed at all).
     """
 

@@ -8,7 +8,11 @@ Each venue is excluded for the first of these that applies, in this order:
 `no_quote`, `stale` (age over `max_quote_age_ms`, or unknown), `resyncing`,
 `crossed`; then its book is walked for the quantity within the limit price:
 `insufficient_depth`, `limit_price` (no level at or better than the limit),
-`slippage_exceeded`. Slippage is measured on the venue's own book: how far the
+`slippage_exceeded`; last `insufficient_balance`, a venue whose available
+balance (`VenueView.available_base`/`available_quote`, None = unlimited) cannot
+fund the leg it would take (`router.funding`); `split` instead caps each venue's
+book at what it can fund and excludes only a venue that can fund nothing.
+Slippage is measured on the venue's own book: how far the
 VWAP of the levels a leg takes is worse than that book's best price. Another
 venue's price never makes a venue's leg "slip", so a venue quoting worse than
 the best one (a preferred venue, say) is judged on its own book alone.
@@ -20,7 +24,8 @@ with, so a preferred venue wins exactly when it costs at most the bias more than
 the best other eligible venue (at an equal score it wins too); the plan's reason
 says what the preference cost. `split` pools depth across venues instead of
 excluding one for depth, and checks each leg's slippage on its own venue's book.
-When nothing fits, `NoRoute` carries the contract's reject code.
+When nothing fits, `NoRoute` carries the contract's reject code; a venue short of
+funds is named in its message with the asset, what it needs and what is available.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from router.book_walk import (
     walk_book,
     walk_venue,
 )
+from router.funding import LegTerms, Shortfall, fund, truncate
 from router.precision import bps_up, quoted_places
 from router.route_plan import (
     STRATEGIES,
@@ -72,7 +78,13 @@ __all__ = [
 
 # Gate reasons decide from the snapshot alone; a venue past them has a fresh usable book.
 GATE_REASONS: Final = ("not_allowed", "excluded_by_preferences", "no_quote", "stale", "resyncing", "crossed")
-EXCLUSION_REASONS: Final = (*GATE_REASONS, "insufficient_depth", "limit_price", "slippage_exceeded")
+EXCLUSION_REASONS: Final = (
+    *GATE_REASONS,
+    "insufficient_depth",
+    "limit_price",
+    "slippage_exceeded",
+    "insufficient_balance",
+)
 
 _ZERO = Decimal(0)
 
@@ -84,8 +96,9 @@ class _Assessed:
     view: VenueView
     side: Side
     excluded: str | None
-    levels: tuple[Level, ...] = ()  # the side of its book the order takes
+    levels: tuple[Level, ...] = ()  # the side of its book the order takes (split: what it can fund)
     walk: VenueWalk | None = None
+    shortfall: Shortfall | None = None  # set when its balance cannot fund all the book offers
 
     @property
     def venue(self) -> str:
@@ -158,6 +171,10 @@ def _assess(request: RouteRequest, view: VenueView) -> _Assessed:
     if gate is not None or view.quote is None:
         return _Assessed(view, request.side, gate)
     levels = _levels(view.quote, request.side)
+    pooled = request.strategy == "split"
+    fundable, shortfall = _funding(request, view, levels)
+    if pooled and fundable is not None and shortfall is not None:
+        levels = truncate(levels, fundable)  # split takes from each venue only what it can pay for
     walk = walk_venue(
         levels,
         request.quantity,
@@ -166,9 +183,22 @@ def _assess(request: RouteRequest, view: VenueView) -> _Assessed:
         fee_bps=view.taker_fee_bps,
         bias_bps=request.preferred_bias_bps if _is_preferred(request, view.venue) else _ZERO,
         max_slippage_bps=request.max_slippage_bps,
-        pooled=request.strategy == "split",  # split judges depth and slippage across venues
+        pooled=pooled,  # split judges depth and slippage across venues
     )
-    return _Assessed(view, request.side, walk.excluded, levels, walk)
+    excluded = walk.excluded
+    # Single-venue strategies skip a venue short of funds; split skips one that can fund nothing.
+    if shortfall is not None and (fundable == 0 if pooled else excluded is None):
+        excluded = "insufficient_balance"
+    return _Assessed(view, request.side, excluded, levels, walk, shortfall)
+
+
+def _funding(
+    request: RouteRequest, view: VenueView, levels: tuple[Level, ...]
+) -> tuple[Decimal | None, Shortfall | None]:
+    """Return how much of the book `view`'s balance can fund (None: untracked) and its shortfall, if short."""
+    available = view.available_quote if request.side == "buy" else view.available_base
+    terms = LegTerms(request.side, view.taker_fee_bps, request.max_slippage_bps, request.limit_price)
+    return fund(view.venue, request.symbol, terms, levels, request.quantity, available)
 
 
 def _is_preferred(request: RouteRequest, venue: str) -> bool:
@@ -276,6 +306,10 @@ def _plan_split(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
     filled = sum((take.quantity for take in takes), _ZERO)
     if request.limit_price is None and filled < quantity:
         lead = f"across at most {_count(request.max_venues, 'venue')} (only {decimal_text(filled)} available)"
+        if any(entry.shortfall is not None for entry in assessed):
+            raise _reject(
+                "insufficient_balance", f"insufficient balance to {_what(request)} {lead}", assessed, request
+            )
         raise _reject("no_liquidity", f"not enough depth to {_what(request)} {lead}", assessed, request)
     levels = {entry.venue: entry.levels for entry in pool}
     slipped = {
@@ -340,6 +374,8 @@ def _what(request: RouteRequest) -> str:
 def _no_route(request: RouteRequest, assessed: Sequence[_Assessed]) -> NoRoute:
     what = _what(request)
     reasons = {entry.excluded for entry in assessed}
+    if "insufficient_balance" in reasons:  # a venue could take it but cannot pay for it
+        return _reject("insufficient_balance", f"insufficient balance to {what}", assessed, request)
     if reasons <= set(GATE_REASONS):  # no venue the request may use has a fresh usable book
         if assessed and reasons <= {"not_allowed", "excluded_by_preferences"}:
             return _reject("no_liquidity", f"no venue may be used to {what}", assessed, request)
@@ -360,6 +396,8 @@ def _reject(code: str, lead: str, assessed: Sequence[_Assessed], request: RouteR
 
 def _venue_detail(entry: _Assessed) -> str:
     walk, reason = entry.walk, entry.excluded or "eligible"
+    if entry.shortfall is not None:  # short of funds: excluded for it, or (split) capped by it
+        return f"{entry.venue} {reason} ({entry.shortfall.text()})"
     # Figures only where the venue itself failed on them (split marks used venues by the overall VWAP).
     if walk is None or walk.excluded != entry.excluded:
         return f"{entry.venue} {reason}"

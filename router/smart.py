@@ -8,8 +8,9 @@ Python API):
    answered with its stored result and never executed again;
 3. refuse while halted; refuse an arbitrage whose `opportunity_id` names no
    open opportunity (`router.opportunities`); resolve the user's preferences;
-   plan the route (`router.routing`); check risk (`router.risk`);
-4. record each leg's intent in the ledger, execute the legs concurrently as
+   plan the route (`router.routing`) over the venues' books and what their
+   balances can fund (`router.balances`); check risk (`router.risk`);
+4. reserve each leg's funds, record its intent in the ledger, execute the legs concurrently as
    IOC orders with a protective limit price, record each outcome
    (`router.legs.LegRunner`, which also settles them after a crash);
 5. store the result in the ledger, then hand it back for publication.
@@ -42,9 +43,11 @@ from router.arbitrage import (
     settle_arbitrage,
     unwound,
 )
+from router.balances import BalanceBook
 from router.cache import PriceCache
 from router.errors import InvalidRequest
 from router.execution import Executor, LegOutcome, refusal
+from router.funding import symbol_assets
 from router.ledger import Ledger
 from router.legs import LegRunner
 from router.metrics import ORDER_REQUESTS
@@ -102,10 +105,15 @@ class SmartRouter:
         residual_policy: ResidualPolicy = "unwind",
         opportunities: OpenOpportunities | None = None,
         access: AccessPolicy | None = None,
+        balances: BalanceBook | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        """Route over `cache` through `executor`; `balances` funds each leg (None: no venue is tracked)."""
         self._cache = cache
-        self._legs = LegRunner(ledger, executor, risk)
+        self._balances = balances if balances is not None else BalanceBook({})
+        self._legs = LegRunner(
+            ledger, executor, risk, self._balances, lambda venue: self._taker_fee_bps.get(venue, Decimal(0))
+        )
         self._ledger = ledger
         self._preferences = preferences
         self._risk = risk
@@ -126,6 +134,15 @@ class SmartRouter:
     def risk(self) -> RiskGate:
         """Return the risk gate, which holds the net positions and the loss guard."""
         return self._risk
+
+    @property
+    def balances(self) -> BalanceBook:
+        """Return the balance book every leg is funded from."""
+        return self._balances
+
+    def watch_fills(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(venue)` after every leg that filled on `venue` (live balances re-read)."""
+        self._legs.on_fill = callback
 
     @property
     def taker_fees(self) -> dict[str, Decimal]:
@@ -377,6 +394,7 @@ class SmartRouter:
     def _venue_views(self, symbol: str) -> list[VenueView]:
         """Return what the planner knows of every configured venue for `symbol` now."""
         now = self._cache.clock_ns()
+        base, quote = symbol_assets(symbol)
         views = []
         for venue, fee in sorted(self._taker_fee_bps.items()):
             entry = self._cache.get(venue, symbol)
@@ -387,6 +405,8 @@ class SmartRouter:
                     quote_age_ms=None if entry is None else entry.age_ns(now) / 1e6,
                     taker_fee_bps=fee,
                     ack_latency_ms=self._legs.ack_latency_ms(venue),
+                    available_base=self._balances.available(venue, base),
+                    available_quote=self._balances.available(venue, quote),
                 )
             )
         return views

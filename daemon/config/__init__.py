@@ -10,6 +10,7 @@ One module per section, each holding its dataclass and the reader that validates
     topics.py     [topics] (partitions, replication, retention of the contract's topics)
     venues.py     [venues.<id>] (endpoints, fees, testnets, depth)
     users.py      [users.<id>] (routing preferences)
+    paper.py      [paper.balances.<venue>] (the accounts paper trading starts from)
     model.py      Config, the whole
     load.py       the file, the SMARTROUTE_* overrides, and assembling the sections
     view.py       the printed view, generated from Config's own fields
@@ -22,6 +23,7 @@ from __future__ import annotations
 from daemon.config.kafka import KafkaConfig
 from daemon.config.load import build_config, load_config
 from daemon.config.model import Config
+from daemon.config.paper import PaperConfig
 from daemon.config.secret import Secret, load_secret
 from daemon.config.sections import CacheConfig, DaemonConfig, DetectorConfig, RiskConfig, RouterConfig
 from daemon.config.topics import TopicsConfig
@@ -37,6 +39,7 @@ __all__ = [
     "DaemonConfig",
     "DetectorConfig",
     "KafkaConfig",
+    "PaperConfig",
     "RiskConfig",
     "RouterConfig",
     "Secret",

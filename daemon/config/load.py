@@ -21,6 +21,7 @@ from typing import Final
 
 from daemon.config.kafka import SASL_PASSWORD_ENV, read_kafka
 from daemon.config.model import Config
+from daemon.config.paper import read_paper
 from daemon.config.sections import read_cache, read_daemon, read_detector, read_risk, read_router
 from daemon.config.security import read_operators, read_security
 from daemon.config.table import EnvOrigin, Table, config_error, show
@@ -52,6 +53,7 @@ def build_config(raw: Mapping[str, object], environ: Mapping[str, str]) -> Confi
         detector=read_detector(root.table("detector")),
         risk=read_risk(root.table("risk")),
         router=read_router(root.table("router")),
+        paper=read_paper(root.table("paper")),
         topics=read_topics(root.table("topics")),
         venues=read_venues(root.table("venues")),
         users=read_users(root.table("users")),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from daemon.config.kafka import KafkaConfig
+from daemon.config.paper import PaperConfig
 from daemon.config.sections import CacheConfig, DaemonConfig, DetectorConfig, RiskConfig, RouterConfig
 from daemon.config.security import OperatorConfig, SecurityConfig, no_operators
 from daemon.config.topics import TopicsConfig
@@ -24,6 +25,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     venues: Mapping[str, VenueConfig] = field(default_factory=default_venues)
     users: Mapping[str, UserConfig] = field(default_factory=no_users)

@@ -76,6 +76,9 @@ class RouterConfig:
     residual_policy: str = "unwind"  # "unwind" | "report": what to do with an arbitrage's unhedged quantity
     session_timeout_ms: int = 10_000
     max_batch: int = 100
+    balance_refresh_ms: int = 60_000  # live: how often every venue's balances are read and compared
+    # live: a venue balance differing from the expected one by more than this (bps of the larger) is a drift
+    balance_tolerance_bps: Decimal = Decimal(10)
 
 
 def read_daemon(t: Table) -> DaemonConfig:
@@ -163,7 +166,13 @@ def read_router(t: Table) -> RouterConfig:
             "session_timeout_ms", d.session_timeout_ms, minimum=1000, maximum=300_000
         ),
         max_batch=t.integer("max_batch", d.max_batch, minimum=1, maximum=10_000),
+        balance_refresh_ms=t.integer("balance_refresh_ms", d.balance_refresh_ms, minimum=1000),
+        balance_tolerance_bps=t.decimal(
+            "balance_tolerance_bps", d.balance_tolerance_bps, minimum=_ZERO, strict=False
+        ),
     )
+    if cfg.balance_tolerance_bps > 10_000:
+        raise t.error("balance_tolerance_bps", f"must be ≤ 10000 bps, got {cfg.balance_tolerance_bps}")
     t.finish()
     return cfg
 

@@ -48,6 +48,7 @@ ALERTS = {
     "SmartrouteKafkaBacklog",
     "SmartrouteHalted",
     "SmartrouteDailyLossHalt",
+    "SmartrouteBalanceDrift",
     "SmartrouteOrderRejects",
     "SmartrouteOrderFailures",
 }
@@ -295,6 +296,25 @@ ALERT_CASES: list[dict[str, Any]] = [
                        "nothing is executed until an operator resumes, which allows another "
                        "max_daily_loss of loss today.",
                        instance="a", severity="critical"),
+            ),
+        ],
+    },
+    {  # one drift of okx USDT at 3 min: alerts for the next 15 minutes
+        "interval": "1m",
+        "input_series": [
+            series("smartroute_balance_drift_total", "0 0 0 1x20", instance="a", venue="okx", asset="USDT"),
+            series("smartroute_balance_drift_total", "0x20", instance="a", venue="okx", asset="BTC"),
+        ],
+        "alert_rule_test": [
+            silent("SmartrouteBalanceDrift", "2m"),
+            fired(
+                "SmartrouteBalanceDrift",
+                "5m",
+                expect("smartroute on a: the okx USDT balance is not what the router expects",
+                       "A live balance read differed from the router's expected balance by more than "
+                       "balance_tolerance_bps (event balance_drift; /status lists both figures). Funds "
+                       "moved outside the router, or a fill was missed.",
+                       instance="a", venue="okx", asset="USDT", severity="critical"),
             ),
         ],
     },

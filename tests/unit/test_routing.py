@@ -591,6 +591,7 @@ def test_every_exclusion_reason_is_a_documented_string() -> None:
         "insufficient_depth",
         "limit_price",
         "slippage_exceeded",
+        "insufficient_balance",
     )
 
 
