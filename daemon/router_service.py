@@ -17,6 +17,13 @@ to the end offsets they had when the service started: a halt or a preference
 written while the router was down governs the first request it handles. After
 that, a halt takes effect before the next request fetched after it arrives.
 
+Each order request is aged by its record's timestamp (`request_enqueued`: CreateTime or
+LogAppendTime, whichever the topic keeps); one older than `[router] max_request_age_ms` when it
+is reached is answered `expired` and never executed (`router.request_age`). The group starts a
+partition it has no committed offset for at the earliest offset, so a new group (or one whose
+offsets the broker expired) reads the topic's whole retention: every old request there is
+answered, `expired`, rather than skipped unanswered or executed.
+
 Order requests are fetched with a short `fetch_max_wait_ms`
 (`daemon.kafka.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
 its whole wait (Tansu does) would otherwise add ~100 ms to every request.
@@ -45,16 +52,17 @@ from daemon.kafka import (
     record_consumer_lag,
     start_unless_stopped,
 )
-from daemon.metrics import ROUTER_COMMIT_FAILURES
+from daemon.metrics import ORDER_REQUESTS_UNTIMED, ROUTER_COMMIT_FAILURES
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
 from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
+from router.request_age import Enqueued
 from router.risk import KillSwitch
 from router.smart import SmartRouter
 
-__all__ = ["RouterService", "dlq_entry"]
+__all__ = ["RouterService", "dlq_entry", "request_enqueued"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +71,22 @@ _POLL_MS = 100
 # on Tansu): their idle followers fetch 10 times a second rather than 50.
 _SETTINGS_FETCH_MAX_WAIT_MS = 100
 _RETRY_DELAY_S = 1.0
+_LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it (0: CreateTime, the producer)
+
+
+def request_enqueued(record: ConsumerRecord[bytes, bytes]) -> Enqueued | None:
+    """Return when `record` entered the topic, by its timestamp; None (logged, counted) if it has none."""
+    if record.timestamp is None or record.timestamp < 0:
+        ORDER_REQUESTS_UNTIMED.inc()
+        log.warning(
+            "order_request_untimed",
+            partition=record.partition,
+            offset=record.offset,
+            timestamp=record.timestamp,
+        )
+        return None
+    kind = "log_append_time" if record.timestamp_type == _LOG_APPEND_TIME else "create_time"
+    return Enqueued(record.timestamp * 1_000_000, kind)
 
 
 def dlq_entry(record: ConsumerRecord[bytes, bytes], error: str, reject_code: str | None) -> bytes:
@@ -184,7 +208,9 @@ class RouterService:
     ) -> None:
         outgoing: list[tuple[str, bytes | None, bytes]] = []
         for record in records:
-            handled = await self.router.handle(record.value or b"", received_ns=time.time_ns())
+            handled = await self.router.handle(
+                record.value or b"", received_ns=time.time_ns(), enqueued=request_enqueued(record)
+            )
             if handled.result is not None and handled.request_id is not None:
                 outgoing.append((self.results_topic, handled.request_id.encode(), handled.result))
             if handled.invalid is not None:

@@ -157,6 +157,7 @@ def build_router(
         fees,
         residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
         opportunities=opportunities,
+        max_request_age_ms=cfg.router.max_request_age_ms,
     )
     symbols = {venue: vc.symbols for venue, vc in venues.items()}
     return RouterParts(router, ledger, preferences, kill_switch, live, symbols)

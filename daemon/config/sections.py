@@ -65,6 +65,8 @@ class RouterConfig:
     residual_policy: str = "unwind"  # "unwind" | "report": what to do with an arbitrage's unhedged quantity
     session_timeout_ms: int = 10_000
     max_batch: int = 100
+    max_request_age_ms: int = 30_000  # older requests (by their Kafka record time) are answered "expired"
+    reconcile_interval_ms: int = 300_000  # live: how often venues' open orders are checked against the ledger
 
 
 def read_daemon(t: Table) -> DaemonConfig:
@@ -119,6 +121,10 @@ def read_router(t: Table) -> RouterConfig:
             "session_timeout_ms", d.session_timeout_ms, minimum=1000, maximum=300_000
         ),
         max_batch=t.integer("max_batch", d.max_batch, minimum=1, maximum=10_000),
+        max_request_age_ms=t.integer("max_request_age_ms", d.max_request_age_ms, minimum=1),
+        reconcile_interval_ms=t.integer(
+            "reconcile_interval_ms", d.reconcile_interval_ms, minimum=1000, maximum=86_400_000
+        ),
     )
     t.finish()
     return cfg
