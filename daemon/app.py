@@ -117,6 +117,7 @@ class Daemon:
                 self.router.kill_switch,
                 self.publisher,
                 opportunities=followed,
+                open_orders=self.router.open_orders,
             )
         self.http: HttpServer | None = None
         self.started = asyncio.Event()
@@ -347,7 +348,14 @@ class Daemon:
             },
             "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
             "halted": self.router.kill_switch.halted if self.router else None,
+            # Live: each venue's open orders the ledger does not know (None in paper mode: none to check).
+            "unknown_venue_orders": self._unknown_venue_orders(),
         }
+
+    def _unknown_venue_orders(self) -> dict[str, object] | None:
+        if self.router is None or self.router.open_orders is None:
+            return None
+        return self.router.open_orders.status()
 
 
 def _check_quote_depths(cfg: Config) -> None:

@@ -56,6 +56,7 @@ from daemon.metrics import ORDER_REQUESTS_UNTIMED, ROUTER_COMMIT_FAILURES
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
+from router.open_orders import OpenOrderCheck
 from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
 from router.request_age import Enqueued
@@ -124,8 +125,12 @@ class RouterService:
         publisher: Publisher,
         *,
         opportunities: FollowedOpportunities | None = None,
+        open_orders: OpenOrderCheck | None = None,
     ) -> None:
         self.cfg = cfg
+        self.open_orders = (
+            open_orders  # live: checked once before readiness, then every reconcile_interval_ms
+        )
         self.opportunities = opportunities  # followed from the topic when no detector runs in this process
         self.router = router
         self.preferences = preferences
@@ -141,6 +146,8 @@ class RouterService:
         try:
             for result in await self.router.recover():
                 await self._send_all([(self.results_topic, _request_key(result), result)])
+            if self.open_orders is not None:  # after recovery: the legs it settled are no longer in flight
+                await self.open_orders.check()
             self.reconciled.set()
             HALTED.set(1 if self.kill_switch.halted else 0)
             log.info("router_ready", halted=self.kill_switch.halted)
@@ -149,6 +156,9 @@ class RouterService:
                 for follower in followers:
                     tg.create_task(follower.run(stop), name=follower.topic)
                 tg.create_task(self._serve_orders(stop, followers), name="orders")
+                if self.open_orders is not None:
+                    interval_s = self.cfg.router.reconcile_interval_ms / 1000
+                    tg.create_task(self.open_orders.run(stop, interval_s), name="open-orders")
         finally:
             log.info("router_stopped")
 

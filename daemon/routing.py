@@ -7,7 +7,8 @@ through its own signed client (`connectors.registry.TRADING`, Binance's
 `BinanceTrading`), and refuses to start if one lacks its credentials. A venue
 with `trade = false` is market data only: the router never routes there, in
 either mode. At connect, each live venue's actual taker fee (its fee-tier
-endpoint) replaces the configured one, which stays the fallback.
+endpoint) replaces the configured one, which stays the fallback. Live, the venues' open orders
+are checked against the ledger (`router.open_orders`); paper mode has none to check.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
 from router.ledger import Ledger
 from router.live import LiveExecutor
+from router.open_orders import OpenOrderCheck
 from router.opportunities import OpenOpportunities
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
@@ -47,6 +49,7 @@ class RouterParts:
     kill_switch: KillSwitch
     live: LiveExecutor | None = None  # the live executor, whose venue connections need start/close
     symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by tradable venue
+    open_orders: OpenOrderCheck | None = None  # live: venues' open orders against the ledger; paper: none
 
     async def connect(self) -> None:
         """Connect the live venues (clock, rules, the account's taker fees) before reconciling."""
@@ -160,4 +163,5 @@ def build_router(
         max_request_age_ms=cfg.router.max_request_age_ms,
     )
     symbols = {venue: vc.symbols for venue, vc in venues.items()}
-    return RouterParts(router, ledger, preferences, kill_switch, live, symbols)
+    open_orders = None if live is None else OpenOrderCheck(live.connectors, ledger)
+    return RouterParts(router, ledger, preferences, kill_switch, live, symbols, open_orders)

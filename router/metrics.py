@@ -72,6 +72,17 @@ def observe_freshness(cache: PriceCache, symbols_by_venue: Mapping[str, Iterable
     return stale_by_venue
 
 
+UNKNOWN_VENUE_ORDERS = Gauge(
+    "smartroute_unknown_venue_orders",
+    "Orders open at a live venue that the ledger does not know as a leg in flight (placed by hand, by "
+    "another system, or settled in the ledger yet still open), at the latest check; never cancelled.",
+    ["venue"],
+)
+OPEN_ORDER_CHECK_FAILURES = Counter(
+    "smartroute_open_orders_check_failures_total",
+    "Checks of a live venue's open orders against the ledger that failed (the venue could not list them).",
+    ["venue"],
+)
 HALTED = Gauge("smartroute_halted", "1 while the kill switch stops new executions, else 0.")
 ORDER_STATUSES = ("filled", "partially_filled", "rejected", "failed", "replayed")
 
@@ -82,6 +93,8 @@ def init_router_metrics(venues: Iterable[str]) -> None:
         ORDER_REQUESTS.labels(status=status, reject_code="")
     for venue in venues:
         ORDER_LEG_SECONDS.labels(venue=venue)
+        UNKNOWN_VENUE_ORDERS.labels(venue=venue)
+        OPEN_ORDER_CHECK_FAILURES.labels(venue=venue)
 
 
 def init_detector_metrics() -> None:

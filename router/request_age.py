@@ -50,7 +50,9 @@ def expired_message(enqueued: Enqueued | None, now_ns: int, max_age_ns: int | No
     age_ns = enqueued.age_ns(now_ns)
     if age_ns <= max_age_ns:
         return None
-    which = "CreateTime (producer clock)" if enqueued.kind == "create_time" else "LogAppendTime (broker clock)"
+    which = (
+        "CreateTime (producer clock)" if enqueued.kind == "create_time" else "LogAppendTime (broker clock)"
+    )
     return (
         f"the request is {age_ns // 1_000_000} ms old (its Kafka record's {which} is {enqueued.at_ns} ns), "
         f"over max_request_age_ms {max_age_ns // 1_000_000}; nothing was executed"
