@@ -86,8 +86,9 @@ def request_enqueued(record: ConsumerRecord[bytes, bytes]) -> Enqueued | None:
             timestamp=record.timestamp,
         )
         return None
-    kind = "log_append_time" if record.timestamp_type == _LOG_APPEND_TIME else "create_time"
-    return Enqueued(record.timestamp * 1_000_000, kind)
+    if record.timestamp_type == _LOG_APPEND_TIME:
+        return Enqueued(record.timestamp * 1_000_000, "log_append_time")
+    return Enqueued(record.timestamp * 1_000_000, "create_time")
 
 
 def dlq_entry(record: ConsumerRecord[bytes, bytes], error: str, reject_code: str | None) -> bytes:
