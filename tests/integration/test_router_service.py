@@ -29,6 +29,7 @@ from daemon import router_service
 from daemon.app import Daemon
 from daemon.client import control_message, send
 from daemon.config import Config, load_config
+from router.request_age import Enqueued
 from router.smart import Handled
 
 pytestmark = pytest.mark.integration
@@ -372,9 +373,11 @@ def slow_to_apply(method: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[Dae
                 joined.set()
             return started
 
-        async def handle_and_tell(raw: bytes, *, received_ns: int | None = None) -> Handled:
+        async def handle_and_tell(
+            raw: bytes, *, received_ns: int | None = None, enqueued: Enqueued | None = None
+        ) -> Handled:
             handled.set()
-            return await handle(raw, received_ns=received_ns)
+            return await handle(raw, received_ns=received_ns, enqueued=enqueued)
 
         async def apply_late(record: Record) -> None:
             async with asyncio.timeout(30):
