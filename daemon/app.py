@@ -125,6 +125,7 @@ class Daemon:
                 self.publisher,
                 guard=self.router.guard,
                 opportunities=followed,
+                open_orders=self.router.open_orders,
             )
         self.http: HttpServer | None = None
         self.started = asyncio.Event()
@@ -370,6 +371,8 @@ class Daemon:
             "halted": self.router.kill_switch.halted if self.router else None,
             "risk": self._risk_status(),
             "balances": self._balances_status(),
+            # Live: each venue's open orders the ledger does not know (None in paper mode: none to check).
+            "unknown_venue_orders": self._unknown_venue_orders(),
         }
 
     def _risk_status(self) -> dict[str, Any] | None:
@@ -393,6 +396,11 @@ class Daemon:
         if self.router.balance_sync is not None:
             status |= self.router.balance_sync.as_status()
         return status
+
+    def _unknown_venue_orders(self) -> dict[str, object] | None:
+        if self.router is None or self.router.open_orders is None:
+            return None
+        return self.router.open_orders.status()
 
 
 def _check_quote_depths(cfg: Config) -> None:

@@ -56,6 +56,12 @@ UNAUTHENTICATED_SETTINGS = Counter(
     ["topic"],
 )
 
+ORDER_REQUESTS_UNTIMED = Counter(
+    "smartroute_order_requests_untimed_total",
+    "Order-request records without a usable Kafka timestamp (-1, or a message-format v0 topic): their age "
+    "is unknown, so max_request_age_ms cannot apply; only their deadline_ns bounds them.",
+)
+
 
 class _ClientErrorCounter(logging.Handler):
     """Count aiokafka's warnings and errors: each is a fault the client rode through (or reports)."""

@@ -17,6 +17,13 @@ to the end offsets they had when the service started: a halt or a preference
 written while the router was down governs the first request it handles. After
 that, a halt takes effect before the next request fetched after it arrives.
 
+Each order request is aged by its record's timestamp (`request_enqueued`: CreateTime or
+LogAppendTime, whichever the topic keeps); one older than `[router] max_request_age_ms` when it
+is reached is answered `expired` and never executed (`router.request_age`). The group starts a
+partition it has no committed offset for at the earliest offset, so a new group (or one whose
+offsets the broker expired) reads the topic's whole retention: every old request there is
+answered, `expired`, rather than skipped unanswered or executed.
+
 Order requests are fetched with a short `fetch_max_wait_ms`
 (`daemon.kafka.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
 its whole wait (Tansu does) would otherwise add ~100 ms to every request.
@@ -45,18 +52,20 @@ from daemon.kafka import (
     record_consumer_lag,
     start_unless_stopped,
 )
-from daemon.metrics import ROUTER_COMMIT_FAILURES, UNAUTHENTICATED_SETTINGS
+from daemon.metrics import ORDER_REQUESTS_UNTIMED, ROUTER_COMMIT_FAILURES, UNAUTHENTICATED_SETTINGS
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
 from router.metrics import HALTED
+from router.open_orders import OpenOrderCheck
 from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
+from router.request_age import Enqueued
 from router.risk import KillSwitch
 from router.signatures import Unauthenticated
 from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter
 
-__all__ = ["RouterService", "dlq_entry"]
+__all__ = ["RouterService", "dlq_entry", "request_enqueued"]
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +74,23 @@ _POLL_MS = 100
 # on Tansu): their idle followers fetch 10 times a second rather than 50.
 _SETTINGS_FETCH_MAX_WAIT_MS = 100
 _RETRY_DELAY_S = 1.0
+_LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it (0: CreateTime, the producer)
+
+
+def request_enqueued(record: ConsumerRecord[bytes, bytes]) -> Enqueued | None:
+    """Return when `record` entered the topic, by its timestamp; None (logged, counted) if it has none."""
+    if record.timestamp is None or record.timestamp < 0:
+        ORDER_REQUESTS_UNTIMED.inc()
+        log.warning(
+            "order_request_untimed",
+            partition=record.partition,
+            offset=record.offset,
+            timestamp=record.timestamp,
+        )
+        return None
+    if record.timestamp_type == _LOG_APPEND_TIME:
+        return Enqueued(record.timestamp * 1_000_000, "log_append_time")
+    return Enqueued(record.timestamp * 1_000_000, "create_time")
 
 
 def dlq_entry(record: ConsumerRecord[bytes, bytes], error: str, reject_code: str | None) -> bytes:
@@ -107,8 +133,12 @@ class RouterService:
         *,
         guard: SettingsGuard,
         opportunities: FollowedOpportunities | None = None,
+        open_orders: OpenOrderCheck | None = None,
     ) -> None:
         self.cfg = cfg
+        self.open_orders = (
+            open_orders  # live: checked once before readiness, then every reconcile_interval_ms
+        )
         self.opportunities = opportunities  # followed from the topic when no detector runs in this process
         self.router = router
         self.preferences = preferences
@@ -126,6 +156,8 @@ class RouterService:
         try:
             for result in await self.router.recover():
                 await self._send_all([(self.results_topic, _request_key(result), result)])
+            if self.open_orders is not None:  # after recovery: the legs it settled are no longer in flight
+                await self.open_orders.check()
             self.reconciled.set()
             HALTED.set(1 if self.kill_switch.halted else 0)
             log.info("router_ready", halted=self.kill_switch.halted)
@@ -134,6 +166,9 @@ class RouterService:
                 for follower in followers:
                     tg.create_task(follower.run(stop), name=follower.topic)
                 tg.create_task(self._serve_orders(stop, followers), name="orders")
+                if self.open_orders is not None:
+                    interval_s = self.cfg.router.reconcile_interval_ms / 1000
+                    tg.create_task(self.open_orders.run(stop, interval_s), name="open-orders")
         finally:
             log.info("router_stopped")
 
@@ -195,7 +230,10 @@ class RouterService:
         outgoing: list[tuple[str, bytes | None, bytes]] = []
         for record in records:
             handled = await self.router.handle(
-                record.value or b"", received_ns=time.time_ns(), headers=record.headers
+                record.value or b"",
+                received_ns=time.time_ns(),
+                headers=record.headers,
+                enqueued=request_enqueued(record),
             )
             if handled.result is not None and handled.request_id is not None:
                 outgoing.append((self.results_topic, handled.request_id.encode(), handled.result))

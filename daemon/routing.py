@@ -14,6 +14,9 @@ connect, before the router reconciles and the daemon reports ready, then after
 fills and every `[router] balance_refresh_ms` (`router.balance_sync`). Paper
 accounts start from `[paper.balances.<venue>]` and move with every paper fill;
 without that table paper has no funding check (`daemon.config.paper` says why).
+
+Live, the venues' open orders are checked against the ledger (`router.open_orders`); paper mode
+has none to check.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from router.funding import symbol_assets
 from router.ledger import Ledger
 from router.live import LiveExecutor
 from router.loss import LossGuard
+from router.open_orders import OpenOrderCheck
 from router.opportunities import OpenOpportunities
 from router.positions import PositionBook, fresh_mids
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
@@ -70,6 +74,7 @@ class RouterParts:
     symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # by tradable venue
     loss: LossGuard | None = None  # the daily loss limit over the router's positions
     balance_sync: BalanceSync | None = None  # live: reads the venues' balances into the router's book
+    open_orders: OpenOrderCheck | None = None  # live: venues' open orders against the ledger; paper: none
 
     async def connect(self) -> None:
         """Connect the live venues (clock, rules, the account's taker fees, balances) before reconciling."""
@@ -244,6 +249,7 @@ def build_router(
         opportunities=opportunities,
         access=access_policy(cfg),
         balances=balances,
+        max_request_age_ms=cfg.router.max_request_age_ms,
     )
     if balance_sync is not None:
         router.watch_fills(balance_sync.fill_seen)
@@ -265,4 +271,16 @@ def build_router(
             detail="[security] require_signatures = false: anyone who can write to the orders, preferences "
             "or control topic can trade, change preferences, halt or resume",
         )
-    return RouterParts(router, ledger, preferences, kill_switch, guard, live, symbols, loss, balance_sync)
+    open_orders = None if live is None else OpenOrderCheck(live.connectors, ledger)
+    return RouterParts(
+        router,
+        ledger,
+        preferences,
+        kill_switch,
+        guard,
+        live=live,
+        symbols=symbols,
+        loss=loss,
+        balance_sync=balance_sync,
+        open_orders=open_orders,
+    )

@@ -346,6 +346,11 @@ class Ledger:
         """Return the legs recorded for `request_id`, in leg order."""
         return self._legs("legs", "request_id = ?", (request_id,))
 
+    def leg_by_client_order_id(self, client_order_id: str) -> LegIntent | None:
+        """Return the leg sent under `client_order_id` (unique and indexed), or None: not one of ours."""
+        found = self._legs("leg_by_client_order_id", "client_order_id = ?", (client_order_id,))
+        return found[0] if found else None
+
     def unsettled_legs(self) -> list[LegIntent]:
         """Return every leg not yet settled — what startup reconciliation asks the venues about."""
         return self._legs("unsettled_legs", "state <> 'settled'", ())

@@ -86,6 +86,17 @@ BALANCE_READS = Counter(
 )
 BALANCE_READ_OUTCOMES = ("read", "failed", "skipped")
 
+UNKNOWN_VENUE_ORDERS = Gauge(
+    "smartroute_unknown_venue_orders",
+    "Orders open at a live venue that the ledger does not know as a leg in flight (placed by hand, by "
+    "another system, or settled in the ledger yet still open), at the latest check; never cancelled.",
+    ["venue"],
+)
+OPEN_ORDER_CHECK_FAILURES = Counter(
+    "smartroute_open_orders_check_failures_total",
+    "Checks of a live venue's open orders against the ledger that failed (the venue could not list them).",
+    ["venue"],
+)
 HALTED = Gauge("smartroute_halted", "1 while the kill switch stops new executions, else 0.")
 LOSS_HALTS = Counter(
     "smartroute_loss_halts",
@@ -100,6 +111,8 @@ def init_router_metrics(venues: Iterable[str]) -> None:
         ORDER_REQUESTS.labels(status=status, reject_code="")
     for venue in venues:
         ORDER_LEG_SECONDS.labels(venue=venue)
+        UNKNOWN_VENUE_ORDERS.labels(venue=venue)
+        OPEN_ORDER_CHECK_FAILURES.labels(venue=venue)
 
 
 def init_detector_metrics() -> None:

@@ -56,6 +56,7 @@ from router.orders import order_result, plan_order
 from router.preferences import PreferenceStore, UserPreferences
 from router.recovery import recover_request, result_from_message
 from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules
+from router.request_age import EXPIRED, Enqueued, expired_message
 from router.results import ExecutionResult
 from router.risk import KillSwitch, RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView
@@ -106,6 +107,7 @@ class SmartRouter:
         opportunities: OpenOpportunities | None = None,
         access: AccessPolicy | None = None,
         balances: BalanceBook | None = None,
+        max_request_age_ms: int | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         """Route over `cache` through `executor`; `balances` funds each leg (None: no venue is tracked)."""
@@ -123,6 +125,8 @@ class SmartRouter:
         self._residual_policy = residual_policy
         self._opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
         self._access = access or AccessPolicy()
+        # An enqueued request older than this is answered "expired" (router.request_age); None: no bound.
+        self._max_request_age_ns = None if max_request_age_ms is None else max_request_age_ms * 1_000_000
         self._clock_ns = clock_ns
 
     @property
@@ -204,10 +208,19 @@ class SmartRouter:
 
     # ----- the message path ------------------------------------------------------------------
 
-    async def handle(self, raw: bytes, *, received_ns: int | None = None, headers: Headers = ()) -> Handled:
+    async def handle(
+        self,
+        raw: bytes,
+        *,
+        received_ns: int | None = None,
+        headers: Headers = (),
+        enqueued: Enqueued | None = None,
+    ) -> Handled:
         """Answer one order-request message exactly once; never raises for bad input.
 
         `headers` are the Kafka record's: they carry the signature when signatures are required.
+        `enqueued` is when the message entered its transport (its Kafka record's time): a new
+        request older than `max_request_age_ms` by then is answered `expired`, never executed.
         """
         now = self._clock_ns() if received_ns is None else received_ns
         try:
@@ -225,7 +238,11 @@ class SmartRouter:
             # Only a crash leaves a claim open; settle it from the ledger, never by sending again.
             recovered = await self._recover_one(request.request_id, raw)
             return Handled(request.request_id, recovered, executed=False, replayed=True, invalid=None)
-        result = await self._execute(request, now)
+        if stale := expired_message(enqueued, now, self._max_request_age_ns):
+            log.warning("order_request_expired", request_id=request.request_id, reason=stale)
+            result = self._reject(request, EXPIRED, stale, now)
+        else:
+            result = await self._execute(request, now)
         encoded = result.encode()
         self._ledger.complete(request.request_id, encoded, now_ns=self._clock_ns())
         ORDER_REQUESTS.labels(status=result.status, reject_code=result.reject_code or "").inc()

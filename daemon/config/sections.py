@@ -79,6 +79,8 @@ class RouterConfig:
     balance_refresh_ms: int = 60_000  # live: how often every venue's balances are read and compared
     # live: a venue balance differing from the expected one by more than this (bps of the larger) is a drift
     balance_tolerance_bps: Decimal = Decimal(10)
+    max_request_age_ms: int = 30_000  # older requests (by their Kafka record time) are answered "expired"
+    reconcile_interval_ms: int = 300_000  # live: how often venues' open orders are checked against the ledger
 
 
 def read_daemon(t: Table) -> DaemonConfig:
@@ -169,6 +171,10 @@ def read_router(t: Table) -> RouterConfig:
         balance_refresh_ms=t.integer("balance_refresh_ms", d.balance_refresh_ms, minimum=1000),
         balance_tolerance_bps=t.decimal(
             "balance_tolerance_bps", d.balance_tolerance_bps, minimum=_ZERO, strict=False
+        ),
+        max_request_age_ms=t.integer("max_request_age_ms", d.max_request_age_ms, minimum=1),
+        reconcile_interval_ms=t.integer(
+            "reconcile_interval_ms", d.reconcile_interval_ms, minimum=1000, maximum=86_400_000
         ),
     )
     if cfg.balance_tolerance_bps > 10_000:

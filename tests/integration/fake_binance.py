@@ -239,6 +239,13 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
     def set_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
         self.books[symbol] = parse_book(bids, asks)
 
+    def rest_order(self, symbol: str, side: str, price: str, qty: str, client_id: str) -> Order:
+        """Put an open GTC limit order on the account as if placed elsewhere (by hand, another system)."""
+        order = Order(len(self.orders) + 1, client_id, symbol, side, "LIMIT", "GTC", Decimal(price),
+                      Decimal(qty), time_ms=self.server_ms())  # fmt: skip
+        self.orders.append(order)
+        return order
+
     def server_ms(self) -> int:
         return int(time.time() * 1000) + self.skew_ms
 

@@ -217,6 +217,13 @@ class FakeCoinbase(FakeServer, FaultsAndLog[Fault, Seen]):
     def set_book(self, product: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
         self.books[product] = parse_book(bids, asks)
 
+    def rest_order(self, product: str, side: str, price: str, size: str, client_id: str) -> Order:
+        """Put an open limit order on the account as if placed elsewhere (by hand, another system)."""
+        order = Order(str(uuid.uuid4()), client_id, product, side, D(size), D(price),
+                      int(self.server_s() * 1000), status="OPEN")  # fmt: skip
+        self.orders.append(order)
+        return order
+
     def server_s(self) -> float:
         return time.time() + self.skew_s
 

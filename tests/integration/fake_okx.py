@@ -247,6 +247,13 @@ class FakeOkx(FakeServer, FaultsAndLog[Fault, Seen]):
     def set_book(self, inst_id: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
         self.books[inst_id] = parse_book(bids, asks)
 
+    def rest_order(self, inst_id: str, side: str, px: str, sz: str, cl_ord_id: str) -> Order:
+        """Put a live limit order on the account as if placed elsewhere (by hand, another system)."""
+        self._next_id += 1
+        order = Order(str(self._next_id), cl_ord_id, inst_id, side, "limit", D(px), D(sz), self.server_ms())
+        self.orders.append(order)
+        return order
+
     def server_ms(self) -> int:
         return int(time.time() * 1000) + self.skew_ms
 

@@ -51,6 +51,8 @@ ALERTS = {
     "SmartrouteBalanceDrift",
     "SmartrouteOrderRejects",
     "SmartrouteOrderFailures",
+    "SmartrouteUnknownVenueOrders",
+    "SmartrouteOpenOrdersUnchecked",
 }
 
 
@@ -335,6 +337,45 @@ ALERT_CASES: list[dict[str, Any]] = [
                        "See smartroute_order_requests_total by reject_code: stale prices, risk limits "
                        "or bad requests.",
                        instance="a", severity="warning"),
+            ),
+        ],
+    },
+    {  # a: a hand-placed order on okx from 2 min to 5 min; binance stays clean
+        "interval": "1m",
+        "input_series": [
+            series("smartroute_unknown_venue_orders", "0 0 1 1 1 0 0", instance="a", venue="okx"),
+            series("smartroute_unknown_venue_orders", "0x6", instance="a", venue="binance"),
+        ],
+        "alert_rule_test": [
+            silent("SmartrouteUnknownVenueOrders", "1m"),
+            fired(
+                "SmartrouteUnknownVenueOrders",
+                "3m",
+                expect("1 open order(s) at okx that smartroute on a did not place",
+                       "The venue lists open orders the router's ledger does not know (log event "
+                       "unknown_venue_order, /status unknown_venue_orders). They hold funds and may "
+                       "fill; smartroute never cancels them: check who placed them.",
+                       instance="a", venue="okx", severity="warning"),
+            ),
+            silent("SmartrouteUnknownVenueOrders", "6m"),
+        ],
+    },
+    {  # kraken's open orders cannot be listed: a failed check every 5 minutes from the start
+        "interval": "5m",
+        "input_series": [
+            series("smartroute_open_orders_check_failures_total", "0+1x8", instance="a", venue="kraken"),
+            series("smartroute_open_orders_check_failures_total", "0x8", instance="a", venue="okx"),
+        ],
+        "alert_rule_test": [
+            silent("SmartrouteOpenOrdersUnchecked", "5m"),
+            fired(
+                "SmartrouteOpenOrdersUnchecked",
+                "30m",
+                expect("smartroute on a cannot list the open orders of kraken",
+                       "Three or more checks of the venue's open orders against the ledger failed in 30 "
+                       "minutes (log event open_orders_unavailable): orders placed behind its back would "
+                       "go unseen.",
+                       instance="a", venue="kraken", severity="warning"),
             ),
         ],
     },

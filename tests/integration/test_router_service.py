@@ -29,6 +29,7 @@ from daemon import router_service
 from daemon.app import Daemon
 from daemon.client import control_message, send
 from daemon.config import Config, load_config
+from router.request_age import Enqueued
 from router.signatures import Headers
 from router.smart import Handled
 
@@ -374,10 +375,14 @@ def slow_to_apply(method: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[Dae
             return started
 
         async def handle_and_tell(
-            raw: bytes, *, received_ns: int | None = None, headers: Headers = ()
+            raw: bytes,
+            *,
+            received_ns: int | None = None,
+            headers: Headers = (),
+            enqueued: Enqueued | None = None,
         ) -> Handled:
             handled.set()
-            return await handle(raw, received_ns=received_ns, headers=headers)
+            return await handle(raw, received_ns=received_ns, headers=headers, enqueued=enqueued)
 
         async def apply_late(record: Record) -> None:
             async with asyncio.timeout(30):

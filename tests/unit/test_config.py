@@ -90,6 +90,7 @@ def test_no_file_and_no_environment_gives_the_documented_defaults() -> None:
     assert cfg.detector.max_notional == Decimal(10_000)
     assert cfg.detector.update_min_change_bps == Decimal(1)
     assert cfg.detector.sweep_interval_ms == 100
+    assert (cfg.router.max_request_age_ms, cfg.router.reconcile_interval_ms) == (30_000, 300_000)
     assert cfg.users == {}
     assert cfg.topic("opportunities") == "smartroute.opportunities"
 
@@ -234,6 +235,9 @@ INVALID = [
     ("[risk]\nmax_position = 3", "risk.max_position: must be a table, got 3"),
     ('[router]\nresidual_policy = "hope"', "router.residual_policy"),
     ('[router]\ngroup_id = ""', "router.group_id"),
+    ("[router]\nmax_request_age_ms = 0", "router.max_request_age_ms: must be a positive integer, got 0"),
+    ("[router]\nmax_request_age_ms = -30000", "router.max_request_age_ms: must be a positive integer"),
+    ("[router]\nreconcile_interval_ms = 0", "router.reconcile_interval_ms: must be an integer from 1000"),
     ("[kafka]\nbootstrap_servers = 9092", "kafka.bootstrap_servers: must be a string or a list of strings"),
     ('[kafka]\nbootstrap_servers = "localhost"', 'kafka.bootstrap_servers: each server must be "host:port"'),
     (
