@@ -19,12 +19,14 @@ The package has one module per kind of record, over one connection:
     file.py      LedgerFile: open, migrate, transactions, flags, stats, close
     requests.py  RequestRecords: claim, complete, in_flight, prune_done
     legs.py      LegRecords: leg intents, their states, venue acknowledgements
+    residuals.py ResidualRecords: an arbitrage's unhedged quantity, tracked until flat
 """
 
 from __future__ import annotations
 
 from router.ledger.legs import LegIntent, LegRecords, LegState
 from router.ledger.requests import Claim, ClaimStatus, RequestRecords
+from router.ledger.residuals import ResidualRecord, ResidualRecords, ResidualState
 from router.ledger.schema import APPLICATION_ID as _APPLICATION_ID
 from router.ledger.schema import FILE_NAME
 from router.ledger.schema import MIGRATIONS as _MIGRATIONS
@@ -38,8 +40,10 @@ __all__ = [
     "Ledger",
     "LegIntent",
     "LegState",
+    "ResidualRecord",
+    "ResidualState",
 ]
 
 
-class Ledger(RequestRecords, LegRecords):
+class Ledger(RequestRecords, LegRecords, ResidualRecords):
     """Record each request before and after execution so it never executes twice."""

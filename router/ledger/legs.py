@@ -44,7 +44,7 @@ class LegRecords(LedgerFile):
         A leg whose (request_id, leg) is known with different fields, a client order id used by
         another leg, or a new leg for a request that is not executing raises LedgerError.
         """
-        action, problem = "record_leg_intent", _intent_problem(intent)
+        action, problem = "record_leg_intent", intent_problem(intent)
         if problem is not None:
             raise self._fail(action, problem)
         leg_name = f"leg {intent.leg} of {intent.request_id!r}"
@@ -135,7 +135,7 @@ class LegRecords(LedgerFile):
             raise self._fail(action, exc) from exc
 
 
-def _intent_problem(intent: LegIntent) -> str | None:
+def intent_problem(intent: LegIntent) -> str | None:
     """Say what is wrong with a new leg intent, or None if it may be recorded."""
     if intent.state != "intent" or intent.outcome is not None:
         return "a new leg must have state 'intent' and no outcome"

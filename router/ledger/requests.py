@@ -89,7 +89,8 @@ class RequestRecords(LedgerFile):
     def prune_done(self, older_than_ns: int) -> int:
         """Delete requests completed before `older_than_ns` (with their legs); return how many.
 
-        Executing requests and requests with an unsettled leg are always kept. A pruned
+        Executing requests, requests with an unsettled leg and requests with an open residual are
+        always kept. A pruned
         request_id is forgotten: choose the bound well beyond the time a request can still be
         redelivered or re-sent (the orders topic's retention).
         """
@@ -97,7 +98,8 @@ class RequestRecords(LedgerFile):
             deleted = conn.execute(
                 "DELETE FROM requests WHERE state = 'done' AND completed_ns < ? AND NOT EXISTS"
                 " (SELECT 1 FROM legs WHERE legs.request_id = requests.request_id"
-                " AND legs.state <> 'settled')",
+                " AND legs.state <> 'settled') AND NOT EXISTS (SELECT 1 FROM residuals"
+                " WHERE residuals.request_id = requests.request_id AND residuals.state = 'open')",
                 (older_than_ns,),
             ).rowcount
         log.info("ledger_pruned", path=str(self.path), deleted=deleted, older_than_ns=older_than_ns)

@@ -53,4 +53,21 @@ MIGRATIONS: tuple[str, ...] = (
         FOREIGN KEY (request_id, leg) REFERENCES legs (request_id, leg) ON DELETE CASCADE
     );
     """,
+    # 2 → 3: the unhedged quantity an arbitrage's legs left (its residual) is a tracked position,
+    # recorded before it is worked and kept until flat — or abandoned, which halts trading.
+    """
+    CREATE TABLE residuals (
+        request_id  TEXT PRIMARY KEY REFERENCES requests (request_id) ON DELETE CASCADE,
+        venue       TEXT NOT NULL CHECK (length(venue) > 0),
+        symbol      TEXT NOT NULL CHECK (length(symbol) > 0),
+        side        TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        quantity    TEXT NOT NULL,
+        remaining   TEXT NOT NULL,
+        started_ns  INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL CHECK (attempts >= 0),
+        state       TEXT NOT NULL CHECK (state IN ('open', 'flat', 'abandoned', 'left')),
+        updated_ns  INTEGER NOT NULL
+    );
+    CREATE INDEX residuals_open ON residuals (started_ns) WHERE state = 'open';
+    """,
 )
