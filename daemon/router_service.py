@@ -17,6 +17,10 @@ to the end offsets they had when the service started: a halt or a preference
 written while the router was down governs the first request it handles. After
 that, a halt takes effect before the next request fetched after it arrives.
 
+Arbitrage residuals (unhedged quantities) are worked in the background until
+flat, from the ledger, so one left by a previous run is resumed
+(`SmartRouter.work_residuals`).
+
 Order requests are fetched with a short `fetch_max_wait_ms`
 (`daemon.kafka.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
 its whole wait (Tansu does) would otherwise add ~100 ms to every request.
@@ -125,6 +129,7 @@ class RouterService:
                 for follower in followers:
                     tg.create_task(follower.run(stop), name=follower.topic)
                 tg.create_task(self._serve_orders(stop, followers), name="orders")
+                tg.create_task(self.router.work_residuals(stop), name="residuals")
         finally:
             log.info("router_stopped")
 

@@ -33,6 +33,7 @@ from router.live import LiveExecutor
 from router.opportunities import OpenOpportunities
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
+from router.residuals import ResidualSettings
 from router.risk import KillSwitch, RiskGate, RiskLimits
 from router.smart import SmartRouter
 
@@ -155,7 +156,12 @@ def build_router(
             symbols=frozenset(symbol for vc in venues.values() for symbol in vc.symbols),
         ),
         fees,
-        residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
+        residuals=ResidualSettings(
+            policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
+            max_slippage_bps=cfg.router.residual_max_slippage_bps,
+            step_bps=cfg.router.residual_step_bps,
+            timeout_ms=cfg.router.residual_timeout_ms,
+        ),
         opportunities=opportunities,
     )
     symbols = {venue: vc.symbols for venue, vc in venues.items()}

@@ -143,3 +143,18 @@ def register_cache_metrics(cache: PriceCache, registry: CollectorRegistry = REGI
     collector = CacheCollector(cache)
     registry.register(collector)
     return collector
+
+
+RESIDUAL_OPEN = Gauge(
+    "smartroute_residual_open",
+    "Arbitrage residuals (unhedged quantities) the router is still working to flatten.",
+)
+RESIDUAL_ATTEMPTS = Counter(
+    "smartroute_residual_attempts_total",
+    "IOC legs sent to flatten an arbitrage's residual, by venue.",
+    ["venue"],
+)
+RESIDUAL_HALTS = Counter(
+    "smartroute_residual_halts_total",
+    "Residuals not flat within residual_timeout_ms: each one halted trading.",
+)
