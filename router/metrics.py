@@ -82,6 +82,7 @@ def init_router_metrics(venues: Iterable[str]) -> None:
         ORDER_REQUESTS.labels(status=status, reject_code="")
     for venue in venues:
         ORDER_LEG_SECONDS.labels(venue=venue)
+        RESIDUAL_ATTEMPTS.labels(venue=venue)
 
 
 def init_detector_metrics() -> None:
