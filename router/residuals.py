@@ -6,7 +6,9 @@ sell leg the desk is long the difference on the buy venue, and short it on the
 sell venue in the opposite case. Attempts run in rounds: IOC on that venue at
 its fresh top of book, the limit widened by `step_bps` each time up to
 `max_slippage_bps`, then once on the best other venue (fee-inclusive, fresh
-quote) at `max_slippage_bps`; then the next round from fresh quotes again.
+quote) at `max_slippage_bps`; then the next round from fresh quotes again. An
+attempt due on the residual's venue while it has no fresh quote goes to the
+best other venue at that attempt's allowance.
 """
 
 from __future__ import annotations
@@ -82,13 +84,14 @@ def next_attempt(
     widening = settings.widening()
     stage = residual.attempts % (len(widening) + 1)
     home = quotes.get(residual.venue)
-    venue, bps = residual.venue, settings.max_slippage_bps
-    if stage < len(widening) and home is not None:
-        bps = widening[stage]
-    elif (other := best_other_venue(residual, quotes, fees_bps)) is not None:
-        venue = other
-    elif home is None:
-        return None
+    venue = residual.venue
+    bps = widening[stage] if stage < len(widening) else settings.max_slippage_bps
+    if stage >= len(widening) or home is None:
+        other = best_other_venue(residual, quotes, fees_bps)
+        if other is not None:
+            venue = other
+        elif home is None:
+            return None
     quote = quotes[venue]
     limit = protective_limit(quote.bid if side == "sell" else quote.ask, side, bps, None)
     return OrderLeg(residual.request_id, leg, venue, residual.symbol, side, residual.remaining, limit)
@@ -156,5 +159,7 @@ def _message(residual: ResidualRecord, attempts: Sequence[LegOutcome], settings:
             f"widened up to {decimal_text(settings.max_slippage_bps)} bps, then the best other venue) and "
             f"halts trading if it is not flat {settings.timeout_ms} ms after it began"
         )
+    if residual.state == "open" and not attempts:
+        return text + "; no attempt yet (no fresh quote, or trading is halted)"
     last = attempts[-1].error if attempts else None
     return text + (f"; last attempt: {last}" if last else "")

@@ -5,8 +5,8 @@ whose quotes the test sets: binance asks 100, bybit bids 101, so the arbitrage p
 itself as the sell leg is about to execute — the buy leg settled with its fill, the sell leg
 recorded and sent in the ledger, never executed. The restarted router settles the sell leg from
 what the venue knows (paper: never filled), reports the arbitrage `failed` (nothing hedged) with
-its residual still being worked, then its background worker sells the residual back on binance
-once the feeds are fresh again; no leg executes twice.
+its residual, which it sells back (on binance, or on bybit if that feed is fresh first) — in the
+background when recovery ran before any feed was fresh again; no leg executes twice.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ async def test_sigkill_with_one_arbitrage_leg_filled_recovers_a_residual_never_f
     try:
         settled = await env.results.wait_for(lambda r: r.key == b"a1", timeout_s=30)
         # Recovery runs before the feeds are fresh again: the result says the residual is being
-        # worked, and the background worker sells it back once binance quotes.
+        # worked, and the background worker sells it back once a feed is fresh.
         await wait_until(lambda: "a1 2 " in sent_log.read_text(), timeout_s=30)
         await asyncio.sleep(0.5)  # a second attempt would follow within a pass (250 ms) if one were made
     finally:
@@ -87,14 +87,19 @@ async def test_sigkill_with_one_arbitrage_leg_filled_recovers_a_residual_never_f
     assert (result["status"], result["filled_quantity"]) == ("failed", "0"), result
     residual = result["residual"]
     assert (residual["quantity"], residual["venue"], residual["exposure"]) == ("0.5", "binance", "long")
-    assert (residual["state"], residual["remaining_quantity"]) == ("working", "0.5"), residual
     assert "nothing was sent again" in result["message"]
-    assert {(f["venue"], f["side"], f["quantity"]) for f in result["fills"]} == {("binance", "buy", "0.5")}
-    # The exchange saw each leg once: the buy, the sell that never executed, the residual's sell.
+    if residual["state"] == "working":  # recovery ran before the feeds were fresh: the usual case
+        assert residual["remaining_quantity"] == "0.5", residual
+        assert residual["message"].endswith("no attempt yet (no fresh quote, or trading is halted)")
+        assert [(f["venue"], f["side"]) for f in result["fills"]] == [("binance", "buy")]
+    else:  # a feed was fresh already: the first attempt flattened it before the result went out
+        assert (residual["state"], residual["remaining_quantity"]) == ("flat", "0"), residual
+    # The exchanges saw each leg once: the buy, the sell that never executed, the residual's sell.
     sends = [tuple(line.split()[:2]) for line in sent_log.read_text().splitlines()]
     assert sends == [("a1", "0"), ("a1", "1"), ("a1", "2")]
     with Ledger.open(Path(env.cfg.daemon.state_dir)) as ledger:
         flat = ledger.residual("a1")
         assert flat is not None and (flat.state, flat.remaining, flat.attempts) == ("flat", Decimal(0), 1)
         [attempt] = [leg for leg in ledger.legs("a1") if leg.leg == 2]
-        assert (attempt.venue, attempt.side, attempt.state) == ("binance", "sell", "settled")
+        # binance, or bybit (the best other venue) when binance's feed was not fresh yet
+        assert attempt.venue in ("binance", "bybit") and (attempt.side, attempt.state) == ("sell", "settled")

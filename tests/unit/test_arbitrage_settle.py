@@ -94,7 +94,9 @@ def test_a_short_residual_buys_at_the_ask_and_without_its_venue_quote_goes_elsew
     assert leg is not None and (leg.venue, leg.side, leg.limit_price) == ("bybit", "buy", D("101"))
     elsewhere = next_attempt(short, 2, {"okx": quote("okx", ask="101.5")}, FEES, SETTINGS)
     assert elsewhere is not None and elsewhere.venue == "okx"
-    assert elsewhere.limit_price == D("101.5") * (1 + D(25) / D(10_000))
+    assert elsewhere.limit_price == D("101.5")  # the first attempt's allowance: 0 bps
+    later = next_attempt(replace(short, attempts=2), 4, {"okx": quote("okx", ask="101.5")}, FEES, SETTINGS)
+    assert later is not None and later.limit_price == D("101.5") * (1 + D(20) / D(10_000))
     assert next_attempt(short, 2, {}, FEES, SETTINGS) is None
     assert best_other_venue(short, {"bybit": quote("bybit")}, FEES) is None
 
