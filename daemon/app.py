@@ -36,6 +36,7 @@ from daemon.routing import RouterParts, build_router
 from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
+from router.ledger import ResidualRecord
 from router.metrics import (
     CacheCollector,
     init_detector_metrics,
@@ -305,7 +306,7 @@ class Daemon:
         return verdict.as_response()
 
     def status(self) -> dict[str, Any]:
-        """Return the JSON status view: readiness, venues and their state, quotes and ages, cache, halted."""
+        """Return the JSON status view: readiness, venues, quotes and ages, cache, halt, open residuals."""
         ready, readiness = self.readiness()
         health = self._venue_health()
         now = self.cache.clock_ns()
@@ -347,7 +348,25 @@ class Daemon:
             },
             "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
             "halted": self.router.kill_switch.halted if self.router else None,
+            "halt_reason": self.router.kill_switch.reason if self.router else None,
+            "open_residuals": [_residual_status(r) for r in self.router.ledger.open_residuals()]
+            if self.router
+            else [],
         }
+
+
+def _residual_status(residual: ResidualRecord) -> dict[str, object]:
+    """Return an arbitrage residual still being worked, as /status shows it."""
+    return {
+        "request_id": residual.request_id,
+        "venue": residual.venue,
+        "symbol": residual.symbol,
+        "side": residual.side,
+        "quantity": decimal_text(residual.quantity),
+        "remaining": decimal_text(residual.remaining),
+        "attempts": residual.attempts,
+        "started_ns": residual.started_ns,
+    }
 
 
 def _check_quote_depths(cfg: Config) -> None:
