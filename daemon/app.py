@@ -38,6 +38,7 @@ from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 from router.funding import symbol_assets
+from router.ledger import ResidualRecord
 from router.loss import register_risk_metrics
 from router.metrics import (
     BALANCE_DRIFT,
@@ -327,7 +328,7 @@ class Daemon:
         return verdict.as_response()
 
     def status(self) -> dict[str, Any]:
-        """Return the JSON status view: readiness, venues and their state, quotes and ages, cache, halted."""
+        """Return the JSON status view: readiness, venues, quotes and ages, cache, halt, open residuals."""
         ready, readiness = self.readiness()
         health = self._venue_health()
         now = self.cache.clock_ns()
@@ -373,6 +374,10 @@ class Daemon:
             "balances": self._balances_status(),
             # Live: each venue's open orders the ledger does not know (None in paper mode: none to check).
             "unknown_venue_orders": self._unknown_venue_orders(),
+            "halt_reason": self.router.kill_switch.reason if self.router else None,
+            "open_residuals": [_residual_status(r) for r in self.router.ledger.open_residuals()]
+            if self.router
+            else [],
         }
 
     def _risk_status(self) -> dict[str, Any] | None:
@@ -401,6 +406,20 @@ class Daemon:
         if self.router is None or self.router.open_orders is None:
             return None
         return self.router.open_orders.status()
+
+
+def _residual_status(residual: ResidualRecord) -> dict[str, object]:
+    """Return an arbitrage residual still being worked, as /status shows it."""
+    return {
+        "request_id": residual.request_id,
+        "venue": residual.venue,
+        "symbol": residual.symbol,
+        "side": residual.side,
+        "quantity": decimal_text(residual.quantity),
+        "remaining": decimal_text(residual.remaining),
+        "attempts": residual.attempts,
+        "started_ns": residual.started_ns,
+    }
 
 
 def _check_quote_depths(cfg: Config) -> None:

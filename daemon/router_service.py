@@ -24,6 +24,10 @@ partition it has no committed offset for at the earliest offset, so a new group 
 offsets the broker expired) reads the topic's whole retention: every old request there is
 answered, `expired`, rather than skipped unanswered or executed.
 
+Arbitrage residuals (unhedged quantities) are worked in the background until
+flat, from the ledger, so one left by a previous run is resumed
+(`SmartRouter.work_residuals`).
+
 Order requests are fetched with a short `fetch_max_wait_ms`
 (`daemon.kafka.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
 its whole wait (Tansu does) would otherwise add ~100 ms to every request.
@@ -169,6 +173,7 @@ class RouterService:
                 if self.open_orders is not None:
                     interval_s = self.cfg.router.reconcile_interval_ms / 1000
                     tg.create_task(self.open_orders.run(stop, interval_s), name="open-orders")
+                tg.create_task(self.router.work_residuals(stop), name="residuals")
         finally:
             log.info("router_stopped")
 

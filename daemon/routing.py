@@ -53,6 +53,7 @@ from router.opportunities import OpenOpportunities
 from router.positions import PositionBook, fresh_mids
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
+from router.residuals import ResidualSettings
 from router.risk import KillSwitch, RiskGate, RiskLimits
 from router.signatures import KeyRing, parse_public_key
 from router.signed_settings import SettingsGuard
@@ -245,7 +246,12 @@ def build_router(
             symbols=frozenset(symbol for vc in venues.values() for symbol in vc.symbols),
         ),
         fees,
-        residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
+        residuals=ResidualSettings(
+            policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
+            max_slippage_bps=cfg.router.residual_max_slippage_bps,
+            step_bps=cfg.router.residual_step_bps,
+            timeout_ms=cfg.router.residual_timeout_ms,
+        ),
         opportunities=opportunities,
         access=access_policy(cfg),
         balances=balances,

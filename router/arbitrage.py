@@ -1,10 +1,10 @@
-"""Arbitrage requests: buy on one venue and sell on another at once, then deal with any residual.
+"""Arbitrage requests: buy on one venue and sell on another at once, and the honest result.
 
 Both legs are IOC orders sent concurrently, each with a protective limit price.
 When one leg fills more than the other, the difference is an unhedged
-position (the residual): the router either unwinds it on the venue that
-over-filled (`residual_policy = "unwind"`) or leaves it and reports it
-(`"report"`). Either way the result says exactly what is left.
+position (the residual): `router.residuals` and `router.residual_worker` record
+it and work it until flat (or report it, `residual_policy = "report"`); the
+result says exactly what is hedged, what was done and what remains.
 
 Before planning, the quantity is sized down to what both venues can fund (the
 buy venue's quote balance, the sell venue's base balance, `router.funding`),
@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Literal
 
-from connectors.types import BPS, Mode, Quote, Side, decimal_text
+from connectors.types import BPS, Mode, Side, decimal_text
 from router.errors import RouterError
-from router.execution import Fill, LegOutcome, OrderLeg, leg_limit, protective_limit
+from router.execution import Fill, LegOutcome, OrderLeg, leg_limit
 from router.funding import LegTerms, Shortfall, fund
 from router.precision import money_down, publish_price
 from router.request import ArbitrageRequest
@@ -29,9 +28,7 @@ from router.results import ExecutionResult, Status, quote_fee
 from router.risk import PlannedLeg
 from router.routing import NoRoute, RoutePlan, RouteRequest, VenueView, plan_route
 
-BUY_LEG, SELL_LEG, UNWIND_LEG = 0, 1, 2
-
-ResidualPolicy = Literal["unwind", "report"]
+BUY_LEG, SELL_LEG = 0, 1
 
 
 class NoArbitrage(RouterError):
@@ -195,99 +192,48 @@ def _empty_route(reason: str) -> dict[str, object]:
 
 
 @dataclass(frozen=True, slots=True)
-class Residual:
-    """The unhedged quantity (bought − sold) as the result reports it, and the leg that unwinds it."""
+class ArbitrageOutcome:
+    """What an executed arbitrage did: its two legs and, if they filled unequally, its residual."""
 
-    report: dict[str, object]
-    unwind: OrderLeg | None
-
-
-def plan_residual(
-    request: ArbitrageRequest,
-    outcomes: Sequence[LegOutcome],
-    policy: ResidualPolicy,
-    fresh_quotes: Mapping[str, Quote],
-    slippage_bps: Decimal,
-) -> Residual | None:
-    """Decide what to do with bought − sold: positive is long on the buy venue, negative short on the sell."""
-    buy_out, sell_out = outcomes
-    excess = buy_out.filled - sell_out.filled
-    if excess == 0:
-        return None
-    long = excess > 0
-    venue = buy_out.leg.venue if long else sell_out.leg.venue
-    quantity = abs(excess)
-    report: dict[str, object] = {
-        "quantity": decimal_text(quantity),
-        "venue": venue,
-        "exposure": "long" if long else "short",
-    }
-    if policy == "report":
-        report |= {"action": "left", "remaining_quantity": decimal_text(quantity)}
-        return Residual(report, None)
-    quote = fresh_quotes.get(venue)
-    if quote is None:
-        report |= {"action": "unwind_failed", "remaining_quantity": decimal_text(quantity)}
-        report["message"] = f"no fresh {venue} quote to unwind against"
-        return Residual(report, None)
-    side: Side = "sell" if long else "buy"
-    price = quote.bid if long else quote.ask
-    limit = protective_limit(price, side, slippage_bps, None)
-    leg = OrderLeg(request.request_id, UNWIND_LEG, venue, request.symbol, side, quantity, limit)
-    return Residual(report, leg)
-
-
-def unwound(report: dict[str, object], quantity: Decimal, outcome: LegOutcome) -> dict[str, object]:
-    """Return the residual's report once its unwind leg of `quantity` had `outcome`."""
-    remaining = quantity - outcome.filled
-    action = "unwound" if remaining == 0 else ("partially_unwound" if outcome.filled > 0 else "unwind_failed")
-    report = report | {
-        "action": action,
-        "unwound_quantity": decimal_text(outcome.filled),
-        "remaining_quantity": decimal_text(remaining),
-    }
-    if outcome.error:
-        report["message"] = outcome.error
-    return report
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """Both legs of an executed arbitrage, and what became of any residual."""
-
-    outcomes: tuple[LegOutcome, LegOutcome]
-    residual: dict[str, object] | None = None
-    unwind: LegOutcome | None = None
+    request_id: str
+    user_id: str
+    symbol: str
+    quantity: Decimal  # requested
+    buy: LegOutcome
+    sell: LegOutcome
+    residual: dict[str, object] | None = None  # the result's `residual` report
+    attempts: tuple[LegOutcome, ...] = ()  # the legs sent to flatten the residual so far
 
 
 def settle_arbitrage(
-    request: ArbitrageRequest,
-    plan: ArbitragePlan,
-    settled: Settled,
+    outcome: ArbitrageOutcome,
+    route: dict[str, object] | None,
     *,
     mode: Mode,
     received_ns: int,
     completed_ns: int,
+    note: str = "",
 ) -> ExecutionResult:
-    """Build the result of both legs and of the residual's unwind, if there was one."""
-    buy_out, sell_out = settled.outcomes
+    """Build the result: `filled` only when both legs filled the requested quantity.
+
+    Otherwise `partially_filled` when some quantity was hedged (bought and sold), `failed` when
+    none was; `filled_quantity` is the hedged quantity and `residual` says what was left unhedged.
+    """
+    buy_out, sell_out = outcome.buy, outcome.sell
     bought, sold = buy_out.filled, sell_out.filled
-    unwind_fills = settled.unwind.fills if settled.unwind else ()
-    fills = (*buy_out.fills, *sell_out.fills, *unwind_fills)
+    fills = (*buy_out.fills, *sell_out.fills, *(f for a in outcome.attempts for f in a.fills))
     hedged = min(bought, sold)
     status: Status
-    if hedged == request.quantity and settled.residual is None:
+    if bought == sold == outcome.quantity:
         status = "filled"
-    elif bought > 0 or sold > 0:
-        status = "partially_filled"
     else:
-        status = "failed"
-    problems = "; ".join(o.error for o in settled.outcomes if o.error)
+        status = "partially_filled" if hedged > 0 else "failed"
+    problems = "; ".join(o.error for o in (buy_out, sell_out) if o.error)
     message = f"bought {decimal_text(bought)} on {buy_out.leg.venue}, sold {decimal_text(sold)} on "
-    message += sell_out.leg.venue + (f": {problems}" if problems else "")
+    message += sell_out.leg.venue + (f": {problems}" if problems else "") + note
     return ExecutionResult(
-        request_id=request.request_id,
-        user_id=request.user_id,
+        request_id=outcome.request_id,
+        user_id=outcome.user_id,
         kind="arbitrage",
         mode=mode,
         status=status,
@@ -296,11 +242,11 @@ def settle_arbitrage(
         received_ns=received_ns,
         completed_ns=completed_ns,
         fills=fills,
-        route=plan.route,
-        residual=settled.residual,
+        route=route,
+        residual=outcome.residual,
         hedged_quantity=hedged,
-        symbol=request.symbol,
-        extra={"arbitrage": _economics(request.symbol, buy_out, sell_out, fills)},
+        symbol=outcome.symbol,
+        extra={"arbitrage": _economics(outcome.symbol, buy_out, sell_out, fills)},
     )
 
 

@@ -84,7 +84,7 @@ class LegRunner:
         except InsufficientBalance as exc:
             return [LegOutcome(leg, (), f"not sent: {exc.message}", exc.reject_code) for leg in legs]
         for leg in legs:
-            self._ledger.record_leg_intent(_intent(leg))
+            self._ledger.record_leg_intent(intent_of(leg))
         return list(await asyncio.gather(*(self._run_one(leg) for leg in legs)))
 
     def _reserve(self, legs: Sequence[OrderLeg]) -> None:
@@ -127,15 +127,18 @@ class LegRunner:
         reconciled = 0
         acknowledged = self._ledger.acknowledged(request_id)
         for intent in self._ledger.legs(request_id):
-            leg = _leg(intent, symbol)
-            if intent.state == "settled" and intent.outcome is not None:
-                outcomes.append(LegOutcome.decode(leg, intent.outcome))
-                continue
-            outcome = await self._executor.recover(leg, acknowledged=intent.leg in acknowledged)
-            self._settled(leg, outcome)
-            outcomes.append(outcome)
-            reconciled += 1
+            outcomes.append(await self.settle_leg(intent, symbol, acknowledged=intent.leg in acknowledged))
+            reconciled += intent.state != "settled"
         return outcomes, reconciled
+
+    async def settle_leg(self, intent: LegIntent, symbol: str, *, acknowledged: bool) -> LegOutcome:
+        """Return a recorded leg's outcome; an unsettled one is settled from the venue, never sent again."""
+        leg = _leg(intent, symbol)
+        if intent.state == "settled" and intent.outcome is not None:
+            return LegOutcome.decode(leg, intent.outcome)
+        outcome = await self._executor.recover(leg, acknowledged=acknowledged)
+        self._settled(leg, outcome)
+        return outcome
 
     def restore_positions(self) -> int:
         """Feed every fill the ledger recorded into the risk gate, so positions survive a restart.
@@ -160,7 +163,8 @@ class LegRunner:
         return fills
 
 
-def _intent(leg: OrderLeg) -> LegIntent:
+def intent_of(leg: OrderLeg) -> LegIntent:
+    """Return the ledger's record of `leg` before it is sent."""
     return LegIntent(
         request_id=leg.request_id,
         leg=leg.leg,

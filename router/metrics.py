@@ -113,6 +113,7 @@ def init_router_metrics(venues: Iterable[str]) -> None:
         ORDER_LEG_SECONDS.labels(venue=venue)
         UNKNOWN_VENUE_ORDERS.labels(venue=venue)
         OPEN_ORDER_CHECK_FAILURES.labels(venue=venue)
+        RESIDUAL_ATTEMPTS.labels(venue=venue)
 
 
 def init_detector_metrics() -> None:
@@ -202,3 +203,18 @@ def register_cache_metrics(cache: PriceCache, registry: CollectorRegistry = REGI
     collector = CacheCollector(cache)
     registry.register(collector)
     return collector
+
+
+RESIDUAL_OPEN = Gauge(
+    "smartroute_residual_open",
+    "Arbitrage residuals (unhedged quantities) the router is still working to flatten.",
+)
+RESIDUAL_ATTEMPTS = Counter(
+    "smartroute_residual_attempts_total",
+    "IOC legs sent to flatten an arbitrage's residual, by venue.",
+    ["venue"],
+)
+RESIDUAL_HALTS = Counter(
+    "smartroute_residual_halts_total",
+    "Residuals not flat within residual_timeout_ms: each one halted trading.",
+)

@@ -4,7 +4,9 @@ A request is in flight when its claim is in the ledger but its result is
 not. Each of its legs is settled from what the ledger recorded: a settled
 leg keeps its recorded fills; a leg recorded only as intent or sent is
 settled by the executor from what the venue knows (paper: it never filled).
-Nothing is ever sent again.
+Nothing is ever sent again. An arbitrage is judged by its two legs like any
+other (`router.arbitrage.settle_arbitrage`): one leg filled and the other not
+is never `filled`, and the residual is recorded and worked.
 """
 
 from __future__ import annotations
@@ -15,18 +17,44 @@ from decimal import Decimal, InvalidOperation
 import orjson
 import structlog
 
+from router.arbitrage import BUY_LEG, SELL_LEG, settle_arbitrage
 from router.execution import Fill
 from router.legs import LegRunner
+from router.residual_worker import ResidualWorker
 from router.results import ExecutionResult, Status, fill_status
 
 log = structlog.get_logger(__name__)
 
 
-async def recover_request(legs: LegRunner, request_id: str, raw: bytes, now_ns: int) -> ExecutionResult:
-    """Return the result of an interrupted request, settling each of its legs without resending."""
+async def recover_request(
+    legs: LegRunner, residuals: ResidualWorker, request_id: str, raw: bytes, now_ns: int
+) -> ExecutionResult:
+    """Return the result of an interrupted request, settling each of its legs without resending.
+
+    An arbitrage's result is rebuilt from its two legs exactly as after a normal execution
+    (never `filled` for one leg); any residual they left is recorded and worked.
+    """
     document = _document(raw)
     symbol = str(document.get("symbol", ""))
     outcomes, reconciled = await legs.settle(request_id, symbol)
+    note = (
+        f"; settled after a restart: {len(outcomes) - reconciled} leg(s) from the ledger, {reconciled} "
+        "reconciled with the executor; nothing was sent again"
+    )
+    by_leg = {o.leg.leg: o for o in outcomes}
+    if document.get("kind") == "arbitrage" and BUY_LEG in by_leg and SELL_LEG in by_leg:
+        outcome = await residuals.settle_arbitrage(
+            request_id,
+            str(document.get("user_id", "")),
+            symbol,
+            _quantity(document),
+            by_leg[BUY_LEG],
+            by_leg[SELL_LEG],
+        )
+        log.warning("request_recovered", request_id=request_id, legs=len(outcomes), reconciled=reconciled)
+        return settle_arbitrage(
+            outcome, None, mode=legs.mode, received_ns=now_ns, completed_ns=now_ns, note=note
+        )
     fills = tuple(f for o in outcomes for f in o.fills)
     requested = _quantity(document)
     filled = sum((f.quantity for f in fills), Decimal(0))
@@ -39,10 +67,7 @@ async def recover_request(legs: LegRunner, request_id: str, raw: bytes, now_ns: 
         mode=legs.mode,
         status=status,
         reject_code=None,
-        message=(
-            f"settled after a restart: {len(outcomes) - reconciled} leg(s) from the ledger, {reconciled} "
-            "reconciled with the executor; nothing was sent again"
-        ),
+        message=note.removeprefix("; "),
         received_ns=now_ns,
         completed_ns=now_ns,
         fills=fills,

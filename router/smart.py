@@ -13,7 +13,10 @@ Python API):
 4. reserve each leg's funds, record its intent in the ledger, execute the legs concurrently as
    IOC orders with a protective limit price, record each outcome
    (`router.legs.LegRunner`, which also settles them after a crash);
-5. store the result in the ledger, then hand it back for publication.
+5. for an arbitrage whose legs filled unequally, record the residual in the
+   ledger and make the first attempt to flatten it (`router.residual_worker`,
+   whose `run` — `work_residuals` — works the rest in the background);
+6. store the result in the ledger, then hand it back for publication.
 
 A crash anywhere leaves the request "in flight" in the ledger; `recover()`
 settles it from what the ledger (and, live, the venue) knows — it is never
@@ -22,9 +25,10 @@ sent again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -33,20 +37,11 @@ import structlog
 
 from connectors.types import BPS, Mode, Side, decimal_text
 from router.access import AccessPolicy, Forbidden
-from router.arbitrage import (
-    ArbitragePlan,
-    NoArbitrage,
-    ResidualPolicy,
-    Settled,
-    plan_arbitrage,
-    plan_residual,
-    settle_arbitrage,
-    unwound,
-)
+from router.arbitrage import NoArbitrage, plan_arbitrage, settle_arbitrage
 from router.balances import BalanceBook
 from router.cache import PriceCache
 from router.errors import InvalidRequest
-from router.execution import Executor, LegOutcome, refusal
+from router.execution import Executor, refusal
 from router.funding import symbol_assets
 from router.ledger import Ledger
 from router.legs import LegRunner
@@ -57,6 +52,8 @@ from router.preferences import PreferenceStore, UserPreferences
 from router.recovery import recover_request, result_from_message
 from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules
 from router.request_age import EXPIRED, Enqueued, expired_message
+from router.residual_worker import ResidualWorker
+from router.residuals import ResidualSettings
 from router.results import ExecutionResult
 from router.risk import KillSwitch, RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView
@@ -103,7 +100,7 @@ class SmartRouter:
         rules: RequestRules,
         taker_fee_bps: Mapping[str, Decimal],
         *,
-        residual_policy: ResidualPolicy = "unwind",
+        residuals: ResidualSettings | None = None,
         opportunities: OpenOpportunities | None = None,
         access: AccessPolicy | None = None,
         balances: BalanceBook | None = None,
@@ -122,7 +119,15 @@ class SmartRouter:
         self._kill_switch = kill_switch
         self._rules = rules
         self._taker_fee_bps = dict(taker_fee_bps)
-        self._residual_policy = residual_policy
+        self._residuals = ResidualWorker(
+            ledger,
+            self._legs,
+            cache,
+            self._taker_fee_bps,
+            kill_switch,
+            residuals or ResidualSettings(),
+            clock_ns=clock_ns,
+        )
         self._opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
         self._access = access or AccessPolicy()
         # An enqueued request older than this is answered "expired" (router.request_age); None: no bound.
@@ -147,6 +152,11 @@ class SmartRouter:
     def watch_fills(self, callback: Callable[[str], None]) -> None:
         """Call `callback(venue)` after every leg that filled on `venue` (live balances re-read)."""
         self._legs.on_fill = callback
+
+    @property
+    def residuals(self) -> ResidualWorker:
+        """Return the worker that flattens arbitrage residuals (its `step` makes one attempt)."""
+        return self._residuals
 
     @property
     def taker_fees(self) -> dict[str, Decimal]:
@@ -383,30 +393,13 @@ class SmartRouter:
         outcomes = await self._legs.run(plan.legs)
         if refused := refusal(outcomes):
             return self._reject(request, *refused, received_ns, plan.route)
-        settled = await self._settle_residual(request, plan, outcomes)
-        return settle_arbitrage(
-            request,
-            plan,
-            settled,
-            mode=self._legs.mode,
-            received_ns=received_ns,
-            completed_ns=self._clock_ns(),
+        buy, sell = outcomes
+        outcome = await self._residuals.settle_arbitrage(
+            request.request_id, request.user_id, request.symbol, request.quantity, buy, sell
         )
-
-    async def _settle_residual(
-        self, request: ArbitrageRequest, plan: ArbitragePlan, outcomes: Sequence[LegOutcome]
-    ) -> Settled:
-        """Unwind or report what one leg filled beyond the other."""
-        buy_out, sell_out = outcomes
-        fresh = {venue: entry.quote for venue, entry in self._cache.fresh(request.symbol).items()}
-        residual = plan_residual(request, outcomes, self._residual_policy, fresh, plan.slippage_bps)
-        if residual is None:
-            return Settled((buy_out, sell_out))
-        if residual.unwind is None:
-            return Settled((buy_out, sell_out), residual.report)
-        [outcome] = await self._legs.run([residual.unwind])
-        report = unwound(residual.report, residual.unwind.quantity, outcome)
-        return Settled((buy_out, sell_out), report, outcome)
+        return settle_arbitrage(
+            outcome, plan.route, mode=self._legs.mode, received_ns=received_ns, completed_ns=self._clock_ns()
+        )
 
     def _venue_views(self, symbol: str) -> list[VenueView]:
         """Return what the planner knows of every configured venue for `symbol` now."""
@@ -441,12 +434,16 @@ class SmartRouter:
             log.warning("router_recovered_in_flight", requests=len(results))
         return results
 
+    async def work_residuals(self, stop: asyncio.Event) -> None:
+        """Work every open arbitrage residual in the ledger until it is flat (or halt), until `stop`."""
+        await self._residuals.run(stop)
+
     def restore_positions(self) -> int:
         """Feed every fill the ledger recorded into the risk gate, so positions survive a restart."""
         return self._legs.restore_positions()
 
     async def _recover_one(self, request_id: str, raw: bytes) -> bytes:
-        result = await recover_request(self._legs, request_id, raw, self._clock_ns())
+        result = await recover_request(self._legs, self._residuals, request_id, raw, self._clock_ns())
         encoded = result.encode()
         self._ledger.complete(request_id, encoded, now_ns=self._clock_ns())
         return encoded

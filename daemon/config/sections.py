@@ -18,6 +18,7 @@ MODES: Final[tuple[Mode, ...]] = ("paper", "live")
 LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("debug", "info", "warning", "error")
 _ZERO: Final = Decimal(0)
 ASSET_RE: Final = re.compile(r"[A-Z0-9]{1,20}")
+_MAX_RESIDUAL_SLIPPAGE_BPS: Final = Decimal(1000)  # 10 %: a wider unwind limit is a typo, not a policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,9 @@ class RouterConfig:
     enabled: bool = True
     group_id: str = "smartroute-router"
     residual_policy: str = "unwind"  # "unwind" | "report": what to do with an arbitrage's unhedged quantity
+    residual_max_slippage_bps: Decimal = Decimal(50)  # the widest IOC limit an unwind attempt may take
+    residual_step_bps: Decimal = Decimal(10)  # how much each unwind attempt widens the limit
+    residual_timeout_ms: int = 30_000  # not flat this long after it began: trading halts
     session_timeout_ms: int = 10_000
     max_batch: int = 100
     balance_refresh_ms: int = 60_000  # live: how often every venue's balances are read and compared
@@ -160,10 +164,20 @@ def read_router(t: Table) -> RouterConfig:
     group_id = t.string("group_id", d.group_id)
     if not group_id or len(group_id) > 200:
         raise t.error("group_id", f"must be 1..200 characters, got {show(group_id)}")
+    max_slippage = t.decimal("residual_max_slippage_bps", d.residual_max_slippage_bps, minimum=_ZERO)
+    if max_slippage > _MAX_RESIDUAL_SLIPPAGE_BPS:
+        raise t.error(
+            "residual_max_slippage_bps", f"must be ≤ {_MAX_RESIDUAL_SLIPPAGE_BPS}, got {show(max_slippage)}"
+        )
     cfg = RouterConfig(
         enabled=t.boolean("enabled", d.enabled),
         group_id=group_id,
         residual_policy=t.choice("residual_policy", ("unwind", "report"), "unwind"),
+        residual_max_slippage_bps=max_slippage,
+        residual_step_bps=t.decimal("residual_step_bps", d.residual_step_bps, minimum=_ZERO, strict=True),
+        residual_timeout_ms=t.integer(
+            "residual_timeout_ms", d.residual_timeout_ms, minimum=100, maximum=3_600_000
+        ),
         session_timeout_ms=t.integer(
             "session_timeout_ms", d.session_timeout_ms, minimum=1000, maximum=300_000
         ),

@@ -7,7 +7,9 @@ CRASH_AFTER_REQUEST_ID the process SIGKILLs itself — after the execution,
 before the ledger records its outcome and before the offset is committed.
 With `acked:REQUEST_ID` instead, it SIGKILLs itself right after the broker
 acknowledged the results of the batch holding REQUEST_ID, before that batch's
-offset is committed.
+offset is committed. With `leg:REQUEST_ID:LEG` it SIGKILLs itself when that leg is about to
+execute: the leg is recorded and sent in the ledger, and the venue never got it (the legs before
+it, e.g. an arbitrage's buy leg, are settled).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class CrashingExecutor:
     async def execute(self, leg: OrderLeg) -> LegOutcome:
         with self.sent_log.open("a") as log:
             log.write(f"{leg.request_id} {leg.leg} {leg.client_order_id}\n")
+        if self.crash_after == f"leg:{leg.request_id}:{leg.leg}":
+            os.kill(os.getpid(), signal.SIGKILL)
         outcome = await self.inner.execute(leg)
         if leg.request_id == self.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -53,6 +53,8 @@ ALERTS = {
     "SmartrouteOrderFailures",
     "SmartrouteUnknownVenueOrders",
     "SmartrouteOpenOrdersUnchecked",
+    "SmartrouteResidualHalt",
+    "SmartrouteResidualOpen",
 }
 
 
@@ -377,6 +379,38 @@ ALERT_CASES: list[dict[str, Any]] = [
                        "go unseen.",
                        instance="a", venue="kraken", severity="warning"),
             ),
+        ],
+    },
+    {  # a: a residual worked for 3 minutes, then abandoned at 4 min (a halt); b: flat within a minute
+        "interval": "1m",
+        "input_series": [
+            series("smartroute_residual_open", "0 1 1 1 1 0x10", instance="a"),
+            series("smartroute_residual_halts_total", "0 0 0 0 0 1x10", instance="a"),
+            series("smartroute_residual_open", "0 1 0x12", instance="b"),
+            series("smartroute_residual_halts_total", "0x14", instance="b"),
+        ],
+        "alert_rule_test": [
+            silent("SmartrouteResidualOpen", "2m"),  # open for 1 minute only
+            fired(
+                "SmartrouteResidualOpen",
+                "3m",
+                expect("smartroute on a holds an unhedged arbitrage residual",
+                       "An arbitrage's legs filled unequally and the difference is still being worked "
+                       "after 2 minutes (log events residual_attempt); trading halts if it is not flat "
+                       "within residual_timeout_ms.",
+                       instance="a", severity="warning"),
+            ),
+            silent("SmartrouteResidualHalt", "4m"),
+            fired(
+                "SmartrouteResidualHalt",
+                "6m",
+                expect("smartroute on a halted trading: an arbitrage residual could not be flattened",
+                       "An unhedged quantity was not flat within residual_timeout_ms. The halt reason "
+                       "(/status, log event residual_abandoned) names the request, the venue and the "
+                       "quantity: flatten it by hand, then resume.",
+                       instance="a", severity="critical"),
+            ),
+            silent("SmartrouteResidualOpen", "7m"),
         ],
     },
 ]  # fmt: skip

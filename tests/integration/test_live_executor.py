@@ -34,6 +34,7 @@ from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor, SettlePolicy
 from router.preferences import PreferenceStore
 from router.request import RequestRules
+from router.residuals import ResidualSettings
 from router.risk import KillSwitch, RiskGate, RiskLimits
 from router.smart import SmartRouter
 
@@ -60,7 +61,7 @@ def build_router(
         KillSwitch(ledger),
         RequestRules(frozenset(venues), frozenset({"BTC-USDT"})),
         fees,
-        residual_policy="unwind",
+        residuals=ResidualSettings("unwind"),
     )
 
 

@@ -183,6 +183,8 @@ async def test_halt_and_resume_through_the_control_topic(env: Env, daemon: Daemo
     await send(env.cfg, env.cfg.topic("orders"), b"h1", order("h1"))
     halted = orjson.loads((await env.results.wait_for(lambda r: r.key == b"h1", timeout_s=15)).value)
     assert (halted["status"], halted["reject_code"]) == ("rejected", "halted")
+    status = daemon.status()
+    assert (status["halted"], status["halt_reason"], status["open_residuals"]) == (True, "venue incident", [])
 
     await send(env.cfg, env.cfg.topic("control"), None, control_message("resume", "", "ops"))
     await wait_until(lambda: not switch.halted, timeout_s=2)

@@ -375,7 +375,7 @@ def test_the_file_is_in_wal_mode_with_the_schema_version_set(tmp_path: Path) -> 
     conn = sqlite3.connect(tmp_path / FILE_NAME)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     finally:
         conn.close()
 

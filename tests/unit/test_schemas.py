@@ -129,7 +129,9 @@ def results() -> dict[str, ExecutionResult]:
         "invalid request": result(None, "rejected", "invalid_request"),
         "arbitrage with residual": result(
             "arbitrage", "partially_filled", None, fills=(*fills, sell), route=route,
-            residual={"quantity": "0.5", "venue": "binance", "exposure": "long", "action": "left"},
+            residual={"quantity": "0.5", "venue": "binance", "exposure": "long", "side": "sell",
+                      "state": "working", "action": "partially_unwound", "attempts": 1,
+                      "unwound_quantity": "0.2", "remaining_quantity": "0.3", "message": "still worked"},
             hedged_quantity=Decimal("0.3"), extra={"arbitrage": {"bought": "0.8", "sold": "0.3"}},
         ),
     }  # fmt: skip

@@ -19,6 +19,7 @@ from router.ledger import Ledger, LegIntent
 from router.opportunities import OpenOpportunities
 from router.preferences import PreferenceStore, preferences_from_fields
 from router.request import RequestRules
+from router.residuals import ResidualSettings
 from router.risk import KillSwitch, RiskGate, RiskLimits
 from router.smart import SmartRouter
 
@@ -60,6 +61,7 @@ class World:
         residual_policy: str = "unwind",
         users: dict[str, dict[str, object]] | None = None,
         executor: type[CountingExecutor] | None = None,
+        residuals: ResidualSettings | None = None,
     ) -> None:
         self.clock = Clock()
         self.cache = PriceCache(ttl_ms=30_000, max_quote_age_ms=1_500, clock_ns=self.clock)
@@ -70,6 +72,7 @@ class World:
         self.risk = RiskGate(RiskLimits(Decimal(1_000_000), 100, Decimal(5_000_000)), clock_ns=self.clock)
         self.users = configured
         self.residual_policy = residual_policy
+        self.residuals = residuals or ResidualSettings(residual_policy)  # type: ignore[arg-type]
         self.access: AccessPolicy | None = None  # who may trade what; None: anyone, anything
         self.router = self.make_router()
 
@@ -84,7 +87,7 @@ class World:
             self.kill_switch,
             RequestRules(frozenset(VENUES), frozenset({"BTC-USDT"})),
             FEES,
-            residual_policy=self.residual_policy,  # type: ignore[arg-type]
+            residuals=self.residuals,
             opportunities=opportunities,
             access=self.access,
             clock_ns=self.clock,

@@ -1,0 +1,49 @@
+"""The durable execution ledger: each request_id executes at most once, ever.
+
+One SQLite file (`state_dir/ledger.sqlite3`) in WAL mode with synchronous=FULL,
+so every write is on disk before the method returns. The router claims a
+request before executing it and completes it with the result message after:
+
+    unknown ──claim──► executing ──complete──► done (result stored)
+
+A second claim of an `executing` request answers "in_flight" — never "new" —
+so a crash between execution and completion cannot cause a second execution;
+`in_flight()` lists what a restart must settle. Order legs are recorded as
+intents (with their deterministic client order id) before the venue call and
+move `intent → sent → settled`. Small durable flags (the kill switch) live here
+too. Used from one event-loop thread; every call is a short local transaction.
+
+The package has one module per kind of record, over one connection:
+
+    schema.py    the file's identity and its migrations
+    file.py      LedgerFile: open, migrate, transactions, flags, stats, close
+    requests.py  RequestRecords: claim, complete, in_flight, prune_done
+    legs.py      LegRecords: leg intents, their states, venue acknowledgements
+    residuals.py ResidualRecords: an arbitrage's unhedged quantity, tracked until flat
+"""
+
+from __future__ import annotations
+
+from router.ledger.legs import LegIntent, LegRecords, LegState
+from router.ledger.requests import Claim, ClaimStatus, RequestRecords
+from router.ledger.residuals import ResidualRecord, ResidualRecords, ResidualState
+from router.ledger.schema import APPLICATION_ID as _APPLICATION_ID
+from router.ledger.schema import FILE_NAME
+from router.ledger.schema import MIGRATIONS as _MIGRATIONS
+
+__all__ = [
+    "FILE_NAME",
+    "_APPLICATION_ID",
+    "_MIGRATIONS",
+    "Claim",
+    "ClaimStatus",
+    "Ledger",
+    "LegIntent",
+    "LegState",
+    "ResidualRecord",
+    "ResidualState",
+]
+
+
+class Ledger(RequestRecords, LegRecords, ResidualRecords):
+    """Record each request before and after execution so it never executes twice."""

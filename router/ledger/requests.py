@@ -1,0 +1,106 @@
+"""Request records: each request_id is claimed once, completed once, and its result kept.
+
+    unknown ──claim──► executing ──complete──► done (result stored)
+
+A second claim of an `executing` request answers "in_flight" — never "new" —
+so a crash between execution and completion cannot cause a second execution;
+`in_flight()` lists what a restart must settle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from router.ledger.file import LedgerFile, log
+
+ClaimStatus = Literal["new", "in_flight", "done"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the ledger knows of a request_id at the moment it was claimed."""
+
+    status: ClaimStatus
+    request_id: str
+    result: bytes | None  # the stored result message, when status is "done"
+
+
+class RequestRecords(LedgerFile):
+    """Claim, complete and look up requests."""
+
+    def claim(self, request_id: str, user_id: str, request: bytes, *, now_ns: int) -> Claim:
+        """Claim `request_id` for execution; only a "new" claim may be executed.
+
+        "in_flight": claimed before and never completed (e.g. a crash mid-execution) — do not
+        execute; "done": already answered — re-emit `result`. A re-sent request with a known id
+        is answered from the ledger whatever its body.
+        """
+        if not request_id:
+            raise self._fail("claim", "empty request_id")
+        with self._write("claim") as conn:
+            row = conn.execute(
+                "SELECT state, result FROM requests WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO requests (request_id, user_id, request, state, claimed_ns)"
+                    " VALUES (?, ?, ?, 'executing', ?)",
+                    (request_id, user_id, bytes(request), now_ns),
+                )
+                return Claim("new", request_id, None)
+        if row[0] == "executing":
+            return Claim("in_flight", request_id, None)
+        return Claim("done", request_id, bytes(row[1]))
+
+    def complete(self, request_id: str, result: bytes, *, now_ns: int) -> None:
+        """Store the result of a claimed request; completing again with the same bytes is a no-op."""
+        with self._write("complete") as conn:
+            row = conn.execute(
+                "SELECT state, result FROM requests WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if row is None:
+                raise self._fail("complete", f"request {request_id!r} was never claimed")
+            if row[0] == "done":
+                if bytes(row[1]) != result:
+                    raise self._fail("complete", f"request {request_id!r} already has a different result")
+                return
+            conn.execute(
+                "UPDATE requests SET state = 'done', result = ?, completed_ns = ? WHERE request_id = ?",
+                (bytes(result), now_ns, request_id),
+            )
+
+    def result_for(self, request_id: str) -> bytes | None:
+        """Return the stored result of `request_id`, or None if it is unknown or not done."""
+        rows = self._read(
+            "result_for", "SELECT result FROM requests WHERE request_id = ? AND state = 'done'", (request_id,)
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def in_flight(self) -> list[tuple[str, bytes]]:
+        """List (request_id, request bytes) claimed but never completed, oldest claim first."""
+        rows = self._read(
+            "in_flight",
+            "SELECT request_id, request FROM requests WHERE state = 'executing'"
+            " ORDER BY claimed_ns, request_id",
+        )
+        return [(str(rid), bytes(req)) for rid, req in rows]
+
+    def prune_done(self, older_than_ns: int) -> int:
+        """Delete requests completed before `older_than_ns` (with their legs); return how many.
+
+        Executing requests, requests with an unsettled leg and requests with an open residual are
+        always kept. A pruned
+        request_id is forgotten: choose the bound well beyond the time a request can still be
+        redelivered or re-sent (the orders topic's retention).
+        """
+        with self._write("prune_done") as conn:
+            deleted = conn.execute(
+                "DELETE FROM requests WHERE state = 'done' AND completed_ns < ? AND NOT EXISTS"
+                " (SELECT 1 FROM legs WHERE legs.request_id = requests.request_id"
+                " AND legs.state <> 'settled') AND NOT EXISTS (SELECT 1 FROM residuals"
+                " WHERE residuals.request_id = requests.request_id AND residuals.state = 'open')",
+                (older_than_ns,),
+            ).rowcount
+        log.info("ledger_pruned", path=str(self.path), deleted=deleted, older_than_ns=older_than_ns)
+        return deleted
