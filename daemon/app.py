@@ -82,7 +82,11 @@ class Daemon:
         self.wall_clock_ns: Callable[[], int] = time.time_ns
         self.quote_follower = (
             QuoteFollower(
-                cfg, self._on_quote_from_kafka, self.publisher, on_withdrawal=self._on_withdrawal_from_kafka
+                cfg.kafka,
+                cfg.router.session_timeout_ms,
+                self._on_quote_from_kafka,
+                self.publisher,
+                on_withdrawal=self._on_withdrawal_from_kafka,
             )
             if "consume_quotes" in roles
             else None
@@ -111,7 +115,8 @@ class Daemon:
                 opportunities = followed = FollowedOpportunities()
             self.router = build_router(cfg, self.cache, opportunities=opportunities)
             self.router_service = RouterService(
-                cfg,
+                cfg.kafka,
+                cfg.router,
                 self.router.router,
                 self.router.preferences,
                 self.router.kill_switch,

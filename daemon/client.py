@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from daemon.config import Config
+from daemon.config import KafkaConfig
 from daemon.kafka import TopicPartition, new_consumer, start_plain_producer
 
 
@@ -51,9 +51,9 @@ def build_order(
 class ResultWaiter:
     """Watch the results topic from its current end, so a result produced after `start` is seen."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.topic = cfg.topic("results")
-        self._consumer = new_consumer(cfg.kafka, metadata_max_age_ms=500)
+    def __init__(self, kafka: KafkaConfig) -> None:
+        self.topic = kafka.topic("results")
+        self._consumer = new_consumer(kafka, metadata_max_age_ms=500)
 
     async def start(self) -> None:
         """Connect and position at the end of every existing partition (or follow a topic yet to exist)."""
@@ -86,22 +86,22 @@ class ResultWaiter:
         await self._consumer.stop()
 
 
-async def send(cfg: Config, topic: str, key: bytes | None, message: dict[str, Any]) -> None:
+async def send(kafka: KafkaConfig, topic: str, key: bytes | None, message: dict[str, Any]) -> None:
     """Produce one message and wait until the broker acknowledged it."""
-    producer = await start_plain_producer(cfg.kafka)
+    producer = await start_plain_producer(kafka)
     try:
         await producer.send_and_wait(topic, orjson.dumps(message), key=key)
     finally:
         await producer.stop()
 
 
-async def send_order(cfg: Config, message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+async def send_order(kafka: KafkaConfig, message: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
     """Send one order request and return its result, or None if none arrived in time."""
-    waiter = ResultWaiter(cfg)
+    waiter = ResultWaiter(kafka)
     await waiter.start()
     try:
         request_id = str(message["request_id"])
-        await send(cfg, cfg.topic("orders"), request_id.encode(), message)
+        await send(kafka, kafka.topic("orders"), request_id.encode(), message)
         return await waiter.wait(request_id, timeout_s)
     finally:
         await waiter.close()

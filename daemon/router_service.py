@@ -31,7 +31,7 @@ import time
 import orjson
 import structlog
 
-from daemon.config import Config
+from daemon.config import KafkaConfig, RouterConfig
 from daemon.kafka import (
     FETCH_MAX_WAIT_MS,
     Consumer,
@@ -93,7 +93,8 @@ class RouterService:
 
     def __init__(
         self,
-        cfg: Config,
+        kafka: KafkaConfig,
+        settings: RouterConfig,
         router: SmartRouter,
         preferences: PreferenceStore,
         kill_switch: KillSwitch,
@@ -101,14 +102,15 @@ class RouterService:
         *,
         opportunities: FollowedOpportunities | None = None,
     ) -> None:
-        self.cfg = cfg
+        self.kafka = kafka
+        self.settings = settings
         self.opportunities = opportunities  # followed from the topic when no detector runs in this process
         self.router = router
         self.preferences = preferences
         self.kill_switch = kill_switch
-        self.orders_topic = cfg.topic("orders")
-        self.results_topic = cfg.topic("results")
-        self.dlq_topic = cfg.topic("dlq")
+        self.orders_topic = kafka.topic("orders")
+        self.results_topic = kafka.topic("results")
+        self.dlq_topic = kafka.topic("dlq")
         self.reconciled = asyncio.Event()
         self._publisher = publisher  # started by the caller; closed by it once run() returned
 
@@ -130,11 +132,11 @@ class RouterService:
 
     def _followers(self) -> list[TopicFollower]:
         """Return the followers of control, preferences (and opportunities), bounded by request_timeout_ms."""
-        timeout_s = self.cfg.kafka.request_timeout_ms / 1000
+        timeout_s = self.kafka.request_timeout_ms / 1000
         followers = [
             TopicFollower(
-                self.cfg.kafka,
-                self.cfg.topic(name),
+                self.kafka,
+                self.kafka.topic(name),
                 apply,
                 timeout_s=timeout_s,
                 fetch_max_wait_ms=_SETTINGS_FETCH_MAX_WAIT_MS,
@@ -142,9 +144,9 @@ class RouterService:
             for name, apply in (("control", self._on_control), ("preferences", self._on_preferences))
         ]
         if self.opportunities is not None:
-            topic = self.cfg.topic("opportunities")
+            topic = self.kafka.topic("opportunities")
             follower = TopicFollower(
-                self.cfg.kafka, topic, self._on_opportunity, timeout_s=timeout_s, lookback_ms=LOOKBACK_MS
+                self.kafka, topic, self._on_opportunity, timeout_s=timeout_s, lookback_ms=LOOKBACK_MS
             )
             self.opportunities.follower = follower
             followers.append(follower)
@@ -152,9 +154,9 @@ class RouterService:
 
     async def _serve_orders(self, stop: asyncio.Event, followers: list[TopicFollower]) -> None:
         started = time.monotonic()
-        group = Group(self.cfg.router.group_id, self.cfg.router.session_timeout_ms)
+        group = Group(self.settings.group_id, self.settings.session_timeout_ms)
         consumer = new_consumer(
-            self.cfg.kafka, self.orders_topic, group=group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+            self.kafka, self.orders_topic, group=group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
         )
         # The followers catch up while the group join runs; nothing fetched is handled before they did.
         if not await start_unless_stopped(consumer, stop):
@@ -169,10 +171,10 @@ class RouterService:
                 caught_up=[f.topic for f in followers],
             )
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.cfg.router.max_batch)
+                batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.settings.max_batch)
                 for partition, records in batches.items():
                     await self._process(consumer, partition, records)
-                await record_consumer_lag(consumer, self.orders_topic, self.cfg.router.group_id)
+                await record_consumer_lag(consumer, self.orders_topic, self.settings.group_id)
         finally:
             await consumer.stop()  # offsets were committed batch by batch; nothing is pending here
 

@@ -29,7 +29,7 @@ class Config:
 
     def topic(self, name: str) -> str:
         """Return the full topic name, e.g. `topic("opportunities")` → `smartroute.opportunities`."""
-        return self.kafka.topic_prefix + name
+        return self.kafka.topic(name)
 
     def enabled_venues(self) -> Mapping[str, VenueConfig]:
         """Return the enabled venues by id, in registry order."""
