@@ -23,7 +23,7 @@ from connectors.registry import TRADING, TradingSettings
 from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import TradingVenue
 from connectors.types import VENUE_IDS
-from daemon.config import Config, VenueConfig
+from daemon.config import Config, DaemonConfig, RiskConfig, RouterConfig, UserConfig, VenueConfig
 from daemon.credentials import load_binance_credentials, load_venue_secrets
 from daemon.errors import ConfigError
 from router.cache import PriceCache
@@ -35,6 +35,26 @@ from router.preferences import InvalidPreferences, PreferenceStore, UserPreferen
 from router.request import RequestRules
 from router.risk import KillSwitch, RiskGate, RiskLimits
 from router.smart import SmartRouter
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSections:
+    """The config sections the router is built from; nothing else of the config reaches it.
+
+    `daemon` gives the mode and the ledger's `state_dir`; `venues` every known venue
+    (the enabled, tradable ones are used); `users` the configured preferences.
+    """
+
+    daemon: DaemonConfig
+    router: RouterConfig
+    risk: RiskConfig
+    venues: Mapping[str, VenueConfig]
+    users: Mapping[str, UserConfig]
+
+    @classmethod
+    def of(cls, cfg: Config) -> RouterSections:
+        """Pick the router's sections out of the whole config (the composition root's job)."""
+        return cls(cfg.daemon, cfg.router, cfg.risk, cfg.venues, cfg.users)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +82,10 @@ class RouterParts:
             await self.live.close()
 
 
-def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
+def configured_preferences(users: Mapping[str, UserConfig]) -> dict[str, UserPreferences]:
     """Turn `[users.<id>]` sections into preferences; a value the router refuses is a ConfigError."""
     configured = {}
-    for user_id, user in cfg.users.items():
+    for user_id, user in users.items():
         values = {f.name: getattr(user, f.name) for f in fields(user) if f.name != "user_id"}
         try:
             configured[user_id] = preferences_from_fields(user_id, values, known_venues=VENUE_IDS)
@@ -74,9 +94,9 @@ def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
     return configured
 
 
-def tradable_venues(cfg: Config) -> dict[str, VenueConfig]:
+def tradable_venues(venues: Mapping[str, VenueConfig]) -> dict[str, VenueConfig]:
     """Return the enabled venues the router may trade on (`trade = false` keeps one market-data only)."""
-    return {venue: vc for venue, vc in cfg.enabled_venues().items() if vc.trade}
+    return {venue: vc for venue, vc in venues.items() if vc.enabled and vc.trade}
 
 
 def build_trading_venue(vc: VenueConfig, environ: Mapping[str, str] | None = None) -> TradingVenue:
@@ -102,12 +122,14 @@ def build_trading_venue(vc: VenueConfig, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"venues.{vc.venue}: {exc}") from None
 
 
-def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -> LiveExecutor:
-    """Build the live executor over every tradable venue, each with its credentials; no I/O.
+def build_live_executor(
+    configured: Mapping[str, VenueConfig], environ: Mapping[str, str] | None = None
+) -> LiveExecutor:
+    """Build the live executor over every tradable venue of `[venues]`, each with its credentials; no I/O.
 
     A tradable venue without its credentials refuses the start, naming the venue and the variable.
     """
-    venues = tradable_venues(cfg)
+    venues = tradable_venues(configured)
     if not venues:
         raise ConfigError("daemon.mode: live trading needs at least one enabled venue with trade = true")
     clients = {}
@@ -118,7 +140,7 @@ def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -
 
 
 def build_router(
-    cfg: Config,
+    sections: RouterSections,
     cache: PriceCache,
     *,
     environ: Mapping[str, str] | None = None,
@@ -128,14 +150,14 @@ def build_router(
 
     `opportunities` is where arbitrage requests naming an `opportunity_id` are checked.
     """
-    venues = tradable_venues(cfg)
+    venues = tradable_venues(sections.venues)
     fees: dict[str, Decimal] = {venue: vc.taker_fee_bps for venue, vc in venues.items()}
-    live = build_live_executor(cfg, environ) if cfg.daemon.mode == "live" else None
+    live = build_live_executor(sections.venues, environ) if sections.daemon.mode == "live" else None
     executor: Executor = PaperExecutor(cache, fees) if live is None else live
     if live is not None:
         fees = {venue: fee for venue, fee in fees.items() if venue in live.venues}
-    preferences = PreferenceStore(configured_preferences(cfg), known_venues=VENUE_IDS)
-    ledger = Ledger.open(Path(cfg.daemon.state_dir))
+    preferences = PreferenceStore(configured_preferences(sections.users), known_venues=VENUE_IDS)
+    ledger = Ledger.open(Path(sections.daemon.state_dir))
     kill_switch = KillSwitch(ledger)
     router = SmartRouter(
         cache,
@@ -144,9 +166,9 @@ def build_router(
         preferences,
         RiskGate(
             RiskLimits(
-                max_order_notional=cfg.risk.max_order_notional,
-                max_orders_per_second=cfg.risk.max_orders_per_second,
-                max_venue_exposure=cfg.risk.max_venue_exposure,
+                max_order_notional=sections.risk.max_order_notional,
+                max_orders_per_second=sections.risk.max_orders_per_second,
+                max_venue_exposure=sections.risk.max_venue_exposure,
             )
         ),
         kill_switch,
@@ -155,7 +177,7 @@ def build_router(
             symbols=frozenset(symbol for vc in venues.values() for symbol in vc.symbols),
         ),
         fees,
-        residual_policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
+        residual_policy="unwind" if sections.router.residual_policy == "unwind" else "report",
         opportunities=opportunities,
     )
     symbols = {venue: vc.symbols for venue, vc in venues.items()}

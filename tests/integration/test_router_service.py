@@ -176,7 +176,9 @@ async def test_requests_from_another_client_each_execute_once_and_every_delivery
 async def test_halt_and_resume_through_the_control_topic(env: Env, daemon: Daemon) -> None:
     assert daemon.router is not None
     switch = daemon.router.kill_switch
-    await send(env.cfg.kafka, env.cfg.topic("control"), None, control_message("halt", "venue incident", "ops"))
+    await send(
+        env.cfg.kafka, env.cfg.topic("control"), None, control_message("halt", "venue incident", "ops")
+    )
     await wait_until(lambda: switch.halted, timeout_s=2)  # the contract: within a second, plus slack for CI
     await send(env.cfg.kafka, env.cfg.topic("orders"), b"h1", order("h1"))
     halted = orjson.loads((await env.results.wait_for(lambda r: r.key == b"h1", timeout_s=15)).value)
