@@ -23,6 +23,7 @@ FRAMES_DIR = Path(__file__).parent / "frames"
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_PACKAGES = ("connectors", "router", "daemon", "bench")
 FEE_NAMES = frozenset({"taker_fee_bps", "maker_fee_bps"})
+FACT_TYPES = frozenset({"VenueFacts", "Testnet"})
 RECEIVED_NS = 1_732_400_000_000_000_000
 
 
@@ -179,12 +180,14 @@ def _literal_number(node: ast.expr | None) -> bool:
 
 
 def venue_facts_outside_their_home(path: Path, endpoints: set[str]) -> Iterator[str]:
-    """Yield each venue endpoint literal and each literal fee default written in `path`."""
+    """Yield each venue endpoint literal, literal fee default and venue facts declared in `path`."""
     tree = ast.parse(path.read_text(), str(path))
     docstrings = _docstrings(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             yield from (f"endpoint {url}" for url in endpoints if node.value.startswith(url))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FACT_TYPES:
+            yield f"facts {node.func.id}"
         elif isinstance(node, ast.keyword) and node.arg in FEE_NAMES and _literal_number(node.value):
             yield f"fee {node.arg}"
         elif (
@@ -214,10 +217,16 @@ def test_the_facts_check_sees_a_copied_endpoint_and_fee(tmp_path: Path) -> None:
         'URL = "https://api.kraken.com/0/public/Time"\n'
         "taker_fee_bps: Decimal = Decimal(40)\n"
         "VenueDefaults(maker_fee_bps=25)\n"
+        'TESTNETS = {"kraken": Testnet("wss://t", "https://t", "https://t")}\n'
     )
     found = sorted(venue_facts_outside_their_home(bad, {"https://api.kraken.com"}))
 
-    assert found == ["endpoint https://api.kraken.com", "fee maker_fee_bps", "fee taker_fee_bps"]
+    assert found == [
+        "endpoint https://api.kraken.com",
+        "facts Testnet",
+        "fee maker_fee_bps",
+        "fee taker_fee_bps",
+    ]
 
 
 def test_the_contract_schema_names_every_registered_venue() -> None:
