@@ -39,7 +39,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Final, Literal, Protocol
+from typing import Literal, Protocol
 
 from connectors.errors import OrderRuleViolation
 from connectors.types import Side, decimal_text
@@ -47,20 +47,6 @@ from connectors.types import Side, decimal_text
 ClientIdStyle = Literal["hex32", "uuid36"]
 
 _ZERO = Decimal(0)
-
-
-CLIENT_ID_STYLES: Final[dict[str, ClientIdStyle]] = {
-    "binance": "hex32",  # newClientOrderId: up to 36 of [.A-Za-z0-9:/_-]
-    "bybit": "hex32",  # orderLinkId: up to 36 letters, digits, - and _
-    "okx": "hex32",  # clOrdId: 1-32 letters and digits only
-    "coinbase": "uuid36",  # client_order_id: the SDKs send UUIDs
-    "kraken": "uuid36",  # cl_ord_id: a UUID, a 32-hex short UUID, or free text up to 18
-}
-
-
-def client_order_id(venue: str, request_id: str, leg: int) -> str:
-    """Return the client order id of leg `leg` of `request_id` on `venue`, in the form it accepts."""
-    return venue_client_order_id(request_id, leg, CLIENT_ID_STYLES.get(venue, "hex32"))
 
 
 def order_uuid(request_id: str, leg: int) -> uuid.UUID:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -24,7 +24,7 @@ from connectors.metrics import init_venue_metrics
 from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
 from connectors.types import QUOTE_MESSAGE_MAX_LEVELS, Quote, Withdrawal, decimal_text
-from daemon.config import Config
+from daemon.config import Config, DetectorConfig, VenueConfig
 from daemon.errors import ConfigError
 from daemon.health import BrokerWatch, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
@@ -33,7 +33,7 @@ from daemon.kafka.topics import require_topics
 from daemon.opportunities import FollowedOpportunities
 from daemon.quotes import QuoteFollower
 from daemon.router_service import RouterService
-from daemon.routing import RouterParts, build_router
+from daemon.routing import RouterParts, RouterSections, build_router
 from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
@@ -75,37 +75,29 @@ class Daemon:
         venues = cfg.enabled_venues()
         self.detector: ArbitrageDetector | None = None
         if cfg.detector.enabled and "detect" in roles:
-            self.detector = ArbitrageDetector(
-                self.cache,
-                {venue: vc.taker_fee_bps for venue, vc in venues.items()},
-                self._publish_opportunity,
-                min_net_profit_bps=cfg.detector.min_net_profit_bps,
-                max_notional=cfg.detector.max_notional,
-                update_min_change_bps=cfg.detector.update_min_change_bps,
-            )
+            self.detector = new_detector(cfg.detector, venues, self.cache, self._publish_opportunity)
         self.quotes_topic = cfg.topic("quotes") if "publish_quotes" in roles else None
         if self.quotes_topic is not None:
-            _check_quote_depths(cfg)
+            _check_quote_depths(venues)
         # Stamps the withdrawals published to the quotes topic (injected by tests and replays).
         self.wall_clock_ns: Callable[[], int] = time.time_ns
         self.quote_follower = (
             QuoteFollower(
-                cfg, self._on_quote_from_kafka, self.publisher, on_withdrawal=self._on_withdrawal_from_kafka
+                cfg.kafka,
+                cfg.router.session_timeout_ms,
+                self._on_quote_from_kafka,
+                self.publisher,
+                on_withdrawal=self._on_withdrawal_from_kafka,
             )
             if "consume_quotes" in roles
             else None
         )
-        runner_venues = venues if "feeds" in roles else {}
-        self.runners = {
-            venue: StreamRunner(
-                build_adapter(venue, vc.symbols, ws_url=vc.ws_url, rest_url=vc.rest_url, depth=vc.depth),
-                self._on_quote,
-                silence_timeout_s=vc.silence_timeout_ms / 1000,
-                on_book_invalid=self._on_book_invalid,
-                on_disconnect=self._on_disconnect,
-            )
-            for venue, vc in runner_venues.items()
-        }
+        self.runners = feed_runners(
+            venues if "feeds" in roles else {},
+            self._on_quote,
+            on_book_invalid=self._on_book_invalid,
+            on_disconnect=self._on_disconnect,
+        )
         self.router: RouterParts | None = None
         self.router_service: RouterService | None = None
         if cfg.router.enabled and "route" in roles:
@@ -117,9 +109,10 @@ class Daemon:
                 opportunities = DetectorOpportunities(self.detector)
             else:
                 opportunities = followed = FollowedOpportunities()
-            self.router = build_router(cfg, self.cache, opportunities=opportunities)
+            self.router = build_router(RouterSections.of(cfg), self.cache, opportunities=opportunities)
             self.router_service = RouterService(
-                cfg,
+                cfg.kafka,
+                cfg.router,
                 self.router.router,
                 self.router.preferences,
                 self.router.kill_switch,
@@ -422,9 +415,46 @@ def _residual_status(residual: ResidualRecord) -> dict[str, object]:
     }
 
 
-def _check_quote_depths(cfg: Config) -> None:
+def new_detector(
+    settings: DetectorConfig,
+    venues: Mapping[str, VenueConfig],
+    cache: PriceCache,
+    publish: Callable[[Opportunity], None],
+) -> ArbitrageDetector:
+    """Build the arbitrage detector of `[detector]` over `cache`, with the enabled venues' taker fees."""
+    return ArbitrageDetector(
+        cache,
+        {venue: vc.taker_fee_bps for venue, vc in venues.items()},
+        publish,
+        min_net_profit_bps=settings.min_net_profit_bps,
+        max_notional=settings.max_notional,
+        update_min_change_bps=settings.update_min_change_bps,
+    )
+
+
+def feed_runners(
+    venues: Mapping[str, VenueConfig],
+    on_quote: Callable[[Quote], None],
+    *,
+    on_book_invalid: Callable[[str, str, str], None],
+    on_disconnect: Callable[[str, Sequence[str]], None],
+) -> dict[str, StreamRunner]:
+    """Build one connection runner per venue of `venues` (the enabled `[venues.<id>]` sections)."""
+    return {
+        venue: StreamRunner(
+            build_adapter(venue, vc.symbols, ws_url=vc.ws_url, rest_url=vc.rest_url, depth=vc.depth),
+            on_quote,
+            silence_timeout_s=vc.silence_timeout_ms / 1000,
+            on_book_invalid=on_book_invalid,
+            on_disconnect=on_disconnect,
+        )
+        for venue, vc in venues.items()
+    }
+
+
+def _check_quote_depths(venues: Mapping[str, VenueConfig]) -> None:
     """Refuse to publish quotes deeper than a quote message carries: a detector would size on less."""
-    for venue, vc in cfg.enabled_venues().items():
+    for venue, vc in venues.items():
         if vc.depth is not None and vc.depth > QUOTE_MESSAGE_MAX_LEVELS:
             raise ConfigError(
                 f"venues.{venue}.depth = {vc.depth}: scale-out quote messages carry at most "

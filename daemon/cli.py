@@ -235,7 +235,7 @@ def cmd_order(args: argparse.Namespace) -> int:
     if not isinstance(message, dict) or not isinstance(message.get("request_id"), str):
         sys.stderr.write("smartroute: the request needs a string request_id\n")
         return EXIT_USAGE
-    result = asyncio.run(send_order(cfg, message, args.timeout, signer))
+    result = asyncio.run(send_order(cfg.kafka, message, args.timeout, signer))
     if result is None:
         sys.stderr.write(f"smartroute: no result for {message['request_id']} within {args.timeout:g} s\n")
         return EXIT_FAILURE
@@ -250,7 +250,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     signer = Signer.from_flags(args.signer, args.key)
     message = signed_control_message(args.command, args.reason, args.by, signer)
-    asyncio.run(send(cfg, cfg.topic("control"), None, message, signer))
+    asyncio.run(send(cfg.kafka, cfg.topic("control"), None, message, signer))
     sys.stdout.write(f"{args.command} sent to {cfg.topic('control')} by {message['issued_by']}\n")
     return 0
 
@@ -288,7 +288,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     action = create_topics if args.topics_command == "create" else check_topics
-    states = asyncio.run(action(cfg))
+    states = asyncio.run(action(cfg.kafka, cfg.topics))
     for state in states:
         sys.stdout.write(state.line() + "\n")
     return 0 if all(state.status in ("ok", "created") for state in states) else EXIT_FAILURE
@@ -331,7 +331,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     venues = [v.strip() for v in args.venues.split(",") if v.strip()] if args.venues else None
 
     async def main(stop: asyncio.Event) -> None:
-        summary = await record(cfg, args.out, stop, duration_s=args.duration, venues=venues)
+        summary = await record(cfg.venues, args.out, stop, duration_s=args.duration, venues=venues)
         sys.stdout.write(orjson.dumps(summary, default=str).decode() + "\n")
 
     _run_until_signalled(main)
@@ -340,10 +340,10 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay a recording, write its events, print the counts (to stderr when events go to stdout)."""
-    from daemon.record import replay_file
+    from daemon.record import replay_file, replay_settings
 
     cfg = load_config(args.config) if args.config is not None else Config()
-    stats = replay_file(cfg, args.recording, args.out)
+    stats = replay_file(replay_settings(cfg.detector, cfg.cache, cfg.venues), args.recording, args.out)
     counts = orjson.dumps(stats).decode() + "\n"
     (sys.stdout if args.out is not None else sys.stderr).write(counts)
     return 0
@@ -355,7 +355,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     url = args.url or f"http://{cfg.daemon.http_host}:{cfg.daemon.http_port}"
-    _run_until_signalled(lambda stop: run_top(cfg, url, stop, refresh_s=args.refresh, once=args.once))
+    _run_until_signalled(lambda stop: run_top(cfg.kafka, url, stop, refresh_s=args.refresh, once=args.once))
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.config import Config
+from daemon.config import KafkaConfig
 from daemon.errors import ConfigError
 from daemon.kafka import TopicPartition, new_consumer, start_plain_producer
 from router.signatures import ROLES, Role, load_private_key, sign
@@ -77,9 +77,9 @@ def build_order(
 class ResultWaiter:
     """Watch the results topic from its current end, so a result produced after `start` is seen."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.topic = cfg.topic("results")
-        self._consumer = new_consumer(cfg.kafka, metadata_max_age_ms=500)
+    def __init__(self, kafka: KafkaConfig) -> None:
+        self.topic = kafka.topic("results")
+        self._consumer = new_consumer(kafka, metadata_max_age_ms=500)
 
     async def start(self) -> None:
         """Connect and position at the end of every existing partition (or follow a topic yet to exist)."""
@@ -113,12 +113,12 @@ class ResultWaiter:
 
 
 async def send(
-    cfg: Config, topic: str, key: bytes | None, message: dict[str, Any], signer: Signer | None = None
+    kafka: KafkaConfig, topic: str, key: bytes | None, message: dict[str, Any], signer: Signer | None = None
 ) -> None:
     """Produce one message (signed for its topic's role when `signer` is given); wait for the broker's ack."""
     value = orjson.dumps(message)
-    headers = [] if signer is None else sign(_role(cfg, topic), value, signer.principal, signer.key)
-    producer = await start_plain_producer(cfg.kafka)
+    headers = [] if signer is None else sign(_role(kafka, topic), value, signer.principal, signer.key)
+    producer = await start_plain_producer(kafka)
     try:
         await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
@@ -126,26 +126,26 @@ async def send(
 
 
 async def send_order(
-    cfg: Config, message: dict[str, Any], timeout_s: float, signer: Signer | None = None
+    kafka: KafkaConfig, message: dict[str, Any], timeout_s: float, signer: Signer | None = None
 ) -> dict[str, Any] | None:
     """Send one order request and return its result, or None if none arrived in time."""
-    waiter = ResultWaiter(cfg)
+    waiter = ResultWaiter(kafka)
     await waiter.start()
     try:
         request_id = str(message["request_id"])
-        await send(cfg, cfg.topic("orders"), request_id.encode(), message, signer)
+        await send(kafka, kafka.topic("orders"), request_id.encode(), message, signer)
         return await waiter.wait(request_id, timeout_s)
     finally:
         await waiter.close()
 
 
-def _role(cfg: Config, topic: str) -> Role:
+def _role(kafka: KafkaConfig, topic: str) -> Role:
     """Return the role a signature names: the topic without the prefix (orders, preferences, control)."""
     for role in ROLES:
-        if topic == cfg.topic(role):
+        if topic == kafka.topic(role):
             return role
     raise ValueError(
-        f"{topic} is not a signed topic; signed topics: {', '.join(cfg.topic(r) for r in ROLES)}"
+        f"{topic} is not a signed topic; signed topics: {', '.join(kafka.topic(r) for r in ROLES)}"
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from connectors.registry import ADAPTERS
 from connectors.sim import ExchangeSimulator
 from connectors.types import VENUE_IDS
 from daemon.broker import EmbeddedBroker
@@ -80,7 +81,7 @@ def demo_config(bootstrap: str, sim: ExchangeSimulator, state_dir: Path, http_po
         symbols = ", ".join(f'"{s}"' for s in DEMO_SYMBOLS)
         lines += ["", f"[venues.{venue}]", f"symbols = [{symbols}]", f'ws_url = "{sim.ws_url(venue)}"']
         lines += [f"depth = {DEMO_DEPTH[venue]}"]
-        if venue in ("binance", "okx"):  # books start from a REST snapshot
+        if ADAPTERS[venue].default_rest_url is not None:  # its books start from a REST snapshot
             lines += [f'rest_url = "{sim.rest_url(venue)}"']
     return "\n".join(lines) + "\n"
 

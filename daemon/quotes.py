@@ -20,7 +20,7 @@ import orjson
 import structlog
 
 from connectors.types import Quote, Withdrawal, quote_message_of
-from daemon.config import Config
+from daemon.config import KafkaConfig
 from daemon.kafka import (
     ConsumerRecord,
     Group,
@@ -42,15 +42,17 @@ class QuoteFollower:
 
     def __init__(
         self,
-        cfg: Config,
+        kafka: KafkaConfig,
+        session_timeout_ms: int,
         on_quote: Callable[[Quote, int], None],
         publisher: Publisher,
         *,
         on_withdrawal: Callable[[Withdrawal], None],
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.cfg = cfg
-        self.topic = cfg.topic("quotes")
+        self.kafka = kafka
+        self.session_timeout_ms = session_timeout_ms  # the detector group's (`[router] session_timeout_ms`)
+        self.topic = kafka.topic("quotes")
         self.on_quote = on_quote
         self.on_withdrawal = on_withdrawal
         self.publisher = publisher
@@ -61,8 +63,8 @@ class QuoteFollower:
         """Consume until `stop`; malformed messages go to the DLQ and are counted, never applied."""
         # Offsets committed automatically: quotes are state, not requests, so a re-read after a crash
         # is harmless; a member without a committed offset starts at the end: an old quote is stale anyway.
-        group = Group(DETECTOR_GROUP, self.cfg.router.session_timeout_ms, auto_commit=True)
-        consumer = new_consumer(self.cfg.kafka, self.topic, group=group, offsets="latest")
+        group = Group(DETECTOR_GROUP, self.session_timeout_ms, auto_commit=True)
+        consumer = new_consumer(self.kafka, self.topic, group=group, offsets="latest")
         if not await start_unless_stopped(consumer, stop):
             return
         try:
@@ -87,7 +89,7 @@ class QuoteFollower:
                 "quote_message_invalid", error=str(exc), offset=record.offset, partition=record.partition
             )
             self.publisher.publish(
-                self.cfg.topic("dlq"), record.key, dlq_entry(record, str(exc), "invalid_quote")
+                self.kafka.topic("dlq"), record.key, dlq_entry(record, str(exc), "invalid_quote")
             )
             return
         if isinstance(quote, Withdrawal):

@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -30,7 +30,7 @@ from connectors.recording import RecordingReader, RecordingWriter
 from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
 from connectors.types import Quote
-from daemon.config import Config, VenueConfig
+from daemon.config import CacheConfig, DetectorConfig, VenueConfig
 from daemon.errors import ConfigError
 from router.replay import ReplaySettings, ReplayStats, replay
 
@@ -73,9 +73,11 @@ def _ignore_quote(quote: Quote) -> None:
     """Quotes are parsed (the runner needs them to judge a connection healthy) but not kept."""
 
 
-def recorded_venues(cfg: Config, venues: Sequence[str] | None) -> dict[str, VenueConfig]:
+def recorded_venues(
+    configured: Mapping[str, VenueConfig], venues: Sequence[str] | None
+) -> dict[str, VenueConfig]:
     """Return the venues to record: those named (each must be enabled), else every enabled venue."""
-    enabled = cfg.enabled_venues()
+    enabled = {venue: vc for venue, vc in configured.items() if vc.enabled}
     if venues is None:
         chosen = dict(enabled)
     else:
@@ -89,15 +91,18 @@ def recorded_venues(cfg: Config, venues: Sequence[str] | None) -> dict[str, Venu
 
 
 async def record(
-    cfg: Config,
+    configured: Mapping[str, VenueConfig],
     path: Path,
     stop: asyncio.Event,
     *,
     duration_s: float | None = None,
     venues: Sequence[str] | None = None,
 ) -> RecordSummary:
-    """Record the venues' raw frames into a new file at `path` until `stop` is set or `duration_s` passes."""
-    chosen = recorded_venues(cfg, venues)
+    """Record the venues' raw frames into a new file at `path` until `stop` is set or `duration_s` passes.
+
+    `configured` is the `[venues]` section; `venues` names those to record (default: every enabled one).
+    """
+    chosen = recorded_venues(configured, venues)
     started = time.monotonic()
     with RecordingWriter(path, {venue: vc.symbols for venue, vc in chosen.items()}) as writer:
         taps = {venue: _FrameTap(writer, venue) for venue in chosen}
@@ -137,28 +142,30 @@ async def _flush_every(writer: RecordingWriter, interval_s: float) -> None:
         writer.flush()
 
 
-def replay_settings(cfg: Config) -> ReplaySettings:
+def replay_settings(
+    detector: DetectorConfig, cache: CacheConfig, venues: Mapping[str, VenueConfig]
+) -> ReplaySettings:
     """Return the replay settings of a config: its detector and cache settings, every venue's taker fee."""
     return ReplaySettings(
-        taker_fee_bps={venue: vc.taker_fee_bps for venue, vc in cfg.venues.items()},
-        min_net_profit_bps=cfg.detector.min_net_profit_bps,
-        max_notional=cfg.detector.max_notional,
-        update_min_change_bps=cfg.detector.update_min_change_bps,
-        ttl_ms=cfg.cache.ttl_ms,
-        max_quote_age_ms=cfg.cache.max_quote_age_ms,
-        sweep_interval_ms=cfg.detector.sweep_interval_ms,
+        taker_fee_bps={venue: vc.taker_fee_bps for venue, vc in venues.items()},
+        min_net_profit_bps=detector.min_net_profit_bps,
+        max_notional=detector.max_notional,
+        update_min_change_bps=detector.update_min_change_bps,
+        ttl_ms=cache.ttl_ms,
+        max_quote_age_ms=cache.max_quote_age_ms,
+        sweep_interval_ms=detector.sweep_interval_ms,
     )
 
 
-def replay_file(cfg: Config, recording: Path, out: Path | None) -> ReplayStats:
+def replay_file(settings: ReplaySettings, recording: Path, out: Path | None) -> ReplayStats:
     """Replay `recording` and write its events to `out` (stdout when None); the file appears only whole."""
     with RecordingReader(recording) as reader:
         if out is None:
-            return replay(reader.header, reader, sys.stdout.buffer, replay_settings(cfg))
+            return replay(reader.header, reader, sys.stdout.buffer, settings)
         descriptor, partial = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
         try:
             with os.fdopen(descriptor, "wb") as events:
-                stats = replay(reader.header, reader, events, replay_settings(cfg))
+                stats = replay(reader.header, reader, events, settings)
             os.replace(partial, out)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -42,7 +42,7 @@ import time
 import orjson
 import structlog
 
-from daemon.config import Config
+from daemon.config import KafkaConfig, RouterConfig
 from daemon.kafka import (
     FETCH_MAX_WAIT_MS,
     Consumer,
@@ -129,7 +129,8 @@ class RouterService:
 
     def __init__(
         self,
-        cfg: Config,
+        kafka: KafkaConfig,
+        settings: RouterConfig,
         router: SmartRouter,
         preferences: PreferenceStore,
         kill_switch: KillSwitch,
@@ -139,18 +140,17 @@ class RouterService:
         opportunities: FollowedOpportunities | None = None,
         open_orders: OpenOrderCheck | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.open_orders = (
-            open_orders  # live: checked once before readiness, then every reconcile_interval_ms
-        )
+        self.kafka = kafka
+        self.settings = settings
+        self.open_orders = open_orders  # live: checked before readiness, then every reconcile_interval_ms
         self.opportunities = opportunities  # followed from the topic when no detector runs in this process
         self.router = router
         self.preferences = preferences
         self.kill_switch = kill_switch
         self.guard = guard  # who may halt, resume and change preferences (signed, fresh, in order)
-        self.orders_topic = cfg.topic("orders")
-        self.results_topic = cfg.topic("results")
-        self.dlq_topic = cfg.topic("dlq")
+        self.orders_topic = kafka.topic("orders")
+        self.results_topic = kafka.topic("results")
+        self.dlq_topic = kafka.topic("dlq")
         self.reconciled = asyncio.Event()
         self._settings_followers: dict[str, TopicFollower] = {}  # control and preferences, by topic
         self._publisher = publisher  # started by the caller; closed by it once run() returned
@@ -171,7 +171,7 @@ class RouterService:
                     tg.create_task(follower.run(stop), name=follower.topic)
                 tg.create_task(self._serve_orders(stop, followers), name="orders")
                 if self.open_orders is not None:
-                    interval_s = self.cfg.router.reconcile_interval_ms / 1000
+                    interval_s = self.settings.reconcile_interval_ms / 1000
                     tg.create_task(self.open_orders.run(stop, interval_s), name="open-orders")
                 tg.create_task(self.router.work_residuals(stop), name="residuals")
         finally:
@@ -179,11 +179,11 @@ class RouterService:
 
     def _followers(self) -> list[TopicFollower]:
         """Return the followers of control, preferences (and opportunities), bounded by request_timeout_ms."""
-        timeout_s = self.cfg.kafka.request_timeout_ms / 1000
+        timeout_s = self.kafka.request_timeout_ms / 1000
         followers = [
             TopicFollower(
-                self.cfg.kafka,
-                self.cfg.topic(name),
+                self.kafka,
+                self.kafka.topic(name),
                 apply,
                 timeout_s=timeout_s,
                 fetch_max_wait_ms=_SETTINGS_FETCH_MAX_WAIT_MS,
@@ -192,9 +192,9 @@ class RouterService:
         ]
         self._settings_followers = {follower.topic: follower for follower in followers}
         if self.opportunities is not None:
-            topic = self.cfg.topic("opportunities")
+            topic = self.kafka.topic("opportunities")
             follower = TopicFollower(
-                self.cfg.kafka, topic, self._on_opportunity, timeout_s=timeout_s, lookback_ms=LOOKBACK_MS
+                self.kafka, topic, self._on_opportunity, timeout_s=timeout_s, lookback_ms=LOOKBACK_MS
             )
             self.opportunities.follower = follower
             followers.append(follower)
@@ -202,9 +202,9 @@ class RouterService:
 
     async def _serve_orders(self, stop: asyncio.Event, followers: list[TopicFollower]) -> None:
         started = time.monotonic()
-        group = Group(self.cfg.router.group_id, self.cfg.router.session_timeout_ms)
+        group = Group(self.settings.group_id, self.settings.session_timeout_ms)
         consumer = new_consumer(
-            self.cfg.kafka, self.orders_topic, group=group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+            self.kafka, self.orders_topic, group=group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
         )
         # The followers catch up while the group join runs; nothing fetched is handled before they did.
         if not await start_unless_stopped(consumer, stop):
@@ -219,10 +219,10 @@ class RouterService:
                 caught_up=[f.topic for f in followers],
             )
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.cfg.router.max_batch)
+                batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.settings.max_batch)
                 for partition, records in batches.items():
                     await self._process(consumer, partition, records)
-                await record_consumer_lag(consumer, self.orders_topic, self.cfg.router.group_id)
+                await record_consumer_lag(consumer, self.orders_topic, self.settings.group_id)
         finally:
             await consumer.stop()  # offsets were committed batch by batch; nothing is pending here
 

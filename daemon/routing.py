@@ -35,7 +35,9 @@ from connectors.registry import TRADING, TradingSettings
 from connectors.rest_metrics import init_rest_metrics
 from connectors.trading import TradingVenue
 from connectors.types import VENUE_IDS
-from daemon.config import Config, VenueConfig
+from daemon.config import Config, DaemonConfig, RiskConfig, RouterConfig, UserConfig, VenueConfig
+from daemon.config.paper import PaperConfig
+from daemon.config.security import OperatorConfig, SecurityConfig
 from daemon.config.users import ACCESS_FIELDS
 from daemon.credentials import load_binance_credentials, load_venue_secrets
 from daemon.errors import ConfigError
@@ -60,6 +62,36 @@ from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSections:
+    """The config sections the router is built from; nothing else of the config reaches it.
+
+    `daemon` gives the mode and the ledger's `state_dir`; `venues` every known venue
+    (the enabled, tradable ones are used); `users` the configured preferences.
+    """
+
+    daemon: DaemonConfig
+    router: RouterConfig
+    risk: RiskConfig
+    venues: Mapping[str, VenueConfig]
+    users: Mapping[str, UserConfig]
+    paper: PaperConfig
+    security: SecurityConfig
+    operators: Mapping[str, OperatorConfig]
+
+    @classmethod
+    def of(cls, cfg: Config) -> RouterSections:
+        """Pick the router's sections out of the whole config (the composition root's job)."""
+        return cls(
+            cfg.daemon, cfg.router, cfg.risk, cfg.venues, cfg.users, cfg.paper, cfg.security, cfg.operators
+        )
+
+    @property
+    def signatures_required(self) -> bool:
+        """Return whether orders, preferences and control must be signed (`[security]`, else the mode)."""
+        return self.security.signatures_required(self.daemon.mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +125,10 @@ class RouterParts:
             await self.live.close()
 
 
-def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
+def configured_preferences(users: Mapping[str, UserConfig]) -> dict[str, UserPreferences]:
     """Turn `[users.<id>]` sections into preferences; a value the router refuses is a ConfigError."""
     configured = {}
-    for user_id, user in cfg.users.items():
+    for user_id, user in users.items():
         values = {
             f.name: getattr(user, f.name)
             for f in fields(user)
@@ -109,9 +141,9 @@ def configured_preferences(cfg: Config) -> dict[str, UserPreferences]:
     return configured
 
 
-def tradable_venues(cfg: Config) -> dict[str, VenueConfig]:
+def tradable_venues(venues: Mapping[str, VenueConfig]) -> dict[str, VenueConfig]:
     """Return the enabled venues the router may trade on (`trade = false` keeps one market-data only)."""
-    return {venue: vc for venue, vc in cfg.enabled_venues().items() if vc.trade}
+    return {venue: vc for venue, vc in venues.items() if vc.enabled and vc.trade}
 
 
 def build_trading_venue(vc: VenueConfig, environ: Mapping[str, str] | None = None) -> TradingVenue:
@@ -137,12 +169,14 @@ def build_trading_venue(vc: VenueConfig, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"venues.{vc.venue}: {exc}") from None
 
 
-def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -> LiveExecutor:
-    """Build the live executor over every tradable venue, each with its credentials; no I/O.
+def build_live_executor(
+    configured: Mapping[str, VenueConfig], environ: Mapping[str, str] | None = None
+) -> LiveExecutor:
+    """Build the live executor over every tradable venue of `[venues]`, each with its credentials; no I/O.
 
     A tradable venue without its credentials refuses the start, naming the venue and the variable.
     """
-    venues = tradable_venues(cfg)
+    venues = tradable_venues(configured)
     if not venues:
         raise ConfigError("daemon.mode: live trading needs at least one enabled venue with trade = true")
     clients = {}
@@ -152,17 +186,23 @@ def build_live_executor(cfg: Config, environ: Mapping[str, str] | None = None) -
     return LiveExecutor(clients, taker_fee_bps={venue: vc.taker_fee_bps for venue, vc in venues.items()})
 
 
-def user_keys(cfg: Config) -> KeyRing:
+def user_keys(users: Mapping[str, UserConfig]) -> KeyRing:
     """Return the users' public keys from their `[users.<id>]` sections."""
     keys = {
         user_id: tuple(parse_public_key(key) for key in user.public_keys)
-        for user_id, user in cfg.users.items()
+        for user_id, user in users.items()
         if user.public_keys
     }
     return KeyRing(MappingProxyType(keys))
 
 
-def access_policy(cfg: Config) -> AccessPolicy:
+def operator_keys(operators: Mapping[str, OperatorConfig]) -> KeyRing:
+    """Return the operators' public keys from their `[operators.<id>]` sections."""
+    keys = {op: tuple(parse_public_key(k) for k in oc.public_keys) for op, oc in operators.items()}
+    return KeyRing(MappingProxyType(keys))
+
+
+def access_policy(sections: RouterSections) -> AccessPolicy:
     """Return who may trade what: the signature requirement, users' public keys and entitlements."""
     entitlements = {
         user_id: Entitlements(
@@ -170,13 +210,15 @@ def access_policy(cfg: Config) -> AccessPolicy:
             symbols=None if user.symbols is None else frozenset(user.symbols),
             kinds=None if user.kinds is None else frozenset(user.kinds),
         )
-        for user_id, user in cfg.users.items()
+        for user_id, user in sections.users.items()
     }
-    return AccessPolicy(cfg.signatures_required, user_keys(cfg), MappingProxyType(entitlements))
+    return AccessPolicy(
+        sections.signatures_required, user_keys(sections.users), MappingProxyType(entitlements)
+    )
 
 
 def build_balances(
-    cfg: Config, venues: Mapping[str, VenueConfig], live: LiveExecutor | None
+    sections: RouterSections, venues: Mapping[str, VenueConfig], live: LiveExecutor | None
 ) -> tuple[BalanceBook, BalanceSync | None]:
     """Return the balance book legs are funded from and, live, what keeps it in step with the venues.
 
@@ -192,11 +234,11 @@ def build_balances(
             book,
             live.connectors,
             watched,
-            tolerance_bps=cfg.router.balance_tolerance_bps,
-            refresh_s=cfg.router.balance_refresh_ms / 1000,
+            tolerance_bps=sections.router.balance_tolerance_bps,
+            refresh_s=sections.router.balance_refresh_ms / 1000,
         )
         return book, sync
-    configured = cfg.paper.balances
+    configured = sections.paper.balances
     if configured and (missing := sorted(set(venues) - set(configured))):
         raise ConfigError(
             f"paper.balances.{missing[0]}: missing; once one venue has [paper.balances.<venue>], every "
@@ -206,7 +248,7 @@ def build_balances(
 
 
 def build_router(
-    cfg: Config,
+    sections: RouterSections,
     cache: PriceCache,
     *,
     environ: Mapping[str, str] | None = None,
@@ -216,24 +258,26 @@ def build_router(
 
     `opportunities` is where arbitrage requests naming an `opportunity_id` are checked.
     """
-    venues = tradable_venues(cfg)
+    venues = tradable_venues(sections.venues)
     fees: dict[str, Decimal] = {venue: vc.taker_fee_bps for venue, vc in venues.items()}
-    live = build_live_executor(cfg, environ) if cfg.daemon.mode == "live" else None
+    live = build_live_executor(sections.venues, environ) if sections.daemon.mode == "live" else None
     executor: Executor = PaperExecutor(cache, fees) if live is None else live
     if live is not None:
         fees = {venue: fee for venue, fee in fees.items() if venue in live.venues}
-    preferences = PreferenceStore(configured_preferences(cfg), known_venues=VENUE_IDS)
-    ledger = Ledger.open(Path(cfg.daemon.state_dir))
+    preferences = PreferenceStore(configured_preferences(sections.users), known_venues=VENUE_IDS)
+    ledger = Ledger.open(Path(sections.daemon.state_dir))
     kill_switch = KillSwitch(ledger)
-    positions = PositionBook(cfg.risk.valuation_currency, fresh_mids(cache, cfg.risk.valuation_currency))
-    loss = LossGuard(positions, kill_switch, ledger, cfg.risk.max_daily_loss)
-    limits = RiskLimits(
-        max_order_notional=cfg.risk.max_order_notional,
-        max_orders_per_second=cfg.risk.max_orders_per_second,
-        max_gross_exposure=cfg.risk.max_gross_exposure,
-        max_position=cfg.risk.max_position,
+    positions = PositionBook(
+        sections.risk.valuation_currency, fresh_mids(cache, sections.risk.valuation_currency)
     )
-    balances, balance_sync = build_balances(cfg, venues, live)
+    loss = LossGuard(positions, kill_switch, ledger, sections.risk.max_daily_loss)
+    limits = RiskLimits(
+        max_order_notional=sections.risk.max_order_notional,
+        max_orders_per_second=sections.risk.max_orders_per_second,
+        max_gross_exposure=sections.risk.max_gross_exposure,
+        max_position=sections.risk.max_position,
+    )
+    balances, balance_sync = build_balances(sections, venues, live)
     router = SmartRouter(
         cache,
         executor,
@@ -247,31 +291,27 @@ def build_router(
         ),
         fees,
         residuals=ResidualSettings(
-            policy="unwind" if cfg.router.residual_policy == "unwind" else "report",
-            max_slippage_bps=cfg.router.residual_max_slippage_bps,
-            step_bps=cfg.router.residual_step_bps,
-            timeout_ms=cfg.router.residual_timeout_ms,
+            policy="unwind" if sections.router.residual_policy == "unwind" else "report",
+            max_slippage_bps=sections.router.residual_max_slippage_bps,
+            step_bps=sections.router.residual_step_bps,
+            timeout_ms=sections.router.residual_timeout_ms,
         ),
         opportunities=opportunities,
-        access=access_policy(cfg),
+        access=access_policy(sections),
         balances=balances,
-        max_request_age_ms=cfg.router.max_request_age_ms,
+        max_request_age_ms=sections.router.max_request_age_ms,
     )
     if balance_sync is not None:
         router.watch_fills(balance_sync.fill_seen)
     symbols = {venue: vc.symbols for venue, vc in venues.items()}
     guard = SettingsGuard(
         ledger,
-        required=cfg.signatures_required,
-        users=user_keys(cfg),
-        operators=KeyRing(
-            MappingProxyType(
-                {op: tuple(parse_public_key(k) for k in oc.public_keys) for op, oc in cfg.operators.items()}
-            )
-        ),
-        max_age_ms=cfg.security.max_message_age_ms,
+        required=sections.signatures_required,
+        users=user_keys(sections.users),
+        operators=operator_keys(sections.operators),
+        max_age_ms=sections.security.max_message_age_ms,
     )
-    if cfg.daemon.mode == "live" and not cfg.signatures_required:
+    if sections.daemon.mode == "live" and not sections.signatures_required:
         log.warning(
             "signatures_not_required_in_live_mode",
             detail="[security] require_signatures = false: anyone who can write to the orders, preferences "

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from connectors.types import Side, decimal_text
-from daemon.config import Config
+from daemon.config import KafkaConfig
 from daemon.kafka import new_consumer
 from router.precision import bps_down, money_down, round_price
 
@@ -177,11 +177,11 @@ async def fetch_status(session: aiohttp.ClientSession, url: str) -> dict[str, An
 
 
 async def run_top(
-    cfg: Config, url: str, stop: asyncio.Event, *, refresh_s: float = 1.0, once: bool = False
+    kafka: KafkaConfig, url: str, stop: asyncio.Event, *, refresh_s: float = 1.0, once: bool = False
 ) -> None:
     """Refresh the view until `stop` (or once, printed plainly, for scripts)."""
     events: deque[Mapping[str, Any]] = deque(maxlen=_RECENT)
-    consumer = new_consumer(cfg.kafka, cfg.topic("opportunities"), offsets="latest")
+    consumer = new_consumer(kafka, kafka.topic("opportunities"), offsets="latest")
     console = Console()
     await consumer.start()
     try:

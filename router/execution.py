@@ -16,7 +16,7 @@ from typing import Protocol
 
 import orjson
 
-from connectors.trading import client_order_id
+from connectors.registry import client_order_id
 from connectors.types import BPS, Mode, Quote, Side, decimal_text
 from router.book_walk import marginal_price, walk_book
 from router.cache import PriceCache

@@ -41,6 +41,7 @@ from connectors.binance.errors import (
     from_api_error,
     from_transport_error,
 )
+from connectors.binance.facts import FACTS, TESTNET
 from connectors.binance.filters import SymbolFilters, parse_exchange_info
 from connectors.binance.payloads import (
     Balance,
@@ -65,8 +66,8 @@ from connectors.types import Quote, Side, decimal_text
 
 log = structlog.get_logger(__name__)
 
-PRODUCTION_REST_URL: Final = "https://api.binance.com"
-TESTNET_REST_URL: Final = "https://testnet.binance.vision"
+PRODUCTION_REST_URL: Final = FACTS.rest_url
+TESTNET_REST_URL: Final = TESTNET.trade_url
 VENUE: Final = "binance"
 
 

@@ -9,6 +9,7 @@ import orjson
 
 from connectors.base import Parser, VenueAdapter
 from connectors.binance.depth import MAX_DEPTH, DepthParser, DepthSnapshots
+from connectors.binance.facts import FACTS
 from connectors.binance.parse import BookTickerParser
 from connectors.symbols import concatenated_map, to_concatenated
 
@@ -21,8 +22,8 @@ class BinanceAdapter(VenueAdapter):
     """
 
     venue: ClassVar[str] = "binance"
-    default_ws_url: ClassVar[str] = "wss://stream.binance.com:9443"
-    default_rest_url: ClassVar[str | None] = "https://api.binance.com"
+    default_ws_url: ClassVar[str] = FACTS.ws_url
+    default_rest_url: ClassVar[str | None] = FACTS.rest_url
     max_depth: ClassVar[int | None] = MAX_DEPTH
     # The server pings every 20 s and aiohttp answers; no app-level ping exists.
     keepalive_interval_s: ClassVar[float | None] = None

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Final
 
 from connectors.binance import payloads
+from connectors.binance.facts import FACTS
 from connectors.binance.rest import BinanceConnector
 from connectors.errors import ParseError, VenueError
 from connectors.trading import (
@@ -29,7 +30,7 @@ class BinanceTrading:
     """The live executor's view of Binance Spot, through one `BinanceConnector`."""
 
     venue: Final = "binance"
-    client_id_style: Final[ClientIdStyle] = "hex32"
+    client_id_style: Final[ClientIdStyle] = FACTS.client_id_style
 
     def __init__(self, connector: BinanceConnector, symbols: tuple[str, ...] = ()) -> None:
         """Trade through `connector`; `symbols` (canonical) bound the open-order scan at start."""

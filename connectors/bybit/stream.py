@@ -8,6 +8,7 @@ from typing import ClassVar, Final
 import orjson
 
 from connectors.base import Parser, VenueAdapter
+from connectors.bybit.facts import FACTS
 from connectors.bybit.parse import OrderbookParser
 from connectors.symbols import concatenated_map, to_concatenated
 
@@ -33,7 +34,7 @@ class BybitAdapter(VenueAdapter):
     """
 
     venue: ClassVar[str] = "bybit"
-    default_ws_url: ClassVar[str] = "wss://stream.bybit.com/v5/public/spot"
+    default_ws_url: ClassVar[str] = FACTS.ws_url
     max_depth: ClassVar[int | None] = TOPIC_DEPTHS[-1]
     # Bybit cuts a connection after 10 min without traffic and recommends a ping every 20 s.
     keepalive_interval_s: ClassVar[float | None] = 20.0

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
+from connectors.bybit.facts import FACTS
 from connectors.bybit.payloads import (
     next_cursor,
     parse_balances,
@@ -80,7 +81,7 @@ class BybitTrading(StartOnce):
     """Trade spot on Bybit v5 through its signed REST API; never re-send an order of unknown fate."""
 
     venue: str = VENUE
-    client_id_style: ClientIdStyle = "hex32"
+    client_id_style: ClientIdStyle = FACTS.client_id_style
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 
 import structlog
 
+from connectors.bybit.facts import FACTS, TESTNET
 from connectors.bybit.payloads import envelope, server_time_ms
 from connectors.bybit.signing import BybitCredentials, json_body, query_string, signed_headers
 from connectors.bybit.trading_errors import (
@@ -46,8 +47,8 @@ log = structlog.get_logger(__name__)
 Method = Literal["GET", "POST"]
 
 # docs/v5/guide.mdx (production, testnet) and docs/v5/demo.mdx (demo trading).
-PRODUCTION_REST_URL: Final = "https://api.bybit.com"
-TESTNET_REST_URL: Final = "https://api-testnet.bybit.com"
+PRODUCTION_REST_URL: Final = FACTS.rest_url
+TESTNET_REST_URL: Final = TESTNET.trade_url
 DEMO_REST_URL: Final = "https://api-demo.bybit.com"
 
 # docs/v5/rate-limit/rate-limit.mdx, spot column (per UID, per second).

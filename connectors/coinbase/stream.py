@@ -8,6 +8,7 @@ from typing import ClassVar, Final
 import orjson
 
 from connectors.base import Parser, VenueAdapter
+from connectors.coinbase.facts import FACTS
 from connectors.coinbase.level2 import Level2Parser
 
 # Deep enough for any router; level2 itself carries the whole book.
@@ -27,7 +28,7 @@ class CoinbaseAdapter(VenueAdapter):
     """
 
     venue: ClassVar[str] = "coinbase"
-    default_ws_url: ClassVar[str] = "wss://advanced-trade-ws.coinbase.com"
+    default_ws_url: ClassVar[str] = FACTS.ws_url
     max_depth: ClassVar[int | None] = MAX_DEPTH
     # The `heartbeats` channel keeps the connection alive; there is no app-level ping.
     keepalive_interval_s: ClassVar[float | None] = None

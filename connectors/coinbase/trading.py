@@ -54,6 +54,7 @@ from typing import Any, Final
 import orjson
 import structlog
 
+from connectors.coinbase.facts import FACTS
 from connectors.coinbase.payloads import (
     parse_accounts,
     parse_fills,
@@ -88,7 +89,7 @@ from connectors.types import Side, decimal_text
 
 log = structlog.get_logger(__name__)
 
-PRODUCTION_REST_URL: Final = "https://api.coinbase.com"
+PRODUCTION_REST_URL: Final = FACTS.rest_url
 SANDBOX_REST_URL: Final = "https://api-sandbox.coinbase.com"  # static mocked answers, no auth
 PAGE_LIMIT: Final = "250"
 MAX_PAGES: Final = 50
@@ -116,7 +117,7 @@ class CoinbaseTrading(StartOnce):
     """Trade spot on Coinbase Advanced Trade through its signed REST API; never re-send an order."""
 
     venue: str = VENUE
-    client_id_style: ClientIdStyle = "uuid36"
+    client_id_style: ClientIdStyle = FACTS.client_id_style
 
     def __init__(
         self,

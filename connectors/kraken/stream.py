@@ -9,6 +9,7 @@ import orjson
 
 from connectors.base import Parser, VenueAdapter
 from connectors.kraken.book import SUBSCRIPTION_DEPTHS, BookParser, subscription_depth
+from connectors.kraken.facts import FACTS
 from connectors.kraken.parse import TickerParser
 from connectors.symbols import split_symbol
 
@@ -26,7 +27,7 @@ class KrakenAdapter(VenueAdapter):
     """
 
     venue: ClassVar[str] = "kraken"
-    default_ws_url: ClassVar[str] = "wss://ws.kraken.com/v2"
+    default_ws_url: ClassVar[str] = FACTS.ws_url
     max_depth: ClassVar[int | None] = SUBSCRIPTION_DEPTHS[-1]
     # Kraken closes a connection after about a minute without traffic.
     keepalive_interval_s: ClassVar[float | None] = 20.0

@@ -45,6 +45,7 @@ from connectors.errors import (
     VenueError,
     VenueRejected,
 )
+from connectors.kraken.facts import FACTS
 from connectors.kraken.payloads import (
     KrakenPair,
     fee_asset,
@@ -71,7 +72,7 @@ from connectors.types import Side, decimal_text
 
 log = structlog.get_logger(__name__)
 
-PRODUCTION_REST_URL: Final = "https://api.kraken.com"
+PRODUCTION_REST_URL: Final = FACTS.rest_url
 VENUE: Final = "kraken"
 CLOCK_RESOLUTION_MS: Final = 1000  # Kraken's Time endpoint reports whole seconds
 NO_SANDBOX: Final = (
@@ -86,7 +87,7 @@ class KrakenTrading(StartOnce):
     """Kraken spot trading on its REST API (`connectors.trading.TradingVenue`)."""
 
     venue: Final = VENUE
-    client_id_style: ClientIdStyle = "uuid36"
+    client_id_style: ClientIdStyle = FACTS.client_id_style
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import orjson
 from connectors.base import Parser, VenueAdapter
 from connectors.errors import VenueConnectionError, VenueError
 from connectors.okx.books import BOOK_LEVELS, BooksParser
+from connectors.okx.facts import FACTS
 from connectors.okx.parse import BboParser
 
 _REQUEST_TIMEOUT_S: Final = 10.0
@@ -31,8 +32,8 @@ class OkxAdapter(VenueAdapter):
     """
 
     venue: ClassVar[str] = "okx"
-    default_ws_url: ClassVar[str] = "wss://ws.okx.com:8443/ws/v5/public"
-    default_rest_url: ClassVar[str | None] = "https://www.okx.com"
+    default_ws_url: ClassVar[str] = FACTS.ws_url
+    default_rest_url: ClassVar[str | None] = FACTS.rest_url
     max_depth: ClassVar[int | None] = BOOK_LEVELS
     # OKX drops a connection after 30 s without data; a text `ping` before that keeps it.
     keepalive_interval_s: ClassVar[float | None] = 20.0

@@ -45,6 +45,7 @@ import structlog
 
 from connectors.errors import OrderAcknowledged, OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
 from connectors.lifecycle import StartOnce
+from connectors.okx.facts import FACTS, TESTNET
 from connectors.okx.rest import OkxRest
 from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading_errors import VENUE
@@ -65,8 +66,8 @@ from connectors.types import Side, decimal_text
 
 log = structlog.get_logger(__name__)
 
-PRODUCTION_REST_URL: Final = "https://www.okx.com"
-DEMO_REST_URL: Final = "https://openapi.okx.com"
+PRODUCTION_REST_URL: Final = FACTS.rest_url
+DEMO_REST_URL: Final = TESTNET.trade_url
 CLIENT_ORDER_ID: Final = re.compile(r"[A-Za-z0-9]{1,32}")
 PAGE: Final = 100  # the most the list endpoints return per request
 
@@ -75,7 +76,7 @@ class OkxTrading(StartOnce):
     """Trade spot on OKX through its signed REST API, safely under limits, clock skew and faults."""
 
     venue: Final = VENUE
-    client_id_style: ClientIdStyle = "hex32"
+    client_id_style: ClientIdStyle = FACTS.client_id_style
 
     def __init__(
         self,

@@ -43,6 +43,10 @@ class KafkaConfig:
     linger_ms: int = 5
     request_timeout_ms: int = 30_000
 
+    def topic(self, name: str) -> str:
+        """Return the full topic name, e.g. `topic("opportunities")` → `smartroute.opportunities`."""
+        return self.topic_prefix + name
+
 
 def read_kafka(t: Table, environ: Mapping[str, str]) -> KafkaConfig:
     """Validate the `[kafka]` table; the SASL password comes from `environ` or a credential file."""

@@ -34,7 +34,7 @@ class Config:
 
     def topic(self, name: str) -> str:
         """Return the full topic name, e.g. `topic("opportunities")` → `smartroute.opportunities`."""
-        return self.kafka.topic_prefix + name
+        return self.kafka.topic(name)
 
     @property
     def signatures_required(self) -> bool:

@@ -1,4 +1,8 @@
-"""`[venues.<id>]`: one exchange each; endpoints and fees default to the real venue's, or its testnet's."""
+"""`[venues.<id>]`: one exchange each; endpoints and fees default to the real venue's, or its testnet's.
+
+Every default comes from the venue's own `connectors/<venue>/facts.py`, through the
+registry (`connectors.registry.FACTS`); nothing about a venue is written down here.
+"""
 
 from __future__ import annotations
 
@@ -10,84 +14,13 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import urlsplit
 
-from connectors.registry import ADAPTERS, KRAKEN_TIERS
+from connectors.registry import ADAPTERS, FACTS
 from connectors.types import VENUE_IDS
 from daemon.config.table import Table, show
 
 SYMBOL_RE: Final = re.compile(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}")
 _ZERO: Final = Decimal(0)
 
-
-@dataclass(frozen=True, slots=True)
-class VenueDefaults:
-    """A venue's real production endpoints and tier-0 fees."""
-
-    ws_url: str
-    rest_url: str
-    taker_fee_bps: Decimal
-    maker_fee_bps: Decimal
-
-
-VENUE_DEFAULTS: Final[Mapping[str, VenueDefaults]] = MappingProxyType(
-    {
-        "binance": VenueDefaults(
-            "wss://stream.binance.com:9443", "https://api.binance.com", Decimal(10), Decimal(10)
-        ),
-        "bybit": VenueDefaults(
-            "wss://stream.bybit.com/v5/public/spot", "https://api.bybit.com", Decimal(10), Decimal(10)
-        ),
-        "okx": VenueDefaults(
-            "wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com", Decimal(10), Decimal(8)
-        ),
-        "coinbase": VenueDefaults(
-            "wss://advanced-trade-ws.coinbase.com", "https://api.coinbase.com", Decimal(120), Decimal(60)
-        ),
-        "kraken": VenueDefaults("wss://ws.kraken.com/v2", "https://api.kraken.com", Decimal(40), Decimal(25)),
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TestnetEndpoints:
-    """Where `[venues.<id>] testnet = true` points a venue: market data and trading."""
-
-    ws_url: str
-    rest_url: str
-    trade_url: str
-
-
-# Venues with a testnet or demo environment smartroute can run against (EXCHANGES.md, EXCHANGES-TRADING.md).
-TESTNET_ENDPOINTS: Final[Mapping[str, TestnetEndpoints]] = MappingProxyType(
-    {
-        "binance": TestnetEndpoints(
-            "wss://stream.testnet.binance.vision",
-            "https://testnet.binance.vision",
-            "https://testnet.binance.vision",
-        ),
-        "bybit": TestnetEndpoints(
-            "wss://stream-testnet.bybit.com/v5/public/spot",
-            "https://api-testnet.bybit.com",
-            "https://api-testnet.bybit.com",
-        ),
-        # OKX demo trading: demo streams, and orders carry `x-simulated-trading: 1` (its client adds it).
-        "okx": TestnetEndpoints(
-            "wss://wspap.okx.com:8443/ws/v5/public", "https://www.okx.com", "https://openapi.okx.com"
-        ),
-    }
-)
-# Why `testnet = true` is refused where no usable environment exists.
-NO_TESTNET: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "kraken": "Kraken has no spot sandbox; test with validate-only orders and small live orders",
-        "coinbase": (
-            "Coinbase's sandbox is a static mock (canned answers, no /products or /time, no signing "
-            "check): it cannot run the daemon; test with small live orders"
-        ),
-    }
-)
-
-
-KRAKEN_DEFAULT_TIER: Final = "starter"
 
 DEFAULT_SYMBOLS: Final[tuple[str, ...]] = ("BTC-USDT", "ETH-USDT")
 
@@ -104,17 +37,17 @@ class VenueConfig:
     taker_fee_bps: Decimal
     maker_fee_bps: Decimal
     silence_timeout_ms: int
-    testnet: bool = False  # endpoints default to the venue's testnet (TESTNET_ENDPOINTS)
+    testnet: bool = False  # endpoints default to the venue's testnet (`VenueFacts.testnet`)
     recv_window_ms: int = 5_000  # how long a signed request stays valid at the venue (live trading)
     trade: bool = True  # false: market data only, the router never routes here in any mode
     trade_url: str = ""  # the REST base URL orders go to (live); "" = rest_url
     depth: int | None = None  # levels of a local order book; None streams the best bid and offer only
-    tier: str | None = None  # kraken only: the account's verification tier (its REST/trading budgets)
+    tier: str | None = None  # venues with tiers (kraken): the account's tier (its REST/trading budgets)
 
     @classmethod
     def default(cls, venue: str) -> VenueConfig:
         """Return the configuration of a venue whose section is absent: disabled, production defaults."""
-        spec = VENUE_DEFAULTS[venue]
+        spec = FACTS[venue]
         return cls(
             venue=venue,
             enabled=False,
@@ -125,7 +58,7 @@ class VenueConfig:
             maker_fee_bps=spec.maker_fee_bps,
             silence_timeout_ms=10_000,
             trade_url=spec.rest_url,
-            tier=KRAKEN_DEFAULT_TIER if venue == "kraken" else None,
+            tier=spec.default_tier,
         )
 
 
@@ -153,11 +86,9 @@ def _venue(t: Table, venue: str) -> VenueConfig:
             expected = 'canonical BASE-QUOTE upper case like "BTC-USDT"'
             raise t.error("symbols", f"must be {expected}, got {show(symbol)}")
     testnet = t.boolean("testnet", d.testnet)
-    if testnet and venue in NO_TESTNET:
-        raise t.error("testnet", NO_TESTNET[venue])
-    if testnet and venue not in TESTNET_ENDPOINTS:
-        raise t.error("testnet", f"no testnet endpoints are known for {venue}")
-    net = TESTNET_ENDPOINTS[venue] if testnet else None
+    net = FACTS[venue].testnet if testnet else None
+    if testnet and net is None:
+        raise t.error("testnet", FACTS[venue].no_testnet)
     ws_default, rest_default = (net.ws_url, net.rest_url) if net else (d.ws_url, d.rest_url)
     rest_url = _url(t, "rest_url", rest_default, ("http", "https"))
     trade_default = net.trade_url if net and not t.has("rest_url") else rest_url
@@ -191,12 +122,14 @@ def _depth(t: Table, venue: str) -> int | None:
 
 
 def _tier(t: Table, venue: str) -> str | None:
-    """Read `tier`: Kraken's verification tier sets its documented counters; no other venue has one."""
-    if venue != "kraken":
+    """Read `tier`: the account tier sets a venue's documented counters (kraken); others have none."""
+    facts = FACTS[venue]
+    if facts.default_tier is None:
         if t.has("tier"):
-            raise t.error("tier", f"only kraken has verification tiers; {venue} reads its limits itself")
+            tiered = ", ".join(v for v, f in FACTS.items() if f.tiers)
+            raise t.error("tier", f"only {tiered} has verification tiers; {venue} reads its limits itself")
         return None
-    return t.choice("tier", KRAKEN_TIERS, KRAKEN_DEFAULT_TIER)
+    return t.choice("tier", facts.tiers, facts.default_tier)
 
 
 def _url(t: Table, name: str, default: str, schemes: tuple[str, str]) -> str:

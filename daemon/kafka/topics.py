@@ -1,9 +1,10 @@
 """The contract's topics on a cluster: `smartroute topics create|check`, and the daemon's start-up check.
 
-    specs = await plan(cfg)                       # what the config asks for, sized to the cluster
-    report = await create_topics(cfg)             # create what is missing; compare what exists
-    report = await check_topics(cfg)              # compare only: changes nothing
-    await require_topics(cfg.kafka, names)        # TopicsMissing naming each absent topic
+    report = await create_topics(kafka, topics)   # create what is missing; compare what exists
+    report = await check_topics(kafka, topics)    # compare only: changes nothing
+    await require_topics(kafka, names)            # TopicsMissing naming each absent topic
+
+`kafka` is the `[kafka]` section (connection, topic prefix), `topics` the `[topics]` one.
 
 Production clusters do not auto-create topics. A process that needs a missing topic stops at
 start with `TopicsMissing`, naming every missing topic and the command that creates them, rather
@@ -24,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 
-from daemon.config import Config, KafkaConfig
+from daemon.config import KafkaConfig, TopicsConfig
 from daemon.config.topics import COMPACTED, CONTRACT_TOPICS, SINGLE_PARTITION
 from daemon.errors import KafkaUnavailable, TopicsMissing
 from daemon.kafka.settings import client_options
@@ -63,9 +64,8 @@ class TopicState:
         return text + (": " + "; ".join(self.details) if self.details else "")
 
 
-def topic_specs(cfg: Config, brokers: int) -> list[TopicSpec]:
-    """Return the contract's topics as `cfg.topics` asks for them, on a cluster of `brokers` brokers."""
-    t = cfg.topics
+def topic_specs(kafka: KafkaConfig, t: TopicsConfig, brokers: int) -> list[TopicSpec]:
+    """Return the contract's topics as `[topics]` asks for them, on a cluster of `brokers` brokers."""
     replicas = t.replication_factor or min(_MAX_DEFAULT_REPLICAS, max(brokers, 1))
     in_sync = t.min_insync_replicas or max(1, replicas - 1)
     specs = []
@@ -77,7 +77,7 @@ def topic_specs(cfg: Config, brokers: int) -> list[TopicSpec]:
             configs["cleanup.policy"] = "delete"
             configs["retention.ms"] = str(t.retention_ms[name])
         partitions = 1 if name in SINGLE_PARTITION else t.partitions
-        specs.append(TopicSpec(cfg.topic(name), partitions, replicas, configs))
+        specs.append(TopicSpec(kafka.topic(name), partitions, replicas, configs))
     return specs
 
 
@@ -149,10 +149,10 @@ class _Admin:
         }
 
 
-async def create_topics(cfg: Config) -> list[TopicState]:
+async def create_topics(kafka: KafkaConfig, topics: TopicsConfig) -> list[TopicState]:
     """Create every missing topic of the contract; compare the existing ones with the config."""
-    async with _Admin(cfg.kafka) as admin:
-        specs = topic_specs(cfg, await admin.brokers())
+    async with _Admin(kafka) as admin:
+        specs = topic_specs(kafka, topics, await admin.brokers())
         existing = await admin.existing()
         missing = [s for s in specs if s.name not in existing]
         created = await admin.create(missing) if missing else {}
@@ -186,10 +186,10 @@ def _refusal(action: str, topic: str, code: int, message: str | None, acl: str =
     return text
 
 
-async def check_topics(cfg: Config) -> list[TopicState]:
+async def check_topics(kafka: KafkaConfig, topics: TopicsConfig) -> list[TopicState]:
     """Compare every topic of the contract with the config, changing nothing."""
-    async with _Admin(cfg.kafka) as admin:
-        specs = topic_specs(cfg, await admin.brokers())
+    async with _Admin(kafka) as admin:
+        specs = topic_specs(kafka, topics, await admin.brokers())
         existing = await admin.existing()
         compared = {
             st.spec.name: st for st in await _compare(admin, [s for s in specs if s.name in existing])

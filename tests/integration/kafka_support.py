@@ -111,7 +111,7 @@ async def create_contract_topics(bootstrap: str, prefix: str, **topics: object) 
     """
     kafka = {"bootstrap_servers": bootstrap, "topic_prefix": prefix}
     cfg = build_config({"kafka": kafka, "topics": {"partitions": 1} | topics}, {})
-    states = await create_topics(cfg)
+    states = await create_topics(cfg.kafka, cfg.topics)
     refused = [state.line() for state in states if state.status not in ("created", "ok")]
     assert not refused, refused
 

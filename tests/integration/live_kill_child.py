@@ -35,7 +35,7 @@ from connectors.kraken.trading import KrakenTrading
 from connectors.trading import OrderReport, TradingVenue
 from connectors.types import Quote, Side
 from daemon.config import load_config
-from daemon.routing import RouterParts, build_router
+from daemon.routing import RouterParts, RouterSections, build_router
 from router.cache import PriceCache
 
 BURST = 20
@@ -113,7 +113,7 @@ def widen_kraken_counter(parts: RouterParts) -> None:
 
 async def main(config: Path, venue: str, phase: str, kill_at: int, point: str) -> None:
     cache = PriceCache(ttl_ms=600_000, max_quote_age_ms=600_000)
-    parts = build_router(load_config(config, environ={}), cache, environ=os.environ)
+    parts = build_router(RouterSections.of(load_config(config, environ={})), cache, environ=os.environ)
     assert parts.live is not None and set(parts.live.venues) == {venue}
     widen_kraken_counter(parts)
     if phase == "first":

@@ -45,7 +45,8 @@ from connectors.kraken.signing import KrakenCredentials
 from connectors.kraken.trading import KrakenTrading
 from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading import OkxTrading
-from connectors.trading import TradingVenue, client_order_id
+from connectors.registry import client_order_id
+from connectors.trading import TradingVenue
 from connectors.types import Quote
 from router.cache import PriceCache
 from router.errors import ExecutionError

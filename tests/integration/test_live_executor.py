@@ -24,7 +24,7 @@ from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault
 from connectors.binance.errors import VenueBanned
 from connectors.binance.rest import ApiCredentials, BinanceConnector
 from connectors.binance.trading import BinanceTrading
-from connectors.trading import client_order_id
+from connectors.registry import client_order_id
 from daemon.config import ConfigError, build_config
 from daemon.routing import build_router as build_daemon_router
 from router.cache import PriceCache

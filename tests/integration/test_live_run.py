@@ -231,7 +231,7 @@ async def test_smartroute_run_live_routes_and_arbitrages_across_all_five_venues(
                     await opportunities.poll()
             sent = requests(opened(opportunities.records))
             for request_id, message in sent.items():
-                await send(cfg, cfg.topic("orders"), request_id.encode(), message)
+                await send(cfg.kafka, cfg.topic("orders"), request_id.encode(), message)
             await collect_results(results, set(sent), daemon)
         daemon.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):

@@ -37,7 +37,7 @@ from connectors.trading import OrderReport
 from connectors.types import Quote, Side
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
-from daemon.routing import RouterParts, build_router
+from daemon.routing import RouterParts, RouterSections, build_router
 from router.cache import PriceCache
 
 pytestmark = pytest.mark.integration
@@ -108,7 +108,7 @@ def quote(venue: str, book: Book) -> Quote:
 @pytest.fixture
 async def live(venues: Venues, tmp_path: Path) -> AsyncIterator[tuple[RouterParts, PriceCache]]:
     cache = PriceCache(ttl_ms=60_000, max_quote_age_ms=60_000)
-    parts = build_router(live_config(tmp_path, venues.urls()), cache, environ=ENVIRON)
+    parts = build_router(RouterSections.of(live_config(tmp_path, venues.urls())), cache, environ=ENVIRON)
     try:
         async with asyncio.timeout(20):
             await parts.connect()
@@ -260,7 +260,7 @@ def test_a_tradable_venue_without_its_credentials_refuses_the_start(tmp_path: Pa
     cfg = live_config(tmp_path, {"okx": "http://127.0.0.1:9", "kraken": "http://127.0.0.1:9"})
     environ = {k: v for k, v in ENVIRON.items() if k != "OKX_API_PASSPHRASE"}
     with pytest.raises(ConfigError, match=r"live trading on okx needs OKX_API_PASSPHRASE"):
-        build_router(cfg, PriceCache(), environ=environ)
+        build_router(RouterSections.of(cfg), PriceCache(), environ=environ)
 
 
 def test_trade_false_keeps_a_venue_market_data_only(tmp_path: Path) -> None:
@@ -268,7 +268,7 @@ def test_trade_false_keeps_a_venue_market_data_only(tmp_path: Path) -> None:
         tmp_path, {"okx": "http://127.0.0.1:9"}, '[venues.kraken]\nsymbols = ["BTC-USDT"]\ntrade = false\n'
     )
     environ = {k: v for k, v in ENVIRON.items() if not k.startswith("KRAKEN")}  # no Kraken keys needed
-    parts = build_router(cfg, PriceCache(), environ=environ)
+    parts = build_router(RouterSections.of(cfg), PriceCache(), environ=environ)
     try:
         assert parts.live is not None and set(parts.live.venues) == {"okx"}
         assert set(parts.router.taker_fees) == {"okx"}  # never routed to, nor priced
@@ -281,7 +281,7 @@ def test_trade_false_keeps_a_venue_market_data_only(tmp_path: Path) -> None:
         ),
         environ={},
     )
-    paper_parts = build_router(paper, PriceCache())
+    paper_parts = build_router(RouterSections.of(paper), PriceCache())
     try:
         assert set(paper_parts.router.taker_fees) == {"okx"}  # paper mode too
     finally:
@@ -292,7 +292,7 @@ def test_the_kraken_client_gets_the_configured_tiers_counters(tmp_path: Path) ->
     kraken = '[venues.kraken]\nsymbols = ["BTC-USDT"]\ntrade_url = "http://127.0.0.1:9"\n'
     for tier in ("starter", "intermediate", "pro", None):
         cfg = live_config(tmp_path, {}, kraken + (f'tier = "{tier}"\n' if tier else ""))
-        parts = build_router(cfg, PriceCache(), environ=ENVIRON)
+        parts = build_router(RouterSections.of(cfg), PriceCache(), environ=ENVIRON)
         try:
             assert parts.live is not None
             client = parts.live.connectors["kraken"]
@@ -313,7 +313,7 @@ async def test_no_venue_secret_reaches_a_log_line_a_result_a_metric_or_a_repr(
 ) -> None:
     """The fakes' keys, secrets and passphrase are canaries through orders, refusals and faults, at DEBUG."""
     cache = PriceCache(ttl_ms=60_000, max_quote_age_ms=60_000)
-    parts = build_router(live_config(tmp_path, venues.urls()), cache, environ=ENVIRON)
+    parts = build_router(RouterSections.of(live_config(tmp_path, venues.urls())), cache, environ=ENVIRON)
     results: list[bytes] = []
     try:
         async with asyncio.timeout(30):

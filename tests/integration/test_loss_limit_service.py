@@ -59,7 +59,7 @@ ws_url = "{sim.ws_url("binance")}"
                 await wait_until(lambda: _ask(daemon) == D(ask), timeout_s=5)
                 message = {"v": 1, "request_id": request_id, "user_id": "desk-1", "kind": "order"}
                 message |= {"symbol": "BTC-USDT", "side": side, "quantity": "0.0005"}
-                await send(cfg, cfg.topic("orders"), request_id.encode(), message)
+                await send(cfg.kafka, cfg.topic("orders"), request_id.encode(), message)
                 record = await results.wait_for(lambda r: r.key == request_id.encode(), timeout_s=20)
                 result: dict[str, object] = orjson.loads(record.value)
                 assert_valid("execution-result", result)
@@ -78,7 +78,7 @@ ws_url = "{sim.ws_url("binance")}"
             )
             assert daemon.status()["risk"]["realized_pnl_today"] == "-2.067005"
 
-            await send(cfg, cfg.topic("control"), None, control_message("resume", "", "ops"))
+            await send(cfg.kafka, cfg.topic("control"), None, control_message("resume", "", "ops"))
             await wait_until(lambda: not daemon.router.kill_switch.halted, timeout_s=5)
             # The resume acknowledged the loss: the next (losing) fill does not halt again at once.
             assert (await trade("l4", "buy", "60000", "60010"))["status"] == "filled"

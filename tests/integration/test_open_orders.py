@@ -31,10 +31,10 @@ import pytest
 from kafka_support import create_contract_topics, wait_until
 from prometheus_client import REGISTRY
 
-from connectors.trading import client_order_id
+from connectors.registry import client_order_id
 from daemon.app import Daemon
 from daemon.config import Config, load_config
-from daemon.routing import RouterParts, build_router
+from daemon.routing import RouterParts, RouterSections, build_router
 from router.cache import PriceCache
 from router.ledger import LegIntent
 
@@ -136,7 +136,7 @@ def in_flight(parts: RouterParts, request_id: str, venue: str) -> str:
 @pytest.fixture
 async def live(fakes: Fakes, tmp_path: Path) -> AsyncIterator[RouterParts]:
     cache = PriceCache(ttl_ms=60_000, max_quote_age_ms=60_000)
-    parts = build_router(live_config(tmp_path, fakes, VENUES), cache, environ=ENVIRON)
+    parts = build_router(RouterSections.of(live_config(tmp_path, fakes, VENUES)), cache, environ=ENVIRON)
     try:
         async with asyncio.timeout(30):
             await parts.connect()
@@ -243,7 +243,9 @@ async def test_paper_mode_has_no_venue_orders_to_check(tmp_path: Path) -> None:
     path.write_text(
         f'[daemon]\nhttp_port = 0\nstate_dir = "{tmp_path / "state"}"\n[venues.okx]\nsymbols = ["BTC-USDT"]\n'
     )
-    parts = build_router(load_config(path, environ={}), PriceCache(ttl_ms=1000, max_quote_age_ms=1000))
+    parts = build_router(
+        RouterSections.of(load_config(path, environ={})), PriceCache(ttl_ms=1000, max_quote_age_ms=1000)
+    )
     try:
         assert parts.open_orders is None
     finally:

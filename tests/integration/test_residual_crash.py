@@ -62,7 +62,7 @@ async def test_sigkill_with_one_arbitrage_leg_filled_recovers_a_residual_never_f
     sent_log = tmp_path / "sent.log"
     child = await run_child(env, sent_log, crash_after="leg:a1:1")
     try:
-        await send(env.cfg, env.cfg.topic("orders"), b"a1", arbitrage("a1"))
+        await send(env.cfg.kafka, env.cfg.topic("orders"), b"a1", arbitrage("a1"))
         async with asyncio.timeout(30):
             assert await child.wait() == -signal.SIGKILL  # killed itself as the sell leg was sent
     finally:

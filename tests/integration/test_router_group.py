@@ -80,7 +80,7 @@ async def test_killed_between_acknowledged_results_and_the_commit_the_batch_is_a
     sent_log = tmp_path / "sent.log"
     child = await run_child(env, sent_log, crash_after="acked:k1")
     try:
-        await send(env.cfg, env.cfg.topic("orders"), b"k1", order("k1"))
+        await send(env.cfg.kafka, env.cfg.topic("orders"), b"k1", order("k1"))
         async with asyncio.timeout(30):
             assert await child.wait() == -signal.SIGKILL  # killed itself after the ack, before the commit
     finally:
@@ -105,14 +105,14 @@ async def test_a_router_that_leaves_and_rejoins_resumes_from_its_last_committed_
     child = await run_child(env, sent_log, crash_after=None)
     try:
         for key in (b"k1", b"k2"):
-            await send(env.cfg, env.cfg.topic("orders"), key, order(key.decode()))
+            await send(env.cfg.kafka, env.cfg.topic("orders"), key, order(key.decode()))
             await env.results.wait_for(lambda r, key=key: r.key == key, timeout_s=30)
     finally:
         await stop(child)
     assert child.returncode == 0
     assert await committed(env) == 2
 
-    await send(env.cfg, env.cfg.topic("orders"), b"k3", order("k3"))  # while no router is in the group
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"k3", order("k3"))  # while no router is in the group
     rejoined = await run_child(env, sent_log, crash_after=None)
     try:
         await env.results.wait_for(lambda r: r.key == b"k3", timeout_s=30)

@@ -178,17 +178,19 @@ async def test_requests_from_another_client_each_execute_once_and_every_delivery
 async def test_halt_and_resume_through_the_control_topic(env: Env, daemon: Daemon) -> None:
     assert daemon.router is not None
     switch = daemon.router.kill_switch
-    await send(env.cfg, env.cfg.topic("control"), None, control_message("halt", "venue incident", "ops"))
+    await send(
+        env.cfg.kafka, env.cfg.topic("control"), None, control_message("halt", "venue incident", "ops")
+    )
     await wait_until(lambda: switch.halted, timeout_s=2)  # the contract: within a second, plus slack for CI
-    await send(env.cfg, env.cfg.topic("orders"), b"h1", order("h1"))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"h1", order("h1"))
     halted = orjson.loads((await env.results.wait_for(lambda r: r.key == b"h1", timeout_s=15)).value)
     assert (halted["status"], halted["reject_code"]) == ("rejected", "halted")
     status = daemon.status()
     assert (status["halted"], status["halt_reason"], status["open_residuals"]) == (True, "venue incident", [])
 
-    await send(env.cfg, env.cfg.topic("control"), None, control_message("resume", "", "ops"))
+    await send(env.cfg.kafka, env.cfg.topic("control"), None, control_message("resume", "", "ops"))
     await wait_until(lambda: not switch.halted, timeout_s=2)
-    await send(env.cfg, env.cfg.topic("orders"), b"h2", order("h2"))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"h2", order("h2"))
     resumed = orjson.loads((await env.results.wait_for(lambda r: r.key == b"h2", timeout_s=15)).value)
     assert resumed["status"] == "filled"
 
@@ -222,9 +224,9 @@ async def test_sigkill_between_execution_and_commit_never_executes_twice(env: En
     sent_log = tmp_path / "sent.log"
     child = await run_child(env, sent_log, crash_after="k2")
     try:
-        await send(env.cfg, env.cfg.topic("orders"), b"k1", order("k1"))
+        await send(env.cfg.kafka, env.cfg.topic("orders"), b"k1", order("k1"))
         await env.results.wait_for(lambda r: r.key == b"k1", timeout_s=20)
-        await send(env.cfg, env.cfg.topic("orders"), b"k2", order("k2"))
+        await send(env.cfg.kafka, env.cfg.topic("orders"), b"k2", order("k2"))
         async with asyncio.timeout(20):
             assert await child.wait() == -signal.SIGKILL  # killed itself right after executing k2
     finally:
@@ -236,7 +238,7 @@ async def test_sigkill_between_execution_and_commit_never_executes_twice(env: En
     restarted = await run_child(env, sent_log, crash_after=None)
     try:
         settled = await env.results.wait_for(lambda r: r.key == b"k2", timeout_s=30)
-        await send(env.cfg, env.cfg.topic("orders"), b"k2", order("k2"))  # a client re-sends it, too
+        await send(env.cfg.kafka, env.cfg.topic("orders"), b"k2", order("k2"))  # a client re-sends it, too
         await env.results.read(len(env.results.records) + 1, timeout_s=15)
     finally:
         restarted.send_signal(signal.SIGTERM)
@@ -274,10 +276,10 @@ async def test_a_preferences_message_on_the_compacted_topic_changes_the_next_rou
 ) -> None:
     assert daemon.router is not None
     excluded = {"v": 1, "user_id": "desk-1", "excluded_venues": ["binance"], "strategy": "best_price"}
-    await send(env.cfg, env.cfg.topic("preferences"), b"desk-1", excluded)
+    await send(env.cfg.kafka, env.cfg.topic("preferences"), b"desk-1", excluded)
     store = daemon.router.preferences
     await wait_until(lambda: store.get("desk-1").excluded_venues == frozenset({"binance"}), timeout_s=5)
-    await send(env.cfg, env.cfg.topic("orders"), b"p1", order("p1"))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"p1", order("p1"))
     result = orjson.loads((await env.results.wait_for(lambda r: r.key == b"p1", timeout_s=15)).value)
     assert result["status"] == "filled"
     assert {f["venue"] for f in result["fills"]} == {"bybit"}
@@ -321,7 +323,7 @@ async def test_sigterm_under_load_loses_no_result_commits_and_exits_in_time(env:
             while not {rid.encode() for rid in ids} <= {r.key for r in env.results.records}:
                 await env.results.poll()
         # One more request, answered, proves the second router is up before it is stopped in turn.
-        await send(env.cfg, env.cfg.topic("orders"), b"after", order("after"))
+        await send(env.cfg.kafka, env.cfg.topic("orders"), b"after", order("after"))
         await env.results.wait_for(lambda r: r.key == b"after", timeout_s=20)
     finally:
         second.send_signal(signal.SIGTERM)
@@ -404,10 +406,10 @@ def slow_to_apply(method: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[Dae
 async def restart_with_pending(env: Env, topic: str, key: bytes | None, message: dict[str, object]) -> None:
     """Run the router once, stop it, then write `message` to `topic` and one order while it is down."""
     async with running_router(env):
-        await send(env.cfg, env.cfg.topic("orders"), b"before", order("before"))
+        await send(env.cfg.kafka, env.cfg.topic("orders"), b"before", order("before"))
         await env.results.wait_for(lambda r: r.key == b"before", timeout_s=20)
-    await send(env.cfg, env.cfg.topic(topic), key, message)
-    await send(env.cfg, env.cfg.topic("orders"), b"first", order("first"))
+    await send(env.cfg.kafka, env.cfg.topic(topic), key, message)
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"first", order("first"))
 
 
 # Once joined, a router that does not wait fetches and handles a waiting request in milliseconds.
@@ -461,26 +463,26 @@ async def test_in_the_route_role_an_arbitrage_acts_only_on_an_opportunity_the_to
     env: Env, daemon: Daemon
 ) -> None:
     assert daemon.detector is None  # feeds + route: the opportunities come from the topic
-    await send(env.cfg, env.cfg.topic("orders"), b"serving", order("serving"))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"serving", order("serving"))
     await result_for(env, "serving")  # the router serves, and the opportunities topic does not exist yet
     topic, later = env.cfg.topic("opportunities"), time.time_ns() + 60 * 10**9
-    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-1", later))
+    await send(env.cfg.kafka, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-1", later))
     # Sent at once: the router must have read the event before judging the request.
-    await send(env.cfg, env.cfg.topic("orders"), b"o1", arbitrage("o1", "kafka-opp-1"))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"o1", arbitrage("o1", "kafka-opp-1"))
     judged = await result_for(env, "o1")
     assert judged["reject_code"] != "opportunity_closed", judged  # open: the books decide now
 
-    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("closed", "kafka-opp-1", later))
-    await send(env.cfg, env.cfg.topic("orders"), b"o2", arbitrage("o2", "kafka-opp-1"))
-    await send(env.cfg, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-2", time.time_ns()))
-    await send(env.cfg, env.cfg.topic("orders"), b"o3", arbitrage("o3", "kafka-opp-2"))
-    await send(env.cfg, env.cfg.topic("orders"), b"o4", arbitrage("o4", "never-published"))
+    await send(env.cfg.kafka, topic, b"BTC-USDT", opportunity_event("closed", "kafka-opp-1", later))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"o2", arbitrage("o2", "kafka-opp-1"))
+    await send(env.cfg.kafka, topic, b"BTC-USDT", opportunity_event("opened", "kafka-opp-2", time.time_ns()))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"o3", arbitrage("o3", "kafka-opp-2"))
+    await send(env.cfg.kafka, env.cfg.topic("orders"), b"o4", arbitrage("o4", "never-published"))
     for request_id, says in [("o2", "not open"), ("o3", "expired at"), ("o4", "not open")]:
         result = await result_for(env, request_id)
         assert (result["status"], result["reject_code"]) == ("rejected", "opportunity_closed"), result
         assert says in str(result["message"])
 
-    await send(env.cfg, topic, b"BTC-USDT", {"v": 1, "event": "opened"})
+    await send(env.cfg.kafka, topic, b"BTC-USDT", {"v": 1, "event": "opened"})
     entry = orjson.loads((await env.dlq.wait_for(lambda r: True, timeout_s=20)).value)
     assert_valid("dlq-entry", entry)
     assert (entry["source_topic"], entry["reject_code"]) == (topic, "invalid_opportunity")

@@ -216,7 +216,13 @@ async def test_a_detector_behind_kafka_publishes_the_same_bytes_as_one_in_proces
     records = recording()
 
     in_process = io.BytesIO()
-    stats = replay(HEADER, records, in_process, replay_settings(cfg), parser_factory=venue_parser)
+    stats = replay(
+        HEADER,
+        records,
+        in_process,
+        replay_settings(cfg.detector, cfg.cache, cfg.venues),
+        parser_factory=venue_parser,
+    )
     expected = in_process.getvalue().splitlines(keepends=True)
     assert stats.parse_errors == 0 and stats.books_withdrawn == 2 and stats.quotes == 10
     summary = [(e["event"], e["detected_ns"] - T0) for e in map(orjson.loads, expected)]
@@ -274,7 +280,13 @@ def test_a_daemon_with_feeds_and_detector_in_one_process_publishes_the_same_byte
     cfg = load_config(config, environ={})
     records = recording()
     in_replay = io.BytesIO()
-    replay(HEADER, records, in_replay, replay_settings(cfg), parser_factory=venue_parser)
+    replay(
+        HEADER,
+        records,
+        in_replay,
+        replay_settings(cfg.detector, cfg.cache, cfg.venues),
+        parser_factory=venue_parser,
+    )
     daemon = Daemon(cfg, roles=frozenset({"feeds", "detect"}))
     assert daemon.detector is not None
     produced: list[bytes] = []

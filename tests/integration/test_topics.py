@@ -81,11 +81,10 @@ async def test_create_makes_every_contract_topic_as_configured_and_check_then_fi
 
 async def test_check_reports_each_differing_setting_and_changes_nothing(embedded_broker: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}."
-    assert set(statuses(await create_topics(config(embedded_broker, prefix, partitions=2))).values()) == {
-        "created"
-    }
+    created = config(embedded_broker, prefix, partitions=2)
+    assert set(statuses(await create_topics(created.kafka, created.topics)).values()) == {"created"}
     wanted = config(embedded_broker, prefix, partitions=3, retention_ms={"orders": 1000})
-    states = {state.spec.name: state for state in await check_topics(wanted)}
+    states = {state.spec.name: state for state in await check_topics(wanted.kafka, wanted.topics)}
     assert states[f"{prefix}orders"].status == "differs"
     assert states[f"{prefix}orders"].details == [
         "partitions is 2, the config says 3",
@@ -94,13 +93,13 @@ async def test_check_reports_each_differing_setting_and_changes_nothing(embedded
     assert states[f"{prefix}control"].status == "ok"  # one partition whatever `partitions` says
     assert states[f"{prefix}preferences"].details == ["partitions is 2, the config says 3"]
     # Nothing changed: the original config still matches.
-    assert set(statuses(await check_topics(config(embedded_broker, prefix, partitions=2))).values()) == {"ok"}
+    assert set(statuses(await check_topics(created.kafka, created.topics)).values()) == {"ok"}
 
 
 async def test_check_on_an_absent_prefix_creates_nothing(embedded_broker: str) -> None:
     cfg = config(embedded_broker, f"t{uuid.uuid4().hex[:12]}.")
-    assert set(statuses(await check_topics(cfg)).values()) == {"missing"}
-    assert set(statuses(await check_topics(cfg)).values()) == {"missing"}
+    assert set(statuses(await check_topics(cfg.kafka, cfg.topics)).values()) == {"missing"}
+    assert set(statuses(await check_topics(cfg.kafka, cfg.topics)).values()) == {"missing"}
 
 
 @pytest.mark.apache_kafka
@@ -109,7 +108,8 @@ async def test_a_topic_the_broker_refuses_to_create_is_named_with_the_reason(
 ) -> None:
     """Apache Kafka only: Tansu accepts any replication factor on its single broker."""
     prefix = f"t{uuid.uuid4().hex[:12]}."
-    states = await create_topics(config(apache_kafka.bootstrap_servers, prefix, replication_factor=3))
+    cfg = config(apache_kafka.bootstrap_servers, prefix, replication_factor=3)
+    states = await create_topics(cfg.kafka, cfg.topics)
     assert set(statuses(states).values()) == {"error"}
     orders = next(state for state in states if state.spec.name == f"{prefix}orders")
     assert orders.details[0].startswith(
@@ -198,7 +198,7 @@ async def test_a_broker_that_denies_creating_a_topic_gets_an_error_naming_it(
     await asyncio.to_thread(deny_creating_topics, guarded_kafka.bootstrap_servers, prefix)
     await until_refused(guarded_kafka.bootstrap_servers, f"{prefix}probe")
     cfg = config(guarded_kafka.bootstrap_servers, prefix)
-    states = await create_topics(cfg)
+    states = await create_topics(cfg.kafka, cfg.topics)
     assert [state.status for state in states] == ["error"] * len(NAMES)
     (refusal,) = states[2].details
     assert refusal.startswith(

@@ -15,7 +15,7 @@ from contract import assert_valid, is_valid
 from prometheus_client import REGISTRY
 from test_smart_router import MS, CountingExecutor, World
 
-from connectors.trading import client_order_id
+from connectors.registry import client_order_id
 from connectors.types import Quote
 from router.execution import Fill, LegOutcome, OrderLeg
 from router.ledger import LegIntent

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from connectors.errors import VenueUnreachable
 from connectors.trading import AccountBalance
 from daemon.config import build_config
-from daemon.routing import RouterParts, build_balances, tradable_venues
+from daemon.routing import RouterParts, RouterSections, build_balances, tradable_venues
 from router.balance_sync import BalanceSync
 from router.balances import BalanceBook, InsufficientBalance
 from router.cache import PriceCache
@@ -224,7 +224,7 @@ async def test_live_balances_are_read_when_the_router_connects_and_again_after_a
     venue = FakeVenue({"USDT": "500", "BTC": "0.25", "ETH": "3"})
     live = LiveExecutor({"okx": venue}, taker_fee_bps={"okx": D(8)})  # type: ignore[dict-item]
     cfg = build_config({"venues": {"okx": {"symbols": ["BTC-USDT"]}}}, {})
-    book, sync = build_balances(cfg, tradable_venues(cfg), live)
+    book, sync = build_balances(RouterSections.of(cfg), tradable_venues(cfg.venues), live)
     assert sync is not None and sync.assets == {"okx": frozenset({"BTC", "USDT"})}
     cache = PriceCache(ttl_ms=30_000, max_quote_age_ms=1_500)
     ledger = Ledger.open(tmp_path / "state")

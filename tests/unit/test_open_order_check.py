@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from connectors.errors import OrderNotFound, VenueUnreachable
-from connectors.trading import OrderReport, client_order_id
+from connectors.registry import client_order_id
+from connectors.trading import OrderReport
 from router.ledger import Ledger, LegIntent
 from router.open_orders import OpenOrderCheck
 

@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import pytest
 
 from daemon.config import ConfigError, build_config, redacted_view
-from daemon.routing import build_balances, tradable_venues
+from daemon.routing import RouterSections, build_balances, tradable_venues
 
 VENUES = {"venues": {"binance": {"symbols": ["BTC-USDT"]}, "bybit": {"symbols": ["BTC-USDT"]}}}
 
@@ -50,15 +50,16 @@ def test_a_bad_paper_balance_refuses_to_start_naming_the_key(balances: object, e
 def test_paper_balances_for_some_trading_venues_but_not_all_refuse_to_start() -> None:
     cfg = build_config(VENUES | {"paper": {"balances": {"binance": {"USDT": "1"}}}}, {})
     with pytest.raises(ConfigError, match=re.escape("paper.balances.bybit: missing")):
-        build_balances(cfg, tradable_venues(cfg), None)
+        build_balances(RouterSections.of(cfg), tradable_venues(cfg.venues), None)
 
 
 def test_without_paper_balances_no_venue_is_tracked_and_with_them_each_starts_from_its_table() -> None:
-    book, sync = build_balances(build_config(VENUES, {}), tradable_venues(build_config(VENUES, {})), None)
+    cfg = build_config(VENUES, {})
+    book, sync = build_balances(RouterSections.of(cfg), tradable_venues(cfg.venues), None)
     assert sync is None and book.available("binance", "USDT") is None
     raw = VENUES | {"paper": {"balances": {"binance": {"USDT": "7"}, "bybit": {"BTC": "1"}}}}
     cfg = build_config(raw, {})
-    book, _ = build_balances(cfg, tradable_venues(cfg), None)
+    book, _ = build_balances(RouterSections.of(cfg), tradable_venues(cfg.venues), None)
     assert book.available("binance", "USDT") == D(7) and book.available("binance", "BTC") == 0
     assert book.available("bybit", "BTC") == D(1)
 

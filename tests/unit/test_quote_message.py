@@ -183,7 +183,8 @@ def test_the_follower_applies_quotes_and_withdrawals_in_order_and_sends_the_rest
     seen: list[object] = []
     publisher = Publisher(cfg.kafka)
     follower = QuoteFollower(
-        cfg,
+        cfg.kafka,
+        cfg.router.session_timeout_ms,
         lambda quote, age_ns: seen.append((quote, age_ns)),
         publisher,
         on_withdrawal=seen.append,

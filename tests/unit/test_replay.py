@@ -16,8 +16,10 @@ import pytest
 from connectors.recording import Record, RecordingError, RecordingHeader, RecordingReader, RecordingWriter
 from connectors.sim import ExchangeSimulator
 from daemon.config import Config, load_config
-from daemon.record import record, replay_file
+from daemon.record import record, replay_file, replay_settings
 from router.replay import ReplayError, ReplaySettings, ReplayStats, replay
+
+DEFAULTS = Config()  # the settings `smartroute replay` uses without --config
 
 REPO = Path(__file__).resolve().parents[2]
 SECOND = 1_000_000_000
@@ -178,7 +180,7 @@ def test_a_recording_file_round_trips_into_the_same_events(tmp_path: Path) -> No
     path = tmp_path / "session.rec.gz"
     write_recording(path, session())
     out = tmp_path / "events.jsonl"
-    stats = replay_file(Config(), path, out)
+    stats = replay_file(replay_settings(DEFAULTS.detector, DEFAULTS.cache, DEFAULTS.venues), path, out)
     assert out.read_bytes() == replayed(session())[0]
     assert stats.events == 7
 
@@ -207,7 +209,7 @@ def test_a_corrupt_recording_leaves_no_partial_events_file(tmp_path: Path) -> No
     path.write_bytes(data[: len(data) // 2])
     out = tmp_path / "events.jsonl"
     with pytest.raises(RecordingError, match=r"session\.rec\.gz"):
-        replay_file(Config(), path, out)
+        replay_file(replay_settings(DEFAULTS.detector, DEFAULTS.cache, DEFAULTS.venues), path, out)
     assert list(tmp_path.iterdir()) == [path]
 
 
@@ -224,7 +226,7 @@ async def test_recording_the_simulator_then_replaying_it_reproduces_the_opportun
         path = tmp_path / "live.rec.gz"
         stop = asyncio.Event()
         async with asyncio.timeout(10):
-            recording = asyncio.create_task(record(cfg, path, stop))
+            recording = asyncio.create_task(record(cfg.venues, path, stop))
             for venue in ("binance", "bybit"):
                 await sim.wait_subscribed(venue, "BTC-USDT")
             await sim.push_quote("binance", "BTC-USDT", "63990.00", "1.00000", "64000.00", "0.50000")
@@ -240,7 +242,7 @@ async def test_recording_the_simulator_then_replaying_it_reproduces_the_opportun
         kinds = [(r.kind, r.venue) for r in reader]
     assert kinds.count(("connect", "binance")) == 1 and kinds.count(("connect", "bybit")) == 1
     out = tmp_path / "events.jsonl"
-    replay_file(cfg, path, out)
+    replay_file(replay_settings(cfg.detector, cfg.cache, cfg.venues), path, out)
     events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert events[0]["event"] == "opened"
     assert (events[0]["buy_venue"], events[0]["sell_venue"], events[0]["net_profit"]) == (

@@ -633,7 +633,8 @@ def test_the_asyncapi_topic_bindings_are_what_smartroute_topics_create_makes_by_
     from daemon.kafka.topics import topic_specs
 
     channels = load_asyncapi()["channels"]
-    for spec in topic_specs(build_config({}, {}), brokers=3):
+    cfg = build_config({}, {})
+    for spec in topic_specs(cfg.kafka, cfg.topics, brokers=3):
         (binding,) = [c["bindings"]["kafka"] for c in channels.values() if c["address"] == spec.name]
         documented = binding["topicConfiguration"]
         assert documented["cleanup.policy"] == [spec.configs["cleanup.policy"]], spec.name

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.trading import client_order_id
+from connectors.registry import client_order_id
 from connectors.types import Quote, decimal_text
 from router.access import AccessPolicy
 from router.cache import PriceCache
