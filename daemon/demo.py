@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from connectors.registry import ADAPTERS
 from connectors.sim import ExchangeSimulator
@@ -32,12 +33,14 @@ from daemon.broker import EmbeddedBroker
 from daemon.config import KafkaConfig
 from daemon.kafka import Producer, new_consumer, start_plain_producer
 from daemon.logs import configure_logging
+from router.signatures import public_key_text, sign
 
 DEMO_VENUES = VENUE_IDS
 # Each venue keeps a local order book of this many levels, synced its own way (REST snapshot + diffs,
 # snapshot + deltas, sequence numbers, checksums): the detector sizes opportunities on depth.
 DEMO_DEPTH = {"binance": 20, "bybit": 50, "okx": 20, "coinbase": 20, "kraken": 10}
 DEMO_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
+DEMO_USER = "demo"  # the desk the demo trades as; its requests are signed, as a live router requires
 # Dislocations often enough that a first look shows opportunities within seconds (~25 a minute).
 DEMO_DISLOCATION_PROBABILITY = 0.02
 _STOP_GRACE_S = 15.0
@@ -55,8 +58,10 @@ def _free_port() -> int:
         return port
 
 
-def demo_config(bootstrap: str, sim: ExchangeSimulator, state_dir: Path, http_port: int) -> str:
-    """Return the TOML config the demo's daemon runs with."""
+def demo_config(
+    bootstrap: str, sim: ExchangeSimulator, state_dir: Path, http_port: int, user_key: Ed25519PublicKey
+) -> str:
+    """Return the TOML config the demo's daemon runs with: orders must be signed with `user_key`."""
     lines = [
         "[daemon]",
         'mode = "paper"',
@@ -76,6 +81,12 @@ def demo_config(bootstrap: str, sim: ExchangeSimulator, state_dir: Path, http_po
         "",
         "[router]",
         "session_timeout_ms = 3000  # a lone demo router joins its consumer group in ~1.5 s",
+        "",
+        "[security]",
+        "require_signatures = true  # as live: every request must be signed by its user",
+        "",
+        f"[users.{DEMO_USER}]",
+        f'public_keys = ["{public_key_text(user_key)}"]',
     ]
     for venue in DEMO_VENUES:
         symbols = ", ".join(f'"{s}"' for s in DEMO_SYMBOLS)
@@ -129,7 +140,9 @@ async def _run(
                 _say(f"  exchange simulator: {venue:<8} {sim.ws_url(venue)}")
             http_port = _free_port()
             config = workdir / "smartroute.toml"
-            config.write_text(demo_config(broker.bootstrap_servers, sim, workdir / "state", http_port))
+            key = Ed25519PrivateKey.generate()  # the demo desk's signing key, never written anywhere
+            state = workdir / "state"
+            config.write_text(demo_config(broker.bootstrap_servers, sim, state, http_port, key.public_key()))
             daemon = await _start_daemon(config, workdir / "daemon.log")
             _say(
                 f"  daemon pid {daemon.pid}: logs {workdir / 'daemon.log'}, metrics http://127.0.0.1:{http_port}/metrics"
@@ -139,7 +152,7 @@ async def _run(
             )
             _say("  the router answered it, arbitrage requests for the next opportunities opened to")
             _say("  smartroute.orders, each with its reaction time (Ctrl-C to stop)\n")
-            watcher = _Watcher(broker.bootstrap_servers)
+            watcher = _Watcher(broker.bootstrap_servers, key)
             try:
                 counts = await watcher.watch(stop, duration_s, started, daemon)
             finally:
@@ -268,7 +281,8 @@ class _Watcher:
     next opportunities opened, as a desk watching the topic would send them.
     """
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, key: Ed25519PrivateKey) -> None:
+        self.key = key  # signs every request as DEMO_USER
         self.counts: Counter[str] = Counter()
         self.sent = 0
         self.market_order_sent = False
@@ -383,11 +397,15 @@ class _Watcher:
         _say(f"         {reaction.describe()}")
 
     async def _order(self, request_id: str, **fields: str) -> None:
-        request = {"v": 1, "request_id": request_id, "user_id": "demo", "symbol": "BTC-USDT", **fields}
+        request = {"v": 1, "request_id": request_id, "user_id": DEMO_USER, "symbol": "BTC-USDT", **fields}
         if self.producer is None:
             raise RuntimeError("the demo's producer is not started")
         self.unanswered.add(request_id)
-        await self.producer.send_and_wait("smartroute.orders", orjson.dumps(request), key=request_id.encode())
+        value = orjson.dumps(request)
+        headers = sign("orders", value, DEMO_USER, self.key)
+        await self.producer.send_and_wait(
+            "smartroute.orders", value, key=request_id.encode(), headers=headers
+        )
         _say(
             f"  order  {request_id:<16} sent: {fields.get('kind')} {fields.get('quantity')} "
             f"{request['symbol']}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -17,6 +18,8 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 DEADLINE_NS = 5_000_000_000  # a request not started within 5 s is rejected, never executed late
 
@@ -26,10 +29,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     parser.add_argument("--topic-prefix", default="smartroute.")
     parser.add_argument("--user-id", default="example")
+    parser.add_argument(
+        "--key", default=None, help="sign requests with this Ed25519 key file (smartroute keygen)"
+    )
     parser.add_argument("--kind", choices=("order", "arbitrage"), default="order")
     parser.add_argument("--from-beginning", action="store_true", help="also read opportunities already sent")
     parser.add_argument("--timeout-s", type=float, default=60.0)
     return parser.parse_args(argv)
+
+
+def signed_headers(value: bytes, user_id: str, key_file: str | None) -> list[tuple[str, bytes]]:
+    """Sign an order request as its user (Ed25519, `smartroute keygen` key file), or not at all.
+
+    The signature covers b"orders\n" + the value exactly as produced; routers that require
+    signatures execute a request only if it verifies with a key configured for its user_id.
+    """
+    if key_file is None:
+        return []
+    with open(key_file, "rb") as file:
+        key = serialization.load_pem_private_key(file.read(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise RuntimeError(f"{key_file} is not an Ed25519 private key")
+    signature = base64.b64encode(key.sign(b"orders\n" + value))
+    return [("smartroute-signer", user_id.encode()), ("smartroute-signature", signature)]
 
 
 def order_request(opportunity: dict[str, Any], kind: str, user_id: str) -> dict[str, Any]:
@@ -99,8 +121,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         opportunity = await first_open_opportunity(feed)
         request = order_request(opportunity, args.kind, args.user_id)
         await watch_from_end(results, producer, prefix + "results")
+        value = json.dumps(request).encode()
         await producer.send_and_wait(
-            prefix + "orders", json.dumps(request).encode(), key=request["request_id"].encode()
+            prefix + "orders",
+            value,
+            key=request["request_id"].encode(),
+            headers=signed_headers(value, args.user_id, args.key),
         )
         sys.stderr.write(f"sent {request['request_id']} on opportunity {opportunity['id']}\n")
         return await result_for(results, request["request_id"])

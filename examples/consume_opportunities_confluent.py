@@ -9,6 +9,7 @@ objects with "v": 1; decimals are strings and stay strings. The message schemas 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 import time
@@ -23,6 +24,8 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 DEADLINE_NS = 5_000_000_000  # a request not started within 5 s is rejected, never executed late
 
@@ -32,10 +35,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     parser.add_argument("--topic-prefix", default="smartroute.")
     parser.add_argument("--user-id", default="example")
+    parser.add_argument(
+        "--key", default=None, help="sign requests with this Ed25519 key file (smartroute keygen)"
+    )
     parser.add_argument("--kind", choices=("order", "arbitrage"), default="order")
     parser.add_argument("--from-beginning", action="store_true", help="also read opportunities already sent")
     parser.add_argument("--timeout-s", type=float, default=60.0)
     return parser.parse_args(argv)
+
+
+def signed_headers(value: bytes, user_id: str, key_file: str | None) -> list[tuple[str, bytes]]:
+    """Sign an order request as its user (Ed25519, `smartroute keygen` key file), or not at all.
+
+    The signature covers b"orders\n" + the value exactly as produced; routers that require
+    signatures execute a request only if it verifies with a key configured for its user_id.
+    """
+    if key_file is None:
+        return []
+    with open(key_file, "rb") as file:
+        key = serialization.load_pem_private_key(file.read(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise RuntimeError(f"{key_file} is not an Ed25519 private key")
+    signature = base64.b64encode(key.sign(b"orders\n" + value))
+    return [("smartroute-signer", user_id.encode()), ("smartroute-signature", signature)]
 
 
 def order_request(opportunity: dict[str, Any], kind: str, user_id: str) -> dict[str, Any]:
@@ -90,15 +112,22 @@ def next_value(consumer: Consumer, deadline: float) -> tuple[bytes | None, bytes
     raise TimeoutError
 
 
-def send(producer: Producer, topic: str, key: bytes, value: bytes, deadline: float) -> None:
-    """Produce one record and wait until the broker has it."""
+def send(
+    producer: Producer,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    deadline: float,
+    headers: list[tuple[str, bytes]],
+) -> None:
+    """Produce one record (with `headers`) and wait until the broker has it."""
     failures: list[KafkaError] = []
 
     def delivered(error: KafkaError | None, _: Message) -> None:
         if error is not None:
             failures.append(error)
 
-    producer.produce(topic, value, key=key, on_delivery=delivered)
+    producer.produce(topic, value, key=key, headers=headers, on_delivery=delivered)
     if producer.flush(max(0.0, deadline - time.monotonic())) != 0:
         raise TimeoutError
     if failures:
@@ -120,7 +149,9 @@ def run(args: argparse.Namespace, deadline: float) -> dict[str, Any]:
         request = order_request(opportunity, args.kind, args.user_id)
         assign(results, prefix + "results", from_beginning=False)
         request_id = request["request_id"].encode()
-        send(producer, prefix + "orders", request_id, json.dumps(request).encode(), deadline)
+        value = json.dumps(request).encode()
+        headers = signed_headers(value, args.user_id, args.key)
+        send(producer, prefix + "orders", request_id, value, deadline, headers)
         sys.stderr.write(f"sent {request['request_id']} on opportunity {opportunity['id']}\n")
         while True:
             key, value = next_value(results, deadline)

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from contract import assert_valid
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka_support import TopicReader, create_contract_topics
 
 from connectors.types import VENUE_IDS, Quote, Side, decimal_text
@@ -27,6 +28,7 @@ from router.detector import ArbitrageDetector, Opportunity
 from router.execution import Fill
 from router.request import ArbitrageRequest, Request, RequestRules
 from router.results import ExecutionResult
+from router.signatures import KeyRing, private_key_pem, verify
 from router.validation import parse_request
 
 pytestmark = pytest.mark.integration
@@ -81,13 +83,17 @@ def filled_result(request: Request, opportunity: Opportunity) -> ExecutionResult
     )  # fmt: skip
 
 
-async def fake_router(bootstrap: str, prefix: str, opportunity: Opportunity) -> dict[str, Any]:
-    """Answer the first order request on `<prefix>orders`; return the result it sent."""
+async def fake_router(
+    bootstrap: str, prefix: str, opportunity: Opportunity, key: Ed25519PrivateKey
+) -> dict[str, Any]:
+    """Answer the first order request on `<prefix>orders`, checking its signature; return the result."""
     async with (
         TopicReader(bootstrap, prefix + "orders") as orders,
         AIOKafkaProducer(bootstrap_servers=bootstrap) as producer,
     ):
         record = await orders.wait_for(lambda _: True, timeout_s=30)
+        ring = KeyRing({"example": (key.public_key(),)})
+        assert verify("orders", record.value, record.headers, ring) == "example"  # signed by its user
         assert_valid("order-request", orjson.loads(record.value))
         request = parse_request(record.value, RULES, now_ns=time.time_ns())
         assert request.symbol == opportunity.symbol and request.quantity == opportunity.quantity
@@ -122,7 +128,7 @@ async def run_example(script: str, *args: str) -> tuple[int, str, str]:
     "script", ["consume_opportunities_aiokafka.py", "consume_opportunities_confluent.py"]
 )
 async def test_example_acts_on_an_opportunity_and_prints_its_result(
-    embedded_broker: str, script: str, kind: str
+    embedded_broker: str, script: str, kind: str, tmp_path: Path
 ) -> None:
     prefix = f"test.{uuid.uuid4().hex}."
     await create_contract_topics(embedded_broker, prefix)
@@ -134,11 +140,15 @@ async def test_example_acts_on_an_opportunity_and_prints_its_result(
         # The results topic is busy with other users' results; the example must pick out its own.
         other = filled_result(parse_request(orjson.dumps(SOMEONE_ELSES), RULES, now_ns=0), opportunity)
         await producer.send_and_wait(prefix + "results", other.encode(), key=b"someone-else")
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "example.key"
+    key_file.write_bytes(private_key_pem(key))
     args = ("--bootstrap-servers", embedded_broker, "--topic-prefix", prefix, "--from-beginning")
+    args += ("--key", str(key_file))
     async with asyncio.timeout(60):
         (code, stdout, stderr), sent = await asyncio.gather(
             run_example(script, *args, "--kind", kind, "--timeout-s", "40"),
-            fake_router(embedded_broker, prefix, opportunity),
+            fake_router(embedded_broker, prefix, opportunity, key),
         )
     assert code == 0, stderr
     assert orjson.loads(stdout.strip().splitlines()[-1]) == sent
