@@ -344,6 +344,7 @@ async def test_the_daemon_builds_a_live_router_that_routes_only_to_its_tradable_
     cfg = build_config(
         {
             "daemon": {"mode": "live", "state_dir": str(tmp_path / "state")},
+            "security": {"require_signatures": False},  # the venues are under test (see test_signed_kafka)
             "venues": {
                 "binance": {"rest_url": fake.rest_url, "recv_window_ms": 500},
                 "bybit": {"trade": False},

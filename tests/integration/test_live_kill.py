@@ -123,6 +123,10 @@ def write_config(tmp_path: Path, venue: str, url: str) -> Path:
     path.write_text(
         f'[daemon]\nmode = "live"\nhttp_port = 0\nstate_dir = "{tmp_path / "state"}"\n'
         "[risk]\nmax_order_notional = 10000000\nmax_orders_per_second = 1000\n"
+        # Positions are valued in the symbol's own quote currency (USD on Coinbase, USDT elsewhere).
+        f'valuation_currency = "{SYMBOLS[venue].rsplit("-", 1)[1]}"\n'
+        # Live requires signatures by default; the venues are under test here (see test_signed_kafka).
+        "[security]\nrequire_signatures = false\n"
         f'[venues.{venue}]\nsymbols = ["{SYMBOLS[venue]}"]\ntrade_url = "{url}"\n'
     )
     return path

@@ -52,13 +52,17 @@ import fake_okx
 import orjson
 import pytest
 from contract import assert_valid
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka_support import Record, TopicReader, create_contract_topics
 
 from connectors.sim import ExchangeSimulator
-from daemon.client import send
+from daemon.client import Signer, send
 from daemon.config import Config, load_config
+from router.signatures import public_key_text
 
 pytestmark = pytest.mark.integration
+
+DESK = Signer("desk", Ed25519PrivateKey.generate())  # the user every request is sent and signed as
 
 REPO = Path(__file__).resolve().parents[2]
 VENUES = ("binance", "bybit", "okx", "coinbase", "kraken")
@@ -159,7 +163,9 @@ def write_config(path: Path, bootstrap: str, prefix: str, market: Market) -> Con
         f'[kafka]\nbootstrap_servers = "{bootstrap}"\ntopic_prefix = "{prefix}"\n'
         "[router]\nsession_timeout_ms = 2000\n"
         "[cache]\nttl_ms = 120000\nmax_quote_age_ms = 120000\n"
-        "[detector]\nmin_net_profit_bps = 5\nmax_notional = 10000\n" + "".join(sections)
+        "[detector]\nmin_net_profit_bps = 5\nmax_notional = 10000\n"
+        # Live requires signatures by default: the desk signs every request (router.signatures).
+        f'[users.desk]\npublic_keys = ["{public_key_text(DESK.key.public_key())}"]\n' + "".join(sections)
     )
     return load_config(path, environ={})
 
@@ -231,7 +237,7 @@ async def test_smartroute_run_live_routes_and_arbitrages_across_all_five_venues(
                     await opportunities.poll()
             sent = requests(opened(opportunities.records))
             for request_id, message in sent.items():
-                await send(cfg.kafka, cfg.topic("orders"), request_id.encode(), message)
+                await send(cfg.kafka, cfg.topic("orders"), request_id.encode(), message, DESK)
             await collect_results(results, set(sent), daemon)
         daemon.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):

@@ -85,6 +85,10 @@ async def venues() -> AsyncIterator[Venues]:
         yield Venues(okx, kraken, bybit)
 
 
+# Live requires signatures by default; these tests are about the venues (test_signed_kafka covers signatures).
+UNSIGNED = "[security]\nrequire_signatures = false\n"
+
+
 def live_config(tmp_path: Path, urls: Mapping[str, str], extra: str = "") -> Config:
     sections = "".join(
         f'[venues.{venue}]\nsymbols = ["BTC-USDT"]\ntrade_url = "{url}"\ntaker_fee_bps = 10\n'
@@ -93,7 +97,7 @@ def live_config(tmp_path: Path, urls: Mapping[str, str], extra: str = "") -> Con
     path = tmp_path / "smartroute.toml"
     path.write_text(
         f'[daemon]\nmode = "live"\nhttp_port = 0\nstate_dir = "{tmp_path / "state"}"\n'
-        "[risk]\nmax_order_notional = 10000000\n" + sections + USERS + extra
+        "[risk]\nmax_order_notional = 10000000\n" + UNSIGNED + sections + USERS + extra
     )
     return load_config(path, environ={})
 

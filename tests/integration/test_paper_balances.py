@@ -96,7 +96,7 @@ ws_url = "{sim.ws_url("bybit")}"
 async def execute(running: Running, request_id: str, **fields: object) -> dict[str, object]:
     message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "desk-1", "symbol": SYMBOL}
     message |= {"kind": "order", "max_slippage_bps": "0"} | fields
-    await send(running.daemon.cfg, running.orders_topic, request_id.encode(), message)
+    await send(running.daemon.cfg.kafka, running.orders_topic, request_id.encode(), message)
     record = await running.results.wait_for(lambda r: r.key == request_id.encode(), timeout_s=15)
     result: dict[str, object] = orjson.loads(record.value)
     assert_valid("execution-result", result)
