@@ -50,6 +50,34 @@ async def sim() -> AsyncIterator[ExchangeSimulator]:
         await pusher
 
 
+def probe(request_id: str) -> dict[str, object]:
+    """A small buy on binance: filled only once the router serves with both feeds fresh."""
+    message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "desk-1", "kind": "order"}
+    return message | {"symbol": "BTC-USDT", "side": "buy", "quantity": "0.01", "venues": ["binance"]}
+
+
+async def until_serving(env: Env) -> None:  # noqa: F811 (the fixture's value)
+    """Send probes until one fills: the router has joined its group and its feeds are fresh.
+
+    On a loaded machine the first request can arrive before the feeds are fresh; it would then be
+    answered `stale_prices` and the arbitrage under test would never reach its sell leg.
+    """
+    async with asyncio.timeout(45):
+        for attempt in range(1_000):
+            request_id = f"probe-{attempt}"
+            await send(env.cfg.kafka, env.cfg.topic("orders"), request_id.encode(), probe(request_id))
+            key = request_id.encode()
+            record = await env.results.wait_for(lambda r, key=key: r.key == key, timeout_s=30)
+            if orjson.loads(record.value)["status"] == "filled":
+                return
+            await asyncio.sleep(0.2)
+
+
+def a1_sends(sent_log: Path) -> list[str]:
+    """Return the lines of the legs the arbitrage under test sent (not the probes')."""
+    return [line for line in sent_log.read_text().splitlines() if line.startswith("a1 ")]
+
+
 def arbitrage(request_id: str) -> dict[str, object]:
     message: dict[str, object] = {"v": 1, "request_id": request_id, "user_id": "desk-1", "kind": "arbitrage"}
     return message | {"symbol": "BTC-USDT", "quantity": "0.5", "buy_venue": "binance", "sell_venue": "bybit"}
@@ -62,6 +90,7 @@ async def test_sigkill_with_one_arbitrage_leg_filled_recovers_a_residual_never_f
     sent_log = tmp_path / "sent.log"
     child = await run_child(env, sent_log, crash_after="leg:a1:1")
     try:
+        await until_serving(env)
         await send(env.cfg.kafka, env.cfg.topic("orders"), b"a1", arbitrage("a1"))
         async with asyncio.timeout(30):
             assert await child.wait() == -signal.SIGKILL  # killed itself as the sell leg was sent
@@ -69,7 +98,7 @@ async def test_sigkill_with_one_arbitrage_leg_filled_recovers_a_residual_never_f
         if child.returncode is None:
             child.kill()
             await child.wait()
-    assert [line.split()[:2] for line in sent_log.read_text().splitlines()] == [["a1", "0"], ["a1", "1"]]
+    assert [line.split()[:2] for line in a1_sends(sent_log)] == [["a1", "0"], ["a1", "1"]]
 
     restarted = await run_child(env, sent_log, crash_after=None)
     try:
@@ -95,7 +124,7 @@ async def test_sigkill_with_one_arbitrage_leg_filled_recovers_a_residual_never_f
     else:  # a feed was fresh already: the first attempt flattened it before the result went out
         assert (residual["state"], residual["remaining_quantity"]) == ("flat", "0"), residual
     # The exchanges saw each leg once: the buy, the sell that never executed, the residual's sell.
-    sends = [tuple(line.split()[:2]) for line in sent_log.read_text().splitlines()]
+    sends = [tuple(line.split()[:2]) for line in a1_sends(sent_log)]
     assert sends == [("a1", "0"), ("a1", "1"), ("a1", "2")]
     with Ledger.open(Path(env.cfg.daemon.state_dir)) as ledger:
         flat = ledger.residual("a1")
