@@ -43,6 +43,7 @@ from router.cache import PriceCache
 from router.errors import InvalidRequest
 from router.execution import Executor, refusal
 from router.funding import symbol_assets
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.legs import LegRunner
 from router.metrics import ORDER_REQUESTS
@@ -55,7 +56,7 @@ from router.request_age import EXPIRED, Enqueued, expired_message
 from router.residual_worker import ResidualWorker
 from router.residuals import ResidualSettings
 from router.results import ExecutionResult
-from router.risk import KillSwitch, RiskGate, RiskRejected
+from router.risk import RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView
 from router.signatures import Headers, Unauthenticated
 from router.validation import parse_request, peek_identity

@@ -30,12 +30,13 @@ from daemon.routing import build_router as build_daemon_router
 from router.cache import PriceCache
 from router.errors import ExecutionError
 from router.execution import OrderLeg, PaperExecutor
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor, SettlePolicy
 from router.preferences import PreferenceStore
 from router.request import RequestRules
 from router.residuals import ResidualSettings
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.smart import SmartRouter
 
 pytestmark = pytest.mark.integration
