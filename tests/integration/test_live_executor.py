@@ -22,7 +22,8 @@ import pytest
 from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault
 
 from connectors.binance.errors import VenueBanned
-from connectors.binance.rest import ApiCredentials, BinanceConnector
+from connectors.binance.rest import BinanceConnector
+from connectors.binance.session import ApiCredentials
 from connectors.binance.trading import BinanceTrading
 from connectors.registry import client_order_id
 from daemon.config import ConfigError, build_config
