@@ -17,41 +17,30 @@ from typing import Any
 
 import orjson
 import structlog
-from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
-from connectors.metrics import init_venue_metrics
 from connectors.registry import build_adapter
 from connectors.stream import StreamRunner
-from connectors.types import QUOTE_MESSAGE_MAX_LEVELS, Quote, Withdrawal, decimal_text
+from connectors.types import QUOTE_MESSAGE_MAX_LEVELS, Quote, Withdrawal
 from daemon.config import Config, DetectorConfig, VenueConfig
 from daemon.errors import ConfigError
 from daemon.health import BrokerWatch, RouterState, VenueHealth, assess, venue_health
 from daemon.http import HttpServer
 from daemon.kafka import KafkaMetadataProbe, Publisher, init_publisher_metrics
 from daemon.kafka.topics import require_topics
+from daemon.metrics import register_process_metrics, unregister
 from daemon.opportunities import FollowedOpportunities
 from daemon.quotes import QuoteFollower
 from daemon.router_service import RouterService
 from daemon.routing import RouterParts, RouterSections, build_router
+from daemon.status import status_view
 from daemon.systemd import Notifier
 from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
-from router.funding import symbol_assets
-from router.ledger import ResidualRecord
-from router.loss import register_risk_metrics
 from router.metrics import (
-    BALANCE_DRIFT,
-    BALANCE_READ_OUTCOMES,
-    BALANCE_READS,
-    init_detector_metrics,
-    init_router_metrics,
     observe_freshness,
-    register_balance_metrics,
-    register_cache_metrics,
 )
 from router.opportunities import DetectorOpportunities, OpenOpportunities
-from router.positions import utc_day
 
 log = structlog.get_logger(__name__)
 
@@ -217,8 +206,7 @@ class Daemon:
             await self.publisher.close(self.cfg.daemon.shutdown_timeout_ms / 1000)
             if self.http is not None:
                 await self.http.close()
-            for collector in collectors:
-                REGISTRY.unregister(collector)
+            unregister(collectors)
             self.notifier.close()
             if self.router is not None:
                 await self.router.disconnect()
@@ -237,22 +225,17 @@ class Daemon:
         return [self.cfg.topic(name) for name in sorted(used)]
 
     def _init_metrics(self) -> list[Collector]:
-        collectors: list[Collector] = [register_cache_metrics(self.cache)]
-        if self.router is not None:
-            collectors.append(register_risk_metrics(self.router.router.risk.positions, self.router.loss))
-        for venue in self.runners:
-            init_venue_metrics(venue)
-        init_detector_metrics()
         init_publisher_metrics([self.opportunity_topic, *([self.quotes_topic] if self.quotes_topic else [])])
-        init_router_metrics(self.runners)
-        if self.router is not None:
-            collectors.append(register_balance_metrics(self.router.router.balances))
-            for venue, symbols in self.router.symbols.items():
-                for asset in {asset for symbol in symbols for asset in symbol_assets(symbol)}:
-                    BALANCE_DRIFT.labels(venue=venue, asset=asset)
-                for outcome in BALANCE_READ_OUTCOMES:
-                    BALANCE_READS.labels(venue=venue, outcome=outcome)
-        return collectors
+        if self.router is None:
+            return register_process_metrics(self.cache, list(self.runners))
+        return register_process_metrics(
+            self.cache,
+            list(self.runners),
+            positions=self.router.router.risk.positions,
+            loss=self.router.loss,
+            balances=self.router.router.balances,
+            tradable=self.router.symbols,
+        )
 
     async def _start_http(self) -> None:
         if self.cfg.daemon.http_port == 0:
@@ -321,98 +304,17 @@ class Daemon:
         return verdict.as_response()
 
     def status(self) -> dict[str, Any]:
-        """Return the JSON status view: readiness, venues, quotes and ages, cache, halt, open residuals."""
-        ready, readiness = self.readiness()
-        health = self._venue_health()
-        now = self.cache.clock_ns()
-        ages: dict[str, dict[str, float]] = {}
-        quotes: dict[str, dict[str, dict[str, Any]]] = {}
-        for entry in self.cache.entries():
-            q = entry.quote
-            age_ms = round(entry.age_ns(now) / 1e6, 3)
-            ages.setdefault(q.venue, {})[q.symbol] = age_ms
-            quotes.setdefault(q.symbol, {})[q.venue] = {
-                "bid": decimal_text(q.bid),
-                "bid_qty": decimal_text(q.bid_qty),
-                "ask": decimal_text(q.ask),
-                "ask_qty": decimal_text(q.ask_qty),
-                "age_ms": age_ms,
-                "seq": q.seq,
-            }
-        stats = self.cache.stats()
-        return {
-            "mode": self.cfg.daemon.mode,
-            "max_quote_age_ms": self.cfg.cache.max_quote_age_ms,
-            "ready": ready,
-            "readiness": readiness,
-            "venues": {
-                venue: {
-                    "state": r.state,
-                    "freshness": health[venue].state,
-                    "connects": r.connects,
-                    "quote_age_ms": ages.get(venue, {}),
-                }
-                for venue, r in self.runners.items()
-            },
-            "quotes": quotes,
-            "cache": {
-                "hits": stats.hits,
-                "misses": stats.misses,
-                "expirations": stats.expirations,
-                "entries": stats.entries,
-            },
-            "open_opportunities": len(self.detector.open_opportunities()) if self.detector else 0,
-            "halted": self.router.kill_switch.halted if self.router else None,
-            "risk": self._risk_status(),
-            "balances": self._balances_status(),
-            # Live: each venue's open orders the ledger does not know (None in paper mode: none to check).
-            "unknown_venue_orders": self._unknown_venue_orders(),
-            "halt_reason": self.router.kill_switch.reason if self.router else None,
-            "open_residuals": [_residual_status(r) for r in self.router.ledger.open_residuals()]
-            if self.router
-            else [],
-        }
-
-    def _risk_status(self) -> dict[str, Any] | None:
-        """Return positions, gross exposure, today's realized PnL and the limits (None without a router)."""
-        if self.router is None:
-            return None
-        gate = self.router.router.risk
-        loss = self.router.loss
-        positions = gate.positions.snapshot(loss.today() if loss else utc_day(time.time_ns()))
-        limits = {
-            "max_gross_exposure": decimal_text(gate.limits.max_gross_exposure),
-            "max_position": {a: decimal_text(v) for a, v in sorted(gate.limits.max_position.items())},
-        }
-        return positions | {"limits": limits} | (loss.snapshot() if loss else {})
-
-    def _balances_status(self) -> dict[str, Any] | None:
-        """Return the router's balances: per tracked venue and asset, and (live) its reads and drifts."""
-        if self.router is None:
-            return None
-        status: dict[str, Any] = {"venues": self.router.router.balances.as_status()}
-        if self.router.balance_sync is not None:
-            status |= self.router.balance_sync.as_status()
-        return status
-
-    def _unknown_venue_orders(self) -> dict[str, object] | None:
-        if self.router is None or self.router.open_orders is None:
-            return None
-        return self.router.open_orders.status()
-
-
-def _residual_status(residual: ResidualRecord) -> dict[str, object]:
-    """Return an arbitrage residual still being worked, as /status shows it."""
-    return {
-        "request_id": residual.request_id,
-        "venue": residual.venue,
-        "symbol": residual.symbol,
-        "side": residual.side,
-        "quantity": decimal_text(residual.quantity),
-        "remaining": decimal_text(residual.remaining),
-        "attempts": residual.attempts,
-        "started_ns": residual.started_ns,
-    }
+        """Return the JSON status view (`daemon.status`)."""
+        return status_view(
+            mode=self.cfg.daemon.mode,
+            max_quote_age_ms=self.cfg.cache.max_quote_age_ms,
+            readiness=self.readiness(),
+            health=self._venue_health(),
+            cache=self.cache,
+            runners=self.runners,
+            detector=self.detector,
+            router=self.router,
+        )
 
 
 def new_detector(

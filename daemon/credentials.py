@@ -28,7 +28,7 @@ from typing import Final
 
 from Crypto.PublicKey import ECC
 
-from connectors.binance.rest import ApiCredentials
+from connectors.binance.session import ApiCredentials
 from daemon.config import Secret, load_secret
 from daemon.errors import ConfigError
 

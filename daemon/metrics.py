@@ -1,16 +1,36 @@
-"""Prometheus metrics of the runtime layer (Kafka I/O for now).
+"""Prometheus metrics of the runtime layer (Kafka I/O), and the registration of one process's series.
 
 Module-level objects on the default registry, served by `daemon.http`. Labels are
 bounded: `topic` is one of the configured topics, `reason` one of `UNSENT_REASONS`.
+`register_process_metrics` creates the connectors' and router's series of one
+process at zero and registers its collectors (cache, positions and loss, balances).
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Collection, Mapping
 from typing import Final, Literal, Protocol
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.registry import Collector
+
+from connectors.metrics import init_venue_metrics
+from router.balances import BalanceBook
+from router.cache import PriceCache
+from router.funding import symbol_assets
+from router.loss import LossGuard, register_risk_metrics
+from router.metrics import (
+    BALANCE_DRIFT,
+    BALANCE_READ_OUTCOMES,
+    BALANCE_READS,
+    init_detector_metrics,
+    init_router_metrics,
+    register_balance_metrics,
+    register_cache_metrics,
+)
+from router.positions import PositionBook
 
 UnsentReason = Literal["closed", "shutdown"]
 UNSENT_REASONS: Final[tuple[UnsentReason, ...]] = ("closed", "shutdown")
@@ -109,3 +129,40 @@ KAFKA_CONSUMER_LAG = Gauge(
     "Messages written to a topic that this process's consumer group has not read yet (its share).",
     ["topic", "group"],
 )  # set by daemon.kafka.consumers.record_consumer_lag
+
+
+def register_process_metrics(
+    cache: PriceCache,
+    feeds: Collection[str],
+    *,
+    positions: PositionBook | None = None,
+    loss: LossGuard | None = None,
+    balances: BalanceBook | None = None,
+    tradable: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[Collector]:
+    """Create the series of a process feeding `feeds` at zero; register its collectors and return them.
+
+    With a router: its `positions` and `loss` guard, its `balances` and the `tradable` symbols by venue
+    (whose assets get a balance drift series). The caller unregisters the collectors when it stops.
+    """
+    collectors: list[Collector] = [register_cache_metrics(cache)]
+    if positions is not None:
+        collectors.append(register_risk_metrics(positions, loss))
+    for venue in feeds:
+        init_venue_metrics(venue)
+    init_detector_metrics()
+    init_router_metrics(feeds)
+    if balances is not None:
+        collectors.append(register_balance_metrics(balances))
+    for venue, symbols in (tradable or {}).items():
+        for asset in {asset for symbol in symbols for asset in symbol_assets(symbol)}:
+            BALANCE_DRIFT.labels(venue=venue, asset=asset)
+        for outcome in BALANCE_READ_OUTCOMES:
+            BALANCE_READS.labels(venue=venue, outcome=outcome)
+    return collectors
+
+
+def unregister(collectors: Collection[Collector]) -> None:
+    """Unregister `collectors` from the default registry."""
+    for collector in collectors:
+        REGISTRY.unregister(collector)

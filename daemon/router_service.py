@@ -59,12 +59,12 @@ from daemon.kafka import (
 from daemon.metrics import ORDER_REQUESTS_UNTIMED, ROUTER_COMMIT_FAILURES, UNAUTHENTICATED_SETTINGS
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import RouterError
+from router.kill_switch import KillSwitch
 from router.metrics import HALTED
 from router.open_orders import OpenOrderCheck
 from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
 from router.request_age import Enqueued
-from router.risk import KillSwitch
 from router.signatures import Unauthenticated
 from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter

@@ -47,6 +47,7 @@ from router.balances import BalanceBook
 from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
 from router.funding import symbol_assets
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.live import LiveExecutor
 from router.loss import LossGuard
@@ -56,7 +57,7 @@ from router.positions import PositionBook, fresh_mids
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
 from router.residuals import ResidualSettings
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.signatures import KeyRing, parse_public_key
 from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter

@@ -32,10 +32,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from connectors.types import decimal_text
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.metrics import HALTED, LOSS_HALTS
 from router.positions import EXACT, PositionBook, utc_day
-from router.risk import KillSwitch
 
 __all__ = ["ACK_FLAG", "ISSUED_BY", "LossGuard", "RiskCollector", "register_risk_metrics"]
 

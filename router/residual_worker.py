@@ -30,6 +30,7 @@ from connectors.types import decimal_text
 from router.arbitrage import ArbitrageOutcome
 from router.cache import PriceCache
 from router.execution import LegOutcome
+from router.kill_switch import MAX_REASON_CHARS, KillSwitch
 from router.ledger import Ledger, ResidualRecord, ResidualState
 from router.legs import LegRunner, intent_of
 from router.metrics import HALTED, RESIDUAL_ATTEMPTS, RESIDUAL_HALTS, RESIDUAL_OPEN
@@ -40,7 +41,6 @@ from router.residuals import (
     residual_of,
     residual_report,
 )
-from router.risk import MAX_REASON_CHARS, KillSwitch
 
 log = structlog.get_logger(__name__)
 

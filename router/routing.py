@@ -32,24 +32,29 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
-from typing import Final
 
-from connectors.types import BPS, Level, Quote, Side, decimal_text
+from connectors.types import BPS, decimal_text
+from router.assessment import (
+    EXCLUSION_REASONS,
+    GATE_REASONS,
+    Assessed,
+    assess_venues,
+    is_preferred,
+    priced,
+    venue_all_in,
+)
 from router.book_walk import (
     Book,
     Take,
-    VenueWalk,
     book_slippage_bps,
     pool_fill,
     preference_cost_bps,
     rank_key,
     walk_book,
-    walk_venue,
 )
-from router.funding import LegTerms, Shortfall, fund, truncate
-from router.precision import bps_up, quoted_places
+from router.precision import bps_up
 from router.route_plan import (
     STRATEGIES,
     Considered,
@@ -61,7 +66,8 @@ from router.route_plan import (
     price_text,
 )
 
-# The planner's API: the types live in `router.route_plan`, the book arithmetic in `router.book_walk`.
+# The planner's API: the types live in `router.route_plan`, each venue's assessment in
+# `router.assessment`, the book arithmetic in `router.book_walk`.
 __all__ = [
     "EXCLUSION_REASONS",
     "GATE_REASONS",
@@ -76,51 +82,8 @@ __all__ = [
     "walk_book",
 ]
 
-# Gate reasons decide from the snapshot alone; a venue past them has a fresh usable book.
-GATE_REASONS: Final = ("not_allowed", "excluded_by_preferences", "no_quote", "stale", "resyncing", "crossed")
-EXCLUSION_REASONS: Final = (
-    *GATE_REASONS,
-    "insufficient_depth",
-    "limit_price",
-    "slippage_exceeded",
-    "insufficient_balance",
-)
 
 _ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class _Assessed:
-    """One venue after the gate and, when it passed, the walk of its book."""
-
-    view: VenueView
-    side: Side
-    excluded: str | None
-    levels: tuple[Level, ...] = ()  # the side of its book the order takes (split: what it can fund)
-    walk: VenueWalk | None = None
-    shortfall: Shortfall | None = None  # set when its balance cannot fund all the book offers
-
-    @property
-    def venue(self) -> str:
-        return self.view.venue
-
-    @property
-    def places(self) -> int:
-        return quoted_places(price for price, _ in self.levels)
-
-    def considered(self) -> Considered:
-        view, walk = self.view, self.walk
-        vwap, score = (None, None) if walk is None else (walk.vwap, walk.score)
-        return Considered(
-            view.venue,
-            vwap,
-            view.taker_fee_bps,
-            view.quote_age_ms,
-            score,
-            self.excluded,
-            self.side,
-            self.places,
-        )
 
 
 def plan_route(request: RouteRequest, venues: Sequence[VenueView]) -> RoutePlan:
@@ -129,109 +92,32 @@ def plan_route(request: RouteRequest, venues: Sequence[VenueView]) -> RoutePlan:
     Every venue passed in appears exactly once in the plan's (or the error's)
     `considered`, in venue-id order.
     """
-    assessed = [_assess(request, view) for view in _ordered(request, venues)]
+    assessed = assess_venues(request, venues)
     if request.strategy == "split":
         return _plan_split(request, assessed)
     return _plan_single(request, assessed)
 
 
-def _ordered(request: RouteRequest, venues: Sequence[VenueView]) -> list[VenueView]:
-    if twice := sorted(venue for venue, n in Counter(view.venue for view in venues).items() if n > 1):
-        raise ValueError(f"venues given more than once: {', '.join(twice)}")
-    for view in venues:
-        if view.quote is not None and view.quote.symbol != request.symbol:
-            raise ValueError(f"{view.venue}: quote is for {view.quote.symbol}, not {request.symbol}")
-    return sorted(venues, key=lambda view: view.venue)
-
-
-def _gate(request: RouteRequest, view: VenueView) -> str | None:
-    if request.allowed_venues is not None and view.venue not in request.allowed_venues:
-        return "not_allowed"
-    if view.venue in request.excluded_venues:
-        return "excluded_by_preferences"
-    if view.quote is None:
-        return "no_quote"
-    # An unknown age cannot be shown to be fresh.
-    if view.quote_age_ms is None or view.quote_age_ms > request.max_quote_age_ms:
-        return "stale"
-    if view.resyncing:
-        return "resyncing"
-    if view.quote.crossed:
-        return "crossed"
-    return None
-
-
-def _levels(quote: Quote, side: Side) -> tuple[Level, ...]:
-    # A buy takes the asks, a sell hits the bids.
-    return quote.ask_levels() if side == "buy" else quote.bid_levels()
-
-
-def _assess(request: RouteRequest, view: VenueView) -> _Assessed:
-    gate = _gate(request, view)
-    if gate is not None or view.quote is None:
-        return _Assessed(view, request.side, gate)
-    levels = _levels(view.quote, request.side)
-    pooled = request.strategy == "split"
-    fundable, shortfall = _funding(request, view, levels)
-    if pooled and fundable is not None and shortfall is not None:
-        levels = truncate(levels, fundable)  # split takes from each venue only what it can pay for
-    walk = walk_venue(
-        levels,
-        request.quantity,
-        request.limit_price,
-        request.side,
-        fee_bps=view.taker_fee_bps,
-        bias_bps=request.preferred_bias_bps if _is_preferred(request, view.venue) else _ZERO,
-        max_slippage_bps=request.max_slippage_bps,
-        pooled=pooled,  # split judges depth and slippage across venues
-    )
-    excluded = walk.excluded
-    # Single-venue strategies skip a venue short of funds; split skips one that can fund nothing.
-    if shortfall is not None and (fundable == 0 if pooled else excluded is None):
-        excluded = "insufficient_balance"
-    return _Assessed(view, request.side, excluded, levels, walk, shortfall)
-
-
-def _funding(
-    request: RouteRequest, view: VenueView, levels: tuple[Level, ...]
-) -> tuple[Decimal | None, Shortfall | None]:
-    """Return how much of the book `view`'s balance can fund (None: untracked) and its shortfall, if short."""
-    available = view.available_quote if request.side == "buy" else view.available_base
-    terms = LegTerms(request.side, view.taker_fee_bps, request.max_slippage_bps, request.limit_price)
-    return fund(view.venue, request.symbol, terms, levels, request.quantity, available)
-
-
-def _is_preferred(request: RouteRequest, venue: str) -> bool:
-    return request.strategy == "preferred" and venue in request.preferred_venues
-
-
-def _priced(entry: _Assessed) -> tuple[VenueWalk, Decimal]:
-    walk = entry.walk
-    if walk is None or walk.score is None:  # eligible venues filled something, so they are priced
-        raise ValueError(f"{entry.venue} was not priced")
-    return walk, walk.score
-
-
-def _plan_single(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
+def _plan_single(request: RouteRequest, assessed: list[Assessed]) -> RoutePlan:
     side = request.side
     eligible = [entry for entry in assessed if entry.excluded is None]
     if not eligible:
         raise _no_route(request, assessed)
     if request.strategy == "fastest":
         # Unknown latencies rank after every known one, then the all-in price decides.
-        ranked = sorted(eligible, key=lambda e: (*_latency_key(e), rank_key(_priced(e)[1], side), e.venue))
+        ranked = sorted(eligible, key=lambda e: (*_latency_key(e), rank_key(priced(e)[1], side), e.venue))
         reason = _fastest_reason(ranked)
     else:
         # At an equal score a preferred venue wins: its bias is honoured up to and including its value.
         ranked = sorted(
             eligible,
-            key=lambda e: (rank_key(_priced(e)[1], side), not _is_preferred(request, e.venue), e.venue),
+            key=lambda e: (rank_key(priced(e)[1], side), not is_preferred(request, e.venue), e.venue),
         )
         reason = (
             _preferred_reason(request, ranked) if request.strategy == "preferred" else _best_reason(ranked)
         )
     chosen = ranked[0]
-    walk, _ = _priced(chosen)
+    walk, _ = priced(chosen)
     vwap = walk.notional / walk.filled
     fee = walk.notional * chosen.view.taker_fee_bps / BPS
     leg = RouteLeg(chosen.venue, walk.filled, vwap, fee, side, chosen.places)
@@ -239,39 +125,33 @@ def _plan_single(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
     return RoutePlan(request.strategy, side, (leg,), _considered(assessed), reason, vwap)
 
 
-def _latency_key(entry: _Assessed) -> tuple[bool, float]:
+def _latency_key(entry: Assessed) -> tuple[bool, float]:
     latency = entry.view.ack_latency_ms
     return (latency is None, 0.0 if latency is None else latency)
 
 
-def _all_in(entry: _Assessed) -> Decimal:
-    walk, _ = _priced(entry)
-    assert walk.all_in is not None  # priced walks have both
-    return walk.all_in
-
-
-def _best_reason(ranked: list[_Assessed]) -> str:
+def _best_reason(ranked: list[Assessed]) -> str:
     chosen = ranked[0]
-    head = f"{chosen.venue} all-in {_show(chosen, _priced(chosen)[1])}"
+    head = f"{chosen.venue} all-in {_show(chosen, priced(chosen)[1])}"
     if len(ranked) == 1:
         return f"{head}, the only eligible venue"
-    return f"{head} beats {ranked[1].venue} {_show(ranked[1], _priced(ranked[1])[1])}"
+    return f"{head} beats {ranked[1].venue} {_show(ranked[1], priced(ranked[1])[1])}"
 
 
-def _preferred_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
+def _preferred_reason(request: RouteRequest, ranked: list[Assessed]) -> str:
     """Say what the preference cost: the best preferred venue against the best other one, all-in."""
     bias = f"bias {decimal_text(request.preferred_bias_bps)} bps"
-    preferred = [entry for entry in ranked if _is_preferred(request, entry.venue)]
-    others = [entry for entry in ranked if not _is_preferred(request, entry.venue)]
+    preferred = [entry for entry in ranked if is_preferred(request, entry.venue)]
+    others = [entry for entry in ranked if not is_preferred(request, entry.venue)]
     if not preferred:
         named = ", ".join(request.preferred_venues)
         return f"no preferred venue ({named}) is eligible; {_best_reason(ranked)}"
     best, other = preferred[0], (others[0] if others else None)
-    prices = f"{best.venue} all-in {_show(best, _all_in(best))}"
+    prices = f"{best.venue} all-in {_show(best, venue_all_in(best))}"
     if other is None:
         return f"preferred {prices}, no other venue eligible ({bias})"
-    prices += f", {other.venue} {_show(other, _all_in(other))}"
-    cost = _show_cost_bps(preference_cost_bps(_all_in(best), _all_in(other), request.side))
+    prices += f", {other.venue} {_show(other, venue_all_in(other))}"
+    cost = _show_cost_bps(preference_cost_bps(venue_all_in(best), venue_all_in(other), request.side))
     if ranked[0] is best:
         return f"preferred {best.venue} over {other.venue}: {cost} bps ({bias}); {prices}"
     return (
@@ -280,11 +160,11 @@ def _preferred_reason(request: RouteRequest, ranked: list[_Assessed]) -> str:
     )
 
 
-def _fastest_reason(ranked: list[_Assessed]) -> str:
+def _fastest_reason(ranked: list[Assessed]) -> str:
     chosen = ranked[0]
     within = f"{_count(len(ranked), 'venue')} within slippage"
     unknown = ", ".join(entry.venue for entry in ranked if entry.view.ack_latency_ms is None)
-    all_in_text = f"all-in {_show(chosen, _priced(chosen)[1])}"
+    all_in_text = f"all-in {_show(chosen, priced(chosen)[1])}"
     latency = chosen.view.ack_latency_ms
     if latency is None:
         return (
@@ -296,7 +176,7 @@ def _fastest_reason(ranked: list[_Assessed]) -> str:
     return f"{text}; {all_in_text}"
 
 
-def _plan_split(request: RouteRequest, assessed: list[_Assessed]) -> RoutePlan:
+def _plan_split(request: RouteRequest, assessed: list[Assessed]) -> RoutePlan:
     side, quantity = request.side, request.quantity
     pool = [entry for entry in assessed if entry.excluded is None]
     if not pool:
@@ -351,7 +231,7 @@ def _split_reason(request: RouteRequest, takes: list[Take], places: Mapping[str,
     )
 
 
-def _considered(assessed: Iterable[_Assessed]) -> tuple[Considered, ...]:
+def _considered(assessed: Iterable[Assessed]) -> tuple[Considered, ...]:
     return tuple(entry.considered() for entry in assessed)
 
 
@@ -359,7 +239,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _summary(assessed: Sequence[_Assessed]) -> str:
+def _summary(assessed: Sequence[Assessed]) -> str:
     """Return "(3 venues considered, 1 stale, 1 crossed)", reasons in precedence order."""
     counts = Counter(entry.excluded for entry in assessed if entry.excluded is not None)
     parts = [f"{_count(len(assessed), 'venue')} considered"]
@@ -371,7 +251,7 @@ def _what(request: RouteRequest) -> str:
     return f"{request.side} {decimal_text(request.quantity)} {request.symbol}"
 
 
-def _no_route(request: RouteRequest, assessed: Sequence[_Assessed]) -> NoRoute:
+def _no_route(request: RouteRequest, assessed: Sequence[Assessed]) -> NoRoute:
     what = _what(request)
     reasons = {entry.excluded for entry in assessed}
     if "insufficient_balance" in reasons:  # a venue could take it but cannot pay for it
@@ -388,13 +268,13 @@ def _no_route(request: RouteRequest, assessed: Sequence[_Assessed]) -> NoRoute:
     return _reject("no_liquidity", f"not enough liquidity to {what}{within}", assessed, request)
 
 
-def _reject(code: str, lead: str, assessed: Sequence[_Assessed], request: RouteRequest) -> NoRoute:
+def _reject(code: str, lead: str, assessed: Sequence[Assessed], request: RouteRequest) -> NoRoute:
     """Return the NoRoute whose message is `lead` followed by every venue and why it was not used."""
     details = "; ".join(map(_venue_detail, assessed)) or "no venue quotes it"
     return NoRoute(code, f"{lead}: {details}", _considered(assessed), request.strategy)
 
 
-def _venue_detail(entry: _Assessed) -> str:
+def _venue_detail(entry: Assessed) -> str:
     walk, reason = entry.walk, entry.excluded or "eligible"
     if entry.shortfall is not None:  # short of funds: excluded for it, or (split) capped by it
         return f"{entry.venue} {reason} ({entry.shortfall.text()})"
@@ -408,7 +288,7 @@ def _venue_detail(entry: _Assessed) -> str:
     return f"{entry.venue} {reason}"
 
 
-def _show(entry: _Assessed, value: Decimal) -> str:
+def _show(entry: Assessed, value: Decimal) -> str:
     """Return a price of `entry`'s book for a sentence, as published."""
     return price_text(value, entry.places, entry.side)
 

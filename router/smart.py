@@ -3,7 +3,8 @@
 The lifecycle of a request, whoever submits it (the Kafka service or the
 Python API):
 
-1. validate (`router.validation`); an invalid request is answered `rejected`;
+1. authenticate the user and validate (`router.validation`); an unproven or
+   invalid request is answered `rejected` (`router.intake`);
 2. claim its request_id in the durable ledger — a request already handled is
    answered with its stored result and never executed again;
 3. refuse while halted; refuse an arbitrage whose `opportunity_id` names no
@@ -21,69 +22,52 @@ Python API):
 A crash anywhere leaves the request "in flight" in the ledger; `recover()`
 settles it from what the ledger (and, live, the venue) knows — it is never
 sent again.
+
+The Python API of DESIGN.md (`get_best_price`, `execute_with_preferences`, ...)
+is a method here, its stateless pieces in `router.api`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
 import orjson
 import structlog
 
-from connectors.types import BPS, Mode, Side, decimal_text
+from connectors.types import Mode, Side
 from router.access import AccessPolicy, Forbidden
+from router.api import VenuePrice, arbitrage_message, best_price, decode_result, order_message
 from router.arbitrage import NoArbitrage, plan_arbitrage, settle_arbitrage
 from router.balances import BalanceBook
 from router.cache import PriceCache
 from router.errors import InvalidRequest
 from router.execution import Executor, refusal
 from router.funding import symbol_assets
+from router.intake import Handled, Intake
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.legs import LegRunner
 from router.metrics import ORDER_REQUESTS
 from router.opportunities import OpenOpportunities, check_open
 from router.orders import order_result, plan_order
 from router.preferences import PreferenceStore, UserPreferences
-from router.recovery import recover_request, result_from_message
+from router.recovery import recover_request
 from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules
 from router.request_age import EXPIRED, Enqueued, expired_message
 from router.residual_worker import ResidualWorker
 from router.residuals import ResidualSettings
 from router.results import ExecutionResult
-from router.risk import KillSwitch, RiskGate, RiskRejected
+from router.risk import RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView
-from router.signatures import Headers, Unauthenticated
-from router.validation import parse_request, peek_identity
+from router.signatures import Headers
+from router.validation import parse_request
+
+__all__ = ["Handled", "SmartRouter", "VenuePrice", "decode_result"]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Handled:
-    """The answer to one message: the result bytes to publish (if any) and what happened."""
-
-    request_id: str | None
-    result: bytes | None  # None when no well-formed request_id could be read
-    executed: bool  # a new execution happened now
-    replayed: bool  # the stored result of an earlier delivery
-    invalid: InvalidRequest | None  # the message goes to the DLQ with this error
-
-
-@dataclass(frozen=True, slots=True)
-class VenuePrice:
-    """The best fee-inclusive top-of-book price of one symbol and side across venues."""
-
-    venue: str
-    price: Decimal
-    quantity: Decimal
-    fee_bps: Decimal
-    all_in_price: Decimal
-    quote_age_ms: float
 
 
 class SmartRouter:
@@ -130,6 +114,7 @@ class SmartRouter:
         )
         self._opportunities = opportunities  # what an arbitrage request's opportunity_id is checked against
         self._access = access or AccessPolicy()
+        self._intake = Intake(ledger, self._access, self._legs.mode, clock_ns)
         # An enqueued request older than this is answered "expired" (router.request_age); None: no bound.
         self._max_request_age_ns = None if max_request_age_ms is None else max_request_age_ms * 1_000_000
         self._clock_ns = clock_ns
@@ -169,26 +154,11 @@ class SmartRouter:
             raise ValueError(f"{venue} is not a routable venue")
         self._taker_fee_bps[venue] = fee_bps
 
-    # ----- the Python API of DESIGN.md -------------------------------------------------------
+    # ----- the Python API of DESIGN.md (router.api) -------------------------------------------
 
     async def get_best_price(self, symbol: str, action: Side) -> VenuePrice | None:
         """Return the venue with the best fresh all-in (taker fee included) top-of-book price."""
-        best: VenuePrice | None = None
-        for view in self._venue_views(symbol):
-            quote = view.quote
-            fresh = view.quote_age_ms is not None and view.quote_age_ms <= self._cache.max_quote_age_ns / 1e6
-            if quote is None or not fresh or quote.crossed:
-                continue
-            price, qty = (quote.ask, quote.ask_qty) if action == "buy" else (quote.bid, quote.bid_qty)
-            fee = view.taker_fee_bps / BPS
-            all_in = price * (1 + fee) if action == "buy" else price * (1 - fee)
-            better = best is None or (
-                all_in < best.all_in_price if action == "buy" else all_in > best.all_in_price
-            )
-            if better:
-                age = view.quote_age_ms or 0.0
-                best = VenuePrice(view.venue, price, qty, view.taker_fee_bps, all_in, age)
-        return best
+        return best_price(self._venue_views(symbol), action, self._cache.max_quote_age_ns / 1e6)
 
     async def get_user_preferences(self, user_id: str) -> UserPreferences:
         """Return the preferences in force for `user_id` (topic > config > defaults)."""
@@ -198,18 +168,13 @@ class SmartRouter:
         self, symbol: str, action: Side, amount: Decimal | str, user_id: str
     ) -> ExecutionResult:
         """Route and execute a market order for `user_id` under their preferences."""
-        message = {"v": 1, "request_id": _api_request_id(), "user_id": user_id, "kind": "order"}
-        message |= {"symbol": symbol, "side": action, "quantity": _decimal_arg(amount)}
-        return await self._submit_api(message)
+        return await self._submit_api(order_message(symbol, action, amount, user_id))
 
     async def execute_arbitrage_opportunity(
         self, symbol: str, buy_broker: str, sell_broker: str, amount: Decimal | str, *, user_id: str = "api"
     ) -> ExecutionResult:
         """Buy `amount` on `buy_broker` and sell it on `sell_broker` at once."""
-        message = {"v": 1, "request_id": _api_request_id(), "user_id": user_id, "kind": "arbitrage"}
-        message |= {"symbol": symbol, "buy_venue": buy_broker, "sell_venue": sell_broker}
-        message["quantity"] = _decimal_arg(amount)
-        return await self._submit_api(message)
+        return await self._submit_api(arbitrage_message(symbol, buy_broker, sell_broker, amount, user_id))
 
     async def _submit_api(self, message: dict[str, object]) -> ExecutionResult:
         handled = await self.handle(orjson.dumps(message))
@@ -236,8 +201,10 @@ class SmartRouter:
         try:
             request = parse_request(raw, self._rules, now_ns=now)
         except InvalidRequest as exc:
-            return self._unauthenticated(raw, headers, now) or self._reject_invalid(exc, raw, now)
-        if denied := self._unauthenticated(raw, headers, now):
+            return self._intake.unauthenticated(raw, headers, now) or self._intake.reject_invalid(
+                exc, raw, now
+            )
+        if denied := self._intake.unauthenticated(raw, headers, now):
             return denied
         claim = self._ledger.claim(request.request_id, request.user_id, raw, now_ns=now)
         if claim.status == "done":
@@ -260,65 +227,6 @@ class SmartRouter:
             "order_completed", request_id=request.request_id, status=result.status, code=result.reject_code
         )
         return Handled(request.request_id, encoded, executed=True, replayed=False, invalid=None)
-
-    def _unauthenticated(self, raw: bytes, headers: Headers, now: int) -> Handled | None:
-        """Answer a message that does not prove its user; it claims nothing in the ledger."""
-        request_id, user_id, kind = peek_identity(raw)
-        try:
-            self._access.authenticate_order(raw, headers, user_id)
-        except Unauthenticated as exc:
-            ORDER_REQUESTS.labels(status="rejected", reject_code=exc.reject_code).inc()
-            log.warning(
-                "order_unauthenticated",
-                request_id=request_id,
-                user_id=user_id,
-                signer=exc.signer,
-                error=exc.message,
-            )
-            error = InvalidRequest(
-                exc.reject_code, exc.message, request_id=request_id, user_id=user_id, kind=kind
-            )
-            if request_id is None or user_id is None:
-                return Handled(None, None, executed=False, replayed=False, invalid=error)
-            result = self._rejected(request_id, user_id, kind, exc.reject_code, exc.message, now)
-            return Handled(request_id, result.encode(), executed=False, replayed=False, invalid=error)
-        return None
-
-    def _reject_invalid(self, exc: InvalidRequest, raw: bytes, now: int) -> Handled:
-        ORDER_REQUESTS.labels(status="rejected", reject_code=exc.reject_code).inc()
-        if exc.request_id is None or exc.user_id is None:
-            return Handled(None, None, executed=False, replayed=False, invalid=exc)
-        claim = self._ledger.claim(exc.request_id, exc.user_id, raw, now_ns=now)
-        if claim.status == "done":
-            return Handled(exc.request_id, claim.result, executed=False, replayed=True, invalid=exc)
-        result = self._rejected(exc.request_id, exc.user_id, exc.kind, exc.reject_code, exc.message, now)
-        encoded = result.encode()
-        if claim.status == "new":
-            self._ledger.complete(exc.request_id, encoded, now_ns=self._clock_ns())
-        return Handled(exc.request_id, encoded, executed=False, replayed=False, invalid=exc)
-
-    def _rejected(
-        self,
-        request_id: str,
-        user_id: str,
-        kind: str | None,
-        code: str,
-        message: str,
-        received_ns: int,
-        route: dict[str, object] | None = None,
-    ) -> ExecutionResult:
-        return ExecutionResult(
-            request_id=request_id,
-            user_id=user_id,
-            kind=kind,
-            mode=self._legs.mode,
-            status="rejected",
-            reject_code=code,
-            message=message,
-            received_ns=received_ns,
-            completed_ns=self._clock_ns(),
-            route=route,
-        )
 
     async def _execute(self, request: Request, received_ns: int) -> ExecutionResult:
         if self._kill_switch.halted:
@@ -343,7 +251,7 @@ class SmartRouter:
         received_ns: int,
         route: dict[str, object] | None = None,
     ) -> ExecutionResult:
-        return self._rejected(
+        return self._intake.rejected(
             request.request_id, request.user_id, request.kind, code, message, received_ns, route
         )
 
@@ -447,16 +355,3 @@ class SmartRouter:
         encoded = result.encode()
         self._ledger.complete(request_id, encoded, now_ns=self._clock_ns())
         return encoded
-
-
-def decode_result(raw: bytes) -> ExecutionResult:
-    """Rebuild the dataclass view of a stored result (for the Python API)."""
-    return result_from_message(orjson.loads(raw))
-
-
-def _api_request_id() -> str:
-    return f"api-{uuid.uuid4().hex}"
-
-
-def _decimal_arg(amount: Decimal | str) -> str:
-    return decimal_text(amount) if isinstance(amount, Decimal) else str(amount)

@@ -16,10 +16,11 @@ from connectors.binance.stream import BinanceAdapter
 if TYPE_CHECKING:
     from connectors.binance.filters import SymbolFilters
     from connectors.binance.payloads import Balance, Kline, OrderReport, Ticker24h, TradeFill
-    from connectors.binance.rest import ApiCredentials, BinanceConnector
+    from connectors.binance.rest import BinanceConnector
+    from connectors.binance.session import ApiCredentials
 
 _REST_EXPORTS = {
-    "ApiCredentials": "connectors.binance.rest",
+    "ApiCredentials": "connectors.binance.session",
     "BinanceConnector": "connectors.binance.rest",
     "SymbolFilters": "connectors.binance.filters",
     "Balance": "connectors.binance.payloads",

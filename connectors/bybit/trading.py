@@ -2,26 +2,18 @@
 
 Orders are `orderType=Limit` + `timeInForce=IOC` under the client order id
 given (`orderLinkId`, 32 hex: `client_id_style = "hex32"`). Bybit's create
-answer is only an acknowledgement (`orderId`, `orderLinkId`; "please use the
-websocket to confirm the order status"), so `place_order` then reads the order
-by `orderLinkId` — `GET /v5/order/realtime`, then `GET /v5/order/history`,
-which "may delay" — until it is visible and final. An acknowledged order that
-stays invisible raises `AcknowledgedNotVisible` (an OutcomeUnknown): it exists,
-so "not found" must never be final for it.
+answer is only an acknowledgement, so `place_order` then reads the order by
+`orderLinkId` — `GET /v5/order/realtime`, then `GET /v5/order/history` — until
+it is visible and final (`connectors.bybit.settle`).
 
 The acceptance window is the recv window (`X-BAPI-RECV-WINDOW`, on every
 signed request): the venue takes a request only while
 `server_time - recv_window <= timestamp < server_time + 1000`.
 
-A 10002 ("request time exceeds the time window") on an order is not re-sent
-blindly (EXCHANGES-TRADING.md §1.7 and §8: where recv_window is checked is not
-documented). The clock is measured again once, then the order is settled by
-query: found → its report; still absent once the venue's clock has passed the
-signed timestamp + recv window + `settle_margin_ms` (no copy can be accepted
-any more) → sent once more with a fresh timestamp (Bybit refuses a reused
-orderLinkId, a second guard); neither within the queries → OutcomeUnknown, for
-the executor to settle. `settle_order` is that protocol on its own, for any
-order of unknown fate.
+A 10002 ("request time exceeds the time window") on an order is never re-sent
+blindly: the order is settled by query, and sent once more only once no copy
+of it can still be accepted (`connectors.bybit.settle`). `settle_order` is that
+protocol on its own, for any order of unknown fate.
 
 Fills: `GET /v5/execution/list?orderLinkId=` (`execFee`, `feeCurrency`; spot
 fees are charged in the asset received). Balances:
@@ -51,10 +43,11 @@ from connectors.bybit.payloads import (
     parse_taker_fee_bps,
     result_list,
 )
+from connectors.bybit.settle import OrderSettler
 from connectors.bybit.signing import BybitCredentials, check_order_link_id
-from connectors.bybit.trading_errors import VENUE, AcknowledgedNotVisible, BybitClockRejected
+from connectors.bybit.trading_errors import VENUE, BybitClockRejected
 from connectors.bybit.transport import BybitRest, rest_url_for
-from connectors.errors import OrderNotFound, OrderRuleViolation, OutcomeUnknown, ParseError, VenueError
+from connectors.errors import OrderNotFound, OrderRuleViolation, ParseError
 from connectors.lifecycle import StartOnce
 from connectors.symbols import concatenated_map, join_symbol, split_concatenated, to_concatenated
 from connectors.trading import (
@@ -112,9 +105,6 @@ class BybitTrading(StartOnce):
         self.order_max_wait_s = order_max_wait_s
         self.max_wait_s = max_wait_s
         self.rules_ttl_s = rules_ttl_s
-        self.settle_margin_ms = settle_margin_ms
-        self.settle_delays_s = settle_delays_s
-        self.visibility_delays_s = visibility_delays_s
         self._by_venue = concatenated_map(symbols)
         self._rest = BybitRest(
             rest_url or rest_url_for(testnet=testnet, demo=demo),
@@ -126,8 +116,17 @@ class BybitTrading(StartOnce):
             monotonic=monotonic,
             sleep=sleep,
         )
+        self._settler = OrderSettler(
+            self._rest,
+            self.query_order,
+            self._create,
+            recv_window_ms=recv_window_ms,
+            settle_margin_ms=settle_margin_ms,
+            settle_delays_s=settle_delays_s,
+            visibility_delays_s=visibility_delays_s,
+            sleep=sleep,
+        )
         self._monotonic = monotonic
-        self._sleep = sleep
         self._rules: dict[str, SymbolRules] = {}
         self._rules_at = -float("inf")
 
@@ -204,99 +203,23 @@ class BybitTrading(StartOnce):
         try:
             answer = await self._create(body)
         except BybitClockRejected as refused:
-            return await self._settle_clock_rejection(symbol, body, refused)
-        return await self._acknowledged(symbol, client_order_id, answer)
+            return await self._settler.after_clock_rejection(symbol, body, refused)
+        return await self._settler.acknowledged(symbol, client_order_id, answer)
 
     async def _create(self, body: dict[str, str]) -> Any:
         return await self._rest.signed(
             "POST", CREATE, body, action="place order", may_execute=True, max_wait_s=self.order_max_wait_s
         )
 
-    async def _acknowledged(self, symbol: str, client_order_id: str, answer: Any) -> OrderReport:
-        order_id = answer.get("orderId") if isinstance(answer, dict) else None
-        if not isinstance(order_id, str) or not order_id:
-            raise OutcomeUnknown(f"bybit acknowledged order {client_order_id} without an orderId")
-        log.info("order_acknowledged", venue=VENUE, client_order_id=client_order_id, order_id=order_id)
-        for pause in (*self.visibility_delays_s, None):
-            try:
-                report = await self.query_order(symbol, client_order_id)
-            except OrderNotFound:
-                report = None  # acknowledged but not visible yet: history "may delay"
-            except (VenueError, ParseError) as exc:
-                report = None
-                log.warning("order_query_failed", client_order_id=client_order_id, error=str(exc))
-            if report is not None and (not report.is_open or pause is None):
-                return report
-            if pause is not None:
-                await self._sleep(pause)
-        raise AcknowledgedNotVisible(
-            f"bybit acknowledged order {client_order_id} (orderId {order_id}) but no query shows it yet; "
-            "it exists: settle it by query",
-            order_id,
-        )
-
-    async def _settle_clock_rejection(
-        self, symbol: str, body: dict[str, str], refused: BybitClockRejected
-    ) -> OrderReport:
-        """Settle an order refused with 10002 by query (§1.7); send it again only once it cannot exist."""
-        client_order_id = body["orderLinkId"]
-        log.warning("order_clock_rejected", venue=VENUE, client_order_id=client_order_id)
-        try:
-            await self._rest.sync_clock(reason="rejected")
-        except (VenueError, ParseError) as exc:
-            raise OutcomeUnknown(
-                f"bybit refused order {client_order_id} as outside the recv window and the clock could "
-                f"not be measured again ({type(exc).__name__}); settle it by query"
-            ) from None
-        try:
-            return await self.settle_order(symbol, client_order_id, signed_ms=refused.signed_ms)
-        except OrderNotFound:
-            return await self._send_again(symbol, body)
-
     async def settle_order(
         self, symbol: str, client_order_id: str, *, signed_ms: int | None = None
     ) -> OrderReport:
-        """Settle an order of unknown fate by query (EXCHANGES-TRADING.md §1.7); never send anything.
+        """Settle an order of unknown fate by query (`connectors.bybit.settle`); never send anything.
 
-        Query its orderLinkId (realtime, then history), pausing `settle_delays_s`
-        between queries, until it shows or no copy of it can still be accepted:
-        the venue clock past `signed_ms` (the timestamp it was signed with; by
-        default now, for an answer just lost) + recv window + `settle_margin_ms`.
-        Raise OrderNotFound only then, OutcomeUnknown if the queries cannot tell.
-        Not for an acknowledged order (`AcknowledgedNotVisible`): that one exists.
+        Raise OrderNotFound only once no copy of it can still be accepted, OutcomeUnknown if the
+        queries cannot tell. Not for an acknowledged order (`AcknowledgedNotVisible`): that one exists.
         """
-        signed = self._rest.clock.now_ms() if signed_ms is None else signed_ms
-        closes_ms = signed + self.recv_window_ms + self.settle_margin_ms  # venue clock
-        for delay in (*self.settle_delays_s, None):
-            pause = delay
-            try:
-                return await self.query_order(symbol, client_order_id)
-            except OrderNotFound:
-                left_s = (closes_ms - self._rest.clock.now_ms()) / 1000
-                if left_s <= 0:
-                    log.warning("order_settled_absent", venue=VENUE, client_order_id=client_order_id)
-                    raise
-                pause = None if delay is None else min(delay, left_s)
-            except (VenueError, ParseError) as exc:
-                log.warning("order_query_failed", client_order_id=client_order_id, error=str(exc))
-            if pause is None:
-                break
-            await self._sleep(pause)
-        raise OutcomeUnknown(
-            f"bybit order {client_order_id}: no final answer after {len(self.settle_delays_s) + 1} queries; "
-            "settle it by query"
-        )
-
-    async def _send_again(self, symbol: str, body: dict[str, str]) -> OrderReport:
-        client_order_id = body["orderLinkId"]
-        log.warning("order_resent_after_clock_rejection", venue=VENUE, client_order_id=client_order_id)
-        try:
-            answer = await self._create(body)
-        except BybitClockRejected:
-            raise OutcomeUnknown(
-                f"bybit refused order {client_order_id} twice as outside the recv window; settle it by query"
-            ) from None
-        return await self._acknowledged(symbol, client_order_id, answer)
+        return await self._settler.settle(symbol, client_order_id, signed_ms=signed_ms)
 
     async def query_order(self, symbol: str, client_order_id: str) -> OrderReport:
         """Return the order with this orderLinkId (realtime, then history); else raise OrderNotFound."""

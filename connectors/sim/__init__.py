@@ -10,9 +10,10 @@ seeded price model (`market.MarketModel`) or scripted quotes.
 """
 
 from connectors.sim.endpoint import SubscriptionTimeout
+from connectors.sim.faults import Fault
 from connectors.sim.market import BookTop, MarketModel, SimulatorError, SymbolSpec
 from connectors.sim.protocol import VenueProtocol, VenueRules
-from connectors.sim.server import SIM_VENUES, ExchangeSimulator, Fault
+from connectors.sim.server import SIM_VENUES, ExchangeSimulator
 
 __all__ = [
     "SIM_VENUES",

@@ -1,9 +1,10 @@
 """The exchange simulator: one loopback server per venue, speaking that venue's real market-data protocol.
 
 `ExchangeSimulator` owns one `VenueEndpoint` per venue, the price model and its
-ticker, and a control API for tests and demos: scripted quotes, raw frames,
-dropped, silent or stalled connections, venue shutdown events, and book faults
-(a lost message, a duplicate, a bad checksum, a crossed top), each counted.
+ticker, and a control API for tests and demos: scripted quotes, venue shutdown
+events, and (`connectors.sim.faults`) raw frames, dropped, silent or stalled
+connections and book faults (a lost message, a duplicate, a bad checksum, a
+crossed top), each counted.
 Venue protocols live one per module behind the `SIM_VENUES` registry.
 """
 
@@ -12,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final, Literal, Self, get_args
+from typing import Any, Final, Self
 
 import structlog
 
@@ -26,6 +26,7 @@ from connectors.sim.bybit import BybitProtocol
 from connectors.sim.checks import check_limits, check_settings, decimal_arg
 from connectors.sim.coinbase import CoinbaseProtocol
 from connectors.sim.endpoint import VenueEndpoint
+from connectors.sim.faults import SimulatorFaults
 from connectors.sim.kraken import KrakenProtocol
 from connectors.sim.market import (
     DEFAULT_DISLOCATION_PROBABILITY,
@@ -46,12 +47,10 @@ SIM_VENUES: Final[dict[str, type[VenueProtocol]]] = {
     KrakenProtocol.venue: KrakenProtocol,
 }
 
-Fault = Literal["gap", "duplicate", "bad_checksum", "crossed", "stall"]
-
 _log = structlog.get_logger(__name__)
 
 
-class ExchangeSimulator:
+class ExchangeSimulator(SimulatorFaults):
     """Serve venues' market-data protocols on loopback from a seeded price model or scripted quotes.
 
     `autoplay=False` leaves the model still: only `push_quote` (and `advance`)
@@ -116,7 +115,7 @@ class ExchangeSimulator:
                 clock_ms=lambda: clock_ns() // 1_000_000,
             )
 
-        self._endpoints = {
+        endpoints = {
             venue: VenueEndpoint(
                 SIM_VENUES[venue],
                 rules.get(venue, SIM_VENUES[venue].rules),
@@ -129,7 +128,7 @@ class ExchangeSimulator:
             )
             for venue in venues
         }
-        self._faults: Counter[tuple[str, str]] = Counter()
+        super().__init__(endpoints)
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: asyncio.Future[None] | None = None
         self._state = "new"
@@ -220,81 +219,15 @@ class ExchangeSimulator:
         book = self._symbol_endpoint(venue, symbol).books.depth(symbol).snapshot()
         return book.bids, book.asks
 
-    async def inject_gap(self, venue: str, symbol: str) -> None:
-        """Lose one depth message: the book changes, nobody is told, the next message skips a sequence number.
-
-        Kraken, which numbers nothing, shows it as a checksum that no longer matches the client's book.
-        """
-        self._symbol_endpoint(venue, symbol).lose_message(symbol)
-        self._count(venue, symbol, "gap")
-
-    async def inject_duplicate(self, venue: str, symbol: str) -> None:
-        """Send the symbol's next depth message twice, same sequence numbers."""
-        self._symbol_endpoint(venue, symbol).books.queue_duplicate(symbol)
-        self._count(venue, symbol, "duplicate")
-
-    async def inject_bad_checksum(self, venue: str, symbol: str) -> None:
-        """Send the symbol's next depth message with a wrong checksum (Kraken; OKX with `okx_checksums`)."""
-        endpoint = self._symbol_endpoint(venue, symbol)
-        if not endpoint.checksums:
-            raise SimulatorError(f"{venue} sends no checksums here (OKX needs okx_checksums=True)")
-        endpoint.books.queue_bad_checksum(symbol)
-        self._count(venue, symbol, "bad_checksum")
-
-    async def inject_crossed(self, venue: str, symbol: str) -> None:
-        """Publish a crossed top now: the bid one tick above the ask, in the BBO and the depth alike."""
-        endpoint = self._symbol_endpoint(venue, symbol)
-        endpoint.publish(symbol, endpoint.books.crossed_top(symbol))
-        self._count(venue, symbol, "crossed")
-        await asyncio.sleep(0)
-
-    def stall(self, venue: str, seconds: float) -> None:
-        """Hold back the venue's market data for `seconds`, sockets, control replies and heartbeats kept.
-
-        Autoplay leaves a stalled venue's books still, so nothing is lost; a quote pushed during
-        the stall is applied but never sent, and shows as a gap once data flows again.
-        """
-        endpoint = self._endpoint(venue)
-        if seconds <= 0:
-            raise SimulatorError(f"a stall needs a positive duration, got {seconds}")
-        endpoint.stalled_until = asyncio.get_running_loop().time() + seconds
-        self._count(venue, None, "stall")
-
-    def resume(self, venue: str) -> None:
-        """End the venue's stall now."""
-        self._endpoint(venue).stalled_until = 0.0
-
-    def faults_injected(self, venue: str, kind: Fault | None = None) -> int:
-        """Return how many faults (of `kind`, or of any kind) were injected into the venue."""
-        self._endpoint(venue)
-        if kind is not None and kind not in get_args(Fault):
-            raise SimulatorError(f"unknown fault {kind!r}; faults: {list(get_args(Fault))}")
-        return sum(n for (v, k), n in self._faults.items() if v == venue and kind in (None, k))
-
     async def advance(self, ticks: int = 1) -> None:
         """Step the price model `ticks` times by hand and publish what changed, as autoplay does."""
         for _ in range(ticks):
             self._step_model()
             await asyncio.sleep(0)
 
-    async def send_raw(self, venue: str, frame: str | bytes) -> None:
-        """Send a frame as is (text for str, binary for bytes) to every open connection of the venue."""
-        self._endpoint(venue).send_all(frame)
-        await asyncio.sleep(0)
-
     async def flush(self, venue: str) -> None:
         """Wait until every connection of the venue has written out what was queued for it."""
         await self._endpoint(venue).flush()
-
-    async def drop_connections(self, venue: str) -> None:
-        """Abort every connection of the venue at the TCP level, without a close frame."""
-        count = await self._endpoint(venue).drop_all()
-        _log.info("sim_connections_dropped", venue=venue, count=count)
-
-    def set_silent(self, venue: str, silent: bool) -> None:
-        """Keep the venue's sockets open but answer nothing and publish nothing, until set back."""
-        self._endpoint(venue).silent = silent
-        _log.info("sim_silent_set", venue=venue, silent=silent)
 
     async def server_shutdown(self, venue: str = "binance") -> None:
         """Send the venue's shutdown event to every connection, then close them after the grace period."""
@@ -389,25 +322,9 @@ class ExchangeSimulator:
         if self._failure is not None and not self._failure.done():
             self._failure.set_exception(SimulatorError(f"simulator task {task.get_name()} failed"))
 
-    def _endpoint(self, venue: str) -> VenueEndpoint:
-        try:
-            return self._endpoints[venue]
-        except KeyError:
-            raise SimulatorError(f"{venue!r} is not simulated (venues: {sorted(self._endpoints)})") from None
-
-    def _symbol_endpoint(self, venue: str, symbol: str) -> VenueEndpoint:
-        endpoint = self._endpoint(venue)
-        if symbol not in endpoint.symbols:
-            raise SimulatorError(f"{symbol!r} is not simulated (symbols: {list(endpoint.symbols)})")
-        return endpoint
-
     def _address(self, venue: str) -> str:
         endpoint = self._endpoint(venue)
         if endpoint.port == 0:
             raise SimulatorError(f"{venue} has no port yet: start the simulator first")
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"{host}:{endpoint.port}"
-
-    def _count(self, venue: str, symbol: str | None, kind: Fault) -> None:
-        self._faults[venue, kind] += 1
-        _log.info("sim_fault_injected", venue=venue, symbol=symbol, fault=kind)

@@ -31,7 +31,8 @@ from connectors.binance.errors import (
     VenueUnreachable,
 )
 from connectors.binance.filters import SymbolFilters
-from connectors.binance.rest import ApiCredentials, BinanceConnector
+from connectors.binance.rest import BinanceConnector
+from connectors.binance.session import ApiCredentials
 from connectors.errors import VenueError
 
 pytestmark = pytest.mark.integration

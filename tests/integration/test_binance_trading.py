@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fake_binance import API_KEY, API_SECRET, FakeBinance
 
-from connectors.binance.rest import ApiCredentials, BinanceConnector
+from connectors.binance.rest import BinanceConnector
+from connectors.binance.session import ApiCredentials
 from connectors.binance.trading import BinanceTrading
 from connectors.errors import OrderNotFound
 from connectors.trading import AccountBalance

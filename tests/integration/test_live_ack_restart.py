@@ -50,11 +50,12 @@ from connectors.trading import TradingVenue
 from connectors.types import Quote
 from router.cache import PriceCache
 from router.errors import ExecutionError
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.live import LiveExecutor, SettlePolicy
 from router.preferences import PreferenceStore
 from router.request import RequestRules
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.smart import SmartRouter
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,8 @@ import pytest
 from fake_binance import API_KEY, API_SECRET, FakeBinance, Fault
 
 from connectors.binance.errors import VenueBanned
-from connectors.binance.rest import ApiCredentials, BinanceConnector
+from connectors.binance.rest import BinanceConnector
+from connectors.binance.session import ApiCredentials
 from connectors.binance.trading import BinanceTrading
 from connectors.registry import client_order_id
 from daemon.config import ConfigError, build_config
@@ -30,12 +31,13 @@ from daemon.routing import build_router as build_daemon_router
 from router.cache import PriceCache
 from router.errors import ExecutionError
 from router.execution import OrderLeg, PaperExecutor
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor, SettlePolicy
 from router.preferences import PreferenceStore
 from router.request import RequestRules
 from router.residuals import ResidualSettings
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.smart import SmartRouter
 
 pytestmark = pytest.mark.integration

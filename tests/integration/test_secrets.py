@@ -22,7 +22,8 @@ from fake_binance import FakeBinance
 from prometheus_client import REGISTRY, generate_latest
 from test_live_executor import LiveWorld, order_message
 
-from connectors.binance.rest import ApiCredentials, BinanceConnector
+from connectors.binance.rest import BinanceConnector
+from connectors.binance.session import ApiCredentials
 from daemon.config import ConfigError
 from daemon.credentials import load_binance_credentials
 

@@ -18,12 +18,13 @@ from router.balances import BalanceBook, InsufficientBalance
 from router.cache import PriceCache
 from router.execution import Fill, LegOutcome, OrderLeg, PaperExecutor
 from router.funding import LegTerms, leg_need, quantity_step
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.legs import LegRunner
 from router.live import LiveExecutor
 from router.preferences import PreferenceStore
 from router.request import RequestRules
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.signatures import KeyRing
 from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter

@@ -15,10 +15,11 @@ from router.arbitrage import NoArbitrage, plan_arbitrage
 from router.balances import BalanceBook
 from router.cache import PriceCache
 from router.execution import PaperExecutor
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.preferences import PreferenceStore
 from router.request import ArbitrageRequest, RequestRules
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.routing import NoRoute, RouteRequest, VenueView, plan_route
 from router.smart import SmartRouter
 

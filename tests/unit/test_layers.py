@@ -1,4 +1,4 @@
-"""Imports point one way only: daemon → router → connectors."""
+"""Imports point one way only: daemon → router → connectors; and no product module is over 400 lines."""
 
 from __future__ import annotations
 
@@ -146,3 +146,35 @@ def test_the_cycle_check_sees_a_cycle_hidden_behind_type_checking(tmp_path: Path
     assert find_cycle(import_graph(tmp_path, ["pkg"])) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     (tmp_path / "pkg" / "c.py").write_text("")
     assert find_cycle(import_graph(tmp_path, ["pkg"])) is None
+
+
+MAX_MODULE_LINES = 400
+# A product module over MAX_MODULE_LINES, with the reason it stays one module. Keep it empty:
+# a module that grows past the limit is usually two ideas (STYLE.md, "Size and words").
+LONG_MODULES: dict[str, str] = {}
+
+
+def long_modules(root: Path, packages: Iterable[str], limit: int) -> dict[str, int]:
+    """Map each module of `packages` under `root` longer than `limit` lines to its line count."""
+    counts = {
+        str(path.relative_to(root)): len(path.read_text(encoding="utf-8").splitlines())
+        for package in packages
+        for path in (root / package).rglob("*.py")
+    }
+    return {name: n for name, n in counts.items() if n > limit}
+
+
+def test_no_product_module_is_over_400_lines_without_a_stated_reason() -> None:
+    over = long_modules(REPO, ALLOWED, MAX_MODULE_LINES)
+
+    assert {name: n for name, n in over.items() if name not in LONG_MODULES} == {}
+    assert all(reason.strip() for reason in LONG_MODULES.values())
+    assert set(LONG_MODULES) <= set(over), "a module that is no longer long leaves LONG_MODULES"
+
+
+def test_the_size_check_sees_a_long_module(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "sub" / "long.py").write_text("x = 1\n" * 5)
+    (tmp_path / "pkg" / "short.py").write_text("x = 1\n" * 4)
+
+    assert long_modules(tmp_path, ["pkg"], 4) == {str(Path("pkg", "sub", "long.py")): 5}

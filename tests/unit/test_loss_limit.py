@@ -12,12 +12,13 @@ import pytest
 from connectors.types import Quote
 from router.cache import PriceCache
 from router.execution import PaperExecutor
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger
 from router.loss import ISSUED_BY, LossGuard
 from router.positions import PositionBook, fresh_mids
 from router.preferences import PreferenceStore
 from router.request import RequestRules
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.smart import SmartRouter
 
 SECOND_NS = 1_000_000_000

@@ -10,16 +10,9 @@ import orjson
 import pytest
 
 from router.errors import RouterError
+from router.kill_switch import HALT_FLAG, InvalidControl, KillSwitch
 from router.ledger import Ledger
-from router.risk import (
-    HALT_FLAG,
-    InvalidControl,
-    KillSwitch,
-    PlannedLeg,
-    RiskGate,
-    RiskLimits,
-    RiskRejected,
-)
+from router.risk import PlannedLeg, RiskGate, RiskLimits, RiskRejected
 
 LIMITS = RiskLimits(
     max_order_notional=Decimal(10_000), max_orders_per_second=3, max_gross_exposure=Decimal(50_000)

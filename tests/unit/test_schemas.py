@@ -26,6 +26,7 @@ from router.cache import PriceCache
 from router.detector import ArbitrageDetector, Opportunity
 from router.errors import InvalidRequest
 from router.execution import Fill
+from router.kill_switch import InvalidControl, KillSwitch
 from router.ledger import Ledger
 from router.preferences import (
     InvalidPreferences,
@@ -35,7 +36,6 @@ from router.preferences import (
 )
 from router.request import RequestRules
 from router.results import ExecutionResult, Status
-from router.risk import InvalidControl, KillSwitch
 from router.routing import NoRoute, RouteRequest, VenueView, plan_route
 from router.validation import parse_request
 

@@ -15,12 +15,13 @@ from connectors.types import Quote, decimal_text
 from router.access import AccessPolicy
 from router.cache import PriceCache
 from router.execution import LegOutcome, OrderLeg, PaperExecutor
+from router.kill_switch import KillSwitch
 from router.ledger import Ledger, LegIntent
 from router.opportunities import OpenOpportunities
 from router.preferences import PreferenceStore, preferences_from_fields
 from router.request import RequestRules
 from router.residuals import ResidualSettings
-from router.risk import KillSwitch, RiskGate, RiskLimits
+from router.risk import RiskGate, RiskLimits
 from router.smart import SmartRouter
 
 MS = 1_000_000
