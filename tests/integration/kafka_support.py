@@ -81,6 +81,14 @@ async def read_back(bootstrap: str, topic: str, count: int) -> list[Record]:
         return await reader.read(count)
 
 
+def daemon_toml(bootstrap: str, prefix: str, state_dir: Path) -> str:
+    """Return the `[daemon]` and `[kafka]` tables a test daemon starts with: no HTTP port, its own state."""
+    return (
+        f'[daemon]\nhttp_port = 0\nstate_dir = "{state_dir}"\n\n'
+        f'[kafka]\nbootstrap_servers = "{bootstrap}"\ntopic_prefix = "{prefix}"\n'
+    )
+
+
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
     """Wait for an effect of real network I/O (there is no clock to inject for a peer's reply)."""
     async with asyncio.timeout(timeout_s):

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from contract import assert_valid
-from kafka_support import TopicReader, create_contract_topics, wait_until
+from kafka_support import TopicReader, create_contract_topics, daemon_toml, wait_until
 
 from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
@@ -34,13 +34,7 @@ async def test_a_losing_sequence_through_kafka_halts_the_router_until_a_resume(
         config = tmp_path / "smartroute.toml"
         config.write_text(
             f"""
-[daemon]
-http_port = 0
-state_dir = "{tmp_path / "state"}"
-[kafka]
-bootstrap_servers = "{embedded_broker}"
-topic_prefix = "{prefix}"
-[cache]
+{daemon_toml(embedded_broker, prefix, tmp_path / "state")}[cache]
 max_quote_age_ms = 25000  # the simulator only sends what the test pushes; the router may start serving late
 [risk]
 max_daily_loss = 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from contract import assert_valid
-from kafka_support import TopicReader, create_contract_topics, wait_until
+from kafka_support import TopicReader, create_contract_topics, daemon_toml, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -41,14 +41,7 @@ async def running(embedded_broker: str, tmp_path: Path) -> AsyncIterator[Running
         config = tmp_path / "smartroute.toml"
         config.write_text(
             f"""
-[daemon]
-http_port = 0
-state_dir = "{tmp_path / "state"}"
-
-[kafka]
-bootstrap_servers = "{embedded_broker}"
-topic_prefix = "{prefix}"
-
+{daemon_toml(embedded_broker, prefix, tmp_path / "state")}
 [cache]
 ttl_ms = 120000
 max_quote_age_ms = 60000   # scripted quotes stay usable for the whole test

@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Producer
 from contract import assert_valid
-from kafka_support import Record, TopicReader, create_contract_topics, wait_until
+from kafka_support import Record, TopicReader, create_contract_topics, daemon_toml, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -51,14 +51,7 @@ class Env:
 def write_config(path: Path, bootstrap: str, prefix: str, sim: ExchangeSimulator, state: Path) -> None:
     path.write_text(
         f"""
-[daemon]
-http_port = 0
-state_dir = "{state}"
-
-[kafka]
-bootstrap_servers = "{bootstrap}"
-topic_prefix = "{prefix}"
-
+{daemon_toml(bootstrap, prefix, state)}
 [router]
 session_timeout_ms = 2000
 max_batch = 20  # a SIGTERM under load finds requests still unread (the current batch always completes)

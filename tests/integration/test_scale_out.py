@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from contract import assert_valid
-from kafka_support import TopicReader, create_contract_topics
+from kafka_support import TopicReader, create_contract_topics, daemon_toml
 
 from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
@@ -32,13 +32,7 @@ async def test_quotes_published_by_feeds_become_opportunities_in_a_detector(
         config = tmp_path / "smartroute.toml"
         config.write_text(
             f"""
-[daemon]
-http_port = 0
-state_dir = "{tmp_path / "state"}"
-[kafka]
-bootstrap_servers = "{embedded_broker}"
-topic_prefix = "{prefix}"
-[router]
+{daemon_toml(embedded_broker, prefix, tmp_path / "state")}[router]
 session_timeout_ms = 2000
 [venues.binance]
 symbols = ["BTC-USDT"]

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from kafka_support import TopicReader, create_contract_topics, wait_until
+from kafka_support import TopicReader, create_contract_topics, daemon_toml, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -54,14 +54,7 @@ class Env:
 def write_config(path: Path, bootstrap: str, prefix: str, sim: ExchangeSimulator, state: Path) -> None:
     path.write_text(
         f"""
-[daemon]
-http_port = 0
-state_dir = "{state}"
-
-[kafka]
-bootstrap_servers = "{bootstrap}"
-topic_prefix = "{prefix}"
-
+{daemon_toml(bootstrap, prefix, state)}
 [router]
 session_timeout_ms = 2000
 
