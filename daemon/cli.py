@@ -389,6 +389,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SmartrouteError as exc:
         sys.stderr.write(f"smartroute: {exc}\n")
         return EXIT_FAILURE
+    except BaseExceptionGroup as group:
+        # A service that failed inside the daemon's TaskGroup: say what went wrong, as above.
+        ours, others = group.split(SmartrouteError)
+        if ours is None or others is not None:
+            raise
+        for message in dict.fromkeys(str(exc) for exc in _leaves(ours)):
+            sys.stderr.write(f"smartroute: {message}\n")
+        return EXIT_FAILURE
+
+
+def _leaves(group: BaseExceptionGroup[SmartrouteError]) -> list[SmartrouteError]:
+    """Return the errors of `group` and of the groups nested in it, in order."""
+    found: list[SmartrouteError] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from daemon.config import KafkaConfig
-from daemon.errors import ConfigError, KafkaUnavailable
+from daemon.errors import ConfigError
+from daemon.kafka.access import unreachable
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +64,7 @@ async def start_producer(cfg: KafkaConfig, **options: object) -> tuple[Producer,
     An idempotent producer asks the cluster for a producer id at start. A broker that refuses
     (Tansu; a cluster without the IDEMPOTENT_WRITE permission) gets a plain producer instead:
     retries may then duplicate a message, which smartroute's consumers already tolerate.
-    Raise KafkaUnavailable if no bootstrap server answers.
+    Raise KafkaUnavailable if no bootstrap server answers, KafkaAccessDenied if one refuses the login.
     """
     try:
         producer = await _start(cfg, enable_idempotence=True, **options)
@@ -84,13 +85,13 @@ async def start_plain_producer(cfg: KafkaConfig) -> Producer:
 
 
 async def _start(cfg: KafkaConfig, **options: object) -> Producer:
-    producer = Producer(**client_options(cfg), acks="all", **options)
+    connection = client_options(cfg)
+    producer = Producer(**connection, acks="all", **options)
     try:
         await producer.start()
     except BaseException as exc:
         await producer.stop()  # else aiokafka leaks its connections and warns "Unclosed AIOKafkaProducer"
         if isinstance(exc, KafkaConnectionError):
-            servers = ",".join(cfg.bootstrap_servers)
-            raise KafkaUnavailable(f"no Kafka broker answered at {servers}: {exc}") from exc
+            raise await unreachable(cfg, connection, exc) from exc  # KafkaUnavailable, or a refused login
         raise
     return producer

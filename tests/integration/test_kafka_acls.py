@@ -1,0 +1,276 @@
+"""smartroute on a secured Apache Kafka: TLS, SASL/SCRAM-SHA-512 and the ACLs of deploy/kafka-acls.sh.
+
+Apache Kafka only (Tansu has neither SASL nor ACLs). Every principal logs in over SASL_SSL,
+trusting the CA the test made, and holds exactly the ACLs the deploy script grants it: what
+the script says is what is tested. Each test has its own topic prefix and router group, so
+the ACLs one test grants never serve another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tomllib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import TopicAuthorizationFailedError
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from kafka_support import TopicReader, wait_until
+from secure_kafka import ADMIN, REPO, SecureKafka, documented_acls
+
+from connectors.sim import ExchangeSimulator
+from daemon.app import Daemon
+from daemon.client import Signer, build_order, send, send_order, signed_control_message
+from daemon.config import Config, build_config
+from daemon.errors import KafkaAccessDenied
+from daemon.kafka import client_options
+from daemon.kafka.topics import create_topics
+from router.signatures import public_key_text
+
+pytestmark = [pytest.mark.integration, pytest.mark.apache_kafka]
+
+DESK, OPS = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+
+
+@dataclass
+class Deployment:
+    """One test's topics and ACLs on the secured broker, and each principal's config."""
+
+    cluster: SecureKafka
+    prefix: str
+    group: str
+    tmp: Path
+
+    def config_text(self, user: str, sim: ExchangeSimulator | None = None, group: str | None = None) -> str:
+        """Return the config file of a process logged in as `user` (venues: `sim`'s, or none reachable)."""
+        venues = "".join(
+            f'[venues.{venue}]\nsymbols = ["BTC-USDT"]\n'
+            f'ws_url = "{sim.ws_url(venue) if sim else "ws://127.0.0.1:9"}"\n'
+            for venue in ("binance", "bybit")
+        )
+        return (
+            f'[daemon]\nhttp_port = 0\nstate_dir = "{self.tmp / user}"\n'
+            + self.cluster.kafka_toml(user, self.prefix)
+            + f'[router]\nsession_timeout_ms = 2000\ngroup_id = "{group or self.group}"\n'
+            + "[security]\nrequire_signatures = true\nmax_message_age_ms = 60000\n"
+            + f'[users.desk-1]\npublic_keys = ["{public_key_text(DESK.public_key())}"]\n'
+            + f'[operators.ops]\npublic_keys = ["{public_key_text(OPS.public_key())}"]\n'
+            + venues
+        )
+
+    def config_file(self, user: str, sim: ExchangeSimulator | None = None, group: str | None = None) -> Path:
+        path = self.tmp / f"{user}.toml"
+        path.write_text(self.config_text(user, sim, group))
+        return path
+
+    def config(self, user: str, sim: ExchangeSimulator | None = None) -> Config:
+        return build_config(tomllib.loads(self.config_text(user, sim)), self.cluster.environ(user))
+
+    async def spawn(
+        self, command: str, user: str, sim: ExchangeSimulator | None = None, **env: str
+    ) -> Process:
+        """Start `smartroute <command>` logged in as `user` (its password from the environment)."""
+        config = self.config_file(user, sim, env.pop("group", None))
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SMARTROUTE_")}
+        environ |= self.cluster.environ(user) | env
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon.cli", command, "--config", str(config),
+            cwd=REPO, env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return Process(command, proc)
+
+
+@dataclass
+class Process:
+    command: str
+    proc: asyncio.subprocess.Process
+
+    async def outcome(self, timeout_s: float) -> tuple[int, str, str]:
+        """Wait for the process to exit on its own; return its exit code, stdout and stderr."""
+        async with asyncio.timeout(timeout_s):
+            out, err = await self.proc.communicate()
+        assert self.proc.returncode is not None
+        return self.proc.returncode, out.decode(), err.decode()
+
+    async def stop(self) -> tuple[int, str]:
+        """SIGTERM it; return its exit code and stderr."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        code, _, err = await self.outcome(20)
+        return code, err
+
+
+@pytest.fixture
+async def deployment(secure_kafka: SecureKafka, tmp_path: Path) -> Deployment:
+    """A fresh prefix with every ACL of deploy/kafka-acls.sh, its topics made by the topics admin."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    group = f"{prefix}router"
+    acls = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=group, DESKS="User:desk-1")
+    await asyncio.to_thread(secure_kafka.grant, acls)
+    deployment = Deployment(secure_kafka, prefix, group, tmp_path)
+    topics_admin = deployment.config("smartroute-admin")  # the script's topics admin, not a super user
+    states = await create_topics(topics_admin.kafka, topics_admin.topics)
+    assert [state.status for state in states] == ["created"] * 7, [state.line() for state in states]
+    return deployment
+
+
+async def keep_quoting(sim: ExchangeSimulator) -> None:
+    """Keep Binance's ask below Bybit's bid: an opportunity the detector publishes, a price to fill at."""
+    seq = 0
+    while True:
+        seq += 1
+        await sim.push_quote("binance", "BTC-USDT", "63990.00", "1.00000", f"{64000 + seq % 2}.00", "0.50000")
+        await sim.push_quote("bybit", "BTC-USDT", "64200.00", "0.30000", "64210.00", "1.00000")
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop), name="daemon-under-test")
+    try:
+        assert daemon.router_service is not None
+        async with asyncio.timeout(20):
+            await asyncio.wait({task, asyncio.ensure_future(daemon.router_service.reconciled.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        if task.done():
+            await task  # it failed at start: show why
+        yield daemon
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_each_role_runs_with_the_documented_acls_and_an_order_is_answered_over_sasl_ssl(
+    deployment: Deployment,
+) -> None:
+    """feeds → quotes → detector → opportunities; desk → orders → router → results; an operator halts."""
+    async with ExchangeSimulator(("binance", "bybit"), ("BTC-USDT",), autoplay=False) as sim:
+        feeds = await deployment.spawn("feeds", "smartroute-feeds", sim)
+        detector = await deployment.spawn("detect", "smartroute-detector", sim)
+        router = Daemon(deployment.config("smartroute-router", sim), roles=frozenset({"feeds", "route"}))
+        desk = deployment.config("desk-1")
+        quoting = asyncio.create_task(keep_quoting(sim), name="quotes")
+        try:
+            async with running(router):
+                assert router.publisher.idempotent  # Write on a topic suffices for that (Kafka ≥ 2.8)
+                topic = f"{deployment.prefix}opportunities"
+                async with TopicReader(deployment.cluster.servers, topic, client_options(desk.kafka)) as seen:
+                    opened = orjson.loads((await seen.wait_for(lambda r: True, timeout_s=30)).value)
+                assert (opened["event"], opened["buy_venue"], opened["sell_venue"]) == (
+                    "opened",
+                    "binance",
+                    "bybit",
+                )
+
+                request = build_order(
+                    symbol="BTC-USDT", quantity="0.0005", user_id="desk-1", request_id="acl-1", side="buy"
+                )
+                result = await send_order(desk.kafka, request, 20, Signer("desk-1", DESK))
+                assert result is not None and result["status"] == "filled", result
+
+                ops = deployment.config("ops")
+                operator = Signer("ops", OPS)
+                halt = signed_control_message("halt", "acl test", None, operator)
+                await send(ops.kafka, ops.topic("control"), None, halt, operator)
+                assert router.router is not None
+                switch = router.router.kill_switch
+                await wait_until(lambda: switch.halted, timeout_s=10)
+        finally:
+            quoting.cancel()
+            stopped = [await process.stop() for process in (feeds, detector)]
+    assert [code for code, _ in stopped] == [0, 0], stopped
+
+
+async def end_offset(cluster: SecureKafka, prefix: str, topic: str) -> int:
+    """Return the end offset of `topic`'s partition 0, read by the super user."""
+    admin = build_config({"kafka": cluster.kafka_table(ADMIN, prefix)}, cluster.environ(ADMIN))
+    consumer = AIOKafkaConsumer(**client_options(admin.kafka))
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets([partition])
+        return ends[partition]
+    finally:
+        await consumer.stop()
+
+
+async def test_a_principal_without_write_on_orders_cannot_inject_an_order(deployment: Deployment) -> None:
+    """Even a validly signed request (a stolen one) never reaches the topic, so nothing can execute it."""
+    cluster, orders = deployment.cluster, f"{deployment.prefix}orders"
+    intruder = build_config(
+        {"kafka": cluster.kafka_table("intruder", deployment.prefix)}, cluster.environ("intruder")
+    )
+    request = build_order(
+        symbol="BTC-USDT", quantity="0.0005", user_id="desk-1", request_id="in-1", side="buy"
+    )
+    with pytest.raises(KafkaAccessDenied) as caught:
+        await send(intruder.kafka, orders, b"in-1", request, Signer("desk-1", DESK))
+    assert str(caught.value) == (
+        f"Kafka refused User:intruder access to topic {orders} (TopicAuthorizationFailedError): it needs "
+        f"the WRITE ACL on topic {orders} (deploy/kafka-acls.sh lists each role's ACLs)"
+    )
+    # Allowed to see the topic, not to write it: the broker refuses the produce request itself.
+    describe = AclBinding(
+        ResourceType.TOPIC, orders, ResourcePatternType.LITERAL, "User:intruder", "*",
+        AclOperation.DESCRIBE, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    await asyncio.to_thread(cluster.grant, [describe])
+    producer = AIOKafkaProducer(**client_options(intruder.kafka), acks="all")
+    await producer.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(orders, b'{"v": 1}', key=b"in-2")
+    finally:
+        await producer.stop()
+    assert await end_offset(cluster, deployment.prefix, orders) == 0
+
+
+async def test_a_wrong_sasl_password_stops_the_router_at_start_with_a_clear_error(
+    deployment: Deployment,
+) -> None:
+    wrong = "not-the-router-password-0e7a"
+    router = await deployment.spawn("route", "smartroute-router", SMARTROUTE_KAFKA__SASL_PASSWORD=wrong)
+    code, out, err = await router.outcome(60)
+    servers = deployment.cluster.servers
+    assert code == 1, err
+    assert err == (
+        f"smartroute: Kafka at {servers} refused the SASL login of User:smartroute-router (SCRAM-SHA-512): "
+        "SaslAuthenticationFailed: Authentication failed during authentication due to invalid credentials "
+        "with SASL mechanism SCRAM-SHA-512; check kafka.sasl_username and the password "
+        "(SMARTROUTE_KAFKA__SASL_PASSWORD or the credential kafka_sasl_password)\n"
+    )
+    assert wrong not in out + err
+
+
+async def test_a_router_whose_group_has_no_read_acl_stops_at_start_naming_the_group_and_the_acl(
+    deployment: Deployment,
+) -> None:
+    """Its config names a group the ACLs were not granted for (say, renamed without telling the admin)."""
+    group = f"{deployment.prefix}renamed"
+    router = await deployment.spawn("route", "smartroute-router", group=group)
+    code, _, err = await router.outcome(60)
+    assert (code, err.splitlines()[-1:]) == (
+        1,
+        [
+            f"smartroute: Kafka refused User:smartroute-router access to consumer group {group} "
+            f"(GroupAuthorizationFailedError): it needs the READ ACL on group {group} "
+            "(deploy/kafka-acls.sh lists each role's ACLs)"
+        ],
+    ), err
