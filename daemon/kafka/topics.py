@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 from daemon.config import KafkaConfig, TopicsConfig
 from daemon.config.topics import COMPACTED, CONTRACT_TOPICS, SINGLE_PARTITION
 from daemon.errors import KafkaUnavailable, TopicsMissing
-from daemon.kafka.access import unreachable
+from daemon.kafka.access import principal, unreachable
 from daemon.kafka.settings import client_options
 
 log = structlog.get_logger(__name__)
@@ -255,5 +255,5 @@ async def require_topics(cfg: KafkaConfig, names: Iterable[str]) -> None:
     if denied:
         raise TopicsMissing(
             f"not authorized to read the metadata of Kafka topic(s) {', '.join(denied)}: "
-            "this client's principal needs the DESCRIBE ACL on them"
+            f"{principal(cfg)} needs the DESCRIBE ACL on them"
         )

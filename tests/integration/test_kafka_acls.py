@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 import tomllib
 import uuid
 from collections.abc import AsyncIterator
@@ -154,7 +155,7 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
     finally:
         stop.set()
         async with asyncio.timeout(15):
-            await asyncio.gather(task, return_exceptions=True)
+            await task  # a daemon that failed meanwhile says why, along with the test's own failure
 
 
 async def test_each_role_runs_with_the_documented_acls_and_an_order_is_answered_over_sasl_ssl(
@@ -165,37 +166,65 @@ async def test_each_role_runs_with_the_documented_acls_and_an_order_is_answered_
         feeds = await deployment.spawn("feeds", "smartroute-feeds", sim)
         detector = await deployment.spawn("detect", "smartroute-detector", sim)
         router = Daemon(deployment.config("smartroute-router", sim), roles=frozenset({"feeds", "route"}))
-        desk = deployment.config("desk-1")
         quoting = asyncio.create_task(keep_quoting(sim), name="quotes")
         try:
             async with running(router):
                 assert router.publisher.idempotent  # Write on a topic suffices for that (Kafka ≥ 2.8)
-                topic = f"{deployment.prefix}opportunities"
-                async with TopicReader(deployment.cluster.servers, topic, client_options(desk.kafka)) as seen:
-                    opened = orjson.loads((await seen.wait_for(lambda r: True, timeout_s=30)).value)
-                assert (opened["event"], opened["buy_venue"], opened["sell_venue"]) == (
-                    "opened",
-                    "binance",
-                    "bybit",
-                )
-
-                request = build_order(
-                    symbol="BTC-USDT", quantity="0.0005", user_id="desk-1", request_id="acl-1", side="buy"
-                )
-                result = await send_order(desk.kafka, request, 20, Signer("desk-1", DESK))
-                assert result is not None and result["status"] == "filled", result
-
-                ops = deployment.config("ops")
-                operator = Signer("ops", OPS)
-                halt = signed_control_message("halt", "acl test", None, operator)
-                await send(ops.kafka, ops.topic("control"), None, halt, operator)
-                assert router.router is not None
-                switch = router.router.kill_switch
-                await wait_until(lambda: switch.halted, timeout_s=10)
+                await desk_trades(deployment, router)
+                await operator_reads_and_halts(deployment, router)
         finally:
             quoting.cancel()
             stopped = [await process.stop() for process in (feeds, detector)]
     assert [code for code, _ in stopped] == [0, 0], stopped
+
+
+async def desk_trades(deployment: Deployment, router: Daemon) -> None:
+    """The desk reads an opportunity, sends an order, an arbitrage on it, a forgery, its preferences."""
+    desk = deployment.config("desk-1")
+    signer = Signer("desk-1", DESK)
+    topic = desk.topic("opportunities")
+    async with TopicReader(deployment.cluster.servers, topic, client_options(desk.kafka)) as seen:
+        opened = orjson.loads((await seen.wait_for(lambda r: True, timeout_s=30)).value)
+    assert (opened["event"], opened["buy_venue"], opened["sell_venue"]) == ("opened", "binance", "bybit")
+
+    order = build_order(
+        symbol="BTC-USDT", quantity="0.0005", user_id="desk-1", request_id="acl-1", side="buy"
+    )
+    result = await send_order(desk.kafka, order, 20, signer)
+    assert result is not None and result["status"] == "filled", result
+    # The router follows the opportunities topic: it knows the opportunity the desk acts on.
+    arbitrage = build_order(
+        symbol="BTC-USDT", quantity="0.0005", user_id="desk-1", request_id="acl-2",
+        buy_venue="binance", sell_venue="bybit",
+    ) | {"opportunity_id": opened["id"]}  # fmt: skip
+    result = await send_order(desk.kafka, arbitrage, 20, signer)
+    assert result is not None and result["status"] == "filled", result
+    unsigned = build_order(symbol="BTC-USDT", quantity="1", user_id="desk-1", request_id="acl-3", side="buy")
+    result = await send_order(desk.kafka, unsigned, 20)
+    assert result is not None and result["reject_code"] == "unauthenticated", result  # also in the DLQ
+
+    assert router.router is not None
+    store = router.router.preferences
+    preferences = {"v": 1, "user_id": "desk-1", "excluded_venues": ["bybit"], "issued_ns": time.time_ns()}
+    await send(desk.kafka, desk.topic("preferences"), b"desk-1", preferences, signer)
+    await wait_until(lambda: store.get("desk-1").excluded_venues == {"bybit"}, timeout_s=10)
+
+
+async def operator_reads_and_halts(deployment: Deployment, router: Daemon) -> None:
+    """The operator reads the DLQ and the opportunities, then halts trading."""
+    ops = deployment.config("ops")
+    client = client_options(ops.kafka)
+    async with TopicReader(deployment.cluster.servers, ops.topic("dlq"), client) as dlq:
+        entry = orjson.loads((await dlq.wait_for(lambda r: r.key == b"acl-3", timeout_s=10)).value)
+    assert entry["reject_code"] == "unauthenticated"
+    async with TopicReader(deployment.cluster.servers, ops.topic("opportunities"), client) as opportunities:
+        await opportunities.wait_for(lambda r: True, timeout_s=10)
+    operator = Signer("ops", OPS)
+    halt = signed_control_message("halt", "acl test", None, operator)
+    await send(ops.kafka, ops.topic("control"), None, halt, operator)
+    assert router.router is not None
+    switch = router.router.kill_switch
+    await wait_until(lambda: switch.halted, timeout_s=10)
 
 
 async def end_offset(cluster: SecureKafka, prefix: str, topic: str) -> int:
@@ -274,3 +303,43 @@ async def test_a_router_whose_group_has_no_read_acl_stops_at_start_naming_the_gr
             "(deploy/kafka-acls.sh lists each role's ACLs)"
         ],
     ), err
+
+
+async def test_a_router_that_may_see_but_not_read_the_control_topic_stops_instead_of_ignoring_halts(
+    secure_kafka: SecureKafka, tmp_path: Path
+) -> None:
+    """Describe without Read on control: it would never see a halt, so it must not trade at all."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    control = f"{prefix}control"
+    documented = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=f"{prefix}router")
+    router_reads_control = [
+        acl for acl in documented if acl.principal == "User:smartroute-router" and acl.name == control
+    ]
+    assert [acl.operation for acl in router_reads_control] == [AclOperation.READ]
+    describe_only = AclBinding(
+        ResourceType.TOPIC, control, ResourcePatternType.LITERAL, "User:smartroute-router", "*",
+        AclOperation.DESCRIBE, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    granted = [acl for acl in documented if acl not in router_reads_control] + [describe_only]
+    await asyncio.to_thread(secure_kafka.grant, granted)
+    deployment = Deployment(secure_kafka, prefix, f"{prefix}router", tmp_path)
+    topics_admin = deployment.config("smartroute-admin")
+    await create_topics(topics_admin.kafka, topics_admin.topics)
+    router = Daemon(deployment.config("smartroute-router"), roles=frozenset({"route"}))
+    with pytest.raises(ExceptionGroup) as caught:
+        async with asyncio.timeout(30):
+            await router.run(asyncio.Event())
+    denied = caught.value.subgroup(KafkaAccessDenied)
+    assert denied is not None
+    assert [str(exc) for exc in _leaves(denied)] == [
+        f"Kafka refused User:smartroute-router access to topic {control} (TopicAuthorizationFailedError): "
+        f"it needs the READ ACL on topic {control} (deploy/kafka-acls.sh lists each role's ACLs)"
+    ]
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [
+        leaf
+        for exc in group.exceptions
+        for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    ]
