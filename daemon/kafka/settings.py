@@ -7,6 +7,7 @@ producer = await start_plain_producer(cfg.kafka)  # a short-lived client's: acks
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import TypeAlias
 
@@ -14,6 +15,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.admin import SaslAuthenticateRequest_v0, SaslAuthenticateRequest_v1
 
 from daemon.config import KafkaConfig
 from daemon.errors import ConfigError
@@ -22,6 +24,23 @@ from daemon.kafka.access import unreachable
 log = structlog.get_logger(__name__)
 
 Producer: TypeAlias = AIOKafkaProducer
+
+
+class _NoSaslRequests(logging.Filter):
+    """Drop aiokafka's DEBUG line of a SASL authentication request: with PLAIN its payload is the password.
+
+    smartroute keeps library loggers at WARNING and up (`daemon.logs`); this holds wherever
+    else a process sends aiokafka's DEBUG lines.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(
+            isinstance(arg, (SaslAuthenticateRequest_v0, SaslAuthenticateRequest_v1)) for arg in args
+        )
+
+
+logging.getLogger("aiokafka.conn").addFilter(_NoSaslRequests())
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, object]:

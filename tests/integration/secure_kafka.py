@@ -7,7 +7,7 @@
 
 The test makes its own CA and a broker certificate for 127.0.0.1/localhost (PEM, as clients
 read them; the broker reads the same PEM files). The broker's SASL_SSL listener accepts
-SCRAM-SHA-512 for the users below, created when its storage is formatted. The
+SCRAM-SHA-512 for the users below, created when its storage is formatted, and PLAIN for the canary. The
 StandardAuthorizer allows nothing but what an ACL allows; `admin` is the super user that
 grants ACLs. The broker's PLAINTEXT listener is the launcher's (readiness probe, controller):
 no client under test uses it.
@@ -139,10 +139,13 @@ def broker_properties(tls: Tls) -> dict[str, str]:
     """Return the server properties of the SASL_SSL listener, the authorizer and the super users."""
     prefix = f"listener.name.{LISTENER.lower()}."
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
     return {
-        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
-        prefix + "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+        prefix + "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
         prefix + "scram-sha-512.sasl.jaas.config": scram,
+        # PLAIN sends the password itself (inside TLS): only the canary may use it, to prove it never shows.
+        prefix + "plain.sasl.jaas.config": f'{plain} user_{CANARY_USER}="{CANARY_PASSWORD}";',
         prefix + "ssl.keystore.type": "PEM",
         prefix + "ssl.keystore.key": _property_value(tls.broker_key_file.read_text()),
         prefix + "ssl.keystore.certificate.chain": _property_value(tls.broker_chain_file.read_text()),
