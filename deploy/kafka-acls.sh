@@ -1,6 +1,6 @@
 #!/bin/sh
 # The Kafka ACLs smartroute needs: one principal per role, each allowed exactly what it does.
-# deploy/INSTALL.md ("7. Kafka: TLS, SASL and ACLs") walks through it; the test suite grants
+# deploy/INSTALL.md (step 8, "Who may trade") walks through it; the test suite grants
 # these very ACLs on Apache Kafka (SASL_SSL, SCRAM-SHA-512, StandardAuthorizer) and runs
 # smartroute with them and no more (tests/integration/test_kafka_acls.py).
 #

@@ -66,11 +66,10 @@ CANARY_PASSWORD: Final = "CanarySasl9e3f7b1c5d2a8f4e0c6b9d3a7f1e5c2b8d4a0e6f9c3b
 
 @dataclass(frozen=True)
 class Tls:
-    """The test CA's certificate (for clients) and the broker's key and certificate chain (PEM)."""
+    """The test CA's certificate (for clients) and the broker's key and certificate chain (one PEM file)."""
 
     ca_file: Path
-    broker_key_file: Path
-    broker_chain_file: Path
+    broker_keystore_file: Path
 
 
 def make_tls(directory: Path) -> Tls:
@@ -95,15 +94,13 @@ def make_tls(directory: Path) -> Tls:
         .sign(ca_key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
-    tls = Tls(directory / "ca.pem", directory / "broker-key.pem", directory / "broker-chain.pem")
+    tls = Tls(directory / "ca.pem", directory / "broker.pem")
     tls.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    tls.broker_key_file.write_bytes(
-        broker_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    key = broker_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     chain = broker.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
-    tls.broker_chain_file.write_bytes(chain)
+    tls.broker_keystore_file.write_bytes(key + chain)
     return tls
 
 
@@ -136,29 +133,22 @@ def _usage(*, cert_sign: bool) -> x509.KeyUsage:
 
 
 def broker_properties(tls: Tls) -> dict[str, str]:
-    """Return the server properties of the SASL_SSL listener, the authorizer and the super users."""
-    prefix = f"listener.name.{LISTENER.lower()}."
+    """Return the server properties of deploy/INSTALL.md step 8, and PLAIN for the canary user only."""
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    listener = f"listener.name.{LISTENER.lower()}."
     return {
         "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
-        prefix + "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
-        prefix + "scram-sha-512.sasl.jaas.config": scram,
+        listener + "scram-sha-512.sasl.jaas.config": scram,
         # PLAIN sends the password itself (inside TLS): only the canary may use it, to prove it never shows.
-        prefix + "plain.sasl.jaas.config": f'{plain} user_{CANARY_USER}="{CANARY_PASSWORD}";',
-        prefix + "ssl.keystore.type": "PEM",
-        prefix + "ssl.keystore.key": _property_value(tls.broker_key_file.read_text()),
-        prefix + "ssl.keystore.certificate.chain": _property_value(tls.broker_chain_file.read_text()),
+        listener + "plain.sasl.jaas.config": f'{plain} user_{CANARY_USER}="{CANARY_PASSWORD}";',
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls.broker_keystore_file),
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "allow.everyone.if.no.acl.found": "false",
         # The launcher's PLAINTEXT listener and the controller's are anonymous: the broker itself.
         "super.users": f"User:{ADMIN};User:ANONYMOUS",
     }
-
-
-def _property_value(pem: str) -> str:
-    """Return PEM text as one properties-file value (each line break escaped and continued)."""
-    return "\\n\\\n".join(pem.strip().splitlines())
 
 
 @dataclass
