@@ -337,6 +337,44 @@ async def test_a_router_that_may_see_but_not_read_the_control_topic_stops_instea
     ]
 
 
+async def test_a_router_that_may_not_write_results_stops_naming_the_topic_and_the_acl(
+    secure_kafka: SecureKafka, tmp_path: Path
+) -> None:
+    """It cannot answer a request: retrying cannot help, so it stops (the request stays uncommitted)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    results = f"{prefix}results"
+    documented = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=f"{prefix}router")
+    writes_results = [a for a in documented if a.principal == "User:smartroute-router" and a.name == results]
+    assert [acl.operation for acl in writes_results] == [AclOperation.WRITE]
+    describe_only = AclBinding(
+        ResourceType.TOPIC, results, ResourcePatternType.LITERAL, "User:smartroute-router", "*",
+        AclOperation.DESCRIBE, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    await asyncio.to_thread(
+        secure_kafka.grant, [a for a in documented if a not in writes_results] + [describe_only]
+    )
+    deployment = Deployment(secure_kafka, prefix, f"{prefix}router", tmp_path)
+    topics_admin = deployment.config("smartroute-admin")
+    await create_topics(topics_admin.kafka, topics_admin.topics)
+    router = Daemon(deployment.config("smartroute-router"), roles=frozenset({"route"}))
+    run = asyncio.create_task(router.run(asyncio.Event()))
+    assert router.router_service is not None
+    async with asyncio.timeout(20):
+        await router.router_service.reconciled.wait()
+    desk = deployment.config("desk-1")
+    request = build_order(symbol="BTC-USDT", quantity="1", user_id="desk-1", request_id="nr-1", side="buy")
+    await send(desk.kafka, desk.topic("orders"), b"nr-1", request, Signer("desk-1", DESK))
+    with pytest.raises(ExceptionGroup) as caught:
+        async with asyncio.timeout(30):
+            await run
+    denied = caught.value.subgroup(KafkaAccessDenied)
+    assert denied is not None
+    assert [str(exc) for exc in _leaves(denied)] == [
+        f"Kafka refused User:smartroute-router access to topic {results} (TopicAuthorizationFailedError): "
+        f"it needs the WRITE ACL on topic {results} (deploy/kafka-acls.sh lists each role's ACLs)"
+    ]
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return [
         leaf
