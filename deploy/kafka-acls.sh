@@ -17,13 +17,13 @@
 #   FEEDS          `smartroute feeds`: exchanges → quotes                  (User:smartroute-feeds)
 #   DETECTOR       `smartroute detect`: quotes → opportunities             (User:smartroute-detector)
 #   ROUTER         `smartroute route`: orders → results                    (User:smartroute-router)
+#   ALL_IN_ONE     yes: ROUTER runs `smartroute run` (feeds, detector and router in one process)
+#                  instead of `smartroute route`                            (no)
 #   DESKS          the desks' producers and consumers, space-separated     (User:desk-1)
 #   OPERATORS      operators: halt/resume, admin preferences, the DLQ      (User:ops)
 #   KAFKA_ACLS     the kafka-acls command                                  (kafka-acls.sh)
 #
-# `smartroute run` (feeds, detector and router in one process) is the router's principal plus
-# Write on ${PREFIX}opportunities (it reads no quotes and no opportunities). A Kafka cluster
-# older than 2.8 also needs IdempotentWrite on the cluster for the feeds, detector and router;
+# A Kafka cluster older than 2.8 also needs IdempotentWrite on the cluster for the feeds, detector and router;
 # from 2.8 on, Write on a topic lets a principal's producer be idempotent, and nothing more is
 # needed. Read implies Describe; Describe lets a process check at start that its topics exist.
 # A consumer of your own that joins a consumer group also needs Read on that group.
@@ -39,6 +39,7 @@ DETECTOR=${DETECTOR:-User:smartroute-detector}
 ROUTER=${ROUTER:-User:smartroute-router}
 DESKS=${DESKS:-User:desk-1}
 OPERATORS=${OPERATORS:-User:ops}
+ALL_IN_ONE=${ALL_IN_ONE:-no}
 KAFKA_ACLS=${KAFKA_ACLS:-kafka-acls.sh}
 
 # allow PRINCIPAL OPERATION RESOURCE-OPTIONS...: one ALLOW ACL, from any host.
@@ -64,15 +65,20 @@ allow "$DETECTOR" Read --group smartroute-detector
 allow "$DETECTOR" Write --topic "${PREFIX}opportunities"
 allow "$DETECTOR" Write --topic "${PREFIX}dlq"
 
-# Router: reads orders in its group; follows control, preferences and opportunities without a
-# group (every router reads every record); answers on results, refusals go to the DLQ.
+# Router: reads orders in its group; follows control, preferences (and, in `smartroute route`,
+# opportunities) without a group: every router reads every record; answers on results, refusals
+# go to the DLQ. In `smartroute run` its own detector publishes the opportunities instead.
 allow "$ROUTER" Read --topic "${PREFIX}orders"
 allow "$ROUTER" Read --group "$ROUTER_GROUP"
 allow "$ROUTER" Read --topic "${PREFIX}control"
 allow "$ROUTER" Read --topic "${PREFIX}preferences"
-allow "$ROUTER" Read --topic "${PREFIX}opportunities"
 allow "$ROUTER" Write --topic "${PREFIX}results"
 allow "$ROUTER" Write --topic "${PREFIX}dlq"
+case $ALL_IN_ONE in
+    yes) allow "$ROUTER" Write --topic "${PREFIX}opportunities" ;;
+    no) allow "$ROUTER" Read --topic "${PREFIX}opportunities" ;;
+    *) echo "ALL_IN_ONE must be yes or no, not $ALL_IN_ONE" >&2; exit 2 ;;
+esac
 
 # Desks: send orders and their own preferences (signed: the router checks who signed), read
 # results and opportunities (`smartroute order` reads results without a group).

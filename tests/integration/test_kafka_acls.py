@@ -15,7 +15,7 @@ import sys
 import time
 import tomllib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,18 +116,44 @@ class Process:
         return code, err
 
 
-@pytest.fixture
-async def deployment(secure_kafka: SecureKafka, tmp_path: Path) -> Deployment:
-    """A fresh prefix with every ACL of deploy/kafka-acls.sh, its topics made by the topics admin."""
+async def deploy(
+    cluster: SecureKafka, tmp_path: Path, change: Change | None = None, **environ: str
+) -> Deployment:
+    """Grant the ACLs of deploy/kafka-acls.sh (with `environ`, then `change`) on a new prefix; make its topics."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
     group = f"{prefix}router"
-    acls = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=group, DESKS="User:desk-1")
-    await asyncio.to_thread(secure_kafka.grant, acls)
-    deployment = Deployment(secure_kafka, prefix, group, tmp_path)
+    acls = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=group, **environ)
+    await asyncio.to_thread(cluster.grant, acls if change is None else change(prefix, acls))
+    deployment = Deployment(cluster, prefix, group, tmp_path)
     topics_admin = deployment.config("smartroute-admin")  # the script's topics admin, not a super user
     states = await create_topics(topics_admin.kafka, topics_admin.topics)
     assert [state.status for state in states] == ["created"] * 7, [state.line() for state in states]
     return deployment
+
+
+Change = Callable[[str, list[AclBinding]], list[AclBinding]]
+
+
+def router_may_only_describe(topic: str, documented: AclOperation) -> Change:
+    """Return a change of the ACLs: the router keeps only Describe on `topic` (prefix added)."""
+
+    def change(prefix: str, acls: list[AclBinding]) -> list[AclBinding]:
+        name = f"{prefix}{topic}"
+        taken = [acl for acl in acls if acl.principal == "User:smartroute-router" and acl.name == name]
+        assert [acl.operation for acl in taken] == [documented]
+        describe = AclBinding(
+            ResourceType.TOPIC, name, ResourcePatternType.LITERAL, "User:smartroute-router", "*",
+            AclOperation.DESCRIBE, AclPermissionType.ALLOW,
+        )  # fmt: skip
+        return [acl for acl in acls if acl not in taken] + [describe]
+
+    return change
+
+
+@pytest.fixture
+async def deployment(secure_kafka: SecureKafka, tmp_path: Path) -> Deployment:
+    """A fresh prefix with every ACL of deploy/kafka-acls.sh, its topics made by the topics admin."""
+    return await deploy(secure_kafka, tmp_path)
 
 
 async def keep_quoting(sim: ExchangeSimulator) -> None:
@@ -309,29 +335,13 @@ async def test_a_router_that_may_see_but_not_read_the_control_topic_stops_instea
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
     """Describe without Read on control: it would never see a halt, so it must not trade at all."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    control = f"{prefix}control"
-    documented = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=f"{prefix}router")
-    router_reads_control = [
-        acl for acl in documented if acl.principal == "User:smartroute-router" and acl.name == control
-    ]
-    assert [acl.operation for acl in router_reads_control] == [AclOperation.READ]
-    describe_only = AclBinding(
-        ResourceType.TOPIC, control, ResourcePatternType.LITERAL, "User:smartroute-router", "*",
-        AclOperation.DESCRIBE, AclPermissionType.ALLOW,
-    )  # fmt: skip
-    granted = [acl for acl in documented if acl not in router_reads_control] + [describe_only]
-    await asyncio.to_thread(secure_kafka.grant, granted)
-    deployment = Deployment(secure_kafka, prefix, f"{prefix}router", tmp_path)
-    topics_admin = deployment.config("smartroute-admin")
-    await create_topics(topics_admin.kafka, topics_admin.topics)
+    deployment = await deploy(secure_kafka, tmp_path, router_may_only_describe("control", AclOperation.READ))
     router = Daemon(deployment.config("smartroute-router"), roles=frozenset({"route"}))
     with pytest.raises(ExceptionGroup) as caught:
         async with asyncio.timeout(30):
             await router.run(asyncio.Event())
-    denied = caught.value.subgroup(KafkaAccessDenied)
-    assert denied is not None
-    assert [str(exc) for exc in _leaves(denied)] == [
+    control = f"{deployment.prefix}control"
+    assert refusals(caught.value) == [
         f"Kafka refused User:smartroute-router access to topic {control} (TopicAuthorizationFailedError): "
         f"it needs the READ ACL on topic {control} (deploy/kafka-acls.sh lists each role's ACLs)"
     ]
@@ -341,21 +351,7 @@ async def test_a_router_that_may_not_write_results_stops_naming_the_topic_and_th
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
     """It cannot answer a request: retrying cannot help, so it stops (the request stays uncommitted)."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    results = f"{prefix}results"
-    documented = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=f"{prefix}router")
-    writes_results = [a for a in documented if a.principal == "User:smartroute-router" and a.name == results]
-    assert [acl.operation for acl in writes_results] == [AclOperation.WRITE]
-    describe_only = AclBinding(
-        ResourceType.TOPIC, results, ResourcePatternType.LITERAL, "User:smartroute-router", "*",
-        AclOperation.DESCRIBE, AclPermissionType.ALLOW,
-    )  # fmt: skip
-    await asyncio.to_thread(
-        secure_kafka.grant, [a for a in documented if a not in writes_results] + [describe_only]
-    )
-    deployment = Deployment(secure_kafka, prefix, f"{prefix}router", tmp_path)
-    topics_admin = deployment.config("smartroute-admin")
-    await create_topics(topics_admin.kafka, topics_admin.topics)
+    deployment = await deploy(secure_kafka, tmp_path, router_may_only_describe("results", AclOperation.WRITE))
     router = Daemon(deployment.config("smartroute-router"), roles=frozenset({"route"}))
     run = asyncio.create_task(router.run(asyncio.Event()))
     assert router.router_service is not None
@@ -367,12 +363,43 @@ async def test_a_router_that_may_not_write_results_stops_naming_the_topic_and_th
     with pytest.raises(ExceptionGroup) as caught:
         async with asyncio.timeout(30):
             await run
-    denied = caught.value.subgroup(KafkaAccessDenied)
-    assert denied is not None
-    assert [str(exc) for exc in _leaves(denied)] == [
+    results = f"{deployment.prefix}results"
+    assert refusals(caught.value) == [
         f"Kafka refused User:smartroute-router access to topic {results} (TopicAuthorizationFailedError): "
         f"it needs the WRITE ACL on topic {results} (deploy/kafka-acls.sh lists each role's ACLs)"
     ]
+
+
+async def test_smartroute_run_works_with_the_all_in_one_router_acls(
+    secure_kafka: SecureKafka, tmp_path: Path
+) -> None:
+    """feeds, detector and router in one process, as the router's principal with ALL_IN_ONE=yes."""
+    deployment = await deploy(secure_kafka, tmp_path, ALL_IN_ONE="yes")
+    async with ExchangeSimulator(("binance", "bybit"), ("BTC-USDT",), autoplay=False) as sim:
+        daemon = Daemon(deployment.config("smartroute-router", sim))
+        assert daemon.detector is not None and daemon.router_service is not None
+        quoting = asyncio.create_task(keep_quoting(sim), name="quotes")
+        try:
+            async with running(daemon):
+                desk = deployment.config("desk-1")
+                topic = desk.topic("opportunities")
+                async with TopicReader(deployment.cluster.servers, topic, client_options(desk.kafka)) as seen:
+                    opened = orjson.loads((await seen.wait_for(lambda r: True, timeout_s=30)).value)
+                arbitrage = build_order(
+                    symbol="BTC-USDT", quantity="0.0005", user_id="desk-1", request_id="aio-1",
+                    buy_venue="binance", sell_venue="bybit",
+                ) | {"opportunity_id": opened["id"]}  # fmt: skip
+                result = await send_order(desk.kafka, arbitrage, 20, Signer("desk-1", DESK))
+                assert result is not None and result["status"] == "filled", result
+        finally:
+            quoting.cancel()
+
+
+def refusals(group: BaseExceptionGroup[BaseException]) -> list[str]:
+    """Return the KafkaAccessDenied messages of a daemon's failure (its TaskGroups' exception group)."""
+    denied = group.subgroup(KafkaAccessDenied)
+    assert denied is not None, group
+    return [str(exc) for exc in _leaves(denied)]
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
