@@ -119,7 +119,7 @@ class Process:
 async def deploy(
     cluster: SecureKafka, tmp_path: Path, change: Change | None = None, **environ: str
 ) -> Deployment:
-    """Grant the ACLs of deploy/kafka-acls.sh (with `environ`, then `change`) on a new prefix; make its topics."""
+    """Grant deploy/kafka-acls.sh's ACLs (`environ`, then `change`) on a new prefix; create its topics."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
     group = f"{prefix}router"
     acls = documented_acls(tmp_path, PREFIX=prefix, ROUTER_GROUP=group, **environ)
