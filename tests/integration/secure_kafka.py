@@ -1,16 +1,16 @@
 """Apache Kafka as a secured production cluster runs: TLS, SASL/SCRAM-SHA-512 and ACLs (issue #15).
 
-    with secure_kafka(tmp_dir) as cluster:
-        cluster.grant(documented_acls(prefix=..., router_group=...))   # deploy/kafka-acls.sh, as run
+    with secure_kafka(tmp_dir) as cluster:          # the `secure_kafka` fixture: one per session
+        cluster.grant(documented_acls(tmp_dir, PREFIX=prefix, ROUTER_GROUP=group))  # deploy/kafka-acls.sh
         cfg = build_config({"kafka": cluster.kafka_table("smartroute-router", prefix)},
                            cluster.environ("smartroute-router"))
 
-The test makes its own CA and a broker certificate for 127.0.0.1/localhost (PEM, as clients
-read them; the broker reads the same PEM files). The broker's SASL_SSL listener accepts
-SCRAM-SHA-512 for the users below, created when its storage is formatted, and PLAIN for the canary. The
-StandardAuthorizer allows nothing but what an ACL allows; `admin` is the super user that
-grants ACLs. The broker's PLAINTEXT listener is the launcher's (readiness probe, controller):
-no client under test uses it.
+The test makes its own CA and a broker certificate for 127.0.0.1 and localhost; clients trust
+the CA's PEM file, the broker reads its key and chain from one PEM file (deploy/INSTALL.md step
+8). The SASL_SSL listener accepts SCRAM-SHA-512 for the users below, created when the storage
+is formatted, and PLAIN for the canary user only. The StandardAuthorizer allows nothing an ACL
+does not; `admin` is the super user that grants ACLs. The broker's PLAINTEXT listener is the
+launcher's (readiness probe, controller): no client under test uses it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Final
 
 from confluent_kafka.admin import (
     AclBinding,
-    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -203,16 +202,6 @@ class SecureKafka:
         admin = self.admin()  # held until every future is done: a collected client cancels them
         for future in admin.create_acls(list(acls), request_timeout=30).values():
             future.result(timeout=30)
-
-    def acls_of(self, principal: str) -> list[AclBinding]:
-        """Return every ACL the cluster holds for `principal` (e.g. "User:smartroute-router")."""
-        wanted = AclBindingFilter(
-            ResourceType.ANY, None, ResourcePatternType.ANY, principal, None,
-            AclOperation.ANY, AclPermissionType.ANY,
-        )  # fmt: skip
-        admin = self.admin()
-        found: list[AclBinding] = admin.describe_acls(wanted, request_timeout=30).result(timeout=30)
-        return found
 
 
 @contextmanager
