@@ -32,14 +32,14 @@ from confluent_kafka.admin import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka_support import TopicReader, wait_until
-from secure_kafka import ADMIN, REPO, SecureKafka, documented_acls
+from secure_kafka import ADMIN, REPO, SecureKafka, documented_acls, make_tls
 
 from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
 from daemon.client import Signer, build_order, send, send_order, signed_control_message
 from daemon.config import Config, build_config
-from daemon.errors import KafkaAccessDenied
-from daemon.kafka import client_options
+from daemon.errors import KafkaAccessDenied, KafkaUnavailable
+from daemon.kafka import client_options, start_plain_producer
 from daemon.kafka.topics import create_topics
 from router.signatures import public_key_text
 
@@ -408,3 +408,18 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
         for exc in group.exceptions
         for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     ]
+
+
+async def test_a_broker_certificate_from_an_unknown_ca_is_refused_with_a_clear_error(
+    secure_kafka: SecureKafka, tmp_path: Path
+) -> None:
+    """TLS is verified: trusting another CA, the client never sends its password to that broker."""
+    other = make_tls(tmp_path / "other-ca")
+    table = secure_kafka.kafka_table("desk-1", "t.") | {"ssl_cafile": str(other.ca_file)}
+    cfg = build_config({"kafka": table}, secure_kafka.environ("desk-1"))
+    with pytest.raises(KafkaUnavailable) as caught:
+        await start_plain_producer(cfg.kafka)
+    assert str(caught.value) == (
+        f"no Kafka broker answered at {secure_kafka.servers}: {secure_kafka.servers}: TLS handshake failed "
+        "(CERTIFICATE_VERIFY_FAILED): check kafka.ssl_cafile and ssl_check_hostname"
+    )
