@@ -40,7 +40,7 @@ from daemon.client import Signer, build_order, send, send_order, signed_control_
 from daemon.config import Config, build_config
 from daemon.errors import KafkaAccessDenied, KafkaUnavailable
 from daemon.kafka import client_options, start_plain_producer
-from daemon.kafka.topics import create_topics
+from daemon.kafka.topics import check_topics, create_topics
 from router.signatures import public_key_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.apache_kafka]
@@ -128,6 +128,8 @@ async def deploy(
     topics_admin = deployment.config("smartroute-admin")  # the script's topics admin, not a super user
     states = await create_topics(topics_admin.kafka, topics_admin.topics)
     assert [state.status for state in states] == ["created"] * 7, [state.line() for state in states]
+    checked = await check_topics(topics_admin.kafka, topics_admin.topics)  # DescribeConfigs, too
+    assert [state.status for state in checked] == ["ok"] * 7, [state.line() for state in checked]
     return deployment
 
 
