@@ -239,7 +239,7 @@ async def desk_trades(deployment: Deployment, router: Daemon) -> None:
 
 
 async def operator_reads_and_halts(deployment: Deployment, router: Daemon) -> None:
-    """The operator reads the DLQ and the opportunities, then halts trading."""
+    """The operator reads the DLQ and the opportunities, changes a desk's preferences, halts trading."""
     ops = deployment.config("ops")
     client = client_options(ops.kafka)
     async with TopicReader(deployment.cluster.servers, ops.topic("dlq"), client) as dlq:
@@ -248,6 +248,11 @@ async def operator_reads_and_halts(deployment: Deployment, router: Daemon) -> No
     async with TopicReader(deployment.cluster.servers, ops.topic("opportunities"), client) as opportunities:
         await opportunities.wait_for(lambda r: True, timeout_s=10)
     operator = Signer("ops", OPS)
+    assert router.router is not None
+    store = router.router.preferences
+    on_behalf = {"v": 1, "user_id": "desk-1", "excluded_venues": ["binance"], "issued_ns": time.time_ns()}
+    await send(ops.kafka, ops.topic("preferences"), b"desk-1", on_behalf, operator)
+    await wait_until(lambda: store.get("desk-1").excluded_venues == {"binance"}, timeout_s=10)
     halt = signed_control_message("halt", "acl test", None, operator)
     await send(ops.kafka, ops.topic("control"), None, halt, operator)
     assert router.router is not None
