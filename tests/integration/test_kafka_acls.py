@@ -89,24 +89,26 @@ class Deployment:
         config = self.config_file(user, sim, env.pop("group", None))
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SMARTROUTE_")}
         environ |= self.cluster.environ(user) | env
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon.cli", command, "--config", str(config),
-            cwd=REPO, env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return Process(command, proc)
+        out, err = self.tmp / f"{command}.stdout", self.tmp / f"{command}.stderr"
+        with out.open("wb") as stdout, err.open("wb") as stderr:  # files: a full pipe would block it
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "daemon.cli", command, "--config", str(config),
+                cwd=REPO, env=environ, stdout=stdout, stderr=stderr,
+            )  # fmt: skip
+        return Process(proc, out, err)
 
 
 @dataclass
 class Process:
-    command: str
     proc: asyncio.subprocess.Process
+    stdout: Path
+    stderr: Path
 
     async def outcome(self, timeout_s: float) -> tuple[int, str, str]:
         """Wait for the process to exit on its own; return its exit code, stdout and stderr."""
         async with asyncio.timeout(timeout_s):
-            out, err = await self.proc.communicate()
-        assert self.proc.returncode is not None
-        return self.proc.returncode, out.decode(), err.decode()
+            code = await self.proc.wait()
+        return code, self.stdout.read_text(), self.stderr.read_text()
 
     async def stop(self) -> tuple[int, str]:
         """SIGTERM it; return its exit code and stderr."""
