@@ -11,6 +11,12 @@ into ~/.cache/smartroute). Storage is formatted in a temporary directory removed
 `start()` returns once every broker answers a metadata request listing all of them. Each
 broker logs into `log_dir/broker-N.log` (log4j2, plus the JVM's own output).
 
+A secured listener for tests of TLS, SASL and ACLs: `listeners={"SASL_SSL": "SASL_SSL"}` adds one
+more listener per broker (its address: `listener_servers("SASL_SSL")`), configured through
+`properties` (`listener.name.sasl_ssl.*`), and `scram_users={"alice": "..."}` creates SCRAM-SHA-512
+credentials when the storage is formatted. The PLAINTEXT listener stays: the launcher's readiness
+probe and the controller use it, so `super.users` must name `User:ANONYMOUS` once an authorizer runs.
+
 Topics are never auto-created (as on a production cluster): create them with `smartroute
 topics create` or an admin client. Consumer groups start at once (no initial rebalance delay)
 and accept session timeouts from 500 ms. Each JVM runs in its own process group; stop() (also
@@ -73,6 +79,7 @@ class _Node:
     controller_port: int
     data_dir: Path
     log_path: Path
+    extra_ports: dict[str, int] = field(default_factory=dict)  # listener name → port
     proc: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -91,6 +98,8 @@ class ApacheKafka(LocalBroker):
         stop_grace_s: float = 10.0,
         heap_mb: int = 384,
         properties: Mapping[str, str] | None = None,
+        listeners: Mapping[str, str] | None = None,
+        scram_users: Mapping[str, str] | None = None,
     ) -> None:
         if brokers < 1 or (port and brokers != 1):
             raise ValueError("brokers must be ≥ 1, and a fixed port is for a single broker")
@@ -102,6 +111,10 @@ class ApacheKafka(LocalBroker):
         self._stop_grace_s = stop_grace_s
         self._heap_mb = heap_mb
         self._extra = dict(properties or {})
+        self._listeners = dict(listeners or {})  # extra listener name → security protocol
+        if {"PLAINTEXT", "CONTROLLER"} & set(self._listeners):
+            raise ValueError("the PLAINTEXT and CONTROLLER listeners always exist: name extra ones otherwise")
+        self._scram_users = dict(scram_users or {})
         self._nodes: list[_Node] = []
         self._procs: list[subprocess.Popen[bytes]] = []  # every process started, for the finalizer
         self._workdir: Path | None = None
@@ -114,6 +127,12 @@ class ApacheKafka(LocalBroker):
         if not self._nodes:
             raise RuntimeError("ApacheKafka has not been started")
         return ",".join(f"{self._host}:{n.port}" for n in self._nodes)
+
+    def listener_servers(self, name: str) -> str:
+        """Return `host:port,...` of every broker's extra listener `name` (see `listeners`)."""
+        if not self._nodes:
+            raise RuntimeError("ApacheKafka has not been started")
+        return ",".join(f"{self._host}:{n.extra_ports[name]}" for n in self._nodes)
 
     @property
     def log_paths(self) -> list[Path]:
@@ -157,6 +176,7 @@ class ApacheKafka(LocalBroker):
             controller_port=free_port(self._host),
             data_dir=self._workdir / f"data-{node_id}",
             log_path=log_dir / f"broker-{node_id}.log",
+            extra_ports={name: free_port(self._host) for name in self._listeners},
         )
 
     def _format(self, cluster_id: str) -> None:
@@ -170,6 +190,8 @@ class ApacheKafka(LocalBroker):
                 _LOG4J2.format(log=node.log_path), encoding="utf-8"
             )
             args = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)]
+            for name, password in self._scram_users.items():
+                args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
             formatting.append(
                 subprocess.Popen(
                     [*self._command, *args],
@@ -191,15 +213,19 @@ class ApacheKafka(LocalBroker):
     def _server_properties(self, node: _Node) -> dict[str, str]:
         replicas = str(min(self._count, 3))
         voters = ",".join(f"{n.node_id}@{self._host}:{n.controller_port}" for n in self._nodes)
+        advertised = [f"PLAINTEXT://{self._host}:{node.port}"]
+        advertised += [f"{name}://{self._host}:{port}" for name, port in node.extra_ports.items()]
+        protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        protocols += [f"{name}:{protocol}" for name, protocol in self._listeners.items()]
         return {
             "process.roles": "broker,controller",
             "node.id": str(node.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{self._host}:{node.port},CONTROLLER://{self._host}:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self._host}:{node.port}",
+            "listeners": ",".join([*advertised, f"CONTROLLER://{self._host}:{node.controller_port}"]),
+            "advertised.listeners": ",".join(advertised),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(protocols),
             "log.dirs": str(node.data_dir),
             "auto.create.topics.enable": "false",
             "num.partitions": "1",

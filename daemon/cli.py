@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
 import signal
 import sys
@@ -16,26 +15,13 @@ import orjson
 import structlog
 
 from connectors.errors import SmartrouteError
+from daemon.cli_args import EXIT_CONFIG, EXIT_FAILURE, add_config_flag, load
+from daemon.cli_client import add_client_commands, cmd_control, cmd_keygen, cmd_order
 from daemon.config import Config, load_config, redacted_view
 from daemon.errors import ConfigError
 from daemon.logs import configure_logging
 
-DEFAULT_CONFIG = Path("/etc/smartroute/smartroute.toml")
-EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keeps a bad config from restart-looping
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_NOT_FILLED = 3  # `order`: a result arrived, but it is rejected or failed
-
 log = structlog.get_logger(__name__)
-
-
-def _add_config_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help=f"TOML config file (default {DEFAULT_CONFIG}; env SMARTROUTE_<SECTION>__<KEY> overrides)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,21 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run feeds, detector and publisher in one process")
-    _add_config_flag(run)
+    add_config_flag(run)
     run.add_argument("--live", action="store_true", help="required together with mode = 'live'")
 
     route = sub.add_parser("route", help="run the order router alone (with the feeds it prices from)")
-    _add_config_flag(route)
+    add_config_flag(route)
     route.add_argument("--live", action="store_true", help="required together with mode = 'live'")
     for role, what in (
         ("feeds", "scale-out: stream the exchanges and publish every quote to smartroute.quotes"),
         ("detect", "scale-out: detect arbitrage on quotes read from smartroute.quotes"),
     ):
         role_parser = sub.add_parser(role, help=what)
-        _add_config_flag(role_parser)
+        add_config_flag(role_parser)
         role_parser.set_defaults(live=False)
 
-    _add_client_commands(sub)
+    add_client_commands(sub)
+    _add_top_command(sub)
 
     topics = sub.add_parser("topics", help="create or check the contract's Kafka topics ([topics] config)")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
@@ -66,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("create", "create every missing topic; report existing ones that differ from the config"),
         ("check", "report every missing topic or differing setting; change nothing"),
     ):
-        _add_config_flag(topics_sub.add_parser(action, help=what))
+        add_config_flag(topics_sub.add_parser(action, help=what))
 
     check = sub.add_parser("check-config", help="validate the config and print it (secrets redacted)")
-    _add_config_flag(check)
+    add_config_flag(check)
 
     demo = sub.add_parser("demo", help="embedded broker + exchange simulator + daemon, for a first look")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -82,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=None)
 
     record = sub.add_parser("record", help="record the enabled venues' raw frames to a compressed file")
-    _add_config_flag(record)
+    add_config_flag(record)
     record.add_argument("--out", type=Path, required=True, help="recording to create (never overwritten)")
     record.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     record.add_argument("--venues", default=None, help="comma-separated venue ids (default: every enabled)")
@@ -96,53 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_signer_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--signer", default=None, help="sign as this user or operator id (with --key)")
-    parser.add_argument(
-        "--key", type=Path, default=None, help="the signer's private key file (smartroute keygen)"
-    )
-
-
-def _add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands that talk to a running system: order, halt, resume, top."""
-    order = sub.add_parser("order", help="send one order request and print its result")
-    _add_config_flag(order)
-    order.add_argument("--json", dest="json_request", help="the whole request as JSON (other flags ignored)")
-    order.add_argument("--symbol", help="canonical symbol, e.g. BTC-USDT")
-    order.add_argument("--side", choices=("buy", "sell"))
-    order.add_argument("--quantity", help="base quantity as a decimal, e.g. 0.25")
-    order.add_argument("--type", dest="order_type", choices=("market", "limit"), default="market")
-    order.add_argument("--limit-price")
-    order.add_argument("--venues", help="comma-separated allow-list of venues")
-    order.add_argument("--buy-venue", help="arbitrage: venue to buy on")
-    order.add_argument("--sell-venue", help="arbitrage: venue to sell on")
-    order.add_argument("--max-slippage-bps")
-    order.add_argument("--user", default=None, help="user_id (default: your login name)")
-    order.add_argument("--request-id", default=None, help="default: a fresh unique id")
-    order.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result")
-    _add_signer_flags(order)
-
-    for command, what in (("halt", "stop new executions everywhere"), ("resume", "lift a halt")):
-        control = sub.add_parser(command, help=f"{what} (a message on the control topic)")
-        _add_config_flag(control)
-        control.add_argument("--reason", required=command == "halt", default="")
-        control.add_argument(
-            "--by", default=None, help="who issues it (default: your login name, or --signer)"
-        )
-        _add_signer_flags(control)
-
-    keygen = sub.add_parser("keygen", help="write a new Ed25519 signing key and print its public key line")
-    keygen.add_argument("--out", type=Path, required=True, help="the private key file to create (mode 0600)")
-
+def _add_top_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The live terminal view of a running daemon."""
     top = sub.add_parser("top", help="live terminal view of a running daemon")
-    _add_config_flag(top)
+    add_config_flag(top)
     top.add_argument("--url", default=None, help="the daemon's HTTP address (default: from daemon.http_port)")
     top.add_argument("--once", action="store_true", help="print one view and exit")
     top.add_argument("--refresh", type=float, default=1.0, help="seconds between refreshes")
-
-
-def _load(path: Path | None) -> Config:
-    return load_config(path if path is not None else DEFAULT_CONFIG)
 
 
 def _run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
@@ -168,7 +115,7 @@ def _run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, Non
 
 def cmd_run(args: argparse.Namespace, roles: frozenset[str] | None = None) -> int:
     """Run the daemon until SIGINT/SIGTERM."""
-    cfg = _load(args.config)
+    cfg = load(args.config)
     configure_logging(cfg.daemon.log_level)
     if cfg.daemon.mode == "live" and not args.live:
         raise ConfigError("daemon.mode: 'live' also needs the --live flag on the command line")
@@ -198,87 +145,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return cmd_run(args, roles=frozenset({"consume_quotes", "detect"}))
 
 
-def cmd_order(args: argparse.Namespace) -> int:
-    """Send one order request, wait for its result and print it; exit 0 if anything filled."""
-    from daemon.client import Signer, build_order, new_request_id, send_order
-
-    cfg = _load(args.config)
-    signer = Signer.from_flags(args.signer, args.key)
-    if args.json_request is not None:
-        try:
-            message = orjson.loads(args.json_request)
-        except orjson.JSONDecodeError as exc:
-            sys.stderr.write(f"smartroute: --json is not valid JSON: {exc}\n")
-            return EXIT_USAGE
-    else:
-        missing = [
-            flag for flag, value in (("--symbol", args.symbol), ("--quantity", args.quantity)) if not value
-        ]
-        if args.buy_venue is None and args.side is None:
-            missing.append("--side (or --buy-venue/--sell-venue for arbitrage)")
-        if missing:
-            sys.stderr.write(f"smartroute: order needs {', '.join(missing)}\n")
-            return EXIT_USAGE
-        message = build_order(
-            symbol=args.symbol,
-            quantity=args.quantity,
-            user_id=args.user or (signer.principal if signer else getpass.getuser()),
-            request_id=args.request_id or new_request_id(),
-            side=args.side,
-            order_type=args.order_type,
-            limit_price=args.limit_price,
-            venues=[v for v in (args.venues or "").split(",") if v] or None,
-            buy_venue=args.buy_venue,
-            sell_venue=args.sell_venue,
-            max_slippage_bps=args.max_slippage_bps,
-        )
-    if not isinstance(message, dict) or not isinstance(message.get("request_id"), str):
-        sys.stderr.write("smartroute: the request needs a string request_id\n")
-        return EXIT_USAGE
-    result = asyncio.run(send_order(cfg.kafka, message, args.timeout, signer))
-    if result is None:
-        sys.stderr.write(f"smartroute: no result for {message['request_id']} within {args.timeout:g} s\n")
-        return EXIT_FAILURE
-    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0 if result.get("status") in ("filled", "partially_filled") else EXIT_NOT_FILLED
-
-
-def cmd_control(args: argparse.Namespace) -> int:
-    """Publish a halt or resume on the control topic."""
-    from daemon.client import Signer, send, signed_control_message
-
-    cfg = _load(args.config)
-    signer = Signer.from_flags(args.signer, args.key)
-    message = signed_control_message(args.command, args.reason, args.by, signer)
-    asyncio.run(send(cfg.kafka, cfg.topic("control"), None, message, signer))
-    sys.stdout.write(f"{args.command} sent to {cfg.topic('control')} by {message['issued_by']}\n")
-    return 0
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Print the effective configuration as JSON, secrets redacted."""
-    cfg = _load(args.config)
+    cfg = load(args.config)
     sys.stdout.write(orjson.dumps(redacted_view(cfg), option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0
-
-
-def cmd_keygen(args: argparse.Namespace) -> int:
-    """Create a private key file readable by its owner only; print the public key line for the config."""
-    from router.signatures import generate_key_file
-
-    try:
-        public = generate_key_file(args.out)
-    except FileExistsError:
-        sys.stderr.write(f"smartroute: {args.out} exists; refusing to overwrite a key (move it away first)\n")
-        return EXIT_FAILURE
-    except OSError as exc:
-        sys.stderr.write(f"smartroute: cannot create {args.out}: {exc.strerror}\n")
-        return EXIT_FAILURE
-    sys.stdout.write(f'public_keys = ["{public}"]\n')
-    sys.stderr.write(
-        f"wrote the private key to {args.out} (mode 0600); paste the line above into the signer's "
-        "[users.<id>] or [operators.<id>] section\n"
-    )
     return 0
 
 
@@ -286,7 +156,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     """Create or check the contract's topics, one line each; exit 0 only if all are as configured."""
     from daemon.kafka.topics import check_topics, create_topics
 
-    cfg = _load(args.config)
+    cfg = load(args.config)
     action = create_topics if args.topics_command == "create" else check_topics
     states = asyncio.run(action(cfg.kafka, cfg.topics))
     for state in states:
@@ -326,7 +196,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     """Record raw frames until SIGINT/SIGTERM or --duration, then print what was written."""
     from daemon.record import record
 
-    cfg = _load(args.config)
+    cfg = load(args.config)
     configure_logging(cfg.daemon.log_level)
     venues = [v.strip() for v in args.venues.split(",") if v.strip()] if args.venues else None
 
@@ -353,7 +223,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     """Show the live terminal view until Ctrl-C."""
     from daemon.top import run_top
 
-    cfg = _load(args.config)
+    cfg = load(args.config)
     url = args.url or f"http://{cfg.daemon.http_host}:{cfg.daemon.http_port}"
     _run_until_signalled(lambda stop: run_top(cfg.kafka, url, stop, refresh_s=args.refresh, once=args.once))
     return 0
@@ -389,6 +259,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SmartrouteError as exc:
         sys.stderr.write(f"smartroute: {exc}\n")
         return EXIT_FAILURE
+    except BaseExceptionGroup as group:
+        # A service that failed inside the daemon's TaskGroup: say what went wrong, as above.
+        ours, others = group.split(SmartrouteError)
+        if ours is None or others is not None:
+            raise
+        for message in dict.fromkeys(str(exc) for exc in _leaves(ours)):
+            sys.stderr.write(f"smartroute: {message}\n")
+        return EXIT_FAILURE
+
+
+def _leaves(group: BaseExceptionGroup[SmartrouteError]) -> list[SmartrouteError]:
+    """Return the errors of `group` and of the groups nested in it, in order."""
+    found: list[SmartrouteError] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 if __name__ == "__main__":

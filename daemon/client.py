@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.config import KafkaConfig
 from daemon.errors import ConfigError
-from daemon.kafka import TopicPartition, new_consumer, start_plain_producer
+from daemon.kafka import AUTHORIZATION_ERRORS, TopicPartition, denied, new_consumer, start_plain_producer
 from router.signatures import ROLES, Role, load_private_key, sign
 
 
@@ -115,12 +115,17 @@ class ResultWaiter:
 async def send(
     kafka: KafkaConfig, topic: str, key: bytes | None, message: dict[str, Any], signer: Signer | None = None
 ) -> None:
-    """Produce one message (signed for its topic's role when `signer` is given); wait for the broker's ack."""
+    """Produce one message (signed for its topic's role when `signer` is given); wait for the broker's ack.
+
+    A principal without the WRITE ACL on `topic` gets KafkaAccessDenied naming the topic.
+    """
     value = orjson.dumps(message)
     headers = [] if signer is None else sign(_role(kafka, topic), value, signer.principal, signer.key)
     producer = await start_plain_producer(kafka)
     try:
         await producer.send_and_wait(topic, value, key=key, headers=headers)
+    except AUTHORIZATION_ERRORS as exc:
+        raise denied(exc, kafka, "WRITE", topics=[topic]) from exc
     finally:
         await producer.stop()
 

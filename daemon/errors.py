@@ -4,6 +4,7 @@
      └── daemon.errors.*
           ├── ConfigError            the config file or a SMARTROUTE_* variable is missing or invalid
           ├── KafkaUnavailable       the Kafka cluster could not be reached at start
+          ├── KafkaAccessDenied      the cluster refused the SASL login, or an ACL the principal lacks
           ├── TopicsMissing          a topic this process needs does not exist (or may not be read)
           └── EmbeddedBrokerError    a test/demo broker (Tansu, Apache Kafka) could not be started
 
@@ -21,6 +22,13 @@ class ConfigError(SmartrouteError):
 
 class KafkaUnavailable(SmartrouteError):
     """No broker of the configured bootstrap servers answered at start."""
+
+
+class KafkaAccessDenied(SmartrouteError):
+    """The cluster refused this client: its SASL login, or an operation its principal has no ACL for.
+
+    The message names the server or the topic/group, and the operation (ACL) needed; never a secret.
+    """
 
 
 class TopicsMissing(SmartrouteError):

@@ -8,6 +8,8 @@ embedded_broker  the bootstrap address ("127.0.0.1:PORT") of a Kafka broker shar
 tansu_broker, apache_kafka
                  the two brokers themselves; a test only one of them can support asks for it
                  directly and says why in its docstring.
+secure_kafka     an Apache Kafka broker secured as in production: TLS, SASL/SCRAM-SHA-512, the
+                 StandardAuthorizer (tests/integration/secure_kafka.py); for tests of ACLs and secrets.
 kafka_topic      a topic name no other test uses; created (1 partition) on the test's broker
                  when the test uses `embedded_broker`.
 
@@ -28,6 +30,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -69,6 +72,18 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKaf
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Run one secured Apache Kafka broker for the session (a `secure_kafka.SecureKafka`)."""
+    if java_binary() is None or (not jar_dir().is_dir() and shutil.which("mvn") is None):
+        unavailable(NO_JAVA)
+    from secure_kafka import secure_kafka as start_secure_kafka
+
+    with start_secure_kafka(tmp_path_factory.mktemp("secure-kafka")) as cluster:
+        _apache_kafka_logs.extend(str(path) for path in cluster.broker.log_paths)
+        yield cluster
 
 
 @pytest.fixture(

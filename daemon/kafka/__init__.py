@@ -7,6 +7,7 @@
     followers.py   group-less topic followers (control, preferences, opportunities)
     topics.py      the contract's topics on a cluster: create, check, require at start
     probe.py       the broker probe behind readiness
+    access.py      what a secured cluster refused (login, ACLs), as KafkaAccessDenied naming it
 
 One producer per process: the Publisher's. The router service sends its results through it
 (`Publisher.send_and_wait`), so results and opportunities share one connection and one
@@ -22,6 +23,7 @@ from __future__ import annotations
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from daemon.kafka.access import AUTHORIZATION_ERRORS, denied
 from daemon.kafka.consumers import (
     Consumer,
     Group,
@@ -36,6 +38,7 @@ from daemon.kafka.publisher import Publisher, init_publisher_metrics
 from daemon.kafka.settings import Producer, client_options, start_plain_producer, start_producer
 
 __all__ = [
+    "AUTHORIZATION_ERRORS",
     "FETCH_MAX_WAIT_MS",
     "Consumer",
     "ConsumerRecord",
@@ -48,6 +51,7 @@ __all__ = [
     "TopicFollower",
     "TopicPartition",
     "client_options",
+    "denied",
     "init_publisher_metrics",
     "new_consumer",
     "record_consumer_lag",

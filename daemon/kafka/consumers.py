@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError
 
 from daemon.config import KafkaConfig
+from daemon.kafka.access import AUTHORIZATION_ERRORS, denied, unreachable
 from daemon.kafka.settings import client_options
 from daemon.metrics import KAFKA_CONSUMER_LAG
 
-Consumer: TypeAlias = AIOKafkaConsumer
 Offsets = Literal["earliest", "latest"]
 
 # aiokafka's defaults, kept where a consumer does not say otherwise.
@@ -42,6 +43,41 @@ class Group:
     def heartbeat_interval_ms(self) -> int:
         """Return the heartbeat interval: a tenth of the session timeout, at least 100 ms."""
         return max(100, self.session_timeout_ms // 10)
+
+
+class Consumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka's consumer has no type hints
+    """aiokafka's consumer, saying what a secured cluster refused: the login, a group or topic ACL.
+
+    `start()` and `getmany()` raise KafkaAccessDenied naming the group or topics and the READ ACL
+    needed, and a refused SASL login as such, instead of aiokafka's bare errors.
+    """
+
+    def __init__(self, cfg: KafkaConfig, *topics: str, **options: Any) -> None:
+        super().__init__(*topics, **options)
+        self.kafka_config = cfg
+        self.group_id: str | None = options.get("group_id")
+
+    async def start(self) -> None:
+        """Connect (and join the group, if any), mapping refusals to smartroute's errors."""
+        try:
+            await super().start()
+        except KafkaConnectionError as exc:
+            raise await unreachable(self.kafka_config, client_options(self.kafka_config), exc) from exc
+        except AUTHORIZATION_ERRORS as exc:
+            raise self._denied(exc) from exc
+
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        """Fetch as aiokafka does; a topic or group the principal may not read raises KafkaAccessDenied."""
+        try:
+            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        except AUTHORIZATION_ERRORS as exc:
+            raise self._denied(exc) from exc
+
+    def _denied(self, exc: Exception) -> Exception:
+        if isinstance(exc, GroupAuthorizationFailedError):
+            return denied(exc, self.kafka_config, "READ", group=self.group_id)
+        topics = sorted(self.subscription()) or sorted({tp.topic for tp in self.assignment()})
+        return denied(exc, self.kafka_config, "READ", topics=topics)
 
 
 def new_consumer(
@@ -72,7 +108,7 @@ def new_consumer(
             "session_timeout_ms": group.session_timeout_ms,
             "heartbeat_interval_ms": group.heartbeat_interval_ms,
         }
-    return Consumer(*topics, **options)
+    return Consumer(cfg, *topics, **options)
 
 
 async def start_unless_stopped(consumer: Consumer, stop: asyncio.Event) -> bool:

@@ -36,6 +36,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from daemon.config import KafkaConfig
+from daemon.kafka.access import AUTHORIZATION_ERRORS, denied
 from daemon.kafka.batches import (
     MAX_BATCH_SIZE,
     MAX_REQUEST_SIZE,
@@ -161,13 +162,18 @@ class Publisher:
 
         For a caller that must know each message landed before it goes on (the router service
         commits its offsets only then): a failure raises KafkaError, and nothing is counted as
-        refused, since the caller decides what to do about it.
+        refused, since the caller decides what to do about it. A topic this principal may not
+        write raises KafkaAccessDenied instead, naming it: retrying cannot help, so it is fatal.
         """
         producer = self._producer
         if producer is None:
             raise RuntimeError("Publisher.send_and_wait() needs start() first")
-        deliveries = [await producer.send(topic, value, key=key) for topic, key, value in messages]
-        await asyncio.gather(*deliveries)
+        messages = list(messages)
+        try:
+            deliveries = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+            await asyncio.gather(*deliveries)
+        except AUTHORIZATION_ERRORS as exc:
+            raise denied(exc, self._cfg, "WRITE", topics=sorted({m[0] for m in messages})) from exc
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> bool:
         """Buffer one message to send; return False (counted and logged) if the buffer is full or closed."""

@@ -7,6 +7,7 @@ producer = await start_plain_producer(cfg.kafka)  # a short-lived client's: acks
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import TypeAlias
 
@@ -14,13 +15,32 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.admin import SaslAuthenticateRequest_v0, SaslAuthenticateRequest_v1
 
 from daemon.config import KafkaConfig
-from daemon.errors import ConfigError, KafkaUnavailable
+from daemon.errors import ConfigError
+from daemon.kafka.access import unreachable
 
 log = structlog.get_logger(__name__)
 
 Producer: TypeAlias = AIOKafkaProducer
+
+
+class _NoSaslRequests(logging.Filter):
+    """Drop aiokafka's DEBUG line of a SASL authentication request: with PLAIN its payload is the password.
+
+    smartroute keeps library loggers at WARNING and up (`daemon.logs`); this holds wherever
+    else a process sends aiokafka's DEBUG lines.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(
+            isinstance(arg, (SaslAuthenticateRequest_v0, SaslAuthenticateRequest_v1)) for arg in args
+        )
+
+
+logging.getLogger("aiokafka.conn").addFilter(_NoSaslRequests())
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, object]:
@@ -63,7 +83,7 @@ async def start_producer(cfg: KafkaConfig, **options: object) -> tuple[Producer,
     An idempotent producer asks the cluster for a producer id at start. A broker that refuses
     (Tansu; a cluster without the IDEMPOTENT_WRITE permission) gets a plain producer instead:
     retries may then duplicate a message, which smartroute's consumers already tolerate.
-    Raise KafkaUnavailable if no bootstrap server answers.
+    Raise KafkaUnavailable if no bootstrap server answers, KafkaAccessDenied if one refuses the login.
     """
     try:
         producer = await _start(cfg, enable_idempotence=True, **options)
@@ -84,13 +104,13 @@ async def start_plain_producer(cfg: KafkaConfig) -> Producer:
 
 
 async def _start(cfg: KafkaConfig, **options: object) -> Producer:
-    producer = Producer(**client_options(cfg), acks="all", **options)
+    connection = client_options(cfg)
+    producer = Producer(**connection, acks="all", **options)
     try:
         await producer.start()
     except BaseException as exc:
         await producer.stop()  # else aiokafka leaks its connections and warns "Unclosed AIOKafkaProducer"
         if isinstance(exc, KafkaConnectionError):
-            servers = ",".join(cfg.bootstrap_servers)
-            raise KafkaUnavailable(f"no Kafka broker answered at {servers}: {exc}") from exc
+            raise await unreachable(cfg, connection, exc) from exc  # KafkaUnavailable, or a refused login
         raise
     return producer

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 from daemon.config import KafkaConfig, TopicsConfig
 from daemon.config.topics import COMPACTED, CONTRACT_TOPICS, SINGLE_PARTITION
 from daemon.errors import KafkaUnavailable, TopicsMissing
+from daemon.kafka.access import principal, unreachable
 from daemon.kafka.settings import client_options
 
 log = structlog.get_logger(__name__)
@@ -93,8 +94,7 @@ class _Admin:
             await self._client.start()
         except KafkaConnectionError as exc:
             await self._client.close()
-            servers = ",".join(self._cfg.bootstrap_servers)
-            raise KafkaUnavailable(f"no Kafka broker answered at {servers}: {exc}") from exc
+            raise await unreachable(self._cfg, client_options(self._cfg), exc) from exc
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -255,5 +255,5 @@ async def require_topics(cfg: KafkaConfig, names: Iterable[str]) -> None:
     if denied:
         raise TopicsMissing(
             f"not authorized to read the metadata of Kafka topic(s) {', '.join(denied)}: "
-            "this client's principal needs the DESCRIBE ACL on them"
+            f"{principal(cfg)} needs the DESCRIBE ACL on them"
         )

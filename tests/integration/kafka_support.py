@@ -11,7 +11,7 @@ a short metadata refresh lets it find a topic created after it started.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeAlias
 
@@ -28,17 +28,18 @@ Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 class TopicReader:
     """Collect every record of one topic from its beginning, also for a topic created later."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, client: Mapping[str, object] | None = None) -> None:
+        """Read `topic` at `bootstrap`; `client` adds aiokafka options (TLS, SASL: `client_options`)."""
         self.topic = topic
         self.records: list[Record] = []
+        options: dict[str, object] = {"bootstrap_servers": bootstrap, "request_timeout_ms": 5000}
         self._consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            **(options | dict(client or {})),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=200,
-            request_timeout_ms=5000,
         )
 
     async def __aenter__(self) -> TopicReader:

@@ -1,5 +1,9 @@
 """Canary credentials never leak: not in DEBUG logs, metrics, results, exception text or reprs.
 
+Also a canary Kafka SASL password, used for real over SASL_SSL (Apache Kafka, at DEBUG: aiokafka's
+own lines too) and shown nowhere, not in /status or /metrics; and a signing key file given to
+`smartroute order --key`, good or malformed, quoted nowhere.
+
 A canary API key and secret trade against the fake Binance through every
 failure path (bad bodies, lost answers, bans, clock rejections, unreadable
 2xx answers, a venue that never answers queries); everything the process could
@@ -10,22 +14,34 @@ signature the fake received.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import io
 import traceback
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from Crypto.PublicKey import ECC
 from fake_binance import FakeBinance
 from prometheus_client import REGISTRY, generate_latest
+from secure_kafka import CANARY_PASSWORD, CANARY_USER, SecureKafka, documented_acls
 from test_live_executor import LiveWorld, order_message
 
 from connectors.binance.rest import BinanceConnector
 from connectors.binance.session import ApiCredentials
-from daemon.config import ConfigError
+from daemon import cli
+from daemon.app import Daemon
+from daemon.broker import free_port
+from daemon.config import ConfigError, build_config, load_config, redacted_view
 from daemon.credentials import load_binance_credentials
+from daemon.kafka import start_plain_producer
+from daemon.kafka.topics import create_topics
+from router.signatures import load_private_key
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +195,101 @@ def test_a_secret_and_a_key_together_are_refused(tmp_path: Path) -> None:
                 "BINANCE_PRIVATE_KEY_FILE": str(tmp_path / "key.pem"),
             }
         )
+
+
+# The SASL password and a signing key: through a real SASL_SSL connection, /status, /metrics and errors.
+
+
+@pytest.mark.apache_kafka
+async def test_a_canary_sasl_password_appears_in_no_log_status_metric_view_or_exception(
+    secure_kafka: SecureKafka, tmp_path: Path, captured_logs: io.StringIO
+) -> None:
+    """The canary logs in as the router (its documented ACLs), at DEBUG, from $CREDENTIALS_DIRECTORY."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    acls = documented_acls(
+        tmp_path, PREFIX=prefix, ROUTER_GROUP=f"{prefix}router", ROUTER=f"User:{CANARY_USER}"
+    )
+    await asyncio.to_thread(secure_kafka.grant, acls)
+    topics_admin = build_config(
+        {"kafka": secure_kafka.kafka_table("smartroute-admin", prefix)},
+        secure_kafka.environ("smartroute-admin"),
+    )
+    await create_topics(topics_admin.kafka, topics_admin.topics)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "kafka_sasl_password").write_text(CANARY_PASSWORD + "\n")
+    port = free_port("127.0.0.1")
+    config = tmp_path / "smartroute.toml"
+    config.write_text(
+        f'[daemon]\nhttp_port = {port}\nstate_dir = "{tmp_path / "state"}"\n'
+        + secure_kafka.kafka_toml(CANARY_USER, prefix)
+        + f'[router]\ngroup_id = "{prefix}router"\nsession_timeout_ms = 2000\n'
+        + '[venues.binance]\nsymbols = ["BTC-USDT"]\nws_url = "ws://127.0.0.1:9"\n'
+    )
+    cfg = load_config(config, environ={"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert cfg.kafka.sasl_password is not None and cfg.kafka.sasl_password.reveal() == CANARY_PASSWORD
+    daemon = Daemon(cfg, roles=frozenset({"route"}))
+    assert daemon.router_service is not None
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop), name="canary-router")
+    served: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            await daemon.router_service.reconciled.wait()
+            async with aiohttp.ClientSession() as session:
+                for path in ("status", "metrics", "readyz"):
+                    async with session.get(f"http://127.0.0.1:{port}/{path}") as response:
+                        served.append(await response.text())
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+    plain = dataclasses.replace(cfg.kafka, sasl_mechanism="PLAIN")  # the password itself goes on the wire
+    producer = await start_plain_producer(plain)
+    try:
+        await producer.send_and_wait(cfg.topic("results"), b"{}", key=b"canary")
+    finally:
+        await producer.stop()
+    sink = Sink()
+    elsewhere = dataclasses.replace(cfg.kafka, sasl_username="desk-1")  # the canary is not desk-1's password
+    await sink.expect_failure(lambda: start_plain_producer(elsewhere))
+    assert "refused the SASL login of User:desk-1" in sink.texts[-1]
+    sink.texts += [repr(cfg), str(cfg.kafka), orjson.dumps(redacted_view(cfg)).decode()]
+    exposed = {
+        "logs": captured_logs.getvalue(),
+        "/status, /metrics, /readyz": "\n".join(served),
+        "metrics": generate_latest(REGISTRY).decode(),
+        "views and exceptions": "\n".join(sink.texts),
+    }
+    for mechanism in ("SCRAM-SHA-512", "PLAIN"):  # aiokafka's own lines, INFO and DEBUG
+        assert f"Authenticated as canary via {mechanism}" in exposed["logs"]
+    assert '"router_ready"' in exposed["logs"] and '"ready"' in exposed["/status, /metrics, /readyz"]
+    for where, text in exposed.items():
+        assert CANARY_PASSWORD not in text, f"the SASL password leaked into {where}"
+
+
+def test_a_signing_key_file_appears_in_no_output_or_error_of_smartroute_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], captured_logs: io.StringIO
+) -> None:
+    """A good key (the request is sent; no router answers), then a malformed one (refused, unquoted)."""
+    key_file = tmp_path / "desk.key"
+    assert cli.main(["keygen", "--out", str(key_file)]) == 0
+    key = load_private_key(key_file)
+    secrets = {
+        *[line for line in key_file.read_text().splitlines() if "-----" not in line],  # the PEM body
+        base64.b64encode(key.private_bytes_raw()).decode(),
+        key.private_bytes_raw().hex(),
+    }
+    config = tmp_path / "smartroute.toml"
+    config.write_text('[kafka]\nbootstrap_servers = "127.0.0.1:9"\nrequest_timeout_ms = 500\n')
+    order = ["order", "--config", str(config), "--symbol", "BTC-USDT", "--side", "buy", "--quantity", "1"]
+    assert cli.main([*order, "--signer", "desk-1", "--key", str(key_file)]) == cli.EXIT_FAILURE
+    canary_key = tmp_path / "canary.key"
+    canary_key.write_text(f"-----BEGIN PRIVATE KEY-----\n{CANARY_SECRET}\n-----END PRIVATE KEY-----\n")
+    assert cli.main([*order, "--signer", "desk-1", "--key", str(canary_key)]) == cli.EXIT_CONFIG
+    printed = capsys.readouterr()
+    assert f"{canary_key} is not an unencrypted PKCS#8 PEM private key" in printed.err
+    assert "no Kafka broker answered at 127.0.0.1:9" in printed.err  # the good key got as far as Kafka
+    for text in (printed.out, printed.err, captured_logs.getvalue()):
+        for secret in (*secrets, CANARY_SECRET):
+            assert secret not in text
