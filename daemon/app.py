@@ -120,6 +120,7 @@ class Daemon:
                 guard=self.router.guard,
                 opportunities=followed,
                 open_orders=self.router.open_orders,
+                pruner=self.router.pruner,
             )
         self.http: HttpServer | None = None
         self.started = asyncio.Event()
@@ -369,6 +370,10 @@ class Daemon:
             "unknown_venue_orders": self._unknown_venue_orders(),
             "halt_reason": self.router.kill_switch.reason if self.router else None,
             "open_residuals": [_residual_status(r) for r in self.router.ledger.open_residuals()]
+            if self.router
+            else [],
+            # Requests whose execution or settlement failed, being settled in the background (router.settler).
+            "unsettled_requests": [u.as_status() for u in self.router.router.settler.unsettled()]
             if self.router
             else [],
         }
