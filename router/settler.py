@@ -103,8 +103,8 @@ class Settler:
         self._ledger = ledger
         self._settle = settle
         self.backoff = backoff or Backoff()
-        self._monotonic = monotonic
-        self._sleep = sleep
+        self.monotonic = monotonic
+        self.sleep = sleep
         self._clock_ns = clock_ns
         self._held: dict[str, Unsettled] = {}
         self._wake = asyncio.Event()
@@ -127,7 +127,7 @@ class Settler:
         held.failures += 1
         held.last_error = error
         delay = self.backoff.delay_s(held.failures)
-        held.due_s = self._monotonic() + delay
+        held.due_s = self.monotonic() + delay
         log.error("order_unsettled", request_id=request_id, error=error, retry_in_s=delay)
         self._count()
         self._wake.set()
@@ -152,7 +152,7 @@ class Settler:
     async def step(self, publish: Publish) -> int:
         """Try every held request that is due once; return how many were answered."""
         answered = 0
-        now = self._monotonic()
+        now = self.monotonic()
         for held in [h for h in self.unsettled() if h.due_s <= now]:
             answered += await self._try(held, publish)
         self._count()
@@ -179,7 +179,7 @@ class Settler:
         held.failures += 1
         held.last_error = error
         delay = self.backoff.delay_s(held.failures)
-        held.due_s = self._monotonic() + delay
+        held.due_s = self.monotonic() + delay
         SETTLE_ATTEMPTS.labels(outcome=outcome).inc()
         log.warning("order_settle_failed", request_id=held.request_id, error=error, retry_in_s=delay)
         return 0
@@ -188,13 +188,13 @@ class Settler:
         """Return how long until the next held request is due (the longest backoff when none is held)."""
         if not self._held:
             return self.backoff.max_s
-        return max(min(h.due_s for h in self._held.values()) - self._monotonic(), 0.0)
+        return max(min(h.due_s for h in self._held.values()) - self.monotonic(), 0.0)
 
     async def _wait(self, stop: asyncio.Event, delay_s: float) -> None:
         """Return after `delay_s`, at `stop`, or when a new request is held, whichever comes first."""
         self._wake.clear()
         waits = [
-            asyncio.ensure_future(self._sleep(delay_s)),
+            asyncio.ensure_future(self.sleep(delay_s)),
             asyncio.ensure_future(stop.wait()),
             asyncio.ensure_future(self._wake.wait()),
         ]
