@@ -160,7 +160,7 @@ async def test_a_changed_valuation_currency_after_a_prune_is_refused_at_start(tm
     )  # fmt: skip
     assert raw_cfg.risk.valuation_currency == "USDT"
     parts = start(other, books=False)
-    with pytest.raises(CarryError, match="risk.valuation_currency is USD.*valued in USDT"):
+    with pytest.raises(CarryError, match=r"risk\.valuation_currency is USD.*valued in USDT"):
         await parts.router.recover()
     parts.ledger.close()
 
