@@ -12,6 +12,10 @@ so a crash between execution and completion cannot cause a second execution;
 intents (with their deterministic client order id) before the venue call and
 move `intent → sent → settled`. Small durable flags (the kill switch) live here
 too. Used from one event-loop thread; every call is a short local transaction.
+A request the background settler answers later has its result recorded as owed
+(`owed.py`) before its offset may be committed. Retention (`router.retention`)
+prunes old answered requests on a second connection, in a worker thread, in
+short chunks; their fills are carried forward in one record (`retention.py`).
 
 The package has one module per kind of record, over one connection:
 
