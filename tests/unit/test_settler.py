@@ -256,3 +256,13 @@ async def test_a_result_owed_by_a_previous_run_is_published_from_the_ledger_at_s
 
     assert published.results == {"r-owed": b'{"stored": true}'}
     assert dark(world).recovered == []  # settled already: only published
+
+
+async def test_the_python_api_says_a_held_request_is_settled_in_the_background(world: World) -> None:
+    three_books(world)
+    dark(world).dark.add("binance")
+
+    with pytest.raises(ExecutionError, match="in flight: settled in the background"):
+        await world.router.execute_with_preferences("BTC-USDT", "buy", "1", "u1")
+
+    assert len(world.router.settler.unsettled()) == 1
