@@ -228,7 +228,7 @@ async def test_a_crash_with_one_leg_filled_and_the_other_in_flight_is_never_repo
     assert (result["status"], result["filled_quantity"]) == ("failed", "0")
     assert_valid("execution-result", result)
     assert result["residual"]["quantity"] == "1" and result["residual"]["state"] == "flat"
-    assert "settled after a restart" in result["message"]
+    assert "settled after an interruption" in result["message"]
     # Leg 1 was reconciled, never sent again; only the residual's leg 2 was sent.
     assert [leg.leg for leg in restarted.executor.recovered] == [1]
     assert [(leg.leg, leg.venue, leg.side) for leg in restarted.executor.sent] == [(2, "binance", "sell")]
