@@ -13,7 +13,8 @@ The router makes the first attempt before it publishes the arbitrage's result
 the rest in the background, and after a restart resumes every residual the
 ledger holds open. While trading is halted nothing is sent, and the timeout
 still runs. An attempt whose outcome the venue cannot tell yet stays in flight
-and is settled from the venue on a later pass; it never stops the worker.
+and is settled from the venue on a later pass; it never stops the worker, and
+the timeout still halts trading while it cannot be told.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class ResidualWorker:
                 except ExecutionError as exc:
                     # The attempt's leg stays sent in the ledger; the next pass settles it from the venue.
                     log.error("residual_attempt_unsettled", request_id=record.request_id, error=str(exc))
+                    if self._clock_ns() - record.started_ns >= self.settings.timeout_ms * 1_000_000:
+                        self._abandon(record)  # not known flat in time: halt, as for any other residual
             self._count_open()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause_s)

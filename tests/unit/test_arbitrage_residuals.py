@@ -289,3 +289,31 @@ async def test_an_unwind_attempt_whose_venue_goes_dark_never_stops_the_worker(tm
         3,
     ]  # sent once each
     w.ledger.close()
+
+
+async def test_a_residual_whose_attempt_stays_unknown_past_its_timeout_halts_trading(tmp_path: Path) -> None:
+    w = World(tmp_path / "state", executor=DarkFlakyExecutor, residuals=SETTINGS)
+    w.book("binance", [("99.9", "0.3"), ("99.85", "0.2"), ("99.7", "5")], [("100", "2")])
+    w.book("bybit", [("101", "2")], [("102", "5")])
+    await w.router.handle(arbitrage())
+    dark = w.executor
+    assert isinstance(dark, DarkFlakyExecutor)
+    dark.dark = frozenset({"binance"})
+    w.book("binance", [("99.9", "5")], [("100", "2")])
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.router.work_residuals(stop))
+    for _ in range(200):
+        if any(leg.state == "sent" for leg in w.ledger.legs("arb-1")):
+            break
+        await asyncio.sleep(0.01)
+    w.clock.now_ns += SETTINGS.timeout_ms * MS  # the venue still cannot tell when the timeout passes
+    for _ in range(200):
+        if w.kill_switch.halted:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    record = w.ledger.residual("arb-1")
+    assert record is not None and record.state == "abandoned"
+    assert w.kill_switch.halted and "residual of arbitrage arb-1" in (w.kill_switch.reason or "")
+    w.ledger.close()
