@@ -109,6 +109,7 @@ class Daemon:
                 guard=self.router.guard,
                 opportunities=followed,
                 open_orders=self.router.open_orders,
+                pruner=self.router.pruner,
             )
         self.http: HttpServer | None = None
         self.started = asyncio.Event()

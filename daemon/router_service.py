@@ -28,6 +28,13 @@ Arbitrage residuals (unhedged quantities) are worked in the background until
 flat, from the ledger, so one left by a previous run is resumed
 (`SmartRouter.work_residuals`).
 
+A request whose execution or settlement fails (a venue that stays dark) is not
+answered in its batch: the ledger holds it in flight with its result owed, and
+the background settler (`router.settler`, which states why the batch's offsets
+may be committed past it) settles it and publishes its result here, keyed by
+request_id. A redelivery of it meanwhile is answered with nothing. The ledger's
+retention (`router.retention`) prunes old answered requests in the background.
+
 Order requests are fetched with a short `fetch_max_wait_ms`
 (`daemon.kafka.FETCH_MAX_WAIT_MS`): a broker that holds an empty fetch for
 its whole wait (Tansu does) would otherwise add ~100 ms to every request.
@@ -58,13 +65,14 @@ from daemon.kafka import (
 )
 from daemon.metrics import ORDER_REQUESTS_UNTIMED, ROUTER_COMMIT_FAILURES, UNAUTHENTICATED_SETTINGS
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
-from router.errors import RouterError
+from router.errors import ResultNotPublished, RouterError
 from router.kill_switch import KillSwitch
 from router.metrics import HALTED
 from router.open_orders import OpenOrderCheck
 from router.opportunities import InvalidOpportunity
 from router.preferences import PreferenceStore
 from router.request_age import Enqueued
+from router.retention import LedgerPruner
 from router.signatures import Unauthenticated
 from router.signed_settings import SettingsGuard
 from router.smart import SmartRouter
@@ -139,11 +147,13 @@ class RouterService:
         guard: SettingsGuard,
         opportunities: FollowedOpportunities | None = None,
         open_orders: OpenOrderCheck | None = None,
+        pruner: LedgerPruner | None = None,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
         self.open_orders = open_orders  # live: checked before readiness, then every reconcile_interval_ms
         self.opportunities = opportunities  # followed from the topic when no detector runs in this process
+        self.pruner = pruner  # prunes old answered requests from the ledger (None: keeps everything)
         self.router = router
         self.preferences = preferences
         self.kill_switch = kill_switch
@@ -174,6 +184,9 @@ class RouterService:
                     interval_s = self.settings.reconcile_interval_ms / 1000
                     tg.create_task(self.open_orders.run(stop, interval_s), name="open-orders")
                 tg.create_task(self.router.work_residuals(stop), name="residuals")
+                tg.create_task(self.router.settle_in_background(stop, self._publish_result), name="settler")
+                if self.pruner is not None:
+                    tg.create_task(self.pruner.run(stop), name="ledger-retention")
         finally:
             log.info("router_stopped")
 
@@ -266,6 +279,13 @@ class RouterService:
         except KafkaError as exc:
             ROUTER_COMMIT_FAILURES.inc()
             log.warning("router_commit_failed", error=repr(exc), partition=partition.partition, offset=offset)
+
+    async def _publish_result(self, request_id: str, result: bytes) -> None:
+        """Publish a result the settler settled, keyed by request_id, once the broker acknowledged it."""
+        try:
+            await self._send_all([(self.results_topic, request_id.encode(), result)])
+        except KafkaError as exc:
+            raise ResultNotPublished(repr(exc)) from exc
 
     async def _send_all(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
         """Send every message and wait until the broker acknowledged all of them."""

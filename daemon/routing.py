@@ -57,6 +57,7 @@ from router.positions import PositionBook, fresh_mids
 from router.preferences import InvalidPreferences, PreferenceStore, UserPreferences, preferences_from_fields
 from router.request import RequestRules
 from router.residuals import ResidualSettings
+from router.retention import LedgerPruner
 from router.risk import RiskGate, RiskLimits
 from router.signatures import KeyRing, parse_public_key
 from router.signed_settings import SettingsGuard
@@ -109,6 +110,7 @@ class RouterParts:
     loss: LossGuard | None = None  # the daily loss limit over the router's positions
     balance_sync: BalanceSync | None = None  # live: reads the venues' balances into the router's book
     open_orders: OpenOrderCheck | None = None  # live: venues' open orders against the ledger; paper: none
+    pruner: LedgerPruner | None = None  # [router] ledger_retention_ms; None: the ledger keeps everything
 
     async def connect(self) -> None:
         """Connect the live venues (clock, rules, the account's taker fees, balances) before reconciling."""
@@ -319,6 +321,8 @@ def build_router(
             "or control topic can trade, change preferences, halt or resume",
         )
     open_orders = None if live is None else OpenOrderCheck(live.connectors, ledger)
+    retention_ms = sections.router.ledger_retention_ms
+    pruner = None if retention_ms == -1 else LedgerPruner(ledger.path, retention_ms, positions.currency)
     return RouterParts(
         router,
         ledger,
@@ -330,4 +334,5 @@ def build_router(
         loss=loss,
         balance_sync=balance_sync,
         open_orders=open_orders,
+        pruner=pruner,
     )

@@ -69,6 +69,8 @@ def status_view(
         "unknown_venue_orders": _unknown_venue_orders(router),
         "halt_reason": router.kill_switch.reason if router else None,
         "open_residuals": [_residual_status(r) for r in router.ledger.open_residuals()] if router else [],
+        # Requests whose execution or settlement failed, being settled in the background (router.settler).
+        "unsettled_requests": [u.as_status() for u in router.router.settler.unsettled()] if router else [],
     }
 
 

@@ -160,16 +160,16 @@ class BalanceBook:
 
     def apply_fill(self, symbol: str, fill: Fill) -> None:
         """Move `fill.venue`'s holdings by one fill of `symbol` (no-op for an untracked venue)."""
-        totals = self._totals.get(fill.venue)
+        self.apply_moves(fill.venue, fill_moves(symbol, fill))
+
+    def apply_moves(self, venue: str, moves: Mapping[str, Decimal]) -> None:
+        """Move `venue`'s holdings by `moves` (asset → change; no-op for an untracked venue)."""
+        totals = self._totals.get(venue)
         if totals is None:
             return
-        base, quote = symbol_assets(symbol)
-        sign = 1 if fill.side == "buy" else -1
-        moves = {base: sign * fill.quantity, quote: -sign * fill.price * fill.quantity}
-        moves[fill.fee_asset] = moves.get(fill.fee_asset, _ZERO) - fill.fee
         for asset, change in moves.items():
             totals[asset] = totals.get(asset, _ZERO) + change
-        self._versions[fill.venue] += 1
+        self._versions[venue] += 1
 
     def busy(self, venue: str) -> bool:
         """Tell whether a leg on `venue` is in flight (its holdings are about to move)."""
@@ -222,3 +222,12 @@ class BalanceBook:
             }
             for venue, assets in self.snapshot().items()
         }
+
+
+def fill_moves(symbol: str, fill: Fill) -> dict[str, Decimal]:
+    """Return how one fill of `symbol` moves its venue's holdings: asset → change."""
+    base, quote = symbol_assets(symbol)
+    sign = 1 if fill.side == "buy" else -1
+    moves = {base: sign * fill.quantity, quote: -sign * fill.price * fill.quantity}
+    moves[fill.fee_asset] = moves.get(fill.fee_asset, _ZERO) - fill.fee
+    return moves

@@ -4,7 +4,8 @@ SmartrouteError
  └── RouterError
       ├── InvalidRequest     an order request that must be rejected; carries reject_code and request_id
       ├── LedgerError        the durable ledger cannot be opened, read or written
-      └── ExecutionError     an executor could not settle an execution
+      ├── ExecutionError     an executor could not settle an execution
+      └── ResultNotPublished a settled request's result was not acknowledged by the results topic
 """
 
 from __future__ import annotations
@@ -47,3 +48,7 @@ class LedgerError(RouterError):
 
 class ExecutionError(RouterError):
     """An executor failed in a way it could not settle by itself."""
+
+
+class ResultNotPublished(RouterError):
+    """A result could not be published (the transport's error is its cause); it is sent again later."""

@@ -34,7 +34,7 @@ class Handled:
     """The answer to one message: the result bytes to publish (if any) and what happened."""
 
     request_id: str | None
-    result: bytes | None  # None when no well-formed request_id could be read
+    result: bytes | None  # None: no well-formed request_id could be read, or the settler answers later
     executed: bool  # a new execution happened now
     replayed: bool  # the stored result of an earlier delivery
     invalid: InvalidRequest | None  # the message goes to the DLQ with this error

@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-import orjson
 import structlog
 
 from connectors.types import Mode, decimal_text
 from router.balances import BalanceBook, InsufficientBalance
-from router.execution import Executor, Fill, LegOutcome, OrderLeg
+from router.carry import load_carried, settled_fills
+from router.execution import Executor, LegOutcome, OrderLeg
 from router.funding import leg_need
 from router.ledger import Ledger, LegIntent
 from router.live import LiveExecutor
@@ -85,7 +85,15 @@ class LegRunner:
             return [LegOutcome(leg, (), f"not sent: {exc.message}", exc.reject_code) for leg in legs]
         for leg in legs:
             self._ledger.record_leg_intent(intent_of(leg))
-        return list(await asyncio.gather(*(self._run_one(leg) for leg in legs)))
+        # Every leg runs to its end before an error leaves: nothing of this request is still running
+        # when the settler (router.settler) takes it over.
+        done = await asyncio.gather(*(self._run_one(leg) for leg in legs), return_exceptions=True)
+        outcomes = []
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            outcomes.append(outcome)
+        return outcomes
 
     def _reserve(self, legs: Sequence[OrderLeg]) -> None:
         reserved: list[OrderLeg] = []
@@ -138,24 +146,33 @@ class LegRunner:
             return LegOutcome.decode(leg, intent.outcome)
         outcome = await self._executor.recover(leg, acknowledged=acknowledged)
         self._settled(leg, outcome)
+        # The reservation its interrupted run held (none after a restart) goes; its fills move the book.
+        self._balances.settle((leg.request_id, leg.leg), symbol, outcome.fills)
+        if outcome.fills and self.on_fill is not None:
+            self.on_fill(leg.venue)
         return outcome
 
     def restore_positions(self) -> int:
         """Feed every fill the ledger recorded into the risk gate, so positions survive a restart.
 
-        On paper the fills move the balance book too (it starts from `[paper.balances]`); live
-        balances are read from the venues, which already reflect them.
+        The rebuild starts from the history retention carried forward (`router.carry`), then
+        replays the fills still in the ledger, in claim order. On paper the fills move the balance
+        book too (it starts from `[paper.balances]`); live balances are read from the venues, which
+        already reflect them.
         """
+        stored, legs = self._ledger.history()
+        carried = load_carried(stored, self._risk.positions.currency)
+        if carried is not None:  # what pruned requests' fills did (router.carry)
+            self._risk.positions.carry_over(carried.book)
+            if self.mode == "paper":
+                for venue, moves in carried.balances.items():
+                    self._balances.apply_moves(venue, moves)
         fills = 0
-        for request, intent in self._ledger.settled_legs():
-            symbol = orjson.loads(request).get("symbol")
-            if not isinstance(symbol, str) or intent.outcome is None:
-                continue
-            for fill in (Fill.from_message(f) for f in orjson.loads(intent.outcome)["fills"]):
-                self._risk.record_fill(symbol, fill, watch=False)
-                if self.mode == "paper":
-                    self._balances.apply_fill(symbol, fill)
-                fills += 1
+        for symbol, fill in settled_fills(legs):
+            self._risk.record_fill(symbol, fill, watch=False)
+            if self.mode == "paper":
+                self._balances.apply_fill(symbol, fill)
+            fills += 1
         if fills:
             gross, _ = self._risk.positions.gross_exposure()
             log.info("positions_restored", fills=fills, gross_exposure=decimal_text(gross))

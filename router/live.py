@@ -17,8 +17,9 @@ the venue's acceptance window (`acceptance_window_ms`: recvWindow, `expTime`,
 `deadline`, the JWT's life; plus a margin) has passed since the send: from
 then on the venue refuses the request as too old, so the order can no longer
 appear. If the venue cannot tell within the query window, `ExecutionError`
-propagates and the leg stays "sent" in the ledger, to be settled by
-`recover()` at the next start — it is never guessed.
+propagates and the leg stays "sent" in the ledger, to be settled from the
+venue later by the background settler (`router.settler`), or by `recover()`
+at the next start — it is never guessed.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ class LiveExecutor:
                 await self.sleep(pause)
         raise ExecutionError(
             f"{leg.venue} order {leg.client_order_id}: outcome still unknown after {len(delays) + 1} "
-            "queries; the leg stays in flight and is settled from the venue at the next start"
+            "queries; the leg stays in flight and is settled from the venue later"
         )
 
     async def _cancel(self, venue: TradingVenue, leg: OrderLeg) -> None:

@@ -109,6 +109,8 @@ def init_router_metrics(venues: Iterable[str]) -> None:
     """Create the router's series at zero so they exist from start (reject codes appear when used)."""
     for status in ORDER_STATUSES:
         ORDER_REQUESTS.labels(status=status, reject_code="")
+    for outcome in SETTLE_OUTCOMES:
+        SETTLE_ATTEMPTS.labels(outcome=outcome)
     for venue in venues:
         ORDER_LEG_SECONDS.labels(venue=venue)
         UNKNOWN_VENUE_ORDERS.labels(venue=venue)
@@ -217,4 +219,20 @@ RESIDUAL_ATTEMPTS = Counter(
 RESIDUAL_HALTS = Counter(
     "smartroute_residual_halts_total",
     "Residuals not flat within residual_timeout_ms: each one halted trading.",
+)
+REQUESTS_UNSETTLED = Gauge(
+    "smartroute_requests_unsettled",
+    "Requests in flight whose execution or settlement failed: the background settler retries them "
+    "and owes their results.",
+)
+SETTLE_ATTEMPTS = Counter(
+    "smartroute_settle_attempts_total",
+    "Background settler attempts, by outcome: settled (result published), failed (still unknown), "
+    "unpublished (settled, its result not acknowledged yet).",
+    ["outcome"],
+)
+SETTLE_OUTCOMES = ("settled", "failed", "unpublished")
+LEDGER_PRUNED = Counter(
+    "smartroute_ledger_pruned_requests_total",
+    "Answered requests deleted from the ledger by [router] ledger_retention_ms, fills carried forward.",
 )

@@ -56,6 +56,7 @@ from router.execution import Fill
 
 __all__ = [
     "EXACT",
+    "BookState",
     "PositionBook",
     "Price",
     "fill_flows",
@@ -156,6 +157,17 @@ class Price:
     stale: bool
 
 
+@dataclass(frozen=True, slots=True)
+class BookState:
+    """Everything a PositionBook learned from its fills: what a pruned history carries forward."""
+
+    net: Mapping[str, Mapping[str, Decimal]]  # asset → venue → net
+    costs: Mapping[str, tuple[Decimal, Decimal]]  # asset → (open quantity, cost basis)
+    last: Mapping[str, Decimal]  # asset → last known price
+    realized: Mapping[dt.date, Decimal]  # UTC day → realized PnL
+    pnl_unpriced: frozenset[str]
+
+
 class _Cost:
     """One asset's open quantity and its signed cost basis in the valuation currency."""
 
@@ -224,6 +236,28 @@ class PositionBook:
             day = utc_day(fill.ts_ns)
             self._realized[day] = self._realized.get(day, _ZERO) + realized
         return realized
+
+    def state(self) -> BookState:
+        """Return what the fills applied so far left in the book (see `carry_over`)."""
+        return BookState(
+            net={asset: dict(venues) for asset, venues in self._net.items()},
+            costs={asset: (cost.quantity, cost.basis) for asset, cost in self._costs.items()},
+            last=dict(self._last),
+            realized=dict(self._realized),
+            pnl_unpriced=frozenset(self._pnl_unpriced),
+        )
+
+    def carry_over(self, state: BookState) -> None:
+        """Start a book that has applied no fill from `state`, as if it had applied those fills."""
+        if self._net or self._realized:
+            raise ValueError("a history is carried over into a book that has applied no fill yet")
+        self._net = {asset: dict(venues) for asset, venues in state.net.items()}
+        for asset, (quantity, basis) in state.costs.items():
+            cost = self._costs.setdefault(asset, _Cost())
+            cost.quantity, cost.basis = quantity, basis
+        self._last.update(state.last)
+        self._realized = dict(state.realized)
+        self._pnl_unpriced = set(state.pnl_unpriced)
 
     def _unit(self, asset: str) -> Decimal | None:
         price = self.price(asset)

@@ -1,4 +1,4 @@
-"""Settling requests a crash left in flight, and reading stored results back.
+"""Settling requests a crash (or a venue that could not tell) left in flight; reading results back.
 
 A request is in flight when its claim is in the ledger but its result is
 not. Each of its legs is settled from what the ledger recorded: a settled
@@ -38,7 +38,8 @@ async def recover_request(
     symbol = str(document.get("symbol", ""))
     outcomes, reconciled = await legs.settle(request_id, symbol)
     note = (
-        f"; settled after a restart: {len(outcomes) - reconciled} leg(s) from the ledger, {reconciled} "
+        f"; settled after an interruption (a restart, or a venue that could not tell at once): "
+        f"{len(outcomes) - reconciled} leg(s) from the ledger, {reconciled} "
         "reconciled with the executor; nothing was sent again"
     )
     by_leg = {o.leg.leg: o for o in outcomes}

@@ -12,7 +12,9 @@ The router makes the first attempt before it publishes the arbitrage's result
 (which then says "working" with the quantity remaining, or "flat"); `run` works
 the rest in the background, and after a restart resumes every residual the
 ledger holds open. While trading is halted nothing is sent, and the timeout
-still runs.
+still runs. An attempt whose outcome the venue cannot tell yet stays in flight
+and is settled from the venue on a later pass; it never stops the worker, and
+the timeout still halts trading while it cannot be told.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import structlog
 from connectors.types import decimal_text
 from router.arbitrage import ArbitrageOutcome
 from router.cache import PriceCache
+from router.errors import ExecutionError
 from router.execution import LegOutcome
 from router.kill_switch import MAX_REASON_CHARS, KillSwitch
 from router.ledger import Ledger, ResidualRecord, ResidualState
@@ -118,7 +121,13 @@ class ResidualWorker:
         """Work the open residuals until `stop`: one attempt on each per pass."""
         while not stop.is_set():
             for record in self._ledger.open_residuals():
-                await self.step(record.request_id)
+                try:
+                    await self.step(record.request_id)
+                except ExecutionError as exc:
+                    # The attempt's leg stays sent in the ledger; the next pass settles it from the venue.
+                    log.error("residual_attempt_unsettled", request_id=record.request_id, error=str(exc))
+                    if self._clock_ns() - record.started_ns >= self.settings.timeout_ms * 1_000_000:
+                        self._abandon(record)  # not known flat in time: halt, as for any other residual
             self._count_open()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause_s)

@@ -21,7 +21,11 @@ Python API):
 
 A crash anywhere leaves the request "in flight" in the ledger; `recover()`
 settles it from what the ledger (and, live, the venue) knows — it is never
-sent again.
+sent again. An error executing or settling one request (`ExecutionError`: a
+venue that stays dark, an outcome it cannot tell yet) leaves it in flight too,
+unanswered for now: the background settler (`router.settler`, which states why
+its offset may be committed) settles and answers it later, and the router
+carries on with the next request.
 
 The Python API of DESIGN.md (`get_best_price`, `execute_with_preferences`, ...)
 is a method here, its stateless pieces in `router.api`.
@@ -43,7 +47,7 @@ from router.api import VenuePrice, arbitrage_message, best_price, decode_result,
 from router.arbitrage import NoArbitrage, plan_arbitrage, settle_arbitrage
 from router.balances import BalanceBook
 from router.cache import PriceCache
-from router.errors import InvalidRequest
+from router.errors import ExecutionError, InvalidRequest
 from router.execution import Executor, refusal
 from router.funding import symbol_assets
 from router.intake import Handled, Intake
@@ -62,6 +66,7 @@ from router.residuals import ResidualSettings
 from router.results import ExecutionResult
 from router.risk import RiskGate, RiskRejected
 from router.routing import NoRoute, VenueView
+from router.settler import Publish, Settler
 from router.signatures import Headers
 from router.validation import parse_request
 
@@ -118,6 +123,8 @@ class SmartRouter:
         # An enqueued request older than this is answered "expired" (router.request_age); None: no bound.
         self._max_request_age_ns = None if max_request_age_ms is None else max_request_age_ms * 1_000_000
         self._clock_ns = clock_ns
+        # Settles (and answers) in the background each request whose execution or settlement failed.
+        self.settler = Settler(ledger, self._recover_one, clock_ns=clock_ns)
 
     @property
     def mode(self) -> Mode:
@@ -178,7 +185,8 @@ class SmartRouter:
 
     async def _submit_api(self, message: dict[str, object]) -> ExecutionResult:
         handled = await self.handle(orjson.dumps(message))
-        assert handled.result is not None  # the API builds well-formed ids
+        if handled.result is None:  # the API builds well-formed ids: the settler holds it
+            raise ExecutionError(f"request {handled.request_id} is in flight: settled in the background")
         return decode_result(handled.result)
 
     # ----- the message path ------------------------------------------------------------------
@@ -212,14 +220,21 @@ class SmartRouter:
             ORDER_REQUESTS.labels(status="replayed", reject_code="").inc()
             return Handled(request.request_id, claim.result, executed=False, replayed=True, invalid=None)
         if claim.status == "in_flight":
-            # Only a crash leaves a claim open; settle it from the ledger, never by sending again.
-            recovered = await self._recover_one(request.request_id, raw)
+            # A crash or a failed settlement left the claim open: the settler answers a request it
+            # holds; any other is settled from the ledger now — never by sending again.
+            recovered = None
+            if not self.settler.holds(request.request_id):
+                recovered = await self._try_recover(request.request_id, raw)
             return Handled(request.request_id, recovered, executed=False, replayed=True, invalid=None)
         if stale := expired_message(enqueued, now, self._max_request_age_ns):
             log.warning("order_request_expired", request_id=request.request_id, reason=stale)
             result = self._reject(request, EXPIRED, stale, now)
         else:
-            result = await self._execute(request, now)
+            try:
+                result = await self._execute(request, now)
+            except ExecutionError as exc:  # in flight; answered by the settler once settled
+                self.settler.hold(request.request_id, raw, str(exc), since_ns=now)
+                return Handled(request.request_id, None, executed=True, replayed=False, invalid=None)
         encoded = result.encode()
         self._ledger.complete(request.request_id, encoded, now_ns=self._clock_ns())
         ORDER_REQUESTS.labels(status=result.status, reject_code=result.reject_code or "").inc()
@@ -334,13 +349,30 @@ class SmartRouter:
     async def recover(self) -> list[bytes]:
         """Rebuild positions from the ledger, then settle every request a previous run left in flight.
 
-        Return the settled requests' results, oldest first.
+        Return the settled requests' results, oldest first. Results a previous run owed go back to
+        the settler, and so does a request that cannot be settled yet: neither stops the start.
         """
         self.restore_positions()
-        results = [await self._recover_one(request_id, raw) for request_id, raw in self._ledger.in_flight()]
+        self.settler.resume()
+        results = []
+        for request_id, raw in self._ledger.in_flight():
+            if not self.settler.holds(request_id) and (result := await self._try_recover(request_id, raw)):
+                results.append(result)
         if results:
             log.warning("router_recovered_in_flight", requests=len(results))
         return results
+
+    async def settle_in_background(self, stop: asyncio.Event, publish: Publish) -> None:
+        """Settle the requests the settler holds, publishing each result through `publish`, until `stop`."""
+        await self.settler.run(stop, publish)
+
+    async def _try_recover(self, request_id: str, raw: bytes) -> bytes | None:
+        """Settle an in-flight request now and return its result; None: the settler took it over."""
+        try:
+            return await self._recover_one(request_id, raw)
+        except ExecutionError as exc:
+            self.settler.hold(request_id, raw, str(exc))
+            return None
 
     async def work_residuals(self, stop: asyncio.Event) -> None:
         """Work every open arbitrage residual in the ledger until it is flat (or halt), until `stop`."""

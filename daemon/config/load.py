@@ -22,10 +22,17 @@ from typing import Final
 from daemon.config.kafka import SASL_PASSWORD_ENV, read_kafka
 from daemon.config.model import Config
 from daemon.config.paper import read_paper
-from daemon.config.sections import read_cache, read_daemon, read_detector, read_risk, read_router
+from daemon.config.sections import (
+    RouterConfig,
+    read_cache,
+    read_daemon,
+    read_detector,
+    read_risk,
+    read_router,
+)
 from daemon.config.security import read_operators, read_security
 from daemon.config.table import EnvOrigin, Table, config_error, show
-from daemon.config.topics import read_topics
+from daemon.config.topics import TopicsConfig, read_topics
 from daemon.config.users import read_users
 from daemon.config.venues import read_venues
 from daemon.errors import ConfigError
@@ -46,7 +53,7 @@ def build_config(raw: Mapping[str, object], environ: Mapping[str, str]) -> Confi
     root = Table(merged, "", origins)
     for name in sorted(set(root.names()) - _SECTIONS):
         raise root.error(name, "unknown section")
-    return Config(
+    cfg = Config(
         daemon=read_daemon(root.table("daemon")),
         kafka=read_kafka(root.table("kafka"), environ),
         cache=read_cache(root.table("cache")),
@@ -60,6 +67,32 @@ def build_config(raw: Mapping[str, object], environ: Mapping[str, str]) -> Confi
         security=read_security(root.table("security")),
         operators=read_operators(root.table("operators")),
     )
+    check_ledger_retention(cfg.router, cfg.topics)
+    return cfg
+
+
+def check_ledger_retention(router: RouterConfig, topics: TopicsConfig) -> None:
+    """Refuse a ledger retention shorter than dedupe needs (README "Ledger retention").
+
+    A request redelivered from the orders topic must still find its claim: the ledger keeps an
+    answered request at least as long as the topic keeps it, plus `max_request_age_ms`.
+    """
+    kept, orders = router.ledger_retention_ms, topics.retention_ms["orders"]
+    if kept == -1:
+        return
+    if orders == -1:
+        raise ConfigError(
+            f"router.ledger_retention_ms = {kept}: topics.retention_ms.orders is -1 (kept forever), so a "
+            "request can be redelivered at any age and must always find its claim: set "
+            "router.ledger_retention_ms = -1 too"
+        )
+    needed = orders + router.max_request_age_ms
+    if kept < needed:
+        raise ConfigError(
+            f"router.ledger_retention_ms = {kept}: must be at least topics.retention_ms.orders ({orders}) + "
+            f"router.max_request_age_ms ({router.max_request_age_ms}) = {needed}, so that a request "
+            "redelivered from the orders topic still finds its claim in the ledger (or -1: kept forever)"
+        )
 
 
 def _read_toml(path: Path) -> dict[str, object]:

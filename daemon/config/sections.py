@@ -85,6 +85,8 @@ class RouterConfig:
     balance_tolerance_bps: Decimal = Decimal(10)
     max_request_age_ms: int = 30_000  # older requests (by their Kafka record time) are answered "expired"
     reconcile_interval_ms: int = 300_000  # live: how often venues' open orders are checked against the ledger
+    # answered requests older than this leave the ledger, fills carried forward (-1: kept forever)
+    ledger_retention_ms: int = 30 * 86_400_000
 
 
 def read_daemon(t: Table) -> DaemonConfig:
@@ -190,7 +192,10 @@ def read_router(t: Table) -> RouterConfig:
         reconcile_interval_ms=t.integer(
             "reconcile_interval_ms", d.reconcile_interval_ms, minimum=1000, maximum=86_400_000
         ),
+        ledger_retention_ms=t.integer("ledger_retention_ms", d.ledger_retention_ms, minimum=-1),
     )
+    if cfg.ledger_retention_ms == 0:
+        raise t.error("ledger_retention_ms", "must be -1 (kept forever) or a positive number of ms, got 0")
     if cfg.balance_tolerance_bps > 10_000:
         raise t.error("balance_tolerance_bps", f"must be ≤ 10000 bps, got {cfg.balance_tolerance_bps}")
     t.finish()

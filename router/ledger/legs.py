@@ -120,19 +120,6 @@ class LegRecords(LedgerFile):
         """Return every leg not yet settled — what startup reconciliation asks the venues about."""
         return self._legs("unsettled_legs", "state <> 'settled'", ())
 
-    def settled_legs(self) -> list[tuple[bytes, LegIntent]]:
-        """Return every settled leg with its request's bytes, oldest first — to rebuild positions at start."""
-        columns = ", ".join(f"legs.{name}" for name in LEG_COLUMNS.split(", "))
-        query = (
-            f"SELECT requests.request, {columns} FROM legs JOIN requests USING (request_id) "
-            "WHERE legs.state = 'settled' ORDER BY requests.claimed_ns, legs.request_id, legs.leg"
-        )
-        try:
-            rows = self._connection().execute(query).fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail("settled_legs", exc) from exc
-        return [(bytes(row[0]), leg_from_row(row[1:])) for row in rows]
-
     def _legs(self, action: str, where: str, params: tuple[object, ...]) -> list[LegIntent]:
         try:
             return fetch_legs(self._connection(), where, params)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from router.ledger.file import LedgerFile, log
+from router.ledger.file import LedgerFile
 
 ClaimStatus = Literal["new", "in_flight", "done"]
 
@@ -85,22 +85,3 @@ class RequestRecords(LedgerFile):
             " ORDER BY claimed_ns, request_id",
         )
         return [(str(rid), bytes(req)) for rid, req in rows]
-
-    def prune_done(self, older_than_ns: int) -> int:
-        """Delete requests completed before `older_than_ns` (with their legs); return how many.
-
-        Executing requests, requests with an unsettled leg and requests with an open residual are
-        always kept. A pruned
-        request_id is forgotten: choose the bound well beyond the time a request can still be
-        redelivered or re-sent (the orders topic's retention).
-        """
-        with self._write("prune_done") as conn:
-            deleted = conn.execute(
-                "DELETE FROM requests WHERE state = 'done' AND completed_ns < ? AND NOT EXISTS"
-                " (SELECT 1 FROM legs WHERE legs.request_id = requests.request_id"
-                " AND legs.state <> 'settled') AND NOT EXISTS (SELECT 1 FROM residuals"
-                " WHERE residuals.request_id = requests.request_id AND residuals.state = 'open')",
-                (older_than_ns,),
-            ).rowcount
-        log.info("ledger_pruned", path=str(self.path), deleted=deleted, older_than_ns=older_than_ns)
-        return deleted

@@ -70,4 +70,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX residuals_open ON residuals (started_ns) WHERE state = 'open';
     """,
+    # 3 → 4: a request whose result is owed to the results topic by the background settler
+    # (router.settler): its offset may be committed once this row is durable. And the index the
+    # retention's pruning walks the requests in (the order positions are rebuilt in).
+    """
+    CREATE TABLE owed_results (
+        request_id  TEXT PRIMARY KEY REFERENCES requests (request_id) ON DELETE CASCADE,
+        since_ns    INTEGER NOT NULL,
+        error       TEXT NOT NULL
+    );
+    CREATE INDEX requests_claimed ON requests (claimed_ns, request_id);
+    """,
 )

@@ -55,6 +55,7 @@ ALERTS = {
     "SmartrouteOpenOrdersUnchecked",
     "SmartrouteResidualHalt",
     "SmartrouteResidualOpen",
+    "SmartrouteRequestsUnsettled",
 }
 
 
@@ -411,6 +412,27 @@ ALERT_CASES: list[dict[str, Any]] = [
                        instance="a", severity="critical"),
             ),
             silent("SmartrouteResidualOpen", "7m"),
+        ],
+    },
+    {  # a: a request unsettled for 7 minutes (a dark venue); b: settled after 3 minutes
+        "interval": "1m",
+        "input_series": [
+            series("smartroute_requests_unsettled", "0 1 1 1 1 1 1 1 0x5", instance="a"),
+            series("smartroute_requests_unsettled", "0 1 1 1 0x9", instance="b"),
+        ],
+        "alert_rule_test": [
+            silent("SmartrouteRequestsUnsettled", "4m"),
+            fired(
+                "SmartrouteRequestsUnsettled",
+                "6m",
+                expect("smartroute on a holds 1 request(s) it cannot settle",
+                       "An order's outcome is still unknown 5 minutes on (a venue stays dark, or its "
+                       "result cannot be published): the request is in flight in the ledger, unanswered, "
+                       "and retried in the background. /status (unsettled_requests) names each with its "
+                       "last error; log events order_unsettled, order_settle_failed.",
+                       instance="a", severity="critical"),
+            ),
+            silent("SmartrouteRequestsUnsettled", "9m"),
         ],
     },
 ]  # fmt: skip

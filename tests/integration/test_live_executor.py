@@ -29,7 +29,6 @@ from connectors.registry import client_order_id
 from daemon.config import ConfigError, build_config
 from daemon.routing import build_router as build_daemon_router
 from router.cache import PriceCache
-from router.errors import ExecutionError
 from router.execution import OrderLeg, PaperExecutor
 from router.kill_switch import KillSwitch
 from router.ledger import Ledger, LegIntent
@@ -231,18 +230,26 @@ async def test_an_order_accepted_late_after_a_5xx_is_found_not_reported_as_not_e
     assert fake.statuses[400] >= 1  # at least one -2013 came before the order existed
 
 
-async def test_a_venue_that_cannot_say_leaves_the_leg_in_flight_and_recover_settles_it(
+async def test_a_venue_that_cannot_say_leaves_the_leg_in_flight_and_the_settler_settles_it(
     tmp_path: Path, fake: FakeBinance
 ) -> None:
     fake.inject("POST", "order", "accept_then_5xx")
     fake.inject("GET", "order", *(["fail_5xx"] * (len(POLICY.query_delays_s) + 1)))
     async with asyncio.timeout(15):
         async with LiveWorld(tmp_path / "state", {"binance": fake.rest_url}) as first:
-            with pytest.raises(ExecutionError, match="stays in flight"):
-                await first.order("live-dark", "buy", "0.5")
+            held = await first.router.handle(order_message("live-dark", "buy", "0.5"))
+            assert held.result is None  # not answered with a guess: the settler owns it
+            assert [u.request_id for u in first.router.settler.unsettled()] == ["live-dark"]
             assert [leg.state for leg in first.ledger.legs("live-dark")] == ["sent"]
         async with LiveWorld(tmp_path / "state", {"binance": fake.rest_url}) as restarted:
-            [recovered] = await restarted.router.recover()
+            assert await restarted.router.recover() == []  # owed: the settler tries it at once
+            published: dict[str, bytes] = {}
+
+            async def publish(request_id: str, result: bytes) -> None:
+                published[request_id] = result
+
+            assert await restarted.router.settler.step(publish) == 1
+            recovered = published["live-dark"]
     result = orjson.loads(recovered)
     assert (result["status"], result["filled_quantity"]) == ("filled", "0.5")
     assert fake.accepted == {client_order_id("binance", "live-dark", 0): 1}

@@ -17,6 +17,7 @@ from test_smart_router import MS, CountingExecutor, World
 
 from connectors.registry import client_order_id
 from connectors.types import Quote
+from router.errors import ExecutionError
 from router.execution import Fill, LegOutcome, OrderLeg
 from router.ledger import LegIntent
 from router.residuals import ResidualSettings
@@ -227,9 +228,92 @@ async def test_a_crash_with_one_leg_filled_and_the_other_in_flight_is_never_repo
     assert (result["status"], result["filled_quantity"]) == ("failed", "0")
     assert_valid("execution-result", result)
     assert result["residual"]["quantity"] == "1" and result["residual"]["state"] == "flat"
-    assert "settled after a restart" in result["message"]
+    assert "settled after an interruption" in result["message"]
     # Leg 1 was reconciled, never sent again; only the residual's leg 2 was sent.
     assert [leg.leg for leg in restarted.executor.recovered] == [1]
     assert [(leg.leg, leg.venue, leg.side) for leg in restarted.executor.sent] == [(2, "binance", "sell")]
     assert state.exists()
     restarted.ledger.close()
+
+
+class DarkFlakyExecutor(FlakyExecutor):
+    """FlakyExecutor, and a venue in `dark` executes a leg, loses the answer, then cannot be asked."""
+
+    dark: frozenset[str] = frozenset()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.truth: dict[str, LegOutcome] = {}
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        outcome = await super().execute(leg)
+        if leg.venue in self.dark:
+            self.truth[leg.client_order_id] = outcome
+            raise ExecutionError(f"{leg.venue} order {leg.client_order_id}: outcome still unknown")
+        return outcome
+
+    async def recover(self, leg: OrderLeg, *, acknowledged: bool = False) -> LegOutcome:
+        if leg.venue in self.dark:
+            raise ExecutionError(f"{leg.venue} order {leg.client_order_id}: outcome still unknown")
+        return self.truth.get(leg.client_order_id) or await super().recover(leg, acknowledged=acknowledged)
+
+
+async def test_an_unwind_attempt_whose_venue_goes_dark_never_stops_the_worker(tmp_path: Path) -> None:
+    w = World(tmp_path / "state", executor=DarkFlakyExecutor, residuals=SETTINGS)
+    w.book("binance", [("99.9", "0.3"), ("99.85", "0.2"), ("99.7", "5")], [("100", "2")])
+    w.book("bybit", [("101", "2")], [("102", "5")])
+    await w.router.handle(arbitrage())  # the sell leg refused: 1 long, 0.3 unwound at once
+    dark = w.executor
+    assert isinstance(dark, DarkFlakyExecutor)
+    dark.dark = frozenset({"binance"})
+    w.book("binance", [("99.9", "5")], [("100", "2")])
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.router.work_residuals(stop))
+    for _ in range(200):
+        if any(leg.state == "sent" for leg in w.ledger.legs("arb-1")):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # a pass over the residual after the failure: still running
+    assert not task.done()
+    dark.dark = frozenset()
+    for _ in range(200):
+        record = w.ledger.residual("arb-1")
+        if record is not None and record.state == "flat":
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    assert record is not None and record.state == "flat"
+    assert [leg.leg for leg in dark.sent if leg.venue == "binance" and leg.leg >= 2] == [
+        2,
+        3,
+    ]  # sent once each
+    w.ledger.close()
+
+
+async def test_a_residual_whose_attempt_stays_unknown_past_its_timeout_halts_trading(tmp_path: Path) -> None:
+    w = World(tmp_path / "state", executor=DarkFlakyExecutor, residuals=SETTINGS)
+    w.book("binance", [("99.9", "0.3"), ("99.85", "0.2"), ("99.7", "5")], [("100", "2")])
+    w.book("bybit", [("101", "2")], [("102", "5")])
+    await w.router.handle(arbitrage())
+    dark = w.executor
+    assert isinstance(dark, DarkFlakyExecutor)
+    dark.dark = frozenset({"binance"})
+    w.book("binance", [("99.9", "5")], [("100", "2")])
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.router.work_residuals(stop))
+    for _ in range(200):
+        if any(leg.state == "sent" for leg in w.ledger.legs("arb-1")):
+            break
+        await asyncio.sleep(0.01)
+    w.clock.now_ns += SETTINGS.timeout_ms * MS  # the venue still cannot tell when the timeout passes
+    for _ in range(200):
+        if w.kill_switch.halted:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    record = w.ledger.residual("arb-1")
+    assert record is not None and record.state == "abandoned"
+    assert w.kill_switch.halted and "residual of arbitrage arb-1" in (w.kill_switch.reason or "")
+    w.ledger.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -279,43 +279,67 @@ def test_claims_and_results_survive_close_and_reopen(tmp_path: Path) -> None:
         assert ledger.in_flight() == [("crashed", REQUEST)]
 
 
-def test_prune_deletes_only_old_completed_requests_without_unsettled_legs(ledger: Ledger) -> None:
-    for rid, claimed in (
-        ("old", 1),
-        ("old-leg-open", 2),
-        ("old-leg-settled", 3),
-        ("recent", 4),
-        ("running", 5),
-    ):
+def _no_fold(stored: bytes | None, legs: object) -> bytes:
+    return b"{}"
+
+
+def test_prune_deletes_the_oldest_answered_requests_up_to_the_first_one_kept(ledger: Ledger) -> None:
+    """Pruning takes a prefix of the claim order: the replay of what is left keeps its order."""
+    for rid, claimed in (("old", 1), ("old-leg-open", 2), ("old-after", 3), ("recent", 4), ("running", 5)):
         ledger.claim(rid, "alice", REQUEST, now_ns=claimed)
     ledger.record_leg_intent(intent("old-leg-open"))
-    ledger.record_leg_intent(intent("old-leg-settled"))
-    ledger.mark_leg("old-leg-settled", 0, "settled", b"{}")
-    for rid in ("old", "old-leg-open", "old-leg-settled"):
+    for rid in ("old", "old-leg-open", "old-after"):
         ledger.complete(rid, RESULT, now_ns=100)
     ledger.complete("recent", RESULT, now_ns=200)
 
-    assert ledger.prune_done(older_than_ns=150) == 2
+    assert ledger.prune_done(150, _no_fold) == 1
 
     assert ledger.result_for("old") is None
-    assert ledger.legs("old-leg-settled") == []
     assert ledger.result_for("old-leg-open") == RESULT
+    assert ledger.result_for("old-after") == RESULT  # after a request kept: kept too
     assert ledger.result_for("recent") == RESULT
     assert ledger.in_flight() == [("running", REQUEST)]
-    assert ledger.stats() == {
-        "requests_executing": 1,
-        "requests_done": 2,
-        "legs_intent": 1,
-        "legs_sent": 0,
-        "legs_settled": 0,
-        "flags": 0,
-    }
+    ledger.mark_leg("old-leg-open", 0, "settled", b'{"fills": []}')
+    assert ledger.prune_done(150, _no_fold) == 2
+    assert ledger.result_for("old-after") is None
+    assert ledger.legs("old-leg-open") == []
+    assert ledger.result_for("recent") == RESULT
+
+
+def test_prune_folds_the_pruned_settled_legs_into_the_carried_history(ledger: Ledger) -> None:
+    seen: list[tuple[bytes | None, list[str]]] = []
+
+    def fold(stored: bytes | None, legs: Sequence[tuple[bytes, LegIntent]]) -> bytes:
+        seen.append((stored, [leg.request_id for _, leg in legs]))
+        return b"carried-%d" % len(seen)
+
+    for rid, claimed in (("a", 1), ("b", 2), ("c", 3)):
+        ledger.claim(rid, "alice", REQUEST, now_ns=claimed)
+        ledger.record_leg_intent(intent(rid))
+        ledger.mark_leg(rid, 0, "settled", b'{"fills": []}')
+        ledger.complete(rid, RESULT, now_ns=10)
+
+    assert ledger.prune_done(100, fold, limit=2) == 2
+    assert ledger.prune_done(100, fold, limit=2) == 1
+    assert ledger.prune_done(100, fold, limit=2) == 0
+
+    assert seen == [(None, ["a", "b"]), (b"carried-1", ["c"])]
+    assert ledger.history() == (b"carried-2", [])
+
+
+def test_prune_keeps_a_request_whose_result_is_owed(ledger: Ledger) -> None:
+    ledger.claim("owed", "alice", REQUEST, now_ns=1)
+    ledger.owe("owed", since_ns=1, error="venue dark")
+    ledger.complete("owed", RESULT, now_ns=2)
+    assert ledger.prune_done(100, _no_fold) == 0
+    ledger.answered("owed")
+    assert ledger.prune_done(100, _no_fold) == 1
 
 
 def test_a_pruned_request_id_is_forgotten(ledger: Ledger) -> None:
     ledger.claim("r-1", "alice", REQUEST, now_ns=1)
     ledger.complete("r-1", RESULT, now_ns=2)
-    ledger.prune_done(older_than_ns=3)
+    ledger.prune_done(3, _no_fold)
 
     assert ledger.claim("r-1", "alice", REQUEST, now_ns=4).status == "new"
 
@@ -375,7 +399,7 @@ def test_the_file_is_in_wal_mode_with_the_schema_version_set(tmp_path: Path) -> 
     conn = sqlite3.connect(tmp_path / FILE_NAME)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     finally:
         conn.close()
 

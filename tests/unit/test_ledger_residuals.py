@@ -91,9 +91,9 @@ def test_an_invalid_residual_is_refused_with_the_reason(
 def test_prune_keeps_a_done_request_while_its_residual_is_open(ledger: Ledger) -> None:
     ledger.record_residual(residual())
     ledger.complete("arb-1", b"{}", now_ns=2)
-    assert ledger.prune_done(older_than_ns=100) == 0
+    assert ledger.prune_done(100, lambda stored, legs: b"{}") == 0
     ledger.update_residual("arb-1", remaining=Decimal(0), state="flat", now_ns=3)
-    assert ledger.prune_done(older_than_ns=100) == 1
+    assert ledger.prune_done(100, lambda stored, legs: b"{}") == 1
 
 
 def test_a_version_2_ledger_is_upgraded_in_place_and_keeps_what_it_held(tmp_path: Path) -> None:
@@ -120,6 +120,6 @@ def test_a_version_2_ledger_is_upgraded_in_place_and_keeps_what_it_held(tmp_path
         assert ledger.open_residuals() == [residual()]
     conn = sqlite3.connect(tmp_path / FILE_NAME)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     finally:
         conn.close()

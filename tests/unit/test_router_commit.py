@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka.errors import CommitFailedError
+import pytest
+from aiokafka.errors import CommitFailedError, KafkaConnectionError
 from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
 from daemon.router_service import RouterService
+from router.errors import ResultNotPublished
 
 
 class RefusingConsumer:
@@ -38,3 +40,23 @@ async def test_a_refused_commit_is_counted_and_the_router_goes_on() -> None:
 
 def test_the_failure_counter_exists_from_start() -> None:
     assert REGISTRY.get_sample_value("smartroute_router_commit_failures_total") is not None
+
+
+class DownPublisher:
+    def __init__(self) -> None:
+        self.asked: list[list[tuple[str, bytes | None, bytes]]] = []
+
+    async def send_and_wait(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        self.asked.append(messages)
+        raise KafkaConnectionError("the broker is unreachable")
+
+
+async def test_a_settled_result_the_broker_does_not_acknowledge_is_reported_to_the_settler() -> None:
+    """The settler keeps the result and publishes it again: the Kafka error is mapped, never fatal."""
+    service: Any = RouterService.__new__(RouterService)  # only _publish_result is exercised
+    service._publisher = DownPublisher()
+    service.results_topic = "smartroute.results"
+    with pytest.raises(ResultNotPublished, match="unreachable") as refused:
+        await RouterService._publish_result(service, "r-1", b"{}")
+    assert isinstance(refused.value.__cause__, KafkaConnectionError)
+    assert service._publisher.asked == [[("smartroute.results", b"r-1", b"{}")]]
