@@ -35,16 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     latency.add_argument("--symbols", type=int, default=200)
     latency.add_argument("--quotes", type=int, required=True)
     latency.add_argument("--seed", type=int, default=3)
-    router = sub.add_parser("router")
-    router.add_argument("--requests", type=int, required=True)
-    router.add_argument("--window", type=int, default=32)
-    router.add_argument("--warmup", type=int, default=50)
+    router = sub.add_parser("router", help="the router daemon under a closed loop of order requests")
+    bare = sub.add_parser("bare", help="the bare consume→produce loop under the same closed loop")
+    for loop in (router, bare):
+        loop.add_argument("--bootstrap", required=True)
+        loop.add_argument("--requests", type=int, required=True)
+        loop.add_argument("--window", type=int, default=64)
+        loop.add_argument("--warmup", type=int, default=50)
+    bare.add_argument("--result-bytes", type=int, default=None, help="default: a paper result's size")
     memory = sub.add_parser("memory")
     memory.add_argument("--symbols", type=int, default=100)
     memory.add_argument("--tick-s", type=float, default=0.05)
     memory.add_argument("--warmup-s", type=float, default=10.0)
     memory.add_argument("--duration-s", type=float, required=True)
-    for scenario in (ingest, latency, router, memory):
+    for scenario in (ingest, latency, router, bare, memory):
         scenario.add_argument("--result", type=Path, required=True)
     sim = sub.add_parser("sim")
     sim.add_argument("--symbols", required=True, help="comma-separated canonical symbols")
@@ -65,21 +69,32 @@ def _latency(args: argparse.Namespace) -> dict[str, Any]:
     return run_latency(venues=args.venues, symbols=args.symbols, quotes=args.quotes, seed=args.seed)
 
 
-def _with_broker(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.orders import run_router  # noqa: PLC0415
+def _router(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.orders import run_bare, run_router  # noqa: PLC0415
+    from bench.transport import BARE_RESULT_BYTES  # noqa: PLC0415
+
+    if args.scenario == "bare":
+        return asyncio.run(
+            run_bare(
+                args.bootstrap, requests=args.requests, window=args.window, warmup=args.warmup,
+                result_bytes=args.result_bytes or BARE_RESULT_BYTES,
+            )
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="smartroute-bench-") as tmp:
+        return asyncio.run(
+            run_router(
+                Path(tmp), args.bootstrap, requests=args.requests, window=args.window, warmup=args.warmup
+            )
+        )
+
+
+def _memory(args: argparse.Namespace) -> dict[str, Any]:
     from bench.soak import run_soak  # noqa: PLC0415
     from daemon.broker import EmbeddedBroker  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="smartroute-bench-") as tmp:
         workdir = Path(tmp)
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-            if args.scenario == "router":
-                return asyncio.run(
-                    run_router(
-                        workdir, broker.bootstrap_servers,
-                        requests=args.requests, window=args.window, warmup=args.warmup,
-                    )
-                )  # fmt: skip
             return asyncio.run(
                 run_soak(
                     workdir, broker.bootstrap_servers, symbols=bench_symbols(args.symbols),
@@ -106,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scenario == "sim":
         asyncio.run(_serve_simulator([s for s in args.symbols.split(",") if s], args.tick_s))
         return 0
-    runners = {"ingest": _ingest, "latency": _latency, "router": _with_broker, "memory": _with_broker}
+    runners = {"ingest": _ingest, "latency": _latency, "router": _router, "bare": _router, "memory": _memory}
     result = runners[args.scenario](args)
     args.result.write_bytes(orjson.dumps(result))
     return 0
