@@ -31,6 +31,7 @@ from daemon.kafka.topics import create_topics
 _POLL_MS: Final = 100  # the router service's getmany timeout
 # A paper market order's result from the router scenario is ~1.1 kB: the bare loop's answers are as long.
 BARE_RESULT_BYTES: Final = 1100
+_DRAIN_TIMEOUT_S: Final = 30.0
 
 
 def bench_config(bootstrap: str, **sections: dict[str, Any]) -> Config:
@@ -148,21 +149,25 @@ class LoadClient:
         return time.perf_counter() - started
 
     async def run_for(self, first: int, seconds: float) -> int:
-        """Keep the window full for `seconds`; return how many requests were answered meanwhile."""
+        """Keep the window full for `seconds`, then wait until every request sent is answered; return how many."""
         receiving = asyncio.create_task(self._receive(None))
         deadline = time.perf_counter() + seconds
         number = first
         try:
-            while time.perf_counter() < deadline and not receiving.done():
-                async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                    await self._send(number)
+            while (left := deadline - time.perf_counter()) > 0 and not receiving.done():
+                try:
+                    async with asyncio.timeout(left):
+                        await self._send(number)
+                except TimeoutError:
+                    break
                 number += 1
-        except TimeoutError:
-            pass
+            async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+                while self.sent_ns and not receiving.done():  # noqa: ASYNC110 - results move it
+                    await asyncio.sleep(0.005)
         finally:
             receiving.cancel()
             await asyncio.gather(receiving, return_exceptions=True)
-        return len(self.latencies_ns)
+        return number - first
 
     def summary(self, requests: int, seconds: float) -> dict[str, Any]:
         """Return rate, latency percentiles, statuses and result size of the timed requests."""
