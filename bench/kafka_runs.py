@@ -13,6 +13,8 @@ from typing import Any
 from bench.harness import Harness, progress, started_broker
 
 _FIGURES = ("requests_per_s", "p50_ms", "p99_ms")
+# The router, the bare loop in the router's shape (per partition), and the bare loop per whole fetch.
+LOOPS = ("router", "bare", "bare_fetch")
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
@@ -20,39 +22,32 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 
 def run_router_kafka(harness: Harness) -> dict[str, Any]:
-    """Interleave router and bare-loop runs on each broker; summarize medians and the router/bare ratio."""
+    """Interleave router and bare-loop runs on each broker; summarize medians and router/bare ratios."""
     s = harness.settings
-    load = (
-        "--requests",
-        str(s.router_requests),
-        "--window",
-        str(s.router_window),
-        "--warmup",
-        str(s.router_warmup),
-    )
+    load = ("--requests", str(s.router_requests), "--window", str(s.router_window))
+    load += ("--warmup", str(s.router_warmup))
     by_broker: dict[str, Any] = {}
     for kind in s.brokers:
         rounds = []
         with started_broker(kind, harness.workdir / f"router-{kind}") as bootstrap:
             for number in range(s.router_runs):
-                progress(f"router_kafka on {kind}, round {number + 1}/{s.router_runs}: router, bare")
+                progress(f"router_kafka on {kind}, round {number + 1}/{s.router_runs}: {', '.join(LOOPS)}")
                 router = harness.worker("router", "--bootstrap", bootstrap, *load)
-                bare = harness.worker(
-                    "bare",
-                    "--bootstrap",
-                    bootstrap,
-                    *load,
-                    "--result-bytes",
-                    str(int(router["result_bytes"])),
+                bare = ("--bootstrap", bootstrap, *load, "--result-bytes", str(int(router["result_bytes"])))
+                rounds.append(
+                    {
+                        "router": router,
+                        "bare": harness.worker("bare", *bare),
+                        "bare_fetch": harness.worker("bare", *bare, "--whole-fetch"),
+                    }
                 )
-                rounds.append({"router": router, "bare": bare})
         summary: dict[str, Any] = {
-            side: {key: _median([r[side] for r in rounds], key) for key in _FIGURES}
-            for side in ("router", "bare")
+            loop: {key: _median([r[loop] for r in rounds], key) for key in _FIGURES} for loop in LOOPS
         }
-        summary["ratio"] = statistics.median(
-            r["router"]["requests_per_s"] / r["bare"]["requests_per_s"] for r in rounds
-        )
+        for loop in LOOPS[1:]:
+            summary[f"router/{loop}"] = statistics.median(
+                r["router"]["requests_per_s"] / r[loop]["requests_per_s"] for r in rounds
+            )
         by_broker[kind] = {"rounds": rounds, "summary": summary}
     return {"window": s.router_window, "requests": s.router_requests, "brokers": by_broker}
 

@@ -75,13 +75,15 @@ async def run_router(
 
 
 async def run_bare(
-    bootstrap: str, *, requests: int, window: int, warmup: int, result_bytes: int
+    bootstrap: str, *, requests: int, window: int, warmup: int, result_bytes: int, per_partition: bool
 ) -> dict[str, Any]:
     """Run the bare consume→produce loop and push `requests` through it; return rate and latency."""
     cfg = bench_config(bootstrap)
     await create_bench_topics(cfg)
     stop, ready = asyncio.Event(), asyncio.Event()
-    serving = asyncio.create_task(serve_bare(cfg, stop, ready, result_bytes), name="bench-bare-loop")
+    serving = asyncio.create_task(
+        serve_bare(cfg, stop, ready, result_bytes, per_partition=per_partition), name="bench-bare-loop"
+    )
     client = LoadClient(cfg, window, _SYMBOL)
     try:
         async with asyncio.timeout(_STARTUP_TIMEOUT_S):

@@ -11,6 +11,8 @@ router's paper result (the request id from the record's key, no parsing),
 sends each partition's answers through the process's `Publisher`
 (`send_and_wait`: acks="all", as the router does) and commits the partition's
 offset once they are acknowledged. No ledger, no pricing, no execution.
+With `per_partition=False` it sends a whole fetch's answers at once and
+commits all its partitions in one request: the same work in fewer round trips.
 """
 
 from __future__ import annotations
@@ -185,8 +187,15 @@ def _bare_result(key: bytes | None, size: int) -> bytes:
     return head + b"x" * max(0, size - len(head) - 2) + b'"}'
 
 
-async def serve_bare(cfg: Config, stop: asyncio.Event, ready: asyncio.Event, result_bytes: int) -> None:
-    """Answer every order request with a fixed result until `stop`, as the router service's loop does."""
+async def serve_bare(
+    cfg: Config, stop: asyncio.Event, ready: asyncio.Event, result_bytes: int, *, per_partition: bool = True
+) -> None:
+    """Answer every order request with a fixed result until `stop`, as the router service's loop does.
+
+    `per_partition` (the router's way): each partition's answers are sent and acknowledged, then its
+    offset committed, one partition after another. Otherwise every answer of one fetch is sent at
+    once and one commit covers all its partitions: the fewest round trips this design allows.
+    """
     publisher = Publisher(cfg.kafka)
     await publisher.start()
     group = Group(cfg.router.group_id, cfg.router.session_timeout_ms)
@@ -197,6 +206,17 @@ async def serve_bare(cfg: Config, stop: asyncio.Event, ready: asyncio.Event, res
         ready.set()
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=cfg.router.max_batch)
+            if not per_partition and batches:
+                answers = [
+                    (results_topic, r.key, _bare_result(r.key, result_bytes))
+                    for rs in batches.values()
+                    for r in rs
+                ]
+                await publisher.send_and_wait(answers)
+                await consumer.commit(
+                    {partition: records[-1].offset + 1 for partition, records in batches.items()}
+                )
+                continue
             for partition, records in batches.items():
                 answers = [(results_topic, r.key, _bare_result(r.key, result_bytes)) for r in records]
                 await publisher.send_and_wait(answers)

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         loop.add_argument("--requests", type=int, required=True)
         loop.add_argument("--window", type=int, default=64)
         loop.add_argument("--warmup", type=int, default=50)
+    bare.add_argument("--whole-fetch", action="store_true", help="one send and one commit per fetch")
     bare.add_argument("--result-bytes", type=int, default=None, help="default: a paper result's size")
     isolation = sub.add_parser("isolation", help="detector latency, router idle vs loaded, one daemon")
     isolation.add_argument("--bootstrap", required=True)
@@ -90,7 +91,7 @@ def _router(args: argparse.Namespace) -> dict[str, Any]:
         return asyncio.run(
             run_bare(
                 args.bootstrap, requests=args.requests, window=args.window, warmup=args.warmup,
-                result_bytes=args.result_bytes or BARE_RESULT_BYTES,
+                result_bytes=args.result_bytes or BARE_RESULT_BYTES, per_partition=not args.whole_fetch,
             )
         )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="smartroute-bench-") as tmp:

@@ -72,13 +72,57 @@ def test_latency_router_and_memory_scenarios_report_what_they_measured(
     latency = results["latency"]["summary"]
     assert latency["events"] > 0 and latency["quotes"] == results["settings"]["latency_quotes"]
     assert latency["p50_us"] <= latency["p99_us"] <= latency["p999_us"] <= latency["max_us"]
-    router = results["router"]["summary"]
-    for run in results["router"]["runs"]:
-        assert run["statuses"] == {"filled": results["settings"]["router_requests"]}
-    assert router["p50_ms"] <= router["p99_ms"]
+    requests = results["settings"]["router_requests"]
+    assert set(results["router_kafka"]["brokers"]) == {"tansu", "apache"}
+    for broker in results["router_kafka"]["brokers"].values():
+        for round_ in broker["rounds"]:
+            for loop in ("router", "bare", "bare_fetch"):
+                assert round_[loop]["statuses"] == {"filled": requests}
+                assert round_[loop]["p50_ms"] <= round_[loop]["p99_ms"]
+            # The bare loops answer with results as long as the router's.
+            assert round_["bare"]["result_bytes"] == round_["bare_fetch"]["result_bytes"]
+            assert round_["bare"]["result_bytes"] == round_["router"]["result_bytes"]
+        summary = broker["summary"]
+        for loop in ("bare", "bare_fetch"):
+            rate = summary["router"]["requests_per_s"] / summary[loop]["requests_per_s"]
+            assert summary[f"router/{loop}"] == rate
     memory = results["memory"]["summary"]
     assert memory["rss_start_mib"] > 0 and memory["tasks_start"] > 0 and memory["quotes_per_s"] > 0
     assert len(memory["samples"]) == 11
+
+
+def test_isolation_times_opportunities_with_the_router_idle_and_loaded(
+    tiny_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    results, _, _ = tiny_run
+    isolation = results["isolation"]["summary"]
+    for phase in ("idle", "loaded"):
+        figures = isolation[phase]
+        # Every dislocation sent in the phase opened an opportunity found again by its price, but for
+        # one or two sent just before the daemon was stopped at the end of the last phase.
+        assert figures["dislocations"] > 10
+        assert figures["dislocations"] - 2 <= figures["events"] <= figures["dislocations"]
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert isolation["ratio"] == isolation["loaded"]["p99_ms"] / isolation["idle"]["p99_ms"]
+    assert isolation["loaded_requests_per_s"] > 0
+    assert set(results["isolation"]["runs"][0]["statuses"]) == {"filled"}
+
+
+def test_reaction_times_each_arbitrage_stage_by_stage_beside_the_kafka_round_trip(
+    tiny_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    results, _, _ = tiny_run
+    run = results["reaction"]["runs"][0]
+    timed = [r for r in run["requests"] if "orders_ns" in r]
+    assert timed and run["unanswered"] == 0
+    for r in timed:
+        stamps = [r[key] for key in ("detected_ns", "read_ns", "sent_ns", "received_ns", "orders_ns")]
+        assert stamps == sorted(stamps) and r["orders_ns"] <= r["completed_ns"]
+    summary = results["reaction"]["summary"]
+    assert summary["arbitrages"] == len(timed)
+    for path in ("reaction", "router_part", "kafka_round_trip"):
+        assert 0 < summary[path]["p50_ms"] <= summary[path]["p99_ms"]
+    assert summary["router_part"]["p99_ms"] <= summary["reaction"]["p99_ms"]
 
 
 def test_the_printed_table_is_the_markdown_written_beside_the_json(
@@ -88,6 +132,7 @@ def test_the_printed_table_is_the_markdown_written_beside_the_json(
     (markdown,) = out.glob("*.md")
     table = markdown.read_text()
     assert table in stdout
-    for heading in ("**Ingest**", "**Detector latency**", "**Router**", "**Memory**"):
+    headings = ("**Ingest**", "**Detector latency**", "**Router through Kafka**", "**Feed isolation**")
+    for heading in (*headings, "**Reaction time**", "**Memory**"):
         assert heading in table
     assert results["machine"]["cores"] and results["machine"]["python"] in table
