@@ -24,8 +24,8 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 def run_router_kafka(harness: Harness) -> dict[str, Any]:
     """Interleave router and bare-loop runs on each broker; summarize medians and router/bare ratios."""
     s = harness.settings
-    load = ("--requests", str(s.router_requests), "--window", str(s.router_window))
-    load += ("--warmup", str(s.router_warmup))
+    load = ["--requests", str(s.router_requests), "--window", str(s.router_window)]
+    load += ["--warmup", str(s.router_warmup)]
     by_broker: dict[str, Any] = {}
     for kind in s.brokers:
         rounds = []

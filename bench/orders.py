@@ -31,7 +31,7 @@ _STARTUP_TIMEOUT_S = 60.0
 
 
 def router_config(bootstrap: str, sim: ExchangeSimulator, state_dir: Path) -> Config:
-    """Return the router daemon's config: paper, Binance and Bybit from `sim`, risk rate limit out of the way."""
+    """Return the router daemon's config: paper, Binance and Bybit from `sim`, no risk rate limit."""
     return bench_config(
         bootstrap,
         daemon={"state_dir": str(state_dir)},

@@ -152,18 +152,18 @@ async def run_reaction(
     workdir: Path, bootstrap: str, *, duration_s: float, fetch_max_wait_ms: int
 ) -> dict[str, Any]:
     """React to opportunities for `duration_s`, then measure the bare two-hop round trip as many times."""
-    async with MarketProcess(_PERIOD_S, _HOLD_S) as market:
-        async with DaemonProcess(workdir, bootstrap, market.urls) as daemon:
-            warm = LoadClient(daemon.cfg, 1, LOAD_SYMBOL)
-            await warm.start()
-            try:
-                async with asyncio.timeout(_READY_TIMEOUT_S):
-                    await warm.run(0, 2)  # the router serves: the daemon is up
-            finally:
-                await warm.stop()
-            reactor = _Reactor(daemon.cfg, fetch_max_wait_ms)
-            await reactor.run(duration_s)
-            daemon.check_running()
+    market = MarketProcess(_PERIOD_S, _HOLD_S)
+    async with market, DaemonProcess(workdir, bootstrap, market.urls) as daemon:
+        warm = LoadClient(daemon.cfg, 1, LOAD_SYMBOL)
+        await warm.start()
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT_S):
+                await warm.run(0, 2)  # the router serves: the daemon is up
+        finally:
+            await warm.stop()
+        reactor = _Reactor(daemon.cfg, fetch_max_wait_ms)
+        await reactor.run(duration_s)
+        daemon.check_running()
     if not reactor.done:
         raise RuntimeError("no arbitrage request was answered")
     sizes = {name: int(statistics.median(values)) for name, values in reactor.sizes.items()}
@@ -186,7 +186,7 @@ def _message(t0_ns: int, size: int) -> bytes:
 async def kafka_round_trip(
     bootstrap: str, *, samples: int, pace_s: float, sizes: dict[str, int], fetch_max_wait_ms: int
 ) -> list[int]:
-    """Return `samples` two-hop times (ns): publish → client reads → client sends → router-like consumer reads."""
+    """Return `samples` two-hop times (ns): publish → client reads, sends → router-like consumer reads."""
     cfg = bench_config(bootstrap)
     await create_bench_topics(cfg)
     hop1 = new_consumer(

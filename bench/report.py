@@ -177,8 +177,8 @@ def router_kafka_lines(r: Mapping[str, Any]) -> list[str]:
     """Return the router-vs-bare-loop table: one row per (broker, loop), the ratio on the router's row."""
     lines = [
         f"**Router through Kafka** — paper market orders, {r['window']} in flight, {r['requests']} timed "
-        "requests a run; bare = consume → produce a same-size result → commit, nothing else (medians of runs; "
-        "the ratio is the median of per-round ratios)",
+        "requests a run; bare = consume → produce a same-size result → commit, nothing else "
+        "(medians of runs; the ratio is the median of per-round ratios)",
         "",
         _row(("broker", "loop", "requests/s", "p50 ms", "p99 ms", "router / this rate")),
         _row(("---", "---", "---:", "---:", "---:", "---:")),

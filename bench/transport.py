@@ -151,7 +151,7 @@ class LoadClient:
         return time.perf_counter() - started
 
     async def run_for(self, first: int, seconds: float) -> int:
-        """Keep the window full for `seconds`, then wait until every request sent is answered; return how many."""
+        """Keep the window full for `seconds`, then wait until all are answered; return how many were sent."""
         receiving = asyncio.create_task(self._receive(None))
         deadline = time.perf_counter() + seconds
         number = first
