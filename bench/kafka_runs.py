@@ -52,6 +52,27 @@ def run_router_kafka(harness: Harness) -> dict[str, Any]:
     return {"window": s.router_window, "requests": s.router_requests, "brokers": by_broker}
 
 
+def run_scaleout(harness: Harness) -> dict[str, Any]:
+    """Interleave 1 and 2 route processes in one group on Apache Kafka; the ratio is within each round."""
+    s = harness.settings
+    load = ["--requests", str(s.router_requests), "--window", str(s.router_window)]
+    load += ["--warmup", str(s.router_warmup)]
+    rounds = []
+    with started_broker("apache", harness.workdir / "scaleout") as bootstrap:
+        for number in range(s.router_runs):
+            progress(f"scaleout on apache, round {number + 1}/{s.router_runs}: 1 router, 2 routers")
+            one = harness.worker("scaleout", "--bootstrap", bootstrap, "--routers", "1", *load)
+            two = harness.worker("scaleout", "--bootstrap", bootstrap, "--routers", "2", *load)
+            rounds.append({"1": one, "2": two})
+    summary: dict[str, Any] = {
+        n: {key: _median([r[n] for r in rounds], key) for key in (*_FIGURES, "router_cores")}
+        for n in ("1", "2")
+    }
+    summary["ratio"] = statistics.median(r["2"]["requests_per_s"] / r["1"]["requests_per_s"] for r in rounds)
+    summary |= {"window": s.router_window, "requests": s.router_requests}
+    return {"rounds": rounds, "summary": summary}
+
+
 def run_isolation(harness: Harness) -> dict[str, Any]:
     """Run the feed-isolation worker once on Tansu (its phases alternate idle and loaded inside)."""
     s = harness.settings

@@ -1,13 +1,14 @@
-"""The processes the isolation and reaction scenarios measure: the scripted market and `smartroute run`.
+"""The processes the isolation, reaction and scale-out scenarios measure: the market and the daemon.
 
-    async with MarketProcess(period_s, hold_s) as market:          # bench.market in a child process
-        async with DaemonProcess(workdir, bootstrap, market.urls) as daemon:   # `smartroute run`
-            ... daemon.cfg ...
+    market = MarketProcess(period_s, hold_s)                         # bench.market in a child process
+    async with market, DaemonProcess(workdir, bootstrap, market.urls) as daemon:   # `smartroute run`
+        ... daemon.cfg ...
     market.records                                                  # its dislocations, once it stopped
 
 The daemon is the product as a desk runs it (`python -m daemon.cli run --config ...`: feeds,
-detector and router in one process, paper mode, SQLite ledger in its state_dir), on topics the
-bench created first under a fresh prefix. Its log goes to `workdir/daemon.log`.
+detector and router in one process, paper mode, SQLite ledger in its state_dir; or `route`, in
+`copies` processes sharing topics and group), on topics the bench created first under a fresh
+prefix. Their logs go to `workdir/daemon-N.log`.
 """
 
 from __future__ import annotations
@@ -72,9 +73,8 @@ class MarketProcess:
             self.records = orjson.loads(line)
 
 
-def daemon_toml(bootstrap: str, urls: dict[str, str], state_dir: Path) -> str:
-    """Return the TOML of a paper `smartroute run` on the scripted market, with bench topics and group."""
-    tag = uuid.uuid4().hex[:8]
+def daemon_toml(bootstrap: str, urls: dict[str, str], state_dir: Path, tag: str) -> str:
+    """Return the TOML of a paper daemon on the scripted market, with the bench topics and group of `tag`."""
     symbols = orjson.dumps([LOAD_SYMBOL, ARB_SYMBOL]).decode()
     lines = [
         "[daemon]", "http_port = 0", f'state_dir = "{state_dir}"', 'log_level = "warning"',
@@ -89,42 +89,55 @@ def daemon_toml(bootstrap: str, urls: dict[str, str], state_dir: Path) -> str:
 
 
 class DaemonProcess:
-    """`smartroute run` in a child process on the scripted market; `cfg` is its config."""
+    """`smartroute <command>` in `copies` child processes on the scripted market; `cfg` is their config.
 
-    def __init__(self, workdir: Path, bootstrap: str, urls: dict[str, str]) -> None:
-        self.path = workdir / "smartroute.toml"
-        self.path.write_text(daemon_toml(bootstrap, urls, workdir / "state"))
-        self.cfg: Config = load_config(self.path, environ={})
-        self.log_path = workdir / "daemon.log"
-        self._proc: asyncio.subprocess.Process | None = None
+    Copies share topics and consumer group; each has its own state_dir (its own SQLite ledger).
+    """
+
+    def __init__(
+        self, workdir: Path, bootstrap: str, urls: dict[str, str], *, command: str = "run", copies: int = 1
+    ) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.command = command
+        self.paths = [workdir / f"smartroute-{n}.toml" for n in range(copies)]
+        for n, path in enumerate(self.paths):
+            path.write_text(daemon_toml(bootstrap, urls, workdir / f"state-{n}", tag))
+        self.cfg: Config = load_config(self.paths[0], environ={})
+        self.log_paths = [workdir / f"daemon-{n}.log" for n in range(copies)]
+        self.procs: list[asyncio.subprocess.Process] = []
 
     async def __aenter__(self) -> Self:
         await create_bench_topics(self.cfg)
-        with self.log_path.open("ab") as log:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "daemon.cli", "run", "--config", str(self.path), stdout=log, stderr=log
-            )
+        for path, log_path in zip(self.paths, self.log_paths, strict=True):
+            with log_path.open("ab") as log:
+                self.procs.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "daemon.cli", self.command, "--config", str(path),
+                        stdout=log, stderr=log,
+                    )
+                )  # fmt: skip
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(_STOP_TIMEOUT_S):
+        running = [proc for proc in self.procs if proc.returncode is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        for proc in running:
+            try:
+                async with asyncio.timeout(_STOP_TIMEOUT_S):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
                 await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
     def check_running(self) -> None:
-        """Raise if the daemon exited, with the end of its log."""
-        if self._proc is not None and self._proc.returncode is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"smartroute run exited with {self._proc.returncode}:\n{tail}")
+        """Raise if a daemon exited, with the end of its log."""
+        for proc, log_path in zip(self.procs, self.log_paths, strict=True):
+            if proc.returncode is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"smartroute {self.command} exited with {proc.returncode}:\n{tail}")
 
 
 async def read_topic(cfg: Config, topic: str) -> list[bytes]:

@@ -135,6 +135,8 @@ def _latency_router_memory(results: Mapping[str, Any]) -> list[str]:
         lines += [*isolation_lines(results["isolation"]["summary"]), ""]
     if results.get("reaction"):
         lines += [*reaction_lines(results["reaction"]["summary"]), ""]
+    if results.get("scaleout"):
+        lines += [*scaleout_lines(results["scaleout"]["summary"]), ""]
     return lines
 
 
@@ -248,3 +250,25 @@ def reaction_lines(s: Mapping[str, Any]) -> list[str]:
 
 def _counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def scaleout_lines(s: Mapping[str, Any]) -> list[str]:
+    """Return the scale-out table: 1 vs 2 route processes in one group on Apache Kafka."""
+    lines = [
+        f"**Scale-out** — `smartroute route` processes in one consumer group on Apache Kafka, "
+        f"a SQLite ledger each, {s['window']} paper orders in flight, {s['requests']} timed requests a run",
+        "",
+        _row(("routers", "requests/s", "p50 ms", "p99 ms", "router CPU (cores)")),
+        _row(("---:", "---:", "---:", "---:", "---:")),
+    ]
+    for n in ("1", "2"):
+        f = s[n]
+        lines.append(_row((n, f"{f['requests_per_s']:,.0f}", f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}",
+                           f"{f['router_cores']:.2f}")))  # fmt: skip
+    lines += [
+        "",
+        _row(("ratio", "reached")),
+        _row(("---", "---:")),
+        _row(("2 routers / 1", f"{s['ratio']:.2f}")),
+    ]
+    return lines

@@ -30,7 +30,7 @@ import orjson
 
 from bench.harness import BROKERS, FULL, REPO, TINY, BenchError, Harness, Settings, progress
 from bench.ingest import LABELS, REQUIRES
-from bench.kafka_runs import run_isolation, run_reaction, run_router_kafka
+from bench.kafka_runs import run_isolation, run_reaction, run_router_kafka, run_scaleout
 from bench.report import machine, markdown, summarize_ingest
 
 
@@ -135,6 +135,7 @@ SCENARIOS = {
     "router_kafka": run_router_kafka,
     "isolation": run_isolation,
     "reaction": run_reaction,
+    "scaleout": run_scaleout,
     "memory": run_memory,
 }
 

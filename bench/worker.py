@@ -54,12 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     reaction.add_argument("--bootstrap", required=True)
     reaction.add_argument("--duration-s", type=float, required=True)
     reaction.add_argument("--fetch-max-wait-ms", type=int, default=5, help="the reacting client's consumer")
+    scaleout = sub.add_parser("scaleout", help="route processes in one group under the closed loop")
+    scaleout.add_argument("--bootstrap", required=True)
+    scaleout.add_argument("--routers", type=int, required=True)
+    scaleout.add_argument("--requests", type=int, required=True)
+    scaleout.add_argument("--window", type=int, default=64)
+    scaleout.add_argument("--warmup", type=int, default=50)
     memory = sub.add_parser("memory")
     memory.add_argument("--symbols", type=int, default=100)
     memory.add_argument("--tick-s", type=float, default=0.05)
     memory.add_argument("--warmup-s", type=float, default=10.0)
     memory.add_argument("--duration-s", type=float, required=True)
-    for scenario in (ingest, latency, router, bare, isolation, reaction, memory):
+    for scenario in (ingest, latency, router, bare, isolation, reaction, scaleout, memory):
         scenario.add_argument("--result", type=Path, required=True)
     sim = sub.add_parser("sim")
     sim.add_argument("--symbols", required=True, help="comma-separated canonical symbols")
@@ -127,6 +133,18 @@ def _reaction(args: argparse.Namespace) -> dict[str, Any]:
         )
 
 
+def _scaleout(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.scaleout import run_scaleout  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="smartroute-bench-") as tmp:
+        return asyncio.run(
+            run_scaleout(
+                Path(tmp), args.bootstrap, routers=args.routers, requests=args.requests,
+                window=args.window, warmup=args.warmup,
+            )
+        )  # fmt: skip
+
+
 def _memory(args: argparse.Namespace) -> dict[str, Any]:
     from bench.soak import run_soak  # noqa: PLC0415
     from daemon.broker import EmbeddedBroker  # noqa: PLC0415
@@ -172,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bare": _router,
         "isolation": _isolation,
         "reaction": _reaction,
+        "scaleout": _scaleout,
         "memory": _memory,
     }
     result = runners[args.scenario](args)

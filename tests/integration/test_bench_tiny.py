@@ -125,6 +125,20 @@ def test_reaction_times_each_arbitrage_stage_by_stage_beside_the_kafka_round_tri
     assert summary["router_part"]["p99_ms"] <= summary["reaction"]["p99_ms"]
 
 
+def test_scaleout_runs_one_then_two_routers_in_one_group_and_reports_their_cpu(
+    tiny_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    results, _, _ = tiny_run
+    (round_,) = results["scaleout"]["rounds"]
+    for routers in ("1", "2"):
+        run = round_[routers]
+        assert run["routers"] == int(routers)
+        assert run["statuses"] == {"filled": results["settings"]["router_requests"]}
+        assert len(run["router_cpu_s"]) == int(routers) and all(cpu >= 0 for cpu in run["router_cpu_s"])
+    summary = results["scaleout"]["summary"]
+    assert summary["ratio"] == round_["2"]["requests_per_s"] / round_["1"]["requests_per_s"]
+
+
 def test_the_printed_table_is_the_markdown_written_beside_the_json(
     tiny_run: tuple[dict[str, Any], str, Path],
 ) -> None:
@@ -133,6 +147,6 @@ def test_the_printed_table_is_the_markdown_written_beside_the_json(
     table = markdown.read_text()
     assert table in stdout
     headings = ("**Ingest**", "**Detector latency**", "**Router through Kafka**", "**Feed isolation**")
-    for heading in (*headings, "**Reaction time**", "**Memory**"):
+    for heading in (*headings, "**Reaction time**", "**Scale-out**", "**Memory**"):
         assert heading in table
     assert results["machine"]["cores"] and results["machine"]["python"] in table
