@@ -110,6 +110,9 @@ class LoadClient:
 
     async def _send(self, number: int) -> None:
         await self.slots.acquire()
+        await self._send_in_slot(number)
+
+    async def _send_in_slot(self, number: int) -> None:
         request_id = f"{self.prefix}{number}"
         self.sent_ns[request_id] = time.perf_counter_ns()
         value = order_request(request_id, number, self.symbol)
@@ -159,9 +162,10 @@ class LoadClient:
             while (left := deadline - time.perf_counter()) > 0 and not receiving.done():
                 try:
                     async with asyncio.timeout(left):
-                        await self._send(number)
+                        await self.slots.acquire()
                 except TimeoutError:
                     break
+                await self._send_in_slot(number)  # never cut short: every request sent is answered
                 number += 1
             async with asyncio.timeout(_DRAIN_TIMEOUT_S):
                 while self.sent_ns and not receiving.done():  # noqa: ASYNC110 - results move it
