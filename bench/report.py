@@ -207,13 +207,14 @@ def isolation_lines(s: Mapping[str, Any]) -> list[str]:
         f"feeds + detector + router in one daemon; loaded = {s['window']} order requests in flight "
         f"({s['loaded_requests_per_s']:,.0f} answered/s)",
         "",
-        _row(("router", "opportunities", "p50 ms", "p99 ms", "pusher write p99 ms")),
+        _row(("router", "dislocations → opportunities", "p50 ms", "p99 ms", "market write p99 ms")),
         _row(("---", "---:", "---:", "---:", "---:")),
     ]
     for phase in ("idle", "loaded"):
         f = s[phase]
+        found = f"{f['dislocations']} → {f['events']}"
         lines.append(
-            _row((phase, f["events"], f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['write_p99_ms']:.2f}"))
+            _row((phase, found, f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['write_p99_ms']:.2f}"))
         )
     lines += [
         "",
