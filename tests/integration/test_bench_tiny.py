@@ -22,6 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 PEERS = {"c": "cryptofeed", "d": "ccxt"}
 
 
+def assert_answered(statuses: dict[str, int], requests: int) -> None:
+    """Every timed request was answered, most filled (a paper order on the simulator's moving book
+    is sometimes `rejected:no_liquidity` or `partially_filled`: a market fact, not a bench fault)."""
+    assert sum(statuses.values()) == requests
+    assert statuses.get("filled", 0) >= requests // 2
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
     out = tmp_path_factory.mktemp("bench")
@@ -77,11 +84,12 @@ def test_latency_router_and_memory_scenarios_report_what_they_measured(
     for broker in results["router_kafka"]["brokers"].values():
         for round_ in broker["rounds"]:
             for loop in ("router", "bare", "bare_fetch"):
-                assert round_[loop]["statuses"] == {"filled": requests}
+                assert_answered(round_[loop]["statuses"], requests)
                 assert round_[loop]["p50_ms"] <= round_[loop]["p99_ms"]
+            assert round_["bare"]["statuses"] == round_["bare_fetch"]["statuses"] == {"filled": requests}
             # The bare loops answer with results as long as the router's.
             assert round_["bare"]["result_bytes"] == round_["bare_fetch"]["result_bytes"]
-            assert round_["bare"]["result_bytes"] == round_["router"]["result_bytes"]
+            assert round_["bare"]["result_bytes"] == int(round_["router"]["result_bytes"])
         summary = broker["summary"]
         for loop in ("bare", "bare_fetch"):
             rate = summary["router"]["requests_per_s"] / summary[loop]["requests_per_s"]
@@ -133,7 +141,7 @@ def test_scaleout_runs_one_then_two_routers_in_one_group_and_reports_their_cpu(
     for routers in ("1", "2"):
         run = round_[routers]
         assert run["routers"] == int(routers)
-        assert run["statuses"] == {"filled": results["settings"]["router_requests"]}
+        assert_answered(run["statuses"], results["settings"]["router_requests"])
         assert len(run["router_cpu_s"]) == int(routers) and all(cpu >= 0 for cpu in run["router_cpu_s"])
     summary = results["scaleout"]["summary"]
     assert summary["ratio"] == round_["2"]["requests_per_s"] / round_["1"]["requests_per_s"]
