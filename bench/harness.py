@@ -10,6 +10,8 @@ shared by that scenario's workers (each run uses its own topics and group).
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,18 +111,27 @@ class Harness:
         log = self.workdir / f"run-{self._count}.log"
         command = [sys.executable, "-m", "bench.worker", scenario, *args, "--result", str(result)]
         with log.open("wb") as out:
+            # Its own session, killed at the end: nothing it started outlives it (market, daemons).
+            proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=out, start_new_session=True)
             try:
-                code = subprocess.run(
-                    command, cwd=REPO, stdout=out, stderr=out, timeout=self.settings.timeout_s, check=False
-                ).returncode
+                code: int | None = proc.wait(timeout=self.settings.timeout_s)
             except subprocess.TimeoutExpired:
                 code = None
+            finally:
+                _kill_session(proc)
         if code != 0 or not result.exists():
             tail = log.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
             what = "timed out" if code is None else f"exited with {code}"
             raise BenchError(f"bench worker {scenario} {' '.join(args)} {what}:\n{tail}")
         value: dict[str, Any] = orjson.loads(result.read_bytes())
         return value
+
+
+def _kill_session(proc: subprocess.Popen[bytes]) -> None:
+    """Kill whatever is left of a worker's session (after a timeout, an interrupt or a stray child)."""
+    with contextlib.suppress(ProcessLookupError):  # the usual case: the worker and its children are gone
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @contextlib.contextmanager
