@@ -3,12 +3,16 @@
 Every run is a fresh worker process (`bench.worker`) on loopback in this
 process tree. Ingest rounds are interleaved (a, a_raw, a_http, b, c, d, a, ...),
 so that drift of the machine hits every client alike; ratios are taken within
-each round and their median reported. It prints medians and ratios, never a
-pass/fail on time, and writes `<out>/<date>.json` and `<out>/<date>.md`.
+each round and their median reported; so are the Kafka scenarios' rounds
+(router then bare loops, 1 then 2 routers: `bench.kafka_runs`). It prints
+medians and ratios, never a pass/fail on time, and writes `<out>/<date>.json`
+and `<out>/<date>.md`.
 
-Tiny mode runs every scenario on a few thousand messages and a 3 s soak; it
-skips a peer whose package (the `bench` extra) is not installed, saying so.
-The full bench needs them all.
+Tiny mode runs every scenario on a few thousand messages, a few dozen order
+requests, 2-3 s phases and a 3 s soak; it skips a peer whose package (the
+`bench` extra) is not installed, saying so. The full bench needs them all.
+`--window N` sets the requests in flight of router_kafka, isolation and
+scaleout; `--brokers tansu` runs router_kafka on Tansu only.
 """
 
 from __future__ import annotations
