@@ -17,6 +17,12 @@ TARGETS: Final = {
     "b/d": ">= 5",
     "p99_us": "<= 200",
     "rss_growth_mib": "flat",
+    "router_rps": ">= 2,000",
+    "router_p99_ms": "<= 50",
+    "router/bare": ">= 0.5",
+    "loaded/idle": "<= 1.5",
+    "reaction_p99_ms": "<= 25",
+    "router_part_p99_ms": "<= 2",
 }
 # b/a_http has no target: it shows what the pipeline costs on top of its own transport.
 RATIOS: Final = (("b/a", "b", "a"), ("b/c", "b", "c"), ("b/d", "b", "d"), ("b/a_http", "b", "a_http"))
@@ -120,9 +126,17 @@ def markdown(results: Mapping[str, Any], labels: Mapping[str, str]) -> str:
 
 def _latency_router_memory(results: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
-    for name, render in (("latency", _latency_lines), ("router", _router_lines), ("memory", _memory_lines)):
+    for name, render in (("latency", _latency_lines), ("memory", _memory_lines)):
         if results.get(name):
             lines += [*render(results[name]["summary"]), ""]
+    if results.get("router_kafka"):
+        lines += [*router_kafka_lines(results["router_kafka"]), ""]
+    if results.get("isolation"):
+        lines += [*isolation_lines(results["isolation"]["summary"]), ""]
+    if results.get("reaction"):
+        lines += [*reaction_lines(results["reaction"]["summary"]), ""]
+    if results.get("scaleout"):
+        lines += [*scaleout_lines(results["scaleout"]["summary"]), ""]
     return lines
 
 
@@ -140,16 +154,6 @@ def _latency_lines(s: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _router_lines(s: Mapping[str, Any]) -> list[str]:
-    return [
-        f"**Router** — paper orders through the Tansu broker, {s['window']} in flight",
-        "",
-        _row(("requests/s", "p50 ms", "p99 ms")),
-        _row(("---:",) * 3),
-        _row((f"{s['requests_per_s']:,.0f}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}")),
-    ]
-
-
 def _memory_lines(s: Mapping[str, Any]) -> list[str]:
     return [
         f"**Memory** — daemon (every role) for {s['duration_s']:.0f} s "
@@ -162,3 +166,110 @@ def _memory_lines(s: Mapping[str, Any]) -> list[str]:
             f"{s['rss_max_mib']:.1f}", f"{s['tasks_start']} → {s['tasks_end']}",
         )),
     ]  # fmt: skip
+
+
+_LOOP_LABELS: Final = {
+    "router": "router (paper)",
+    "bare": "bare, router's shape: send+commit per partition",
+    "bare_fetch": "bare, one send+commit per fetch",
+}
+
+
+def router_kafka_lines(r: Mapping[str, Any]) -> list[str]:
+    """Return the router-vs-bare-loop table: one row per (broker, loop), the ratio on the router's row."""
+    lines = [
+        f"**Router through Kafka** — paper market orders, {r['window']} in flight, {r['requests']} timed "
+        "requests a run; bare = consume → produce a same-size result → commit, nothing else "
+        "(medians of runs; the ratio is the median of per-round ratios)",
+        "",
+        _row(("broker", "loop", "requests/s", "p50 ms", "p99 ms", "router / this rate")),
+        _row(("---", "---", "---:", "---:", "---:", "---:")),
+    ]
+    for broker, data in r["brokers"].items():
+        s = data["summary"]
+        for loop, label in _LOOP_LABELS.items():
+            f = s[loop]
+            ratio = f"{s[f'router/{loop}']:.2f}" if f"router/{loop}" in s else ""
+            lines.append(_row((broker, label, f"{f['requests_per_s']:,.0f}", f"{f['p50_ms']:.1f}",
+                               f"{f['p99_ms']:.1f}", ratio)))  # fmt: skip
+    lines.append(
+        _row(
+            ("target", "router", TARGETS["router_rps"], "", TARGETS["router_p99_ms"], TARGETS["router/bare"])
+        )
+    )
+    return lines
+
+
+def isolation_lines(s: Mapping[str, Any]) -> list[str]:
+    """Return the feed-isolation table: quote sent → opportunity detected, idle vs loaded router."""
+    lines = [
+        f"**Feed isolation** — quote frame sent by the simulator → opportunity detected (`detected_ns`), "
+        f"feeds + detector + router in one daemon; loaded = {s['window']} order requests in flight "
+        f"({s['loaded_requests_per_s']:,.0f} answered/s)",
+        "",
+        _row(("router", "dislocations → opportunities", "p50 ms", "p99 ms", "market write p99 ms")),
+        _row(("---", "---:", "---:", "---:", "---:")),
+    ]
+    for phase in ("idle", "loaded"):
+        f = s[phase]
+        found = f"{f['dislocations']} → {f['events']}"
+        lines.append(
+            _row((phase, found, f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['write_p99_ms']:.2f}"))
+        )
+    lines += [
+        "",
+        _row(("ratio", "reached", "target")),
+        _row(("---", "---:", "---:")),
+        _row(("loaded/idle p99", f"{s['ratio']:.2f}", TARGETS["loaded/idle"])),
+    ]
+    return lines
+
+
+def reaction_lines(s: Mapping[str, Any]) -> list[str]:
+    """Return the reaction-time table and its stage breakdown."""
+    lines = [
+        f"**Reaction time** — opportunity detected → both arbitrage legs at the (paper) venue, "
+        f"{s['arbitrages']} arbitrages filled on both venues (answers: {_counts(s['statuses'])}); "
+        f"the client reads with fetch_max_wait_ms = {s['fetch_max_wait_ms']}; baseline: the same two Kafka "
+        "hops with nothing in the middle",
+        "",
+        _row(("path", "p50 ms", "p99 ms", "target p99 ms")),
+        _row(("---", "---:", "---:", "---:")),
+    ]
+    for key, label, target in (
+        ("reaction", "reaction: detected → orders at the venue", TARGETS["reaction_p99_ms"]),
+        ("router_part", "router's part: request taken → orders at the venue", TARGETS["router_part_p99_ms"]),
+        ("kafka_round_trip", "baseline: two Kafka hops (produce → consume → produce → consume)", ""),
+    ):
+        f = s[key]
+        lines.append(_row((label, f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", target)))
+    lines += ["", _row(("stage (reaction path)", "p50 ms", "p99 ms")), _row(("---", "---:", "---:"))]
+    for stage, f in s["stages"].items():
+        lines.append(_row((stage, f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}")))
+    return lines
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def scaleout_lines(s: Mapping[str, Any]) -> list[str]:
+    """Return the scale-out table: 1 vs 2 route processes in one group on Apache Kafka."""
+    lines = [
+        f"**Scale-out** — `smartroute route` processes in one consumer group on Apache Kafka, "
+        f"a SQLite ledger each, {s['window']} paper orders in flight, {s['requests']} timed requests a run",
+        "",
+        _row(("routers", "requests/s", "p50 ms", "p99 ms", "router CPU (cores)")),
+        _row(("---:", "---:", "---:", "---:", "---:")),
+    ]
+    for n in ("1", "2"):
+        f = s[n]
+        lines.append(_row((n, f"{f['requests_per_s']:,.0f}", f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}",
+                           f"{f['router_cores']:.2f}")))  # fmt: skip
+    lines += [
+        "",
+        _row(("ratio", "reached")),
+        _row(("---", "---:")),
+        _row(("2 routers / 1", f"{s['ratio']:.2f}")),
+    ]
+    return lines

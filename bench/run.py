@@ -3,12 +3,16 @@
 Every run is a fresh worker process (`bench.worker`) on loopback in this
 process tree. Ingest rounds are interleaved (a, a_raw, a_http, b, c, d, a, ...),
 so that drift of the machine hits every client alike; ratios are taken within
-each round and their median reported. It prints medians and ratios, never a
-pass/fail on time, and writes `<out>/<date>.json` and `<out>/<date>.md`.
+each round and their median reported; so are the Kafka scenarios' rounds
+(router then bare loops, 1 then 2 routers: `bench.kafka_runs`). It prints
+medians and ratios, never a pass/fail on time, and writes `<out>/<date>.json`
+and `<out>/<date>.md`.
 
-Tiny mode runs every scenario on a few thousand messages and a 3 s soak; it
-skips a peer whose package (the `bench` extra) is not installed, saying so.
-The full bench needs them all.
+Tiny mode runs every scenario on a few thousand messages, a few dozen order
+requests, 2-3 s phases and a 3 s soak; it skips a peer whose package (the
+`bench` extra) is not installed, saying so. The full bench needs them all.
+`--window N` sets the requests in flight of router_kafka, isolation and
+scaleout; `--brokers tansu` runs router_kafka on Tansu only.
 """
 
 from __future__ import annotations
@@ -22,106 +26,16 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from bench.harness import BROKERS, FULL, REPO, TINY, BenchError, Harness, Settings, progress
 from bench.ingest import LABELS, REQUIRES
+from bench.kafka_runs import run_isolation, run_reaction, run_router_kafka, run_scaleout
 from bench.report import machine, markdown, summarize_ingest
-
-REPO = Path(__file__).resolve().parents[1]
-_LOG_TAIL_CHARS = 4000
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """How much each scenario does."""
-
-    mode: str
-    runs: int
-    frames: int
-    clients: tuple[str, ...]
-    latency_quotes: int
-    router_requests: int
-    router_window: int
-    router_warmup: int
-    router_runs: int
-    soak_symbols: int
-    soak_warmup_s: float
-    soak_duration_s: float
-    timeout_s: float
-
-
-FULL = Settings(
-    mode="full",
-    runs=5,
-    frames=200_000,
-    clients=("a", "a_raw", "a_http", "b", "c", "d"),
-    latency_quotes=200_000,
-    router_requests=1000,
-    router_window=32,
-    router_warmup=50,
-    router_runs=5,
-    soak_symbols=200,
-    soak_warmup_s=10.0,
-    soak_duration_s=300.0,
-    timeout_s=600.0,
-)
-TINY = Settings(
-    mode="tiny",
-    runs=2,
-    frames=3000,
-    clients=("a", "a_raw", "a_http", "b", "c", "d"),
-    latency_quotes=5000,
-    router_requests=30,
-    router_window=8,
-    router_warmup=5,
-    router_runs=1,
-    soak_symbols=10,
-    soak_warmup_s=1.0,
-    soak_duration_s=3.0,
-    timeout_s=120.0,
-)
-
-
-class BenchError(Exception):
-    """A bench run failed; the message carries the end of its log."""
-
-
-class Harness:
-    """Run worker processes, collect their results."""
-
-    def __init__(self, settings: Settings, workdir: Path) -> None:
-        self.settings = settings
-        self.workdir = workdir
-        self._count = 0
-
-    def worker(self, scenario: str, *args: str) -> dict[str, Any]:
-        """Run one worker process for `scenario` and return the result it wrote."""
-        self._count += 1
-        result = self.workdir / f"run-{self._count}.json"
-        log = self.workdir / f"run-{self._count}.log"
-        command = [sys.executable, "-m", "bench.worker", scenario, *args, "--result", str(result)]
-        with log.open("wb") as out:
-            try:
-                code = subprocess.run(
-                    command, cwd=REPO, stdout=out, stderr=out, timeout=self.settings.timeout_s, check=False
-                ).returncode
-            except subprocess.TimeoutExpired:
-                code = None
-        if code != 0 or not result.exists():
-            tail = log.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
-            what = "timed out" if code is None else f"exited with {code}"
-            raise BenchError(f"bench worker {scenario} {' '.join(args)} {what}:\n{tail}")
-        value: dict[str, Any] = orjson.loads(result.read_bytes())
-        return value
-
-
-def _progress(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
 
 
 def available_clients(settings: Settings) -> tuple[list[str], dict[str, str]]:
@@ -157,7 +71,7 @@ def run_ingest(harness: Harness) -> dict[str, Any]:
         for number in range(s.runs):
             results = {}
             for name in clients:
-                _progress(f"ingest round {number + 1}/{s.runs}: {name}")
+                progress(f"ingest round {number + 1}/{s.runs}: {name}")
                 started = cpu.seconds()
                 result = harness.worker("ingest", "--client", name, "--port", port, "--frames", str(s.frames))
                 if started is not None:
@@ -200,7 +114,7 @@ def run_latency(harness: Harness) -> dict[str, Any]:
     s = harness.settings
     runs = []
     for number in range(s.runs):
-        _progress(f"detector latency run {number + 1}/{s.runs}")
+        progress(f"detector latency run {number + 1}/{s.runs}")
         runs.append(harness.worker("latency", "--quotes", str(s.latency_quotes)))
     # Medians of each figure over runs (each run's p50 <= p99 <= ..., so their medians keep that order).
     summary = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
@@ -208,31 +122,10 @@ def run_latency(harness: Harness) -> dict[str, Any]:
     return {"runs": runs, "summary": summary}
 
 
-def run_router(harness: Harness) -> dict[str, Any]:
-    """Run the router scenario; summarize with medians."""
-    s = harness.settings
-    runs = []
-    for number in range(s.router_runs):
-        _progress(f"router run {number + 1}/{s.router_runs}")
-        runs.append(
-            harness.worker(
-                "router", "--requests", str(s.router_requests), "--window", str(s.router_window),
-                "--warmup", str(s.router_warmup),
-            )
-        )  # fmt: skip
-    summary = {
-        "window": s.router_window,
-        **{
-            key: statistics.median(run[key] for run in runs) for key in ("requests_per_s", "p50_ms", "p99_ms")
-        },
-    }
-    return {"runs": runs, "summary": summary}
-
-
 def run_memory(harness: Harness) -> dict[str, Any]:
     """Run the soak once (growth over a long run is a trend, not a distribution)."""
     s = harness.settings
-    _progress(f"memory soak: {s.soak_duration_s:.0f} s after {s.soak_warmup_s:.0f} s warm-up")
+    progress(f"memory soak: {s.soak_duration_s:.0f} s after {s.soak_warmup_s:.0f} s warm-up")
     result = harness.worker(
         "memory", "--symbols", str(s.soak_symbols), "--warmup-s", str(s.soak_warmup_s),
         "--duration-s", str(s.soak_duration_s),
@@ -240,7 +133,15 @@ def run_memory(harness: Harness) -> dict[str, Any]:
     return {"runs": [result], "summary": result}
 
 
-SCENARIOS = {"ingest": run_ingest, "latency": run_latency, "router": run_router, "memory": run_memory}
+SCENARIOS = {
+    "ingest": run_ingest,
+    "latency": run_latency,
+    "router_kafka": run_router_kafka,
+    "isolation": run_isolation,
+    "reaction": run_reaction,
+    "scaleout": run_scaleout,
+    "memory": run_memory,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,8 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=None, help="results folder (default: bench/results; tiny: none)"
     )
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios to run")
+    parser.add_argument("--window", type=int, default=None, help="router_kafka: requests in flight")
+    parser.add_argument(
+        "--brokers", default=None, help=f"router_kafka: comma-separated, of {','.join(BROKERS)}"
+    )
     args = parser.parse_args(argv)
     settings = TINY if args.tiny else FULL
+    if args.window is not None:
+        settings = replace(settings, router_window=args.window)
+    if args.brokers is not None:
+        brokers = tuple(name.strip() for name in args.brokers.split(",") if name.strip())
+        if not brokers or set(brokers) - set(BROKERS):
+            parser.error(f"--brokers takes some of {', '.join(BROKERS)}, got {args.brokers!r}")
+        settings = replace(settings, brokers=brokers)
     out = args.out if args.out is not None or args.tiny else REPO / "bench" / "results"
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := set(chosen) - set(SCENARIOS):
