@@ -5,8 +5,11 @@ Every leg — of an order, of an arbitrage, of an unwind — goes through here:
 1. what it may spend is reserved in the balance book (`router.balances`): a leg
    the venue cannot fund is refused unsent, and so are its siblings — an
    arbitrage never sends one leg alone for want of funds;
-2. its intent is recorded in the ledger before anything is sent;
+2. its intent is recorded in the ledger before anything is sent (the intents of
+   a request's legs in one write);
 3. it is marked "sent", executed once, and its outcome recorded as "settled";
+   every one of these writes goes through the ledger's group writer
+   (`router.ledger.writer`) and is on disk before the next step begins;
 4. its reservation is released and its fills move the balance book and feed the
    risk gate (net positions, realized PnL, the loss limit).
 
@@ -71,8 +74,8 @@ class LegRunner:
         """Return the executor's measured order-acknowledgement latency on `venue`, if any."""
         return self._executor.observed_ack_latency_ms(venue)
 
-    def _record_acknowledged(self, leg: OrderLeg, venue_order_id: str) -> None:
-        self._ledger.record_acknowledged(leg.request_id, leg.leg, venue_order_id)
+    async def _record_acknowledged(self, leg: OrderLeg, venue_order_id: str) -> None:
+        await self._ledger.arecord_acknowledged(leg.request_id, leg.leg, venue_order_id)
 
     async def run(self, legs: Sequence[OrderLeg]) -> list[LegOutcome]:
         """Reserve every leg's funds, record its intent, execute them concurrently, record each outcome.
@@ -83,8 +86,7 @@ class LegRunner:
             self._reserve(legs)
         except InsufficientBalance as exc:
             return [LegOutcome(leg, (), f"not sent: {exc.message}", exc.reject_code) for leg in legs]
-        for leg in legs:
-            self._ledger.record_leg_intent(intent_of(leg))
+        await self._ledger.arecord_leg_intents([intent_of(leg) for leg in legs])
         # Every leg runs to its end before an error leaves: nothing of this request is still running
         # when the settler (router.settler) takes it over.
         done = await asyncio.gather(*(self._run_one(leg) for leg in legs), return_exceptions=True)
@@ -110,19 +112,19 @@ class LegRunner:
             raise
 
     async def _run_one(self, leg: OrderLeg) -> LegOutcome:
-        self._ledger.mark_leg(leg.request_id, leg.leg, "sent")
+        await self._ledger.amark_leg(leg.request_id, leg.leg, "sent")
         started = time.monotonic()
         # An executor error leaves the leg in flight, its reservation held: the funds may be spent.
         outcome = await self._executor.execute(leg)
         ORDER_LEG_SECONDS.labels(venue=leg.venue).observe(time.monotonic() - started)
-        self._settled(leg, outcome)
+        await self._settled(leg, outcome)
         self._balances.settle((leg.request_id, leg.leg), leg.symbol, outcome.fills)
         if outcome.fills and self.on_fill is not None:
             self.on_fill(leg.venue)
         return outcome
 
-    def _settled(self, leg: OrderLeg, outcome: LegOutcome) -> None:
-        self._ledger.mark_leg(leg.request_id, leg.leg, "settled", outcome.encode())
+    async def _settled(self, leg: OrderLeg, outcome: LegOutcome) -> None:
+        await self._ledger.amark_leg(leg.request_id, leg.leg, "settled", outcome.encode())
         for fill in outcome.fills:
             self._risk.record_fill(leg.symbol, fill)
 
@@ -145,7 +147,7 @@ class LegRunner:
         if intent.state == "settled" and intent.outcome is not None:
             return LegOutcome.decode(leg, intent.outcome)
         outcome = await self._executor.recover(leg, acknowledged=acknowledged)
-        self._settled(leg, outcome)
+        await self._settled(leg, outcome)
         # The reservation its interrupted run held (none after a restart) goes; its fills move the book.
         self._balances.settle((leg.request_id, leg.leg), symbol, outcome.fills)
         if outcome.fills and self.on_fill is not None:
