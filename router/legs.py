@@ -32,6 +32,7 @@ import structlog
 from connectors.types import Mode, decimal_text
 from router.balances import BalanceBook, InsufficientBalance
 from router.carry import load_carried, settled_fills
+from router.errors import ExecutionError
 from router.execution import Executor, LegOutcome, OrderLeg
 from router.funding import leg_need
 from router.ledger import Ledger, LegIntent
@@ -96,6 +97,26 @@ class LegRunner:
                 raise outcome
             outcomes.append(outcome)
         return outcomes
+
+    async def run_held(self, hold: str, legs: Sequence[OrderLeg]) -> list[LegOutcome]:
+        """`run` an order the risk gate accepted with `hold`, then release the hold: its fills count now.
+
+        An outcome not known yet (ExecutionError) keeps the hold — the order may have filled — until
+        the request is settled (`release_hold`).
+        """
+        try:
+            outcomes = await self.run(legs)
+        except ExecutionError:
+            raise
+        except BaseException:
+            self._risk.release(hold)
+            raise
+        self._risk.release(hold)
+        return outcomes
+
+    def release_hold(self, hold: str) -> None:
+        """Release a hold `run_held` kept: its request is settled, its fills are in the positions."""
+        self._risk.release(hold)
 
     def _reserve(self, legs: Sequence[OrderLeg]) -> None:
         reserved: list[OrderLeg] = []

@@ -20,8 +20,7 @@ Python API):
    whose `run` — `work_residuals` — works the rest in the background);
 6. store the result in the ledger, then hand it back for publication.
 
-Every ledger write on this path goes through the group writer (`router.ledger.writer`):
-off the event loop, batched with other requests', on disk before the next step.
+Ledger writes go through the group writer (`router.ledger.writer`): off the loop, on disk first.
 
 A crash anywhere leaves the request "in flight" in the ledger; `recover()`
 settles it from what the ledger (and, live, the venue) knows — it is never
@@ -284,7 +283,7 @@ class SmartRouter:
     async def _execute_order(
         self, request: OrderRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
-        entitled = self._access.of(request.user_id)
+        entitled, hold = self._access.of(request.user_id), request.request_id
         views = [view for view in self._venue_views(request.symbol) if entitled.allows_venue(view.venue)]
         try:
             plan = plan_order(request, prefs, views, self._cache.max_quote_age_ns / 1e6)
@@ -292,10 +291,10 @@ class SmartRouter:
             return self._reject(request, exc.reject_code, exc.message, received_ns, exc.as_message())
         route = plan.route.as_message()
         try:
-            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
+            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional, hold=hold)
         except RiskRejected as exc:
             return self._reject(request, exc.reject_code, exc.message, received_ns, route)
-        outcomes = await self._legs.run(plan.legs)
+        outcomes = await self._legs.run_held(hold, plan.legs)
         if refused := refusal(outcomes):
             return self._reject(request, *refused, received_ns, route)
         return order_result(
@@ -310,21 +309,20 @@ class SmartRouter:
     async def _execute_arbitrage(
         self, request: ArbitrageRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
+        hold = request.request_id
         if closed := await check_open(self._opportunities, request, self._clock_ns()):
             return self._reject(request, "opportunity_closed", f"{closed}; nothing was executed", received_ns)
-        slippage = (
-            request.max_slippage_bps if request.max_slippage_bps is not None else prefs.max_slippage_bps
-        )
+        slippage = prefs.max_slippage_bps if request.max_slippage_bps is None else request.max_slippage_bps
         views = {v.venue: v for v in self._venue_views(request.symbol)}
         try:
             plan = plan_arbitrage(request, views, slippage, self._cache.max_quote_age_ns / 1e6)
         except NoArbitrage as exc:
             return self._reject(request, exc.reject_code, exc.message, received_ns, exc.route)
         try:
-            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
+            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional, hold=hold)
         except RiskRejected as exc:
             return self._reject(request, exc.reject_code, exc.message, received_ns, plan.route)
-        outcomes = await self._legs.run(plan.legs)
+        outcomes = await self._legs.run_held(hold, plan.legs)
         if refused := refusal(outcomes):
             return self._reject(request, *refused, received_ns, plan.route)
         buy, sell = outcomes
@@ -397,4 +395,5 @@ class SmartRouter:
         result = await recover_request(self._legs, self._residuals, request_id, raw, self._clock_ns())
         encoded = result.encode()
         await self._ledger.acomplete(request_id, encoded, now_ns=self._clock_ns())
+        self._legs.release_hold(request_id)  # settled: its fills are in the positions
         return encoded
