@@ -2,10 +2,15 @@
 
 Exactly-once effect, built on the ledger rather than on Kafka transactions
 (which the test broker does not offer and real clusters need not be trusted
-with): offsets are committed only after every result of the batch has been
-acknowledged by the broker (`acks="all"`). A crash before the commit makes
-Kafka redeliver the batch; the ledger answers each redelivered request with
-its stored result instead of executing it again.
+with): a partition's offset is committed only up to its lowest request whose
+results the broker has not acknowledged (`acks="all"`). A crash before the
+commit makes Kafka redeliver those requests; the ledger answers each
+redelivered request with its stored result instead of executing it again.
+
+Up to `[router] max_in_flight` requests are answered at once; requests with
+one Kafka key (else one request_id) one after another, in offset order
+(`daemon.in_flight`), so a slow or dark venue delays only the requests queued
+behind it with the same key.
 
 Results go out through the process's one producer, the Publisher's
 (`Publisher.send_and_wait`), acknowledged before the commit.
@@ -43,13 +48,14 @@ its whole wait (Tansu does) would otherwise add ~100 ms to every request.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
+from collections.abc import Callable
 
 import orjson
 import structlog
 
 from daemon.config import KafkaConfig, RouterConfig
+from daemon.in_flight import Watermarks, dlq_entry, order_key, request_enqueued
 from daemon.kafka import (
     FETCH_MAX_WAIT_MS,
     Consumer,
@@ -63,15 +69,15 @@ from daemon.kafka import (
     record_consumer_lag,
     start_unless_stopped,
 )
-from daemon.metrics import ORDER_REQUESTS_UNTIMED, ROUTER_COMMIT_FAILURES, UNAUTHENTICATED_SETTINGS
+from daemon.metrics import ROUTER_COMMIT_FAILURES, UNAUTHENTICATED_SETTINGS
 from daemon.opportunities import LOOKBACK_MS, FollowedOpportunities
 from router.errors import ResultNotPublished, RouterError
 from router.kill_switch import KillSwitch
 from router.metrics import HALTED
 from router.open_orders import OpenOrderCheck
 from router.opportunities import InvalidOpportunity
+from router.per_key import PerKey
 from router.preferences import PreferenceStore
-from router.request_age import Enqueued
 from router.retention import LedgerPruner
 from router.signatures import Unauthenticated
 from router.signed_settings import SettingsGuard
@@ -86,50 +92,6 @@ _POLL_MS = 100
 # on Tansu): their idle followers fetch 10 times a second rather than 50.
 _SETTINGS_FETCH_MAX_WAIT_MS = 100
 _RETRY_DELAY_S = 1.0
-_LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it (0: CreateTime, the producer)
-
-
-def request_enqueued(record: ConsumerRecord[bytes, bytes]) -> Enqueued | None:
-    """Return when `record` entered the topic, by its timestamp; None (logged, counted) if it has none."""
-    if record.timestamp is None or record.timestamp < 0:
-        ORDER_REQUESTS_UNTIMED.inc()
-        log.warning(
-            "order_request_untimed",
-            partition=record.partition,
-            offset=record.offset,
-            timestamp=record.timestamp,
-        )
-        return None
-    if record.timestamp_type == _LOG_APPEND_TIME:
-        return Enqueued(record.timestamp * 1_000_000, "log_append_time")
-    return Enqueued(record.timestamp * 1_000_000, "create_time")
-
-
-def dlq_entry(record: ConsumerRecord[bytes, bytes], error: str, reject_code: str | None) -> bytes:
-    """Return the DLQ message for a record that could not be used: its exact bytes, origin and error."""
-    value = record.value
-    try:
-        text = value.decode() if value is not None else None
-    except UnicodeDecodeError:
-        text = None
-    return orjson.dumps(
-        {
-            "v": 1,
-            "source_topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": None if record.key is None else base64.b64encode(record.key).decode(),
-            "value_base64": None if value is None else base64.b64encode(value).decode(),
-            "value_text": text,
-            "headers": [
-                {"key": key, "value_base64": None if raw is None else base64.b64encode(raw).decode()}
-                for key, raw in record.headers
-            ],
-            "error": error,
-            "reject_code": reject_code,
-            "received_ns": time.time_ns(),
-        }
-    )
 
 
 class RouterService:
@@ -231,42 +193,67 @@ class RouterService:
                 halted=self.kill_switch.halted,
                 caught_up=[f.topic for f in followers],
             )
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.settings.max_batch)
-                for partition, records in batches.items():
-                    await self._process(consumer, partition, records)
-                await record_consumer_lag(consumer, self.orders_topic, self.settings.group_id)
+            await self._serve_in_flight(consumer, stop)
         finally:
-            await consumer.stop()  # offsets were committed batch by batch; nothing is pending here
+            await consumer.stop()  # offsets were committed as requests were answered; nothing is pending
 
-    async def _process(
-        self,
-        consumer: Consumer,
-        partition: TopicPartition,
-        records: list[ConsumerRecord[bytes, bytes]],
-    ) -> None:
-        outgoing: list[tuple[str, bytes | None, bytes]] = []
-        for record in records:
-            handled = await self.router.handle(
-                record.value or b"",
-                received_ns=time.time_ns(),
-                headers=record.headers,
-                enqueued=request_enqueued(record),
-            )
-            if handled.result is not None and handled.request_id is not None:
-                outgoing.append((self.results_topic, handled.request_id.encode(), handled.result))
-            if handled.invalid is not None:
-                entry = dlq_entry(record, handled.invalid.message, handled.invalid.reject_code)
-                outgoing.append((self.dlq_topic, record.key, entry))
+    async def _serve_in_flight(self, consumer: Consumer, stop: asyncio.Event) -> None:
+        """Answer up to max_in_flight requests at once, a key at a time; commit under the lowest open one."""
+        slots = asyncio.Semaphore(self.settings.max_in_flight)
+        marks = Watermarks()
+        keys = PerKey()
         try:
-            await self._send_all(outgoing)
-        except KafkaError as exc:
-            # Nothing is committed: the batch is read again and answered from the ledger.
-            log.error("router_results_not_acknowledged", error=repr(exc), partition=partition.partition)
-            consumer.seek(partition, records[0].offset)
-            await asyncio.sleep(_RETRY_DELAY_S)
+            async with asyncio.TaskGroup() as tg:
+                while not stop.is_set():
+                    batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=self.settings.max_batch)
+                    for partition, records in batches.items():
+                        for record in records:
+                            await slots.acquire()  # full: no new request starts until one is answered
+                            marks.started(partition, record.offset)
+                            answer = self._answer(partition, record, stop, marks.answered)
+                            task = tg.create_task(keys.run(order_key(record), answer), name="order")
+                            task.add_done_callback(lambda _: slots.release())
+                    await self._commit_answered(consumer, marks)
+                    await record_consumer_lag(consumer, self.orders_topic, self.settings.group_id)
+        finally:
+            await self._commit_answered(consumer, marks)  # what was answered before the stop (or the error)
+
+    async def _answer(
+        self,
+        partition: TopicPartition,
+        record: ConsumerRecord[bytes, bytes],
+        stop: asyncio.Event,
+        answered: Callable[[TopicPartition, int], None],
+    ) -> None:
+        """Handle one request and publish its results; it is answered once the broker acknowledged them."""
+        handled = await self.router.handle(
+            record.value or b"",
+            received_ns=time.time_ns(),
+            headers=record.headers,
+            enqueued=request_enqueued(record),
+        )
+        outgoing: list[tuple[str, bytes | None, bytes]] = []
+        if handled.result is not None and handled.request_id is not None:
+            outgoing.append((self.results_topic, handled.request_id.encode(), handled.result))
+        if handled.invalid is not None:
+            entry = dlq_entry(record, handled.invalid.message, handled.invalid.reject_code)
+            outgoing.append((self.dlq_topic, record.key, entry))
+        while True:
+            try:
+                await self._send_all(outgoing)
+            except KafkaError as exc:
+                # Not committed until acknowledged: sent again, or read again after a stop.
+                log.error("router_results_not_acknowledged", error=repr(exc), partition=partition.partition)
+                if stop.is_set():
+                    return
+                await asyncio.sleep(_RETRY_DELAY_S)
+                continue
+            answered(partition, record.offset)
             return
-        await self._commit(consumer, partition, records[-1].offset + 1)
+
+    async def _commit_answered(self, consumer: Consumer, marks: Watermarks) -> None:
+        for partition, offset in marks.committable().items():
+            await self._commit(consumer, partition, offset)
 
     async def _commit(self, consumer: Consumer, partition: TopicPartition, offset: int) -> None:
         """Commit an answered batch; a refused commit is expected around rebalances and is never fatal.

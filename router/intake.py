@@ -73,18 +73,18 @@ class Intake:
             return Handled(request_id, result.encode(), executed=False, replayed=False, invalid=error)
         return None
 
-    def reject_invalid(self, exc: InvalidRequest, raw: bytes, now: int) -> Handled:
+    async def reject_invalid(self, exc: InvalidRequest, raw: bytes, now: int) -> Handled:
         """Answer a request validation refused; one with a readable id is claimed and completed."""
         ORDER_REQUESTS.labels(status="rejected", reject_code=exc.reject_code).inc()
         if exc.request_id is None or exc.user_id is None:
             return Handled(None, None, executed=False, replayed=False, invalid=exc)
-        claim = self._ledger.claim(exc.request_id, exc.user_id, raw, now_ns=now)
+        claim = await self._ledger.aclaim(exc.request_id, exc.user_id, raw, now_ns=now)
         if claim.status == "done":
             return Handled(exc.request_id, claim.result, executed=False, replayed=True, invalid=exc)
         result = self.rejected(exc.request_id, exc.user_id, exc.kind, exc.reject_code, exc.message, now)
         encoded = result.encode()
         if claim.status == "new":
-            self._ledger.complete(exc.request_id, encoded, now_ns=self._clock_ns())
+            await self._ledger.acomplete(exc.request_id, encoded, now_ns=self._clock_ns())
         return Handled(exc.request_id, encoded, executed=False, replayed=False, invalid=exc)
 
     def rejected(

@@ -5,8 +5,11 @@ Every leg — of an order, of an arbitrage, of an unwind — goes through here:
 1. what it may spend is reserved in the balance book (`router.balances`): a leg
    the venue cannot fund is refused unsent, and so are its siblings — an
    arbitrage never sends one leg alone for want of funds;
-2. its intent is recorded in the ledger before anything is sent;
+2. its intent is recorded in the ledger before anything is sent (the intents of
+   a request's legs in one write);
 3. it is marked "sent", executed once, and its outcome recorded as "settled";
+   every one of these writes goes through the ledger's group writer
+   (`router.ledger.writer`) and is on disk before the next step begins;
 4. its reservation is released and its fills move the balance book and feed the
    risk gate (net positions, realized PnL, the loss limit).
 
@@ -29,6 +32,7 @@ import structlog
 from connectors.types import Mode, decimal_text
 from router.balances import BalanceBook, InsufficientBalance
 from router.carry import load_carried, settled_fills
+from router.errors import ExecutionError
 from router.execution import Executor, LegOutcome, OrderLeg
 from router.funding import leg_need
 from router.ledger import Ledger, LegIntent
@@ -71,8 +75,8 @@ class LegRunner:
         """Return the executor's measured order-acknowledgement latency on `venue`, if any."""
         return self._executor.observed_ack_latency_ms(venue)
 
-    def _record_acknowledged(self, leg: OrderLeg, venue_order_id: str) -> None:
-        self._ledger.record_acknowledged(leg.request_id, leg.leg, venue_order_id)
+    async def _record_acknowledged(self, leg: OrderLeg, venue_order_id: str) -> None:
+        await self._ledger.arecord_acknowledged(leg.request_id, leg.leg, venue_order_id)
 
     async def run(self, legs: Sequence[OrderLeg]) -> list[LegOutcome]:
         """Reserve every leg's funds, record its intent, execute them concurrently, record each outcome.
@@ -83,8 +87,7 @@ class LegRunner:
             self._reserve(legs)
         except InsufficientBalance as exc:
             return [LegOutcome(leg, (), f"not sent: {exc.message}", exc.reject_code) for leg in legs]
-        for leg in legs:
-            self._ledger.record_leg_intent(intent_of(leg))
+        await self._ledger.arecord_leg_intents([intent_of(leg) for leg in legs])
         # Every leg runs to its end before an error leaves: nothing of this request is still running
         # when the settler (router.settler) takes it over.
         done = await asyncio.gather(*(self._run_one(leg) for leg in legs), return_exceptions=True)
@@ -94,6 +97,26 @@ class LegRunner:
                 raise outcome
             outcomes.append(outcome)
         return outcomes
+
+    async def run_held(self, hold: str, legs: Sequence[OrderLeg]) -> list[LegOutcome]:
+        """`run` an order the risk gate accepted with `hold`, then release the hold: its fills count now.
+
+        An outcome not known yet (ExecutionError) keeps the hold — the order may have filled — until
+        the request is settled (`release_hold`).
+        """
+        try:
+            outcomes = await self.run(legs)
+        except ExecutionError:
+            raise
+        except BaseException:
+            self._risk.release(hold)
+            raise
+        self._risk.release(hold)
+        return outcomes
+
+    def release_hold(self, hold: str) -> None:
+        """Release a hold `run_held` kept: its request is settled, its fills are in the positions."""
+        self._risk.release(hold)
 
     def _reserve(self, legs: Sequence[OrderLeg]) -> None:
         reserved: list[OrderLeg] = []
@@ -110,19 +133,19 @@ class LegRunner:
             raise
 
     async def _run_one(self, leg: OrderLeg) -> LegOutcome:
-        self._ledger.mark_leg(leg.request_id, leg.leg, "sent")
+        await self._ledger.amark_leg(leg.request_id, leg.leg, "sent")
         started = time.monotonic()
         # An executor error leaves the leg in flight, its reservation held: the funds may be spent.
         outcome = await self._executor.execute(leg)
         ORDER_LEG_SECONDS.labels(venue=leg.venue).observe(time.monotonic() - started)
-        self._settled(leg, outcome)
+        await self._settled(leg, outcome)
         self._balances.settle((leg.request_id, leg.leg), leg.symbol, outcome.fills)
         if outcome.fills and self.on_fill is not None:
             self.on_fill(leg.venue)
         return outcome
 
-    def _settled(self, leg: OrderLeg, outcome: LegOutcome) -> None:
-        self._ledger.mark_leg(leg.request_id, leg.leg, "settled", outcome.encode())
+    async def _settled(self, leg: OrderLeg, outcome: LegOutcome) -> None:
+        await self._ledger.amark_leg(leg.request_id, leg.leg, "settled", outcome.encode())
         for fill in outcome.fills:
             self._risk.record_fill(leg.symbol, fill)
 
@@ -145,7 +168,7 @@ class LegRunner:
         if intent.state == "settled" and intent.outcome is not None:
             return LegOutcome.decode(leg, intent.outcome)
         outcome = await self._executor.recover(leg, acknowledged=acknowledged)
-        self._settled(leg, outcome)
+        await self._settled(leg, outcome)
         # The reservation its interrupted run held (none after a restart) goes; its fills move the book.
         self._balances.settle((leg.request_id, leg.leg), symbol, outcome.fills)
         if outcome.fills and self.on_fill is not None:

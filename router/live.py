@@ -85,7 +85,7 @@ class LiveExecutor:
         self.clock_ns = clock_ns
         self._latency_ms: dict[str, float] = {}
         # Told of every leg a venue acknowledged before its state could be read (the router records it).
-        self.on_acknowledged: Callable[[OrderLeg, str], None] | None = None
+        self.on_acknowledged: Callable[[OrderLeg, str], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         """Connect every venue (clock offset, exchange rules) before the first request."""
@@ -155,7 +155,7 @@ class LiveExecutor:
             LIVE_ORDERS.labels(leg.venue, "unknown").inc()
             log.warning("order_acknowledged_unseen", client_order_id=leg.client_order_id, error=str(exc))
             if self.on_acknowledged is not None:
-                self.on_acknowledged(leg, exc.venue_order_id)  # durable first: a restart must know it
+                await self.on_acknowledged(leg, exc.venue_order_id)  # durable first: a restart must know it
             return await self._settle(venue, leg, math.inf)
         except OutcomeUnknown as exc:
             LIVE_ORDERS.labels(leg.venue, "unknown").inc()

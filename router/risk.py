@@ -15,6 +15,10 @@
    last known nor the order's own, cannot grow;
 3. accepted orders in the sliding second before now.
 
+Orders execute concurrently: an accepted order checked with a `hold` counts
+its planned position changes, at their worst, in every later check until its
+legs settled (`release`), so orders in flight never pass a limit together.
+
 After every fill, `RiskGate` applies it to the positions and runs its loss guard
 (`router.loss`: the daily loss limit).
 
@@ -121,6 +125,9 @@ class FillWatch(Protocol):
         ...
 
 
+_ZERO_DELTA: Final = Decimal(0)
+
+
 class RiskGate:
     """Check planned orders against the risk limits; keep the net positions the fills make."""
 
@@ -141,19 +148,39 @@ class RiskGate:
         self.loss_guard = loss_guard
         self._clock_ns = clock_ns
         self._accepted_ns: deque[int] = deque()
+        self._in_flight: dict[str, dict[str, Decimal]] = {}  # hold → planned deltas per asset, not settled
 
-    def check(self, legs: Sequence[PlannedLeg], *, user_max_order_notional: Decimal | None) -> None:
-        """Raise RiskRejected if the order breaks a limit; otherwise count it as accepted now."""
+    def check(
+        self, legs: Sequence[PlannedLeg], *, user_max_order_notional: Decimal | None, hold: str | None = None
+    ) -> None:
+        """Raise RiskRejected if the order breaks a limit; otherwise count it as accepted now.
+
+        With `hold`, the order's planned position changes count in every later check until
+        `release(hold)`: orders executing at once never pass a position limit together.
+        """
         if not legs:
             raise ValueError("an order to check needs at least one leg")
         if user_max_order_notional is not None:
             _check_amount("user_max_order_notional", user_max_order_notional)
         with localcontext(_EXACT):
             self._check_notional(legs, user_max_order_notional)
-            self._check_positions(legs)
+            deltas = self._check_positions(legs)
         now_ns = self._clock_ns()
         self._check_rate(now_ns)
         self._accepted_ns.append(now_ns)
+        if hold is not None:
+            self._in_flight[hold] = deltas
+
+    def release(self, hold: str) -> None:
+        """Stop counting a held order's planned changes: its legs settled (their fills are counted)."""
+        self._in_flight.pop(hold, None)
+
+    def _worst(self, asset: str, delta: Decimal = _ZERO_DELTA) -> Decimal:
+        """Return the net of `asset` (+ `delta`) farthest from 0 the orders in flight may leave."""
+        net = self.positions.net(asset) + delta
+        up = sum((d[asset] for d in self._in_flight.values() if d.get(asset, 0) > 0), Decimal(0))
+        down = sum((d[asset] for d in self._in_flight.values() if d.get(asset, 0) < 0), Decimal(0))
+        return max(net + down, net + up, key=abs)
 
     def _check_notional(self, legs: Sequence[PlannedLeg], user_max: Decimal | None) -> None:
         notional = sum((leg.quantity * leg.price for leg in legs), Decimal(0))
@@ -166,14 +193,18 @@ class RiskGate:
                 f"order notional {decimal_text(notional)} is above {name} {decimal_text(limit)} ({whose})",
             )
 
-    def _check_positions(self, legs: Sequence[PlannedLeg]) -> None:
-        """Refuse an order that grows a total net position past its limit, or the gross exposure past its."""
+    def _check_positions(self, legs: Sequence[PlannedLeg]) -> dict[str, Decimal]:
+        """Refuse an order that grows a total net position past its limit, or the gross exposure past its.
+
+        Positions are taken at their worst: as the orders in flight (held) may leave them.
+        Return the order's change of each asset's net position.
+        """
         deltas: dict[str, Decimal] = {}
         for leg in legs:
             for asset, delta in fill_flows(leg.symbol, leg.side, leg.quantity, leg.price):
                 deltas[asset] = deltas.get(asset, Decimal(0)) + delta
-        current = {asset: self.positions.net(asset) for asset in deltas}
-        after = {asset: current[asset] + delta for asset, delta in deltas.items()}
+        current = {asset: self._worst(asset) for asset in deltas}
+        after = {asset: self._worst(asset, delta) for asset, delta in deltas.items()}
         what = _describe(legs)
         for asset in sorted(deltas):
             limit = self.limits.max_position.get(asset)
@@ -186,6 +217,7 @@ class RiskGate:
                     f"{decimal_text(after[asset])}, past max_position.{asset} {decimal_text(limit)}",
                 )
         self._check_gross(legs, current, after, what)
+        return deltas
 
     def _check_gross(
         self, legs: Sequence[PlannedLeg], current: dict[str, Decimal], after: dict[str, Decimal], what: str
@@ -205,8 +237,9 @@ class RiskGate:
                 f"{what} would grow the {unpriced[0]} position, which has no price in {currency}: "
                 "its gross exposure cannot be checked",
             )
-        gross_now, _ = book.gross_exposure()
-        gross_after, _ = book.gross_exposure(after)
+        held = {asset: self._worst(asset) for deltas in self._in_flight.values() for asset in deltas}
+        gross_now, _ = book.gross_exposure(held | current)
+        gross_after, _ = book.gross_exposure(held | after)
         for asset in (a for a in growing if book.price(a) is None):
             gross_after += abs(after[asset]) * leg_prices[asset]
         limit = self.limits.max_gross_exposure

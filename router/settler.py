@@ -117,10 +117,10 @@ class Settler:
         """Return the held requests, oldest first."""
         return sorted(self._held.values(), key=lambda u: (u.since_ns, u.request_id))
 
-    def hold(self, request_id: str, request: bytes, error: str, *, since_ns: int | None = None) -> None:
+    async def hold(self, request_id: str, request: bytes, error: str, *, since_ns: int | None = None) -> None:
         """Take over a claimed request whose settlement failed: its result is owed, durably, first."""
         since = self._clock_ns() if since_ns is None else since_ns
-        self._ledger.owe(request_id, since_ns=since, error=error)
+        await self._ledger.aowe(request_id, since_ns=since, error=error)
         held = self._held.get(request_id)
         if held is None:
             held = self._held[request_id] = Unsettled(request_id, request, since, error)
@@ -169,7 +169,7 @@ class Settler:
             await publish(held.request_id, held.result)
         except ResultNotPublished as exc:
             return self._failed(held, "unpublished", f"result not published: {exc}")
-        self._ledger.answered(held.request_id)
+        await self._ledger.aanswered(held.request_id)
         del self._held[held.request_id]
         SETTLE_ATTEMPTS.labels(outcome="settled").inc()
         log.warning("order_settled_late", request_id=held.request_id, attempts=held.attempts)

@@ -6,7 +6,8 @@ Python API):
 1. authenticate the user and validate (`router.validation`); an unproven or
    invalid request is answered `rejected` (`router.intake`);
 2. claim its request_id in the durable ledger — a request already handled is
-   answered with its stored result and never executed again;
+   answered with its stored result and never executed again (a duplicate
+   arriving mid-execution waits for the first's result: `router.per_key`);
 3. refuse while halted; refuse an arbitrage whose `opportunity_id` names no
    open opportunity (`router.opportunities`); resolve the user's preferences;
    plan the route (`router.routing`) over the venues' books and what their
@@ -18,6 +19,8 @@ Python API):
    ledger and make the first attempt to flatten it (`router.residual_worker`,
    whose `run` — `work_residuals` — works the rest in the background);
 6. store the result in the ledger, then hand it back for publication.
+
+Ledger writes go through the group writer (`router.ledger.writer`): off the loop, on disk first.
 
 A crash anywhere leaves the request "in flight" in the ledger; `recover()`
 settles it from what the ledger (and, live, the venue) knows — it is never
@@ -57,6 +60,7 @@ from router.legs import LegRunner
 from router.metrics import ORDER_REQUESTS
 from router.opportunities import OpenOpportunities, check_open
 from router.orders import order_result, plan_order
+from router.per_key import PerKey
 from router.preferences import PreferenceStore, UserPreferences
 from router.recovery import recover_request
 from router.request import ArbitrageRequest, OrderRequest, Request, RequestRules
@@ -125,6 +129,8 @@ class SmartRouter:
         self._clock_ns = clock_ns
         # Settles (and answers) in the background each request whose execution or settlement failed.
         self.settler = Settler(ledger, self._recover_one, clock_ns=clock_ns)
+        # The request_ids being answered in this process now: a duplicate waits for the first's answer.
+        self._answering = PerKey()
 
     @property
     def mode(self) -> Mode:
@@ -209,12 +215,16 @@ class SmartRouter:
         try:
             request = parse_request(raw, self._rules, now_ns=now)
         except InvalidRequest as exc:
-            return self._intake.unauthenticated(raw, headers, now) or self._intake.reject_invalid(
-                exc, raw, now
-            )
+            if denied := self._intake.unauthenticated(raw, headers, now):
+                return denied
+            return await self._answering.run(exc.request_id, self._intake.reject_invalid(exc, raw, now))
         if denied := self._intake.unauthenticated(raw, headers, now):
             return denied
-        claim = self._ledger.claim(request.request_id, request.user_id, raw, now_ns=now)
+        return await self._answering.run(request.request_id, self._claimed(request, raw, now, enqueued))
+
+    async def _claimed(self, request: Request, raw: bytes, now: int, enqueued: Enqueued | None) -> Handled:
+        """Claim `request` (durably), then execute it if new and store its result (durably)."""
+        claim = await self._ledger.aclaim(request.request_id, request.user_id, raw, now_ns=now)
         if claim.status == "done":
             assert claim.result is not None
             ORDER_REQUESTS.labels(status="replayed", reject_code="").inc()
@@ -233,10 +243,10 @@ class SmartRouter:
             try:
                 result = await self._execute(request, now)
             except ExecutionError as exc:  # in flight; answered by the settler once settled
-                self.settler.hold(request.request_id, raw, str(exc), since_ns=now)
+                await self.settler.hold(request.request_id, raw, str(exc), since_ns=now)
                 return Handled(request.request_id, None, executed=True, replayed=False, invalid=None)
         encoded = result.encode()
-        self._ledger.complete(request.request_id, encoded, now_ns=self._clock_ns())
+        await self._ledger.acomplete(request.request_id, encoded, now_ns=self._clock_ns())
         ORDER_REQUESTS.labels(status=result.status, reject_code=result.reject_code or "").inc()
         log.info(
             "order_completed", request_id=request.request_id, status=result.status, code=result.reject_code
@@ -273,7 +283,7 @@ class SmartRouter:
     async def _execute_order(
         self, request: OrderRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
-        entitled = self._access.of(request.user_id)
+        entitled, hold = self._access.of(request.user_id), request.request_id
         views = [view for view in self._venue_views(request.symbol) if entitled.allows_venue(view.venue)]
         try:
             plan = plan_order(request, prefs, views, self._cache.max_quote_age_ns / 1e6)
@@ -281,10 +291,10 @@ class SmartRouter:
             return self._reject(request, exc.reject_code, exc.message, received_ns, exc.as_message())
         route = plan.route.as_message()
         try:
-            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
+            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional, hold=hold)
         except RiskRejected as exc:
             return self._reject(request, exc.reject_code, exc.message, received_ns, route)
-        outcomes = await self._legs.run(plan.legs)
+        outcomes = await self._legs.run_held(hold, plan.legs)
         if refused := refusal(outcomes):
             return self._reject(request, *refused, received_ns, route)
         return order_result(
@@ -299,21 +309,20 @@ class SmartRouter:
     async def _execute_arbitrage(
         self, request: ArbitrageRequest, prefs: UserPreferences, received_ns: int
     ) -> ExecutionResult:
+        hold = request.request_id
         if closed := await check_open(self._opportunities, request, self._clock_ns()):
             return self._reject(request, "opportunity_closed", f"{closed}; nothing was executed", received_ns)
-        slippage = (
-            request.max_slippage_bps if request.max_slippage_bps is not None else prefs.max_slippage_bps
-        )
+        slippage = prefs.max_slippage_bps if request.max_slippage_bps is None else request.max_slippage_bps
         views = {v.venue: v for v in self._venue_views(request.symbol)}
         try:
             plan = plan_arbitrage(request, views, slippage, self._cache.max_quote_age_ns / 1e6)
         except NoArbitrage as exc:
             return self._reject(request, exc.reject_code, exc.message, received_ns, exc.route)
         try:
-            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional)
+            self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional, hold=hold)
         except RiskRejected as exc:
             return self._reject(request, exc.reject_code, exc.message, received_ns, plan.route)
-        outcomes = await self._legs.run(plan.legs)
+        outcomes = await self._legs.run_held(hold, plan.legs)
         if refused := refusal(outcomes):
             return self._reject(request, *refused, received_ns, plan.route)
         buy, sell = outcomes
@@ -371,7 +380,7 @@ class SmartRouter:
         try:
             return await self._recover_one(request_id, raw)
         except ExecutionError as exc:
-            self.settler.hold(request_id, raw, str(exc))
+            await self.settler.hold(request_id, raw, str(exc))
             return None
 
     async def work_residuals(self, stop: asyncio.Event) -> None:
@@ -385,5 +394,6 @@ class SmartRouter:
     async def _recover_one(self, request_id: str, raw: bytes) -> bytes:
         result = await recover_request(self._legs, self._residuals, request_id, raw, self._clock_ns())
         encoded = result.encode()
-        self._ledger.complete(request_id, encoded, now_ns=self._clock_ns())
+        await self._ledger.acomplete(request_id, encoded, now_ns=self._clock_ns())
+        self._legs.release_hold(request_id)  # settled: its fills are in the positions
         return encoded

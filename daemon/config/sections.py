@@ -80,6 +80,7 @@ class RouterConfig:
     residual_timeout_ms: int = 30_000  # not flat this long after it began: trading halts
     session_timeout_ms: int = 10_000
     max_batch: int = 100
+    max_in_flight: int = 64  # order requests answered at once (one key at a time, in order)
     balance_refresh_ms: int = 60_000  # live: how often every venue's balances are read and compared
     # live: a venue balance differing from the expected one by more than this (bps of the larger) is a drift
     balance_tolerance_bps: Decimal = Decimal(10)
@@ -184,6 +185,7 @@ def read_router(t: Table) -> RouterConfig:
             "session_timeout_ms", d.session_timeout_ms, minimum=1000, maximum=300_000
         ),
         max_batch=t.integer("max_batch", d.max_batch, minimum=1, maximum=10_000),
+        max_in_flight=t.integer("max_in_flight", d.max_in_flight, minimum=1, maximum=10_000),
         balance_refresh_ms=t.integer("balance_refresh_ms", d.balance_refresh_ms, minimum=1000),
         balance_tolerance_bps=t.decimal(
             "balance_tolerance_bps", d.balance_tolerance_bps, minimum=_ZERO, strict=False

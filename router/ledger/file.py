@@ -1,9 +1,13 @@
-"""LedgerFile: the SQLite connection under every ledger record — opening, migrating, transactions.
+"""LedgerFile: the SQLite connections under every ledger record — opening, migrating, transactions.
 
 The file is in WAL mode with synchronous=FULL, so every write is on disk before
-the method returns; every call is a short local transaction from one event-loop
-thread. Small durable flags (the kill switch) and the file's statistics live
-here too.
+the call returns. Two connections: the synchronous one (open, migrate, reads,
+and the rare writes made off the order path, each its own short transaction)
+and the group writer's (`router.ledger.writer`), which owns the hot path's
+writes, batched one durable transaction per batch on its own thread. WAL lets
+the synchronous connection read while the writer writes, and every read sees
+what was committed before it began. Small durable flags (the kill switch) and
+the file's statistics live here too.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import structlog
 
 from router.errors import LedgerError
 from router.ledger.schema import APPLICATION_ID, BUSY_TIMEOUT_MS, FILE_NAME, MIGRATIONS
+from router.ledger.writer import GroupWriter
 
 log = structlog.get_logger("router.ledger")
 
@@ -44,6 +49,11 @@ class LedgerFile:
             conn.close()
             raise
         self._conn: sqlite3.Connection | None = conn
+        try:
+            self.writer = GroupWriter(path)
+        except LedgerError:
+            conn.close()
+            raise
         log.info("ledger_opened", path=str(path), **self.stats())
 
     @classmethod
@@ -165,6 +175,7 @@ class LedgerFile:
         """Close the file; closing again is a no-op."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            self.writer.close()  # what is queued is committed first
             conn.close()
 
     def __enter__(self) -> Self:

@@ -8,6 +8,7 @@ recorded too, so a restart never settles that leg as "never placed".
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -44,59 +45,83 @@ class LegRecords(LedgerFile):
         A leg whose (request_id, leg) is known with different fields, a client order id used by
         another leg, or a new leg for a request that is not executing raises LedgerError.
         """
+        with self._write("record_leg_intent") as conn:
+            self._record_intent(conn, intent)
+
+    async def arecord_leg_intents(self, intents: Sequence[LegIntent]) -> None:
+        """Record every leg of `intents` (all or none) through the group writer, before any is sent."""
+
+        def record(conn: sqlite3.Connection) -> None:
+            for intent in intents:
+                self._record_intent(conn, intent)
+
+        await self.writer.submit("record_leg_intent", record)
+
+    def _record_intent(self, conn: sqlite3.Connection, intent: LegIntent) -> None:
         action, problem = "record_leg_intent", intent_problem(intent)
         if problem is not None:
             raise self._fail(action, problem)
         leg_name = f"leg {intent.leg} of {intent.request_id!r}"
-        with self._write(action) as conn:
-            existing = fetch_legs(conn, "request_id = ? AND leg = ?", (intent.request_id, intent.leg))
-            if existing:
-                if not _same_intent(existing[0], intent):
-                    raise self._fail(action, f"{leg_name} is already recorded with different fields")
-                return
-            found = conn.execute(
-                "SELECT state FROM requests WHERE request_id = ?", (intent.request_id,)
-            ).fetchone()
-            if found is None or found[0] != "executing":
-                raise self._fail(action, f"request {intent.request_id!r} is not executing")
-            limit = None if intent.limit_price is None else str(intent.limit_price)
-            row = (*_leg_key(intent), str(intent.quantity), limit)
-            conn.execute(
-                f"INSERT INTO legs ({LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', NULL)", row
-            )
+        existing = fetch_legs(conn, "request_id = ? AND leg = ?", (intent.request_id, intent.leg))
+        if existing:
+            if not _same_intent(existing[0], intent):
+                raise self._fail(action, f"{leg_name} is already recorded with different fields")
+            return
+        found = conn.execute(
+            "SELECT state FROM requests WHERE request_id = ?", (intent.request_id,)
+        ).fetchone()
+        if found is None or found[0] != "executing":
+            raise self._fail(action, f"request {intent.request_id!r} is not executing")
+        limit = None if intent.limit_price is None else str(intent.limit_price)
+        row = (*_leg_key(intent), str(intent.quantity), limit)
+        conn.execute(f"INSERT INTO legs ({LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', NULL)", row)
 
     def mark_leg(
         self, request_id: str, leg: int, state: Literal["sent", "settled"], outcome: bytes | None = None
     ) -> None:
         """Move a leg forward to "sent" or "settled" (settled needs the outcome); repeats are no-ops."""
+        with self._write("mark_leg") as conn:
+            self._mark(conn, request_id, leg, state, outcome)
+
+    async def amark_leg(
+        self, request_id: str, leg: int, state: Literal["sent", "settled"], outcome: bytes | None = None
+    ) -> None:
+        """`mark_leg` through the group writer: returns once the leg's new state is on disk."""
+        await self.writer.submit("mark_leg", lambda conn: self._mark(conn, request_id, leg, state, outcome))
+
+    def _mark(
+        self, conn: sqlite3.Connection, request_id: str, leg: int, state: str, outcome: bytes | None
+    ) -> None:
         leg_name = f"leg {leg} of {request_id!r}"
         if state not in ("sent", "settled"):
             raise self._fail("mark_leg", f"state must be 'sent' or 'settled', got {state!r}")
         if state == "settled" and outcome is None:
             raise self._fail("mark_leg", f"settling {leg_name} needs an outcome")
-        with self._write("mark_leg") as conn:
-            found = fetch_legs(conn, "request_id = ? AND leg = ?", (request_id, leg))
-            if not found:
-                raise self._fail("mark_leg", f"{leg_name} is not recorded")
-            current = found[0]
-            if state == current.state and outcome == current.outcome:
-                return
-            if _LEG_ORDER[state] <= _LEG_ORDER[current.state]:
-                raise self._fail(
-                    "mark_leg", f"{leg_name} is {current.state}; cannot mark it {state} with this outcome"
-                )
-            conn.execute(
-                "UPDATE legs SET state = ?, outcome = ? WHERE request_id = ? AND leg = ?",
-                (state, None if outcome is None else bytes(outcome), request_id, leg),
+        found = fetch_legs(conn, "request_id = ? AND leg = ?", (request_id, leg))
+        if not found:
+            raise self._fail("mark_leg", f"{leg_name} is not recorded")
+        current = found[0]
+        if state == current.state and outcome == current.outcome:
+            return
+        if _LEG_ORDER[state] <= _LEG_ORDER[current.state]:
+            raise self._fail(
+                "mark_leg", f"{leg_name} is {current.state}; cannot mark it {state} with this outcome"
             )
+        conn.execute(
+            "UPDATE legs SET state = ?, outcome = ? WHERE request_id = ? AND leg = ?",
+            (state, None if outcome is None else bytes(outcome), request_id, leg),
+        )
 
     def record_acknowledged(self, request_id: str, leg: int, venue_order_id: str) -> None:
         """Record that the venue acknowledged a sent leg as `venue_order_id` (durable before it is used)."""
         with self._write("record_acknowledged") as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO acknowledged_legs (request_id, leg, venue_order_id) VALUES (?, ?, ?)",
-                (request_id, leg, venue_order_id),
-            )
+            _acknowledge(conn, request_id, leg, venue_order_id)
+
+    async def arecord_acknowledged(self, request_id: str, leg: int, venue_order_id: str) -> None:
+        """`record_acknowledged` through the group writer: returns once it is on disk."""
+        await self.writer.submit(
+            "record_acknowledged", lambda conn: _acknowledge(conn, request_id, leg, venue_order_id)
+        )
 
     def acknowledged(self, request_id: str) -> dict[int, str]:
         """Return leg → venue order id for the legs of `request_id` a venue acknowledged."""
@@ -125,6 +150,13 @@ class LegRecords(LedgerFile):
             return fetch_legs(self._connection(), where, params)
         except sqlite3.Error as exc:
             raise self._fail(action, exc) from exc
+
+
+def _acknowledge(conn: sqlite3.Connection, request_id: str, leg: int, venue_order_id: str) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO acknowledged_legs (request_id, leg, venue_order_id) VALUES (?, ?, ?)",
+        (request_id, leg, venue_order_id),
+    )
 
 
 def intent_problem(intent: LegIntent) -> str | None:

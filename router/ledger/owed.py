@@ -11,6 +11,7 @@ and only then deletes the row.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from router.ledger.file import LedgerFile
@@ -33,14 +34,21 @@ class OwedRecords(LedgerFile):
     def owe(self, request_id: str, *, since_ns: int, error: str) -> None:
         """Record that `request_id` (claimed) is answered by the settler; again: update the error."""
         with self._write("owe") as conn:
-            found = conn.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-            if found is None:
-                raise self._fail("owe", f"request {request_id!r} was never claimed")
-            conn.execute(
-                "INSERT INTO owed_results (request_id, since_ns, error) VALUES (?, ?, ?)"
-                " ON CONFLICT (request_id) DO UPDATE SET error = excluded.error",
-                (request_id, since_ns, error),
-            )
+            self._owe(conn, request_id, since_ns, error)
+
+    async def aowe(self, request_id: str, *, since_ns: int, error: str) -> None:
+        """`owe` through the group writer: returns once the row is on disk."""
+        await self.writer.submit("owe", lambda conn: self._owe(conn, request_id, since_ns, error))
+
+    def _owe(self, conn: sqlite3.Connection, request_id: str, since_ns: int, error: str) -> None:
+        found = conn.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+        if found is None:
+            raise self._fail("owe", f"request {request_id!r} was never claimed")
+        conn.execute(
+            "INSERT INTO owed_results (request_id, since_ns, error) VALUES (?, ?, ?)"
+            " ON CONFLICT (request_id) DO UPDATE SET error = excluded.error",
+            (request_id, since_ns, error),
+        )
 
     def owed(self) -> list[OwedResult]:
         """Return every owed result, oldest first, with its request and (when settled) its result."""
@@ -57,4 +65,12 @@ class OwedRecords(LedgerFile):
     def answered(self, request_id: str) -> None:
         """Forget the owed result of `request_id`: it was published and acknowledged."""
         with self._write("answered") as conn:
-            conn.execute("DELETE FROM owed_results WHERE request_id = ?", (request_id,))
+            _forget(conn, request_id)
+
+    async def aanswered(self, request_id: str) -> None:
+        """`answered` through the group writer."""
+        await self.writer.submit("answered", lambda conn: _forget(conn, request_id))
+
+
+def _forget(conn: sqlite3.Connection, request_id: str) -> None:
+    conn.execute("DELETE FROM owed_results WHERE request_id = ?", (request_id,))

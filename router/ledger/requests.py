@@ -9,6 +9,7 @@ so a crash between execution and completion cannot cause a second execution;
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,19 +37,30 @@ class RequestRecords(LedgerFile):
         execute; "done": already answered — re-emit `result`. A re-sent request with a known id
         is answered from the ledger whatever its body.
         """
+        with self._write("claim") as conn:
+            return self._claim(conn, request_id, user_id, request, now_ns)
+
+    async def aclaim(self, request_id: str, user_id: str, request: bytes, *, now_ns: int) -> Claim:
+        """`claim` through the group writer: returns once the claim is on disk, off the event loop."""
+        return await self.writer.submit(
+            "claim", lambda conn: self._claim(conn, request_id, user_id, request, now_ns)
+        )
+
+    def _claim(
+        self, conn: sqlite3.Connection, request_id: str, user_id: str, request: bytes, now_ns: int
+    ) -> Claim:
         if not request_id:
             raise self._fail("claim", "empty request_id")
-        with self._write("claim") as conn:
-            row = conn.execute(
-                "SELECT state, result FROM requests WHERE request_id = ?", (request_id,)
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO requests (request_id, user_id, request, state, claimed_ns)"
-                    " VALUES (?, ?, ?, 'executing', ?)",
-                    (request_id, user_id, bytes(request), now_ns),
-                )
-                return Claim("new", request_id, None)
+        row = conn.execute(
+            "SELECT state, result FROM requests WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO requests (request_id, user_id, request, state, claimed_ns)"
+                " VALUES (?, ?, ?, 'executing', ?)",
+                (request_id, user_id, bytes(request), now_ns),
+            )
+            return Claim("new", request_id, None)
         if row[0] == "executing":
             return Claim("in_flight", request_id, None)
         return Claim("done", request_id, bytes(row[1]))
@@ -56,19 +68,26 @@ class RequestRecords(LedgerFile):
     def complete(self, request_id: str, result: bytes, *, now_ns: int) -> None:
         """Store the result of a claimed request; completing again with the same bytes is a no-op."""
         with self._write("complete") as conn:
-            row = conn.execute(
-                "SELECT state, result FROM requests WHERE request_id = ?", (request_id,)
-            ).fetchone()
-            if row is None:
-                raise self._fail("complete", f"request {request_id!r} was never claimed")
-            if row[0] == "done":
-                if bytes(row[1]) != result:
-                    raise self._fail("complete", f"request {request_id!r} already has a different result")
-                return
-            conn.execute(
-                "UPDATE requests SET state = 'done', result = ?, completed_ns = ? WHERE request_id = ?",
-                (bytes(result), now_ns, request_id),
-            )
+            self._complete(conn, request_id, result, now_ns)
+
+    async def acomplete(self, request_id: str, result: bytes, *, now_ns: int) -> None:
+        """`complete` through the group writer: returns once the result is on disk."""
+        await self.writer.submit("complete", lambda conn: self._complete(conn, request_id, result, now_ns))
+
+    def _complete(self, conn: sqlite3.Connection, request_id: str, result: bytes, now_ns: int) -> None:
+        row = conn.execute(
+            "SELECT state, result FROM requests WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            raise self._fail("complete", f"request {request_id!r} was never claimed")
+        if row[0] == "done":
+            if bytes(row[1]) != result:
+                raise self._fail("complete", f"request {request_id!r} already has a different result")
+            return
+        conn.execute(
+            "UPDATE requests SET state = 'done', result = ?, completed_ns = ? WHERE request_id = ?",
+            (bytes(result), now_ns, request_id),
+        )
 
     def result_for(self, request_id: str) -> bytes | None:
         """Return the stored result of `request_id`, or None if it is unknown or not done."""

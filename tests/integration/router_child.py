@@ -28,6 +28,7 @@ from daemon.config import load_config
 from daemon.logs import configure_logging
 from router.cache import PriceCache
 from router.execution import Executor, LegOutcome, OrderLeg, PaperExecutor
+from router.ledger import Ledger, LegIntent
 
 
 class CrashingExecutor:
@@ -78,7 +79,58 @@ def log_paper_legs(sent_log: Path, crash_after: str | None) -> None:
     routing.PaperExecutor = crashing  # type: ignore[attr-defined,assignment]
 
 
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_at_step(step: str, request_id: str) -> None:
+    """SIGKILL this process at `step` of `request_id`'s ledger writes (see the module docstring)."""
+    aclaim, intents, mark, complete = (
+        Ledger.aclaim,
+        Ledger.arecord_leg_intents,
+        Ledger.amark_leg,
+        Ledger.acomplete,
+    )
+
+    async def claim(self: Ledger, rid: str, user_id: str, request: bytes, *, now_ns: int) -> object:
+        if (step, rid) == ("before_claim", request_id):
+            die()
+        claimed = await aclaim(self, rid, user_id, request, now_ns=now_ns)
+        if (step, rid) == ("after_claim", request_id):
+            die()
+        return claimed
+
+    async def record_intents(self: Ledger, legs: list[LegIntent]) -> None:
+        await intents(self, legs)
+        if step == "after_intent" and any(leg.request_id == request_id for leg in legs):
+            die()
+
+    async def mark_leg(self: Ledger, rid: str, leg: int, state: str, outcome: bytes | None = None) -> None:
+        await mark(self, rid, leg, state, outcome)  # type: ignore[arg-type]
+        if (step, rid, state) == ("after_outcome", request_id, "settled"):
+            die()
+
+    async def acomplete(self: Ledger, rid: str, result: bytes, *, now_ns: int) -> None:
+        await complete(self, rid, result, now_ns=now_ns)
+        if (step, rid) == ("after_result", request_id):
+            die()
+
+    Ledger.aclaim = claim  # type: ignore[assignment,method-assign]
+    Ledger.arecord_leg_intents = record_intents  # type: ignore[assignment,method-assign]
+    Ledger.amark_leg = mark_leg  # type: ignore[assignment,method-assign]
+    Ledger.acomplete = acomplete  # type: ignore[method-assign]
+
+
 async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
+    if crash_after is not None and crash_after.startswith("step:"):
+        _, step, request_id = crash_after.split(":", 2)
+        if step == "after_send":
+            crash_after = request_id
+        elif step == "before_commit":
+            crash_after = f"acked:{request_id}"
+        else:
+            crash_at_step(step, request_id)
+            crash_after = None
     acked = crash_after is not None and crash_after.startswith("acked:")
     log_paper_legs(sent_log, None if acked else crash_after)
     daemon = Daemon(load_config(config, environ={}), roles=frozenset({"feeds", "route"}))

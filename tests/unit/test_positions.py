@@ -245,3 +245,35 @@ def test_an_asset_without_its_own_pair_is_priced_through_a_cross_pair() -> None:
     # a BTC-USD order grows USD: priced, it passes the gross check
     risk = RiskGate(RiskLimits(D(10_000_000), 100, D(1_000_000)), positions=book)
     risk.check([leg("sell", "1", "65000", venue="coinbase", symbol="BTC-USD")], user_max_order_notional=None)
+
+
+# --- orders in flight (held) ------------------------------------------------------------------
+
+
+def test_orders_in_flight_never_pass_a_position_limit_together() -> None:
+    risk = gate({"BTC": "2"}, BTC="60000")
+    risk.check([leg("buy", "1.5", "60000")], user_max_order_notional=None, hold="r-1")  # 0 → 1.5
+    with pytest.raises(RiskRejected) as caught:  # alone it fits; with r-1 in flight it does not
+        risk.check([leg("buy", "1", "60000")], user_max_order_notional=None, hold="r-2")
+    assert "from 1.5 to 2.5, past max_position.BTC 2" in caught.value.message
+    risk.release("r-1")  # r-1 settled without a fill
+    risk.check([leg("buy", "1", "60000")], user_max_order_notional=None, hold="r-2")
+
+
+def test_a_sell_in_flight_makes_no_room_for_a_buy_until_it_filled() -> None:
+    risk = gate({"BTC": "2"}, BTC="60000")
+    risk.record_fill("BTC-USDT", fill("buy", "2", "60000"))  # at the limit
+    risk.check([leg("sell", "1", "60000")], user_max_order_notional=None, hold="r-sell")
+    with pytest.raises(RiskRejected):  # the sell may not fill: the position may stay at 2
+        risk.check([leg("buy", "1", "60000")], user_max_order_notional=None, hold="r-buy")
+    risk.record_fill("BTC-USDT", fill("sell", "1", "60000"))
+    risk.release("r-sell")
+    risk.check([leg("buy", "1", "60000")], user_max_order_notional=None, hold="r-buy")
+
+
+def test_orders_in_flight_count_in_the_gross_exposure() -> None:
+    risk = gate({}, gross="100000", BTC="60000", ETH="3000")
+    risk.check([leg("buy", "1", "60000")], user_max_order_notional=None, hold="r-btc")  # 60000 in flight
+    with pytest.raises(RiskRejected) as caught:
+        risk.check([leg("buy", "14", "3000", symbol="ETH-USDT")], user_max_order_notional=None, hold="r-eth")
+    assert caught.value.limit == "max_gross_exposure" and "from 60000 to 102000" in caught.value.message

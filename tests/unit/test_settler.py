@@ -197,7 +197,7 @@ async def test_the_settler_retries_with_capped_exponential_backoff(tmp_path: Pat
             stop.set()
 
         settler = Settler(ledger, settle, backoff=Backoff(1.0, 60.0), monotonic=clock, sleep=sleep)
-        settler.hold("r-1", order("r-1"), "venue dark")
+        await settler.hold("r-1", order("r-1"), "venue dark")
         await asyncio.wait_for(settler.run(stop, publish), 5)
 
         assert pauses[:8] == [1, 2, 4, 8, 16, 32, 60, 60]

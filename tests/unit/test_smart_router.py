@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from decimal import ROUND_CEILING, Decimal
 from decimal import Decimal as D
@@ -509,3 +510,21 @@ async def test_an_arbitrage_that_no_longer_pays_says_so_with_readable_figures(wo
         "buying 0.7 BTC-USDT on binance at 100.021429 and selling on bybit at 100.002857 "
         "would net -0.15301701 after fees; nothing was executed"
     )
+
+
+async def test_two_orders_executing_at_once_never_pass_a_position_limit_together(tmp_path: Path) -> None:
+    world = World(tmp_path / "state")
+    try:
+        world.risk = RiskGate(
+            RiskLimits(D(1_000_000), 100, D(5_000_000), {"BTC": D("1.5")}), clock_ns=world.clock
+        )
+        world.router = world.make_router()
+        three_books(world)
+        answers = await asyncio.gather(*(world.router.handle(order(f"r-{i}", quantity="1")) for i in (1, 2)))
+        codes = sorted(str(orjson.loads(a.result or b"")["reject_code"]) for a in answers)
+        assert codes == ["None", "risk_limit"] and len(world.executor.sent) == 1
+        # Both settled: nothing is held any more, only the filled 1 BTC counts.
+        third = await world.router.handle(order("r-3", quantity="0.5"))
+        assert orjson.loads(third.result or b"")["status"] == "filled"
+    finally:
+        world.ledger.close()
