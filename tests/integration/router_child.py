@@ -8,8 +8,10 @@ before the ledger records its outcome and before the offset is committed.
 With `acked:REQUEST_ID` instead, it SIGKILLs itself right after the broker
 acknowledged the results of the batch holding REQUEST_ID, before that batch's
 offset is committed. With `leg:REQUEST_ID:LEG` it SIGKILLs itself when that leg is about to
-execute: the leg is recorded and sent in the ledger, and the venue never got it (the legs before
-it, e.g. an arbitrage's buy leg, are settled).
+execute, once the legs before it (e.g. an arbitrage's buy leg, sent concurrently) are settled in
+the ledger: the leg is recorded and sent, and the venue never got it. (Without that wait a crash
+could come before the group-committed settlement of the buy leg, and a paper fill never recorded
+never happened: there would be no residual to test.)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Mapping
 from decimal import Decimal
@@ -29,19 +32,34 @@ from daemon.logs import configure_logging
 from router.cache import PriceCache
 from router.execution import Executor, LegOutcome, OrderLeg, PaperExecutor
 from router.ledger import Ledger, LegIntent
+from router.ledger.schema import FILE_NAME
 
 
 class CrashingExecutor:
-    def __init__(self, inner: Executor, sent_log: Path, crash_after: str | None) -> None:
+    def __init__(self, inner: Executor, sent_log: Path, crash_after: str | None, ledger_path: Path) -> None:
         self.inner = inner
         self.mode = inner.mode
         self.sent_log = sent_log
         self.crash_after = crash_after
+        self.ledger_path = ledger_path
+
+    async def _earlier_legs_settled(self, request_id: str, leg: int) -> None:
+        """Wait (at most 10 s) until legs 0..leg-1 of `request_id` are settled in the ledger file."""
+        for _ in range(1_000):
+            with sqlite3.connect(f"file:{self.ledger_path}?mode=ro", uri=True) as conn:
+                (settled,) = conn.execute(
+                    "SELECT count(*) FROM legs WHERE request_id = ? AND leg < ? AND state = 'settled'",
+                    (request_id, leg),
+                ).fetchone()
+            if settled == leg:
+                return
+            await asyncio.sleep(0.01)
 
     async def execute(self, leg: OrderLeg) -> LegOutcome:
         with self.sent_log.open("a") as log:
             log.write(f"{leg.request_id} {leg.leg} {leg.client_order_id}\n")
         if self.crash_after == f"leg:{leg.request_id}:{leg.leg}":
+            await self._earlier_legs_settled(leg.request_id, leg.leg)
             os.kill(os.getpid(), signal.SIGKILL)
         outcome = await self.inner.execute(leg)
         if leg.request_id == self.crash_after:
@@ -69,11 +87,11 @@ def crash_after_ack(daemon: Daemon, request_id: str) -> None:
     service._send_all = send_then_crash  # type: ignore[method-assign]
 
 
-def log_paper_legs(sent_log: Path, crash_after: str | None) -> None:
+def log_paper_legs(sent_log: Path, crash_after: str | None, ledger_path: Path) -> None:
     """Make the router the daemon builds execute through a CrashingExecutor over its paper executor."""
 
     def crashing(cache: PriceCache, fees: Mapping[str, Decimal]) -> Executor:
-        return CrashingExecutor(PaperExecutor(cache, fees), sent_log, crash_after)
+        return CrashingExecutor(PaperExecutor(cache, fees), sent_log, crash_after, ledger_path)
 
     # build_router looks PaperExecutor up when it is called, after this.
     routing.PaperExecutor = crashing  # type: ignore[attr-defined,assignment]
@@ -132,8 +150,9 @@ async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
             crash_at_step(step, request_id)
             crash_after = None
     acked = crash_after is not None and crash_after.startswith("acked:")
-    log_paper_legs(sent_log, None if acked else crash_after)
-    daemon = Daemon(load_config(config, environ={}), roles=frozenset({"feeds", "route"}))
+    cfg = load_config(config, environ={})
+    log_paper_legs(sent_log, None if acked else crash_after, Path(cfg.daemon.state_dir) / FILE_NAME)
+    daemon = Daemon(cfg, roles=frozenset({"feeds", "route"}))
     assert daemon.router is not None
     if crash_after is not None and acked:
         crash_after_ack(daemon, crash_after.removeprefix("acked:"))

@@ -14,7 +14,7 @@ import asyncio
 import io
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,6 +37,7 @@ from daemon.config import Config, load_config
 from daemon.routing import RouterParts, RouterSections, build_router
 from router.cache import PriceCache
 from router.ledger import LegIntent
+from router.metrics import UNKNOWN_VENUE_ORDERS
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +78,14 @@ class Fakes:
 
     def rest(self, venue: str, client_id: str) -> None:
         REST[venue](self.by_venue[venue], client_id)
+
+
+@pytest.fixture(autouse=True)
+def no_unknown_orders_left_behind() -> Iterator[None]:
+    """Clear the gauge after each test: the registry is per process, and another test's daemon
+    (the Prometheus alert test) must not see this test's hand-placed orders as its own."""
+    yield
+    UNKNOWN_VENUE_ORDERS.clear()
 
 
 @pytest.fixture
