@@ -140,6 +140,10 @@ def crash_at_step(step: str, request_id: str) -> None:
 
 
 async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
+    # First of all, as `smartroute` does: a SIGTERM that arrives while the daemon is still being
+    # built stops it cleanly (exit 0) instead of killing it.
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     if crash_after is not None and crash_after.startswith("step:"):
         _, step, request_id = crash_after.split(":", 2)
         if step == "after_send":
@@ -156,9 +160,6 @@ async def main(config: Path, sent_log: Path, crash_after: str | None) -> None:
     assert daemon.router is not None
     if crash_after is not None and acked:
         crash_after_ack(daemon, crash_after.removeprefix("acked:"))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
     await daemon.run(stop)
 
 
