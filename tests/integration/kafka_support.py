@@ -11,7 +11,8 @@ a short metadata refresh lets it find a topic created after it started.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
 
@@ -19,7 +20,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from daemon.config import build_config, load_config
+from daemon.app import Daemon
+from daemon.config import Config, build_config, load_config
 from daemon.kafka.topics import create_topics
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
@@ -80,6 +82,22 @@ async def read_back(bootstrap: str, topic: str, count: int) -> list[Record]:
     """Read `count` records of `topic` from the beginning (and any extra that follow at once)."""
     async with TopicReader(bootstrap, topic) as reader:
         return await reader.read(count)
+
+
+@asynccontextmanager
+async def serving_router(cfg: Config) -> AsyncIterator[Daemon]:
+    """Run a daemon with the feeds and route roles until the block ends; yield it once reconciled."""
+    running = Daemon(cfg, roles=frozenset({"feeds", "route"}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop), name="router-under-test")
+    assert running.router_service is not None
+    await asyncio.wait_for(running.router_service.reconciled.wait(), 10)
+    try:
+        yield running
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
 
 
 def daemon_toml(bootstrap: str, prefix: str, state_dir: Path) -> str:

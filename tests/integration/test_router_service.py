@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Producer
 from contract import assert_valid
-from kafka_support import Record, TopicReader, create_contract_topics, daemon_toml, wait_until
+from kafka_support import Record, TopicReader, create_contract_topics, daemon_toml, serving_router, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -90,17 +90,8 @@ async def env(embedded_broker: str, tmp_path: Path, sim: ExchangeSimulator) -> A
 
 @pytest.fixture
 async def daemon(env: Env) -> AsyncIterator[Daemon]:
-    running = Daemon(env.cfg, roles=frozenset({"feeds", "route"}))
-    stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop), name="router-under-test")
-    assert running.router_service is not None
-    await asyncio.wait_for(running.router_service.reconciled.wait(), 10)
-    try:
+    async with serving_router(env.cfg) as running:
         yield running
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await task
 
 
 def order(request_id: str, **fields: object) -> dict[str, object]:

@@ -7,7 +7,6 @@ headers, as a desk's own producer would send it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 import uuid
@@ -19,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from kafka_support import TopicReader, create_contract_topics, daemon_toml, wait_until
+from kafka_support import TopicReader, create_contract_topics, daemon_toml, serving_router, wait_until
 from prometheus_client import REGISTRY
 
 from connectors.sim import ExchangeSimulator
@@ -104,17 +103,8 @@ async def env(embedded_broker: str, tmp_path: Path) -> AsyncIterator[Env]:
 
 @pytest.fixture
 async def daemon(env: Env) -> AsyncIterator[Daemon]:
-    running = Daemon(env.cfg, roles=frozenset({"feeds", "route"}))
-    stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop), name="router-under-test")
-    assert running.router_service is not None
-    await asyncio.wait_for(running.router_service.reconciled.wait(), 10)
-    try:
+    async with serving_router(env.cfg) as running:
         yield running
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await task
 
 
 def refused(topic: str) -> float:
