@@ -22,7 +22,6 @@ from router.ledger import Ledger
 from router.metrics import ORDER_REQUESTS
 from router.results import ExecutionResult
 from router.signatures import Headers, Unauthenticated
-from router.validation import peek_identity
 
 __all__ = ["Handled", "Intake"]
 
@@ -50,9 +49,15 @@ class Intake:
         self._mode = mode
         self._clock_ns = clock_ns
 
-    def unauthenticated(self, raw: bytes, headers: Headers, now: int) -> Handled | None:
-        """Answer a message that does not prove its user; it claims nothing in the ledger."""
-        request_id, user_id, kind = peek_identity(raw)
+    def unauthenticated(
+        self, raw: bytes, headers: Headers, now: int, identity: tuple[str | None, str | None, str | None]
+    ) -> Handled | None:
+        """Answer a message that does not prove its user; it claims nothing in the ledger.
+
+        `identity` is the message's (request_id, user_id, kind) as validation read them (each None
+        when absent or malformed), so the message is not decoded again here.
+        """
+        request_id, user_id, kind = identity
         try:
             self._access.authenticate_order(raw, headers, user_id)
         except Unauthenticated as exc:
