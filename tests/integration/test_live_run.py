@@ -54,6 +54,7 @@ import pytest
 from contract import assert_valid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kafka_support import Record, TopicReader, create_contract_topics
+from venue_helpers import FAKE_CREDENTIALS
 
 from connectors.sim import ExchangeSimulator
 from daemon.client import Signer, send
@@ -99,19 +100,7 @@ BOOK_SYMBOL = {
     ("kraken", "BTC-USD"): "XXBTZUSD",
     ("coinbase", "BTC-USD"): "BTC-USD",
 }
-ENVIRON = {
-    "BINANCE_API_KEY": fake_binance.API_KEY,
-    "BINANCE_API_SECRET": fake_binance.API_SECRET,
-    "BYBIT_API_KEY": fake_bybit.API_KEY,
-    "BYBIT_API_SECRET": fake_bybit.API_SECRET,
-    "OKX_API_KEY": fake_okx.API_KEY,
-    "OKX_API_SECRET": fake_okx.API_SECRET,
-    "OKX_API_PASSPHRASE": fake_okx.PASSPHRASE,
-    "COINBASE_API_KEY_NAME": fake_coinbase.KEY_NAME,
-    "COINBASE_API_PRIVATE_KEY": fake_coinbase.EC_PRIVATE_PEM,
-    "KRAKEN_API_KEY": fake_kraken.API_KEY,
-    "KRAKEN_API_SECRET": fake_kraken.API_SECRET,
-}
+ENVIRON = FAKE_CREDENTIALS
 # (client order id, executed quantity) of every order a fake executed.
 EXECUTED: Mapping[str, Callable[[Any], list[tuple[str, Decimal]]]] = {
     "binance": lambda fake: [(o.client_order_id, o.executed_qty) for o in fake.orders],

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal as D
 from pathlib import Path
 
 import orjson
 import pytest
 from contract import assert_valid
-from kafka_support import TopicReader, create_contract_topics, daemon_toml, wait_until
+from kafka_support import TopicReader, create_contract_topics, daemon_toml, serving_router, wait_until
 
 from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
 from daemon.client import control_message, send
-from daemon.config import Config, load_config
+from daemon.config import load_config
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +41,7 @@ ws_url = "{sim.ws_url("binance")}"
 """
         )
         cfg = load_config(config, environ={})
-        async with running(cfg) as daemon:
+        async with serving_router(cfg) as daemon:
             assert daemon.router is not None
             await sim.wait_subscribed("binance", "BTC-USDT")
 
@@ -82,19 +79,3 @@ ws_url = "{sim.ws_url("binance")}"
 def _ask(daemon: Daemon) -> D | None:
     entry = daemon.cache.get("binance", "BTC-USDT")
     return None if entry is None else entry.quote.ask
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[Daemon]:
-    """Run a router process (feeds + route) until the block ends."""
-    daemon = Daemon(cfg, roles=frozenset({"feeds", "route"}))
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop), name="router-under-test")
-    assert daemon.router_service is not None
-    await asyncio.wait_for(daemon.router_service.reconciled.wait(), 10)
-    try:
-        yield daemon
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await task

@@ -30,6 +30,7 @@ import orjson
 import pytest
 from kafka_support import create_contract_topics, wait_until
 from prometheus_client import REGISTRY
+from venue_helpers import FAKE_CREDENTIALS
 
 from connectors.registry import client_order_id
 from daemon.app import Daemon
@@ -49,19 +50,7 @@ SYMBOL = {
     "coinbase": "BTC-USD",
     "kraken": "BTC-USD",
 }
-ENVIRON = {
-    "BINANCE_API_KEY": fake_binance.API_KEY,
-    "BINANCE_API_SECRET": fake_binance.API_SECRET,
-    "BYBIT_API_KEY": fake_bybit.API_KEY,
-    "BYBIT_API_SECRET": fake_bybit.API_SECRET,
-    "OKX_API_KEY": fake_okx.API_KEY,
-    "OKX_API_SECRET": fake_okx.API_SECRET,
-    "OKX_API_PASSPHRASE": fake_okx.PASSPHRASE,
-    "COINBASE_API_KEY_NAME": fake_coinbase.KEY_NAME,
-    "COINBASE_API_PRIVATE_KEY": fake_coinbase.EC_PRIVATE_PEM,
-    "KRAKEN_API_KEY": fake_kraken.API_KEY,
-    "KRAKEN_API_SECRET": fake_kraken.API_SECRET,
-}
+ENVIRON = FAKE_CREDENTIALS
 # Rest a buy of 0.5 at 30000 (far below any book) on a fake, in the venue's own symbol and words.
 REST: dict[str, Callable[[Any, str], object]] = {
     "binance": lambda fake, cid: fake.rest_order("BTCUSDT", "BUY", "30000", "0.5", cid),

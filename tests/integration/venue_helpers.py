@@ -6,6 +6,10 @@ from collections.abc import Sized
 from decimal import Decimal
 from typing import Any
 
+import fake_binance
+import fake_coinbase
+import fake_kraken
+import fake_okx
 import pytest
 from fake_bybit import API_KEY as BYBIT_KEY
 from fake_bybit import API_SECRET as BYBIT_SECRET
@@ -19,6 +23,21 @@ from connectors.errors import VenueBanned
 from connectors.okx.signing import OkxCredentials
 from connectors.okx.trading import OkxTrading
 from connectors.trading import TradingVenue
+
+# The five fake venues' credentials as the daemon reads them from its environment.
+FAKE_CREDENTIALS = {
+    "BINANCE_API_KEY": fake_binance.API_KEY,
+    "BINANCE_API_SECRET": fake_binance.API_SECRET,
+    "BYBIT_API_KEY": BYBIT_KEY,
+    "BYBIT_API_SECRET": BYBIT_SECRET,
+    "OKX_API_KEY": fake_okx.API_KEY,
+    "OKX_API_SECRET": fake_okx.API_SECRET,
+    "OKX_API_PASSPHRASE": fake_okx.PASSPHRASE,
+    "COINBASE_API_KEY_NAME": fake_coinbase.KEY_NAME,
+    "COINBASE_API_PRIVATE_KEY": fake_coinbase.EC_PRIVATE_PEM,
+    "KRAKEN_API_KEY": fake_kraken.API_KEY,
+    "KRAKEN_API_SECRET": fake_kraken.API_SECRET,
+}
 
 
 def metric(name: str, **labels: str) -> float:
