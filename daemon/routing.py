@@ -189,24 +189,18 @@ def build_live_executor(
     return LiveExecutor(clients, taker_fee_bps={venue: vc.taker_fee_bps for venue, vc in venues.items()})
 
 
-def user_keys(users: Mapping[str, UserConfig]) -> KeyRing:
-    """Return the users' public keys from their `[users.<id>]` sections."""
+def key_ring(principals: Mapping[str, UserConfig] | Mapping[str, OperatorConfig]) -> KeyRing:
+    """Return the public keys of every principal that has any (`[users.<id>]` or `[operators.<id>]`)."""
     keys = {
-        user_id: tuple(parse_public_key(key) for key in user.public_keys)
-        for user_id, user in users.items()
-        if user.public_keys
+        principal: tuple(parse_public_key(key) for key in section.public_keys)
+        for principal, section in principals.items()
+        if section.public_keys
     }
     return KeyRing(MappingProxyType(keys))
 
 
-def operator_keys(operators: Mapping[str, OperatorConfig]) -> KeyRing:
-    """Return the operators' public keys from their `[operators.<id>]` sections."""
-    keys = {op: tuple(parse_public_key(k) for k in oc.public_keys) for op, oc in operators.items()}
-    return KeyRing(MappingProxyType(keys))
-
-
-def access_policy(sections: RouterSections) -> AccessPolicy:
-    """Return who may trade what: the signature requirement, users' public keys and entitlements."""
+def access_policy(sections: RouterSections, users: KeyRing) -> AccessPolicy:
+    """Return who may trade what: the signature requirement, the users' keys and their entitlements."""
     entitlements = {
         user_id: Entitlements(
             venues=None if user.venues is None else frozenset(user.venues),
@@ -215,9 +209,7 @@ def access_policy(sections: RouterSections) -> AccessPolicy:
         )
         for user_id, user in sections.users.items()
     }
-    return AccessPolicy(
-        sections.signatures_required, user_keys(sections.users), MappingProxyType(entitlements)
-    )
+    return AccessPolicy(sections.signatures_required, users, MappingProxyType(entitlements))
 
 
 def build_balances(
@@ -281,6 +273,7 @@ def build_router(
         max_position=sections.risk.max_position,
     )
     balances, balance_sync = build_balances(sections, venues, live)
+    users = key_ring(sections.users)  # who signs orders and their own preferences
     router = SmartRouter(
         cache,
         executor,
@@ -300,7 +293,7 @@ def build_router(
             timeout_ms=sections.router.residual_timeout_ms,
         ),
         opportunities=opportunities,
-        access=access_policy(sections),
+        access=access_policy(sections, users),
         balances=balances,
         max_request_age_ms=sections.router.max_request_age_ms,
     )
@@ -310,8 +303,8 @@ def build_router(
     guard = SettingsGuard(
         ledger,
         required=sections.signatures_required,
-        users=user_keys(sections.users),
-        operators=operator_keys(sections.operators),
+        users=users,
+        operators=key_ring(sections.operators),
         max_age_ms=sections.security.max_message_age_ms,
     )
     if sections.daemon.mode == "live" and not sections.signatures_required:
