@@ -291,9 +291,7 @@ class RouterService:
             halted = self.kill_switch.apply(record.value or b"")
         except RouterError as exc:
             log.warning("control_message_invalid", error=str(exc), offset=record.offset)
-            await self._send_all(
-                [(self.dlq_topic, record.key, dlq_entry(record, str(exc), "invalid_control"))]
-            )
+            await self._dead_letter(record, str(exc), "invalid_control")
             return
         self.guard.control_applied(admitted)
         HALTED.set(1 if halted else 0)
@@ -307,8 +305,7 @@ class RouterService:
             self.opportunities.book.apply(orjson.loads(record.value or b""), time.time_ns())
         except (InvalidOpportunity, orjson.JSONDecodeError) as exc:
             log.warning("opportunity_message_invalid", error=str(exc), offset=record.offset)
-            entry = dlq_entry(record, str(exc), "invalid_opportunity")
-            await self._send_all([(self.dlq_topic, record.key, entry)])
+            await self._dead_letter(record, str(exc), "invalid_opportunity")
 
     async def _on_preferences(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -325,8 +322,7 @@ class RouterService:
             prefs = self.preferences.apply_message(record.key, record.value)
         except RouterError as exc:
             log.warning("preferences_message_invalid", error=str(exc), offset=record.offset)
-            entry = dlq_entry(record, str(exc), "invalid_preferences")
-            await self._send_all([(self.dlq_topic, record.key, entry)])
+            await self._dead_letter(record, str(exc), "invalid_preferences")
             return
         log.info(
             "preferences_applied", user_id=None if prefs is None else prefs.user_id, removed=prefs is None
@@ -340,7 +336,11 @@ class RouterService:
         """Ignore a control or preferences message that is not signed as required; count, log, DLQ it."""
         UNAUTHENTICATED_SETTINGS.labels(role).inc()
         log.warning(f"{role}_message_refused", error=exc.message, signer=exc.signer, offset=record.offset)
-        await self._send_all([(self.dlq_topic, record.key, dlq_entry(record, exc.message, exc.reject_code))])
+        await self._dead_letter(record, exc.message, exc.reject_code)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str, code: str | None) -> None:
+        """Send a followed record that could not be used to the DLQ, with its bytes and why."""
+        await self._send_all([(self.dlq_topic, record.key, dlq_entry(record, error, code))])
 
 
 def _text_key(key: bytes | None) -> str | None:
