@@ -36,11 +36,6 @@ class Config:
         """Return the full topic name, e.g. `topic("opportunities")` → `smartroute.opportunities`."""
         return self.kafka.topic(name)
 
-    @property
-    def signatures_required(self) -> bool:
-        """Return whether orders, preferences and control must be signed (`[security]`, else the mode)."""
-        return self.security.signatures_required(self.daemon.mode)
-
     def enabled_venues(self) -> Mapping[str, VenueConfig]:
         """Return the enabled venues by id, in registry order."""
         return MappingProxyType({venue: v for venue, v in self.venues.items() if v.enabled})
