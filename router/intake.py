@@ -20,6 +20,7 @@ from router.access import AccessPolicy
 from router.errors import InvalidRequest
 from router.ledger import Ledger
 from router.metrics import ORDER_REQUESTS
+from router.request import Request
 from router.results import ExecutionResult
 from router.signatures import Headers, Unauthenticated
 
@@ -50,14 +51,14 @@ class Intake:
         self._clock_ns = clock_ns
 
     def unauthenticated(
-        self, raw: bytes, headers: Headers, now: int, identity: tuple[str | None, str | None, str | None]
+        self, raw: bytes, headers: Headers, now: int, read: Request | InvalidRequest
     ) -> Handled | None:
         """Answer a message that does not prove its user; it claims nothing in the ledger.
 
-        `identity` is the message's (request_id, user_id, kind) as validation read them (each None
-        when absent or malformed), so the message is not decoded again here.
+        `read` is what validation made of the message: its request_id, user_id and kind (each None
+        on an InvalidRequest when absent or malformed), so the message is not decoded again here.
         """
-        request_id, user_id, kind = identity
+        request_id, user_id, kind = read.request_id, read.user_id, read.kind
         try:
             self._access.authenticate_order(raw, headers, user_id)
         except Unauthenticated as exc:

@@ -215,12 +215,10 @@ class SmartRouter:
         try:
             request = parse_request(raw, self._rules, now_ns=now)
         except InvalidRequest as exc:
-            identity = (exc.request_id, exc.user_id, exc.kind)
-            if denied := self._intake.unauthenticated(raw, headers, now, identity):
+            if denied := self._intake.unauthenticated(raw, headers, now, exc):
                 return denied
             return await self._answering.run(exc.request_id, self._intake.reject_invalid(exc, raw, now))
-        identity = (request.request_id, request.user_id, request.kind)
-        if denied := self._intake.unauthenticated(raw, headers, now, identity):
+        if denied := self._intake.unauthenticated(raw, headers, now, request):
             return denied
         return await self._answering.run(request.request_id, self._claimed(request, raw, now, enqueued))
 

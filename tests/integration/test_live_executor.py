@@ -27,6 +27,7 @@ from connectors.binance.session import ApiCredentials
 from connectors.binance.trading import BinanceTrading
 from connectors.registry import client_order_id
 from daemon.config import ConfigError, build_config
+from daemon.routing import RouterSections
 from daemon.routing import build_router as build_daemon_router
 from router.cache import PriceCache
 from router.execution import OrderLeg, PaperExecutor
@@ -363,9 +364,9 @@ async def test_the_daemon_builds_a_live_router_that_routes_only_to_its_tradable_
     )
     cache = PriceCache(ttl_ms=60_000, max_quote_age_ms=60_000)
     with pytest.raises(ConfigError, match="BINANCE_API_KEY"):
-        build_daemon_router(cfg, cache, environ={})
+        build_daemon_router(RouterSections.of(cfg), cache, environ={})
     parts = build_daemon_router(
-        cfg, cache, environ={"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET}
+        RouterSections.of(cfg), cache, environ={"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET}
     )
     try:
         assert parts.live is not None and parts.router.mode == "live"
