@@ -6,7 +6,8 @@
           ├── KafkaUnavailable       the Kafka cluster could not be reached at start
           ├── KafkaAccessDenied      the cluster refused the SASL login, or an ACL the principal lacks
           ├── TopicsMissing          a topic this process needs does not exist (or may not be read)
-          └── EmbeddedBrokerError    a test/demo broker (Tansu, Apache Kafka) could not be started
+          ├── EmbeddedBrokerError    a test/demo broker (Tansu, Apache Kafka) could not be started
+          └── LocalPostgresError     the test/bench PostgreSQL server is not installed or did not start
 
 Foreign errors (aiokafka, tomllib, OS errors) are mapped at the boundary with `raise ... from exc`.
 """
@@ -37,3 +38,7 @@ class TopicsMissing(SmartrouteError):
 
 class EmbeddedBrokerError(SmartrouteError):
     """The embedded Tansu broker is not installed, did not start, or did not become ready."""
+
+
+class LocalPostgresError(SmartrouteError):
+    """The local PostgreSQL server of the tests (daemon.postgres_server) is not installed or did not start."""

@@ -12,6 +12,10 @@ secure_kafka     an Apache Kafka broker secured as in production: TLS, SASL/SCRA
                  StandardAuthorizer (tests/integration/secure_kafka.py); for tests of ACLs and secrets.
 kafka_topic      a topic name no other test uses; created (1 partition) on the test's broker
                  when the test uses `embedded_broker`.
+postgres_server  a PostgreSQL server shared by the session (daemon.postgres_server.LocalPostgres,
+                 Debian's package; its log is postgres*/postgres.log in the session's temporary
+                 directory); tests using it carry the `postgres` marker.
+postgres_url     the URL of an empty database of the test's own on that server, dropped after it.
 
 Apache Kafka runs as production clusters do, with `auto.create.topics.enable=false`: a test
 creates every topic it uses (`kafka_topic`, `kafka_support.create_contract_topics(bootstrap,
@@ -19,7 +23,8 @@ prefix)` for a daemon's topics). Tansu auto-creates a topic on first use; a cons
 its partitions only after about half of `session_timeout_ms` there (keep it small).
 
 Without Java, the Apache Kafka runs are skipped and the summary says in one line how to enable
-them; in CI (CI=true) a skipped `apache_kafka` test is a failure.
+them; in CI (CI=true) a skipped `apache_kafka` test is a failure. Without PostgreSQL the tests
+on it are skipped, saying how to install it, and fail in CI likewise.
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ from daemon.apache_kafka import ApacheKafka
 from daemon.broker import EmbeddedBroker
 from daemon.kafka_jars import jar_dir, java_binary
 from daemon.logs import configure_logging
+from daemon.postgres_server import NOT_INSTALLED, LocalPostgres, server_bindir
 
 NO_JAVA = (
     "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
     "to run them: apt-get install -y openjdk-17-jre-headless maven (or bash .ci/run)"
 )
+NO_POSTGRES = f"postgres tests skipped: {NOT_INSTALLED} (or bash .ci/run)"
 _skipped_for_java: list[str] = []
 _apache_kafka_logs: list[str] = []
 
@@ -84,6 +91,30 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with start_secure_kafka(tmp_path_factory.mktemp("secure-kafka")) as cluster:
         _apache_kafka_logs.extend(str(path) for path in cluster.broker.log_paths)
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    """Run one PostgreSQL server for the session; its log is postgres*/postgres.log."""
+    if server_bindir() is None:
+        unavailable(NO_POSTGRES)
+    with LocalPostgres(log_dir=tmp_path_factory.mktemp("postgres"), stop_grace_s=5.0) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
+    """Return the URL of a new, empty database on the session's PostgreSQL server; drop it after the test."""
+    name = f"test_{uuid.uuid4().hex}"
+    yield postgres_server.create_database(name)
+    postgres_server.drop_database(name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test on the session's PostgreSQL server `postgres`, so `-m postgres` selects them."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(
