@@ -18,7 +18,6 @@ transaction: the caller bounds how long the write lock is held.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -59,6 +58,7 @@ class RetentionRecords(LedgerFile):
         if limit < 1:
             raise self._fail("prune_done", f"limit must be >= 1, got {limit}")
         with self._write("prune_done") as conn:
+            self.store.lock(conn, CARRIED_FLAG)  # routers sharing a ledger prune one at a time
             rows = conn.execute(_PRUNABLE, (older_than_ns, limit)).fetchall()
             pruned: list[str] = []
             for request_id, prunable in rows:
@@ -77,7 +77,7 @@ class RetentionRecords(LedgerFile):
                 (CARRIED_FLAG, carried),
             )
             conn.execute(f"DELETE FROM requests WHERE request_id IN ({marks})", pruned)
-        log.info("ledger_pruned", path=str(self.path), deleted=len(pruned), older_than_ns=older_than_ns)
+        log.info("ledger_pruned", ledger=self.where, deleted=len(pruned), older_than_ns=older_than_ns)
         return len(pruned)
 
     def history(self) -> tuple[bytes | None, list[tuple[bytes, LegIntent]]]:
@@ -86,16 +86,9 @@ class RetentionRecords(LedgerFile):
         Both are read in one transaction, so a prune running meanwhile (another connection) is seen
         wholly or not at all: no fill is counted twice or missed.
         """
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN")
-            try:
-                found = conn.execute("SELECT value FROM flags WHERE name = ?", (CARRIED_FLAG,)).fetchone()
-                legs = conn.execute(_SETTLED.format(where="")).fetchall()
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._fail("history", exc) from exc
+        with self._snapshot("history") as conn:
+            found = conn.execute("SELECT value FROM flags WHERE name = ?", (CARRIED_FLAG,)).fetchone()
+            legs = conn.execute(_SETTLED.format(where="")).fetchall()
         return (None if found is None else bytes(found[0])), _settled(legs)
 
 
