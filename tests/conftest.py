@@ -40,13 +40,13 @@ from typing import Any
 
 import pytest
 import structlog
-from prerequisites import in_ci, unavailable
+from prerequisites import NO_POSTGRES, in_ci, unavailable
 
 from daemon.apache_kafka import ApacheKafka
 from daemon.broker import EmbeddedBroker
 from daemon.kafka_jars import jar_dir, java_binary
 from daemon.logs import configure_logging
-from daemon.postgres_server import NOT_INSTALLED, LocalPostgres, server_bindir
+from daemon.postgres_server import LocalPostgres, server_bindir
 from router.ledger import Lease, Ledger
 from router.ledger.postgres import PostgresStore
 
@@ -54,7 +54,6 @@ NO_JAVA = (
     "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
     "to run them: apt-get install -y openjdk-17-jre-headless maven (or bash .ci/run)"
 )
-NO_POSTGRES = f"postgres tests skipped: {NOT_INSTALLED} (or bash .ci/run)"
 _skipped_for_java: list[str] = []
 _apache_kafka_logs: list[str] = []
 

@@ -16,7 +16,10 @@ from typing import NoReturn
 
 import pytest
 
+from daemon.postgres_server import NOT_INSTALLED
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
+NO_POSTGRES = f"postgres tests skipped: {NOT_INSTALLED} (or bash .ci/run)"
 
 
 def in_ci() -> bool:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import NO_POSTGRES
-from prerequisites import unavailable
+from prerequisites import NO_POSTGRES, unavailable
 
 from daemon import postgres_server as launcher
 from daemon.errors import LocalPostgresError
