@@ -7,7 +7,10 @@ paused, or lost the database for longer than a lease — unless this process is
 answering them right now. A request taken over is handed to the settler
 (`router.settler`), which settles it from the ledger and the venue, never by
 sending again, and publishes its result; a residual taken over is worked by
-this router's residual worker from then on.
+this router's residual worker from then on. Last, the fills other routers
+made since the previous step move this router's positions (`router.risk`):
+positions, exposure and the loss guard are global, each router's view at most
+one step old.
 
 A renewal that fails (the database unreachable) is counted and logged and
 tried again next time: if it stays down longer than a lease, other routers
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -36,9 +39,19 @@ log = structlog.get_logger(__name__)
 class LeaseKeeper:
     """Renew this router's leases and take over expired ones, every third of a lease."""
 
-    def __init__(self, ledger: Ledger, settler: Settler, busy: Callable[[str], bool]) -> None:
-        """Keep `ledger`'s leases; hand what is taken over to `settler`; skip what is `busy` here."""
+    def __init__(
+        self,
+        ledger: Ledger,
+        settler: Settler,
+        busy: Callable[[str], bool],
+        absorb: Callable[[], Awaitable[int]],
+    ) -> None:
+        """Keep `ledger`'s leases; hand what is taken over to `settler`; skip what is `busy` here.
+
+        `absorb` counts the fills other routers made since its last call (global positions).
+        """
         self._ledger = ledger
+        self._absorb = absorb
         self._settler = settler
         self._busy = busy
         ttl_ms = ledger.lease.ttl_ms
@@ -51,6 +64,7 @@ class LeaseKeeper:
             taken = await self._ledger.atake_over_expired(
                 lambda request_id: self._busy(request_id) or self._settler.holds(request_id)
             )
+            await self._absorb()
         except LedgerError as exc:
             LEASE_RENEWAL_FAILURES.inc()
             log.error("ledger_leases_not_renewed", error=str(exc))

@@ -132,8 +132,8 @@ class SmartRouter:
         self.settler = Settler(ledger, self._recover_one, clock_ns=clock_ns)
         # The request_ids being answered in this process now: a duplicate waits for the first's answer.
         self._answering = PerKey()
-        # Shared ledger: renews this router's leases, takes over a gone router's requests.
-        self.leases = LeaseKeeper(ledger, self.settler, self._answering.busy)
+        # Shared ledger: renews leases, takes over a gone router's requests, counts others' fills.
+        self.leases = LeaseKeeper(ledger, self.settler, self._answering.busy, self._legs.count_others_fills)
 
     @property
     def mode(self) -> Mode:

@@ -45,6 +45,7 @@ class LedgerFile:
         conn = self.store.open()
         self._conn: Connection | None = conn
         self._lock = threading.RLock()  # the synchronous connection serves one caller at a time
+        self.fills_seen: str | None = None  # shared ledger: where the reading of others' fills is
         try:
             self.writer = GroupWriter(self.store)
         except LedgerError:

@@ -117,8 +117,14 @@ class LegRecords(LedgerFile):
         # Sending renews the lease: the venue call has all of it; settling only needs the claim.
         owns(conn, self.lease, request_id, "mark_leg", renew=state == "sent")
         conn.execute(
-            "UPDATE legs SET state = ?, outcome = ? WHERE request_id = ? AND leg = ?",
-            (state, None if outcome is None else bytes(outcome), request_id, leg),
+            "UPDATE legs SET state = ?, outcome = ?, settled_by = ? WHERE request_id = ? AND leg = ?",
+            (
+                state,
+                None if outcome is None else bytes(outcome),
+                self.lease.owner if state == "settled" else None,
+                request_id,
+                leg,
+            ),
         )
 
     def record_acknowledged(self, request_id: str, leg: int, venue_order_id: str) -> None:

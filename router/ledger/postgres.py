@@ -5,7 +5,9 @@
 records' SQL is the SQLite ledger's; the adapter turns its `?` placeholders
 into psycopg's, and the schema below is the same tables with PostgreSQL's
 types (BIGINT times, BYTEA messages) plus `now_ns()`, the database's clock,
-which every router's leases are measured by — so hosts' clocks never matter.
+which every router's leases are measured by — so hosts' clocks never matter —
+and `legs.settled_xid`, the transaction that settled each leg, by which every
+router reads the fills the others made (`fills_since`: global positions).
 
 Claims stay exact under concurrency: a claim is `INSERT … ON CONFLICT DO
 NOTHING` (one winner per request_id), a takeover is an `UPDATE` guarded by the
@@ -28,6 +30,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from router.errors import LedgerError
 from router.ledger.store import Connection
+
+# the columns of a leg, in router.ledger.legs.LEG_COLUMNS order
+LEG_COLUMN_NAMES: Final = (
+    "request_id", "leg", "venue", "client_order_id", "side", "quantity", "limit_price", "state", "outcome",
+)  # fmt: skip
 
 SCHEMA_TABLE: Final = "smartroute_ledger"
 _MIGRATION_LOCK: Final = 0x736D7274  # the advisory lock held while the schema is created or migrated
@@ -64,10 +71,17 @@ MIGRATIONS: tuple[str, ...] = (
         limit_price     TEXT,
         state           TEXT NOT NULL CHECK (state IN ('intent', 'sent', 'settled')),
         outcome         BYTEA,
+        settled_by      TEXT,
+        settled_xid     XID8,
         CHECK (state <> 'settled' OR outcome IS NOT NULL),
         PRIMARY KEY (request_id, leg)
     );
     CREATE INDEX legs_unsettled ON legs (request_id, leg) WHERE state <> 'settled';
+    CREATE INDEX legs_settled_xid ON legs (settled_xid);
+    CREATE FUNCTION legs_settled_xid() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN NEW.settled_xid := pg_current_xact_id(); RETURN NEW; END $$;
+    CREATE TRIGGER legs_settled BEFORE UPDATE OF state ON legs FOR EACH ROW
+        WHEN (NEW.state = 'settled' AND OLD.state <> 'settled') EXECUTE FUNCTION legs_settled_xid();
     CREATE TABLE flags (
         name  TEXT PRIMARY KEY CHECK (length(name) > 0),
         value BYTEA NOT NULL
@@ -185,6 +199,29 @@ class PostgresStore:
     def lock(self, conn: Connection, name: str) -> None:
         """Take the transaction-scoped advisory lock named `name` (released at commit or rollback)."""
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
+
+    def snapshot(self, conn: Connection) -> str | None:
+        """Return the snapshot now (`pg_current_snapshot()`): the mark `fills_since` reads from."""
+        return str(conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0])
+
+    def fills_since(self, conn: Connection, since: str, until: str, owner: str) -> list[Any]:
+        """Return (request, leg columns…) of every leg settled by another owner after `since`, by `until`.
+
+        Exactly the legs whose settling transaction is visible in snapshot `until` and was not in
+        `since`: each one is returned by one call of a chain of calls, never twice, never missed.
+        """
+        columns = ", ".join(f"legs.{name}" for name in LEG_COLUMN_NAMES)
+        return list(
+            conn.execute(
+                f"SELECT requests.request, {columns} FROM legs JOIN requests USING (request_id)"
+                " WHERE legs.state = 'settled' AND legs.settled_by <> ?"
+                " AND legs.settled_xid >= pg_snapshot_xmin(?::pg_snapshot)"
+                " AND NOT pg_visible_in_snapshot(legs.settled_xid, ?::pg_snapshot)"
+                " AND pg_visible_in_snapshot(legs.settled_xid, ?::pg_snapshot)"
+                " ORDER BY legs.settled_xid, legs.request_id, legs.leg",
+                (owner, since, since, until),
+            ).fetchall()
+        )
 
     def _version(self, conn: PgConnection) -> int:
         """Return the schema's version (0: an empty database); refuse one that is not ours or too new."""

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from router.ledger.file import LedgerFile, log
 from router.ledger.legs import LEG_COLUMNS, LegIntent, leg_from_row
+from router.ledger.store import Connection
 
 CARRIED_FLAG: Final = "carried_history"
 
@@ -84,12 +85,32 @@ class RetentionRecords(LedgerFile):
         """Return the carried history and every settled leg with its request, in replay order.
 
         Both are read in one transaction, so a prune running meanwhile (another connection) is seen
-        wholly or not at all: no fill is counted twice or missed.
+        wholly or not at all: no fill is counted twice or missed. On a shared ledger the read's
+        snapshot is kept: `afills_elsewhere` goes on from it.
         """
         with self._snapshot("history") as conn:
+            self.fills_seen = self.store.snapshot(conn)
             found = conn.execute("SELECT value FROM flags WHERE name = ?", (CARRIED_FLAG,)).fetchone()
             legs = conn.execute(_SETTLED.format(where="")).fetchall()
         return (None if found is None else bytes(found[0])), _settled(legs)
+
+    async def afills_elsewhere(self) -> list[tuple[bytes, LegIntent]]:
+        """Return the legs other routers settled since the last call (or `history`), each once.
+
+        Shared ledger only (SQLite: nothing, one process); before `history`, nothing either: the
+        history read counts everything up to its own snapshot.
+        """
+        since, owner, store = self.fills_seen, self.lease.owner, self.store
+        if since is None:
+            return []
+
+        def read(conn: Connection) -> tuple[str | None, list[Any]]:
+            until = store.snapshot(conn)
+            return until, [] if until is None else store.fills_since(conn, since, until, owner)
+
+        until, rows = await self.writer.submit("fills_elsewhere", read)
+        self.fills_seen = until
+        return _settled(rows)
 
 
 def _settled(rows: list[Any]) -> list[tuple[bytes, LegIntent]]:

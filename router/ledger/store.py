@@ -88,6 +88,12 @@ class Store(Protocol):
     def lock(self, conn: Connection, name: str) -> None:
         """Hold the exclusive lock `name` until the open transaction ends."""
 
+    def snapshot(self, conn: Connection) -> str | None:
+        """Return a mark of what is committed now, from which `fills_since` reads (None: one process)."""
+
+    def fills_since(self, conn: Connection, since: str, until: str, owner: str) -> list[Any]:
+        """Return the rows of the legs other owners settled after mark `since`, by mark `until`."""
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -171,6 +177,14 @@ class SqliteStore:
 
     def lock(self, conn: Connection, name: str) -> None:
         """Nothing to do: a write transaction (BEGIN IMMEDIATE) already excludes every other writer."""
+
+    def snapshot(self, conn: Connection) -> str | None:
+        """None: one process writes the file, so no other owner settles anything."""
+        return None
+
+    def fills_since(self, conn: Connection, since: str, until: str, owner: str) -> list[Any]:
+        """Nothing: one process writes the file."""
+        return []
 
     @staticmethod
     def _configure(conn: sqlite3.Connection) -> None:

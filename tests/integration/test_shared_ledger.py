@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 
+import orjson
 import psycopg
 import pytest
 
@@ -201,3 +202,74 @@ def test_an_unreachable_database_is_a_clear_error_without_the_password() -> None
         Ledger(PostgresStore(url + "?connect_timeout=2"), Lease("r", 1000))
     assert "s3cret" not in str(caught.value)
     assert redact_url(url) == "postgresql://smartroute@127.0.0.1:1/ledger"
+
+
+def outcome(request_id: str, quantity: str) -> bytes:
+    fill = {
+        "venue": "binance",
+        "side": "buy",
+        "price": "64000",
+        "quantity": quantity,
+        "fee": "0",
+        "fee_asset": "USDT",
+        "client_order_id": f"sr-{request_id}-0",
+        "venue_order_id": "1",
+        "ts_ns": 1,
+    }
+    return orjson.dumps({"fills": [fill]})
+
+
+async def settle(ledger: Ledger, request_id: str, quantity: str) -> None:
+    ledger.claim(
+        request_id, "alice", orjson.dumps({"request_id": request_id, "symbol": "BTC-USDT"}), now_ns=1
+    )
+    await ledger.arecord_leg_intents([leg(request_id)])
+    await ledger.amark_leg(request_id, 0, "sent")
+    await ledger.amark_leg(request_id, 0, "settled", outcome(request_id, quantity))
+
+
+async def test_each_router_reads_every_fill_the_others_settled_once_and_never_its_own(
+    routers: tuple[Ledger, Ledger],
+) -> None:
+    a, b = routers
+    await settle(b, "before", "1")
+    _, history = a.history()  # a starts: everything settled so far is in its history
+    assert [leg.request_id for _, leg in history] == ["before"]
+
+    await settle(b, "b-1", "0.5")
+    await settle(a, "a-1", "0.25")
+    await settle(b, "b-2", "0.125")
+    seen = await a.afills_elsewhere()
+    assert [leg.request_id for _, leg in seen] == ["b-1", "b-2"]
+    assert orjson.loads(seen[0][0])["symbol"] == "BTC-USDT"
+    assert await a.afills_elsewhere() == []  # each once
+
+    await settle(b, "b-3", "2")
+    assert [leg.request_id for _, leg in await a.afills_elsewhere()] == ["b-3"]
+    assert await b.afills_elsewhere() == []  # b never read its history: it starts counting there
+    b.history()
+    assert await b.afills_elsewhere() == []
+    await settle(a, "a-2", "1")
+    assert [leg.request_id for _, leg in await b.afills_elsewhere()] == ["a-2"]
+
+
+async def test_a_leg_settled_while_a_reader_reads_is_counted_by_the_next_read_exactly_once(
+    routers: tuple[Ledger, Ledger], postgres_url: str
+) -> None:
+    a, b = routers
+    a.history()
+    b.claim("slow", "alice", orjson.dumps({"request_id": "slow", "symbol": "BTC-USDT"}), now_ns=1)
+    await b.arecord_leg_intents([leg("slow")])
+    await b.amark_leg("slow", 0, "sent")
+    # Another connection settles the leg in a transaction that stays open across a's read.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute(
+            "UPDATE legs SET state = 'settled', outcome = %s, settled_by = 'router-b'"
+            " WHERE request_id = 'slow'",
+            (outcome("slow", "1"),),
+        )
+        assert await a.afills_elsewhere() == []  # not committed: not seen
+        conn.execute("COMMIT")
+    assert [leg.request_id for _, leg in await a.afills_elsewhere()] == ["slow"]
+    assert await a.afills_elsewhere() == []
