@@ -10,7 +10,8 @@ sending again, and publishes its result; a residual taken over is worked by
 this router's residual worker from then on. Last, the fills other routers
 made since the previous step move this router's positions (`router.risk`):
 positions, exposure and the loss guard are global, each router's view at most
-one step old.
+one step old; and `[risk] max_orders_per_second`, the desk's limit, is split
+between the routers alive (`router.risk.RiskGate.routers`).
 
 A renewal that fails (the database unreachable) is counted and logged and
 tried again next time: if it stays down longer than a lease, other routers
@@ -24,13 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import structlog
 
 from router.errors import LedgerError
 from router.ledger import Ledger
+from router.legs import LegRunner
 from router.metrics import LEASE_RENEWAL_FAILURES, LEASES_TAKEN_OVER
+from router.risk import RiskGate
 from router.settler import Settler
 
 log = structlog.get_logger(__name__)
@@ -40,18 +43,16 @@ class LeaseKeeper:
     """Renew this router's leases and take over expired ones, every third of a lease."""
 
     def __init__(
-        self,
-        ledger: Ledger,
-        settler: Settler,
-        busy: Callable[[str], bool],
-        absorb: Callable[[], Awaitable[int]],
+        self, ledger: Ledger, settler: Settler, busy: Callable[[str], bool], legs: LegRunner, risk: RiskGate
     ) -> None:
         """Keep `ledger`'s leases; hand what is taken over to `settler`; skip what is `busy` here.
 
-        `absorb` counts the fills other routers made since its last call (global positions).
+        `legs` counts the fills other routers made (global positions); `risk` gets its share of
+        the order rate.
         """
         self._ledger = ledger
-        self._absorb = absorb
+        self._legs = legs
+        self._risk = risk
         self._settler = settler
         self._busy = busy
         ttl_ms = ledger.lease.ttl_ms
@@ -64,7 +65,8 @@ class LeaseKeeper:
             taken = await self._ledger.atake_over_expired(
                 lambda request_id: self._busy(request_id) or self._settler.holds(request_id)
             )
-            await self._absorb()
+            await self._legs.count_others_fills()
+            self._risk.routers = await self._ledger.arouters_alive()
         except LedgerError as exc:
             LEASE_RENEWAL_FAILURES.inc()
             log.error("ledger_leases_not_renewed", error=str(exc))

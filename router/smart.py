@@ -133,7 +133,7 @@ class SmartRouter:
         # The request_ids being answered in this process now: a duplicate waits for the first's answer.
         self._answering = PerKey()
         # Shared ledger: renews leases, takes over a gone router's requests, counts others' fills.
-        self.leases = LeaseKeeper(ledger, self.settler, self._answering.busy, self._legs.count_others_fills)
+        self.leases = LeaseKeeper(ledger, self.settler, self._answering.busy, self._legs, risk)
 
     @property
     def mode(self) -> Mode:

@@ -19,6 +19,9 @@ lease expired belongs to nobody alive: any router takes it over
 owed — and its settler settles it from the ledger and the venue, never by
 sending again, and publishes the result.
 
+Each router also says it is alive in the `routers` table every step; how many
+are alive divides the desk's order-rate limit between them (`arouters_alive`).
+
 On SQLite the owner is "local" and the lease never expires: one process, which
 after a restart owns every claim it left.
 """
@@ -30,6 +33,8 @@ from collections.abc import Callable
 from router.ledger.file import LedgerFile
 from router.ledger.owed import OwedResult
 from router.ledger.store import Connection
+
+_FORGOTTEN_NS = 3600 * 10**9  # a router not seen for this long leaves the routers table
 
 # A request someone must hold: in flight, its result owed, or a residual still open.
 _LIVE = (
@@ -99,6 +104,25 @@ class LeaseRecords(LedgerFile):
             return taken
 
         return await self.writer.submit("take_over_expired", take)
+
+    async def arouters_alive(self) -> int:
+        """Say this router is alive for another lease; return how many routers are (1 on SQLite)."""
+        if not self.lease.expires:
+            return 1
+        owner, ttl = self.lease.owner, self.lease.ttl_ns
+
+        def beat(conn: Connection) -> int:
+            conn.execute(
+                "INSERT INTO routers (owner, alive_until_ns) VALUES (?, now_ns() + ?)"
+                " ON CONFLICT (owner) DO UPDATE SET alive_until_ns = excluded.alive_until_ns",
+                (owner, ttl),
+            )
+            conn.execute("DELETE FROM routers WHERE alive_until_ns < now_ns() - ?", (_FORGOTTEN_NS,))
+            return int(
+                conn.execute("SELECT count(*) FROM routers WHERE alive_until_ns > now_ns()").fetchone()[0]
+            )
+
+        return await self.writer.submit("routers_alive", beat)
 
 
 def _bytes(value: object) -> bytes | None:

@@ -110,6 +110,10 @@ MIGRATIONS: tuple[str, ...] = (
         request_id  TEXT PRIMARY KEY REFERENCES requests (request_id) ON DELETE CASCADE,
         since_ns    BIGINT NOT NULL,
         error       TEXT NOT NULL
+    );
+    CREATE TABLE routers (
+        owner          TEXT PRIMARY KEY CHECK (length(owner) > 0),
+        alive_until_ns BIGINT NOT NULL
     )
     """,
 )

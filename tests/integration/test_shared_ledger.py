@@ -13,14 +13,18 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import psycopg
 import pytest
 
 from router.errors import LeaseLost, LedgerError
+from router.leases import LeaseKeeper
 from router.ledger import Lease, Ledger, LegIntent, ResidualRecord
 from router.ledger.postgres import PostgresStore, redact_url
+from router.risk import RiskGate, RiskLimits
+from router.settler import Settler
 
 REQUEST = b'{"v":1,"request_id":"r-1","user_id":"alice","kind":"order"}'
 RESULT = b'{"v":1,"request_id":"r-1","status":"filled"}'
@@ -273,3 +277,49 @@ async def test_a_leg_settled_while_a_reader_reads_is_counted_by_the_next_read_ex
         conn.execute("COMMIT")
     assert [leg.request_id for _, leg in await a.afills_elsewhere()] == ["slow"]
     assert await a.afills_elsewhere() == []
+
+
+async def test_routers_say_they_are_alive_and_are_counted_while_they_do(
+    routers: tuple[Ledger, Ledger], tmp_path: Path
+) -> None:
+    a, b = routers
+    assert await a.arouters_alive() == 1
+    assert await b.arouters_alive() == 2
+    expire(a)  # a stopped saying so
+    assert await b.arouters_alive() == 1
+    with Ledger.open(tmp_path) as alone:
+        assert await alone.arouters_alive() == 1  # SQLite: one process
+
+
+class OthersFills:
+    """Stands for the LegRunner: counts how often the keeper asked for the others' fills."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def count_others_fills(self) -> int:
+        self.calls += 1
+        return 0
+
+
+async def test_the_lease_keeper_renews_takes_over_what_expired_and_shares_the_order_rate(
+    routers: tuple[Ledger, Ledger],
+) -> None:
+    a, b = routers
+    settler = Settler(b, lambda request_id, raw: asyncio.sleep(0, RESULT))
+    risk = RiskGate(RiskLimits(Decimal(10_000), 10, Decimal(50_000)))
+    fills = OthersFills()
+    keeper = LeaseKeeper(b, settler, lambda request_id: request_id == "busy", fills, risk)  # type: ignore[arg-type]
+    assert keeper.interval_s == pytest.approx(0.4 / 3)
+    a.claim("gone", "alice", REQUEST, now_ns=1)
+    a.claim("busy", "alice", REQUEST, now_ns=2)
+    await a.arouters_alive()
+    b.claim("mine", "alice", REQUEST, now_ns=3)
+
+    assert await keeper.step() == 0  # nothing expired
+    assert risk.routers == 2 and fills.calls == 1
+    expire(a)
+    assert await keeper.step() == 1  # "gone"; "busy" is being answered here now; "mine" was renewed
+    assert [u.request_id for u in settler.unsettled()] == ["gone"]
+    assert risk.routers == 1 and fills.calls == 2
+    assert b.claim("mine", "alice", REQUEST, now_ns=4).status == "in_flight"
