@@ -14,6 +14,7 @@ too.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,13 +80,12 @@ class LedgerFile:
             try:
                 conn.execute(self.store.begin)
             except self.store.errors as exc:
-                raise self._fail(action, exc) from exc
+                raise self._failed(conn, action, exc) from exc
             try:
                 yield conn
                 conn.execute("COMMIT")
             except self.store.errors as exc:
-                _rollback(conn, self.store)
-                raise self._fail(action, exc) from exc
+                raise self._failed(conn, action, exc) from exc
             except BaseException:
                 _rollback(conn, self.store)
                 raise
@@ -102,15 +102,31 @@ class LedgerFile:
                 finally:
                     conn.execute("COMMIT")
             except self.store.errors as exc:
-                _rollback(conn, self.store)
-                raise self._fail(action, exc) from exc
+                raise self._failed(conn, action, exc) from exc
 
     def _read(self, action: str, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
         with self._lock:
+            conn = self._connection()
             try:
-                return list(self._connection().execute(sql, params).fetchall())
+                return list(conn.execute(sql, params).fetchall())
             except self.store.errors as exc:
-                raise self._fail(action, exc) from exc
+                raise self._failed(conn, action, exc) from exc
+
+    def _failed(self, conn: Connection, action: str, exc: Exception) -> LedgerError:
+        """Undo what `conn` had open; if it broke (a database restart), open a new one for the next call."""
+        _rollback(conn, self.store)
+        try:
+            conn.execute("SELECT 1").fetchall()
+        except self.store.errors:
+            try:
+                fresh = self.store.connect()
+            except LedgerError:
+                pass  # the next call fails the same way and tries again
+            else:
+                self._conn = fresh
+                with contextlib.suppress(*self.store.errors):
+                    conn.close()
+        return self._fail(action, exc)
 
     def set_flag(self, name: str, value: bytes | None) -> None:
         """Store a small durable value under `name`; None deletes it."""

@@ -130,7 +130,7 @@ class GroupWriter:
                     outcomes.append(_run_one(conn, item))
                 conn.execute("COMMIT")
             except BaseException as exc:  # every other failure fails the whole batch: nothing is applied
-                broken = not _rolled_back(conn, self.store)
+                broken = not _rolled_back(conn, self.store) or not _answers(conn, self.store)
                 if not broken and attempt < _ATTEMPTS and self.store.retryable(exc):
                     continue
                 error = LedgerError(
@@ -155,6 +155,15 @@ class GroupWriter:
         with contextlib.suppress(*self.store.errors):
             conn.close()
         return fresh
+
+
+def _answers(conn: Connection, store: Store) -> bool:
+    """Tell whether `conn` still works (a restarted database closed it under us)."""
+    try:
+        conn.execute("SELECT 1").fetchall()
+    except store.errors:
+        return False
+    return True
 
 
 def _rolled_back(conn: Connection, store: Store) -> bool:

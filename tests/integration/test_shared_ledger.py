@@ -18,7 +18,9 @@ from pathlib import Path
 import orjson
 import psycopg
 import pytest
+from prerequisites import NO_POSTGRES, unavailable
 
+from daemon.postgres_server import LocalPostgres, server_bindir
 from router.errors import LeaseLost, LedgerError
 from router.leases import LeaseKeeper
 from router.ledger import Lease, Ledger, LegIntent, ResidualRecord
@@ -323,3 +325,22 @@ async def test_the_lease_keeper_renews_takes_over_what_expired_and_shares_the_or
     assert [u.request_id for u in settler.unsettled()] == ["gone"]
     assert risk.routers == 1 and fills.calls == 2
     assert b.claim("mine", "alice", REQUEST, now_ns=4).status == "in_flight"
+
+
+async def test_a_restarted_database_fails_the_calls_it_interrupted_and_the_next_ones_reconnect(
+    tmp_path: Path,
+) -> None:
+    if server_bindir() is None:
+        unavailable(NO_POSTGRES)
+    with LocalPostgres(log_dir=tmp_path) as server:  # its own: restarted under the ledger
+        url = server.create_database("ledger")
+        with Ledger(PostgresStore(url), Lease("router-a", 60_000)) as ledger:
+            ledger.claim("r-1", "alice", REQUEST, now_ns=1)
+            server.restart()
+            with pytest.raises(LedgerError):  # the synchronous connection died with the server
+                ledger.claim("r-2", "alice", REQUEST, now_ns=2)
+            assert ledger.claim("r-2", "alice", REQUEST, now_ns=2).status == "new"
+            with pytest.raises(LedgerError, match="not committed"):  # so did the group writer's
+                await ledger.aclaim("r-3", "alice", REQUEST, now_ns=3)
+            assert (await ledger.aclaim("r-3", "alice", REQUEST, now_ns=3)).status == "new"
+            assert ledger.claim("r-1", "alice", REQUEST, now_ns=4).status == "in_flight"
