@@ -190,19 +190,17 @@ def _rollback(conn: Connection, store: Store) -> None:
 def owns(conn: Connection, lease: Lease, request_id: str, action: str, *, renew: bool = False) -> bool:
     """Tell whether `request_id` exists; raise LeaseLost if `lease`'s owner does not hold its claim.
 
+    The check is an UPDATE of the request's row guarded by its owner, so it holds the row's lock
+    until the transaction ends: no other router can take the request over between this check and
+    the write it guards (PostgreSQL; SQLite's write transaction excludes every other writer).
     `renew` (before a send): the lease is also extended to its full length from now, in the same
-    transaction — the venue call that follows has all of it.
+    statement — the venue call that follows has all of it.
     """
-    if renew:
-        renewed = conn.execute(
-            "UPDATE requests SET lease_until_ns = now_ns() + ? WHERE request_id = ? AND owner = ?",
-            (lease.ttl_ns, request_id, lease.owner),
-        )
-        if renewed.rowcount == 1:
-            return True
+    change = "lease_until_ns = now_ns() + ?" if renew else "owner = owner"
+    params = (lease.ttl_ns, request_id, lease.owner) if renew else (request_id, lease.owner)
+    if conn.execute(f"UPDATE requests SET {change} WHERE request_id = ? AND owner = ?", params).rowcount == 1:
+        return True
     row = conn.execute("SELECT owner FROM requests WHERE request_id = ?", (request_id,)).fetchone()
     if row is None:
         return False
-    if row[0] != lease.owner:
-        raise LeaseLost(f"{action}: request {request_id!r} is held by {row[0]!r} now, not by {lease.owner!r}")
-    return True
+    raise LeaseLost(f"{action}: request {request_id!r} is held by {row[0]!r} now, not by {lease.owner!r}")

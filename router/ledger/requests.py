@@ -76,11 +76,16 @@ class RequestRecords(LedgerFile):
             return Claim("held", request_id, None)
         taken = conn.execute(
             "UPDATE requests SET owner = ?, lease_until_ns = now_ns() + ?"
-            " WHERE request_id = ? AND owner = ? AND lease_until_ns < now_ns()",
+            " WHERE request_id = ? AND owner = ? AND state = 'executing' AND lease_until_ns < now_ns()",
             (owner, ttl, request_id, holder),
         )
-        if taken.rowcount != 1:  # renewed, or taken by a third router, meanwhile
-            return Claim("held", request_id, None)
+        if taken.rowcount != 1:  # completed, renewed, or taken by a third router, meanwhile
+            done = conn.execute(
+                "SELECT result FROM requests WHERE request_id = ? AND state = 'done'", (request_id,)
+            ).fetchone()
+            return (
+                Claim("held", request_id, None) if done is None else Claim("done", request_id, bytes(done[0]))
+            )
         log.warning("ledger_claim_taken_over", request_id=request_id, previous=holder, owner=owner)
         return Claim("in_flight", request_id, None)
 

@@ -24,6 +24,7 @@ from daemon.postgres_server import LocalPostgres, server_bindir
 from router.errors import LeaseLost, LedgerError
 from router.leases import LeaseKeeper
 from router.ledger import Lease, Ledger, LegIntent, ResidualRecord
+from router.ledger.file import owns
 from router.ledger.postgres import PostgresStore, redact_url
 from router.risk import RiskGate, RiskLimits
 from router.settler import Settler
@@ -344,3 +345,29 @@ async def test_a_restarted_database_fails_the_calls_it_interrupted_and_the_next_
                 await ledger.aclaim("r-3", "alice", REQUEST, now_ns=3)
             assert (await ledger.aclaim("r-3", "alice", REQUEST, now_ns=3)).status == "new"
             assert ledger.claim("r-1", "alice", REQUEST, now_ns=4).status == "in_flight"
+
+
+async def test_a_takeover_waits_for_the_holders_write_in_progress_and_never_takes_what_it_completed(
+    routers: tuple[Ledger, Ledger], postgres_url: str
+) -> None:
+    a, b = routers
+    a.claim("r-1", "alice", REQUEST, now_ns=1)
+    expire(a)  # a is slow, not gone: it is completing the request right now
+    conn = PostgresStore(postgres_url).connect()
+    try:
+        conn.execute("BEGIN")
+        assert owns(conn, a.lease, "r-1", "complete")  # a's check holds the row until a commits
+        taking = asyncio.ensure_future(b.atake_over_expired(lambda _: False))
+        claiming = asyncio.ensure_future(b.aclaim("r-1", "alice", REQUEST, now_ns=2))
+        await asyncio.sleep(0.5)
+        assert not taking.done() and not claiming.done()  # both wait for a's transaction
+        conn.execute(
+            "UPDATE requests SET state = 'done', result = ?, completed_ns = 3 WHERE request_id = ?",
+            (RESULT, "r-1"),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    assert await taking == []  # answered: nothing to take over
+    claim = await claiming
+    assert (claim.status, claim.result) == ("done", RESULT)  # not "in_flight": never recovered twice
