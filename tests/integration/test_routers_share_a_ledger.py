@@ -189,7 +189,7 @@ async def test_three_routers_killed_and_joining_on_one_ledger_send_no_order_twic
                 await producer.flush()
             finally:
                 await producer.stop()
-            async with asyncio.timeout(240):
+            async with asyncio.timeout(300):
                 while len(answers) < REQUESTS:
                     for record in await results.poll(500):
                         answers.setdefault(orjson.loads(record.value)["request_id"], []).append(record.value)
@@ -197,6 +197,8 @@ async def test_three_routers_killed_and_joining_on_one_ledger_send_no_order_twic
             await asyncio.sleep(2)  # a second, different answer to any request would show by now
             for record in await results.poll(500):
                 answers.setdefault(orjson.loads(record.value)["request_id"], []).append(record.value)
+            exited = {name: p.returncode for name, p in desk.routers.items() if p.returncode is not None}
+            assert exited == {}, f"routers exited on their own: {exited}"
     finally:
         await desk.stop_all()
         print(desk.logs())  # shown by pytest when the test fails
