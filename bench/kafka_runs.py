@@ -11,6 +11,7 @@ import statistics
 from typing import Any
 
 from bench.harness import Harness, progress, started_broker
+from daemon.postgres_server import LocalPostgres
 
 _FIGURES = ("requests_per_s", "p50_ms", "p99_ms")
 # The router, the bare loop in the router's shape (per partition), and the bare loop per whole fetch.
@@ -58,12 +59,26 @@ def run_scaleout(harness: Harness) -> dict[str, Any]:
     load = ["--requests", str(s.router_requests), "--window", str(s.router_window)]
     load += ["--warmup", str(s.router_warmup)]
     rounds = []
-    with started_broker("apache", harness.workdir / "scaleout") as bootstrap:
+    with (
+        started_broker("apache", harness.workdir / "scaleout") as bootstrap,
+        LocalPostgres(log_dir=harness.workdir / "scaleout") as postgres,
+    ):
         for number in range(s.router_runs):
             progress(f"scaleout on apache, round {number + 1}/{s.router_runs}: 1 router, 2 routers")
-            one = harness.worker("scaleout", "--bootstrap", bootstrap, "--routers", "1", *load)
-            two = harness.worker("scaleout", "--bootstrap", bootstrap, "--routers", "2", *load)
-            rounds.append({"1": one, "2": two})
+            runs = {}
+            for routers in ("1", "2"):  # each run its own empty ledger database
+                ledger_url = postgres.create_database(f"scaleout_{number}_{routers}")
+                runs[routers] = harness.worker(
+                    "scaleout",
+                    "--bootstrap",
+                    bootstrap,
+                    "--routers",
+                    routers,
+                    "--ledger-url",
+                    ledger_url,
+                    *load,
+                )
+            rounds.append(runs)
     summary: dict[str, Any] = {
         n: {key: _median([r[n] for r in rounds], key) for key in (*_FIGURES, "router_cores")}
         for n in ("1", "2")

@@ -73,8 +73,13 @@ class MarketProcess:
             self.records = orjson.loads(line)
 
 
-def daemon_toml(bootstrap: str, urls: dict[str, str], state_dir: Path, tag: str) -> str:
-    """Return the TOML of a paper daemon on the scripted market, with the bench topics and group of `tag`."""
+def daemon_toml(
+    bootstrap: str, urls: dict[str, str], state_dir: Path, tag: str, ledger_url: str | None = None
+) -> str:
+    """Return the TOML of a paper daemon on the scripted market, with the bench topics and group of `tag`.
+
+    With `ledger_url` the ledger is that PostgreSQL database (shared by the copies), else SQLite.
+    """
     symbols = orjson.dumps([LOAD_SYMBOL, ARB_SYMBOL]).decode()
     lines = [
         "[daemon]", "http_port = 0", f'state_dir = "{state_dir}"', 'log_level = "warning"',
@@ -83,6 +88,8 @@ def daemon_toml(bootstrap: str, urls: dict[str, str], state_dir: Path, tag: str)
         "[risk]", "max_orders_per_second = 1000000", "max_gross_exposure = 1000000000",
         "[router]", "session_timeout_ms = 2000", f'group_id = "bench-router-{tag}"',
     ]  # fmt: skip
+    if ledger_url is not None:
+        lines.append(f'ledger_url = "{ledger_url}"')
     for venue in VENUES:
         lines += [f"[venues.{venue}]", f"symbols = {symbols}", f'ws_url = "{urls[venue]}"']
     return "\n".join(lines) + "\n"
@@ -91,17 +98,25 @@ def daemon_toml(bootstrap: str, urls: dict[str, str], state_dir: Path, tag: str)
 class DaemonProcess:
     """`smartroute <command>` in `copies` child processes on the scripted market; `cfg` is their config.
 
-    Copies share topics and consumer group; each has its own state_dir (its own SQLite ledger).
+    Copies share topics and consumer group; each has its own state_dir, and its own SQLite ledger
+    there unless `ledger_url` gives them one PostgreSQL ledger.
     """
 
     def __init__(
-        self, workdir: Path, bootstrap: str, urls: dict[str, str], *, command: str = "run", copies: int = 1
+        self,
+        workdir: Path,
+        bootstrap: str,
+        urls: dict[str, str],
+        *,
+        command: str = "run",
+        copies: int = 1,
+        ledger_url: str | None = None,
     ) -> None:
         tag = uuid.uuid4().hex[:8]
         self.command = command
         self.paths = [workdir / f"smartroute-{n}.toml" for n in range(copies)]
         for n, path in enumerate(self.paths):
-            path.write_text(daemon_toml(bootstrap, urls, workdir / f"state-{n}", tag))
+            path.write_text(daemon_toml(bootstrap, urls, workdir / f"state-{n}", tag, ledger_url))
         self.cfg: Config = load_config(self.paths[0], environ={})
         self.log_paths = [workdir / f"daemon-{n}.log" for n in range(copies)]
         self.procs: list[asyncio.subprocess.Process] = []

@@ -2,9 +2,10 @@
 
 The scripted market (`bench.market`, its own process) keeps BTC-USDT quoted on
 Binance and Bybit; `routers` processes run `python -m daemon.cli route` (feeds
-+ router, paper) with one config but each its own state_dir, so each has its
-own SQLite ledger (a shared ledger is not there yet); they share topics (six
-partitions) and consumer group. The closed-loop client of the router scenario
++ router, paper), each with its own state_dir and all with one PostgreSQL
+ledger (`[router] ledger_url`, a fresh database per run on the harness's local
+server): the deployment README "Running several routers" describes. They share
+topics (six partitions) and consumer group. The closed-loop client of the router scenario
 (`bench.transport.LoadClient`, this process) keeps `window` paper market
 orders in flight. After the warm-up it waits for the group to settle (every
 router joined), then times `requests` requests: rate, p50, p99 as in the
@@ -23,6 +24,7 @@ from typing import Any, Final
 from bench.market import LOAD_SYMBOL
 from bench.processes import DaemonProcess, MarketProcess
 from bench.transport import LoadClient
+from router.ledger.postgres import redact_url
 
 _READY_TIMEOUT_S: Final = 60.0
 _SETTLE_S: Final = 3.0  # two session timeouts' halves: a rebalance after the second router joined is over
@@ -37,13 +39,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def run_scaleout(
-    workdir: Path, bootstrap: str, *, routers: int, requests: int, window: int, warmup: int
+    workdir: Path, bootstrap: str, *, routers: int, requests: int, window: int, warmup: int, ledger_url: str
 ) -> dict[str, Any]:
     """Time `requests` orders through `routers` route processes in one group; return rate, latency, CPU."""
     market = MarketProcess(period_s=1.0, hold_s=0.1)
     async with (
         market,
-        DaemonProcess(workdir, bootstrap, market.urls, command="route", copies=routers) as daemons,
+        DaemonProcess(
+            workdir, bootstrap, market.urls, command="route", copies=routers, ledger_url=ledger_url
+        ) as daemons,
     ):
         client = LoadClient(daemons.cfg, window, LOAD_SYMBOL)
         await client.start()
@@ -62,6 +66,7 @@ async def run_scaleout(
             await client.stop()
     return {
         "routers": routers,
+        "ledger": redact_url(ledger_url),
         "window": window,
         **client.summary(requests, seconds),
         "seconds": seconds,

@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     scaleout.add_argument("--requests", type=int, required=True)
     scaleout.add_argument("--window", type=int, default=64)
     scaleout.add_argument("--warmup", type=int, default=50)
+    scaleout.add_argument("--ledger-url", required=True, help="the routers' shared PostgreSQL ledger")
     memory = sub.add_parser("memory")
     memory.add_argument("--symbols", type=int, default=100)
     memory.add_argument("--tick-s", type=float, default=0.05)
@@ -140,7 +141,7 @@ def _scaleout(args: argparse.Namespace) -> dict[str, Any]:
         return asyncio.run(
             run_scaleout(
                 Path(tmp), args.bootstrap, routers=args.routers, requests=args.requests,
-                window=args.window, warmup=args.warmup,
+                window=args.window, warmup=args.warmup, ledger_url=args.ledger_url,
             )
         )  # fmt: skip
 

@@ -13,7 +13,10 @@ cannot be used goes to the DLQ as `dlq_entry` describes it.
 are answered (their results acknowledged by the broker). A partition's offset
 is committed only up to its lowest request not yet answered, so a crash or a
 rebalance redelivers every request whose answer is not known to be out; the
-ledger answers the ones already executed with their stored results.
+ledger answers the ones already executed with their stored results. Before a
+rebalance takes partitions away, what is answered is committed and the
+partitions are forgotten; requests of theirs still running finish and publish
+their results, and their new owner finds them claimed (`router.ledger`).
 """
 
 from __future__ import annotations
@@ -46,8 +49,18 @@ class Watermarks:
         self._open.setdefault(partition, {})[offset] = False
 
     def answered(self, partition: TopicPartition, offset: int) -> None:
-        """Record that the request at `offset` was answered: its results are acknowledged."""
-        self._open[partition][offset] = True
+        """Record that the request at `offset` was answered: its results are acknowledged.
+
+        A partition a rebalance took away since (`forget`) is no longer tracked: nothing to record.
+        """
+        offsets = self._open.get(partition)
+        if offsets is not None and offset in offsets:
+            offsets[offset] = True
+
+    def forget(self, partitions: frozenset[TopicPartition]) -> None:
+        """Stop tracking `partitions` (a rebalance took them): their new owner reads what is open again."""
+        for partition in partitions:
+            self._open.pop(partition, None)
 
     def open(self) -> int:
         """Return how many requests are handed out and not yet below a watermark."""

@@ -33,6 +33,12 @@ Arbitrage residuals (unhedged quantities) are worked in the background until
 flat, from the ledger, so one left by a previous run is resumed
 (`SmartRouter.work_residuals`).
 
+With the shared ledger (`[router] ledger_url`) several routers serve one
+consumer group: before a rebalance takes partitions away, what is answered is
+committed; a request another live router holds is answered by that router, and
+the lease keeper (`router.leases`) renews this router's claims and takes over
+those of a router gone (README "Running several routers").
+
 A request whose execution or settlement fails (a venue that stays dark) is not
 answered in its batch: the ledger holds it in flight with its result owed, and
 the background settler (`router.settler`, which states why the batch's offsets
@@ -147,6 +153,7 @@ class RouterService:
                     tg.create_task(self.open_orders.run(stop, interval_s), name="open-orders")
                 tg.create_task(self.router.work_residuals(stop), name="residuals")
                 tg.create_task(self.router.settle_in_background(stop, self._publish_result), name="settler")
+                tg.create_task(self.router.leases.run(stop), name="leases")
                 if self.pruner is not None:
                     tg.create_task(self.pruner.run(stop), name="ledger-retention")
         finally:
@@ -178,8 +185,19 @@ class RouterService:
     async def _serve_orders(self, stop: asyncio.Event, followers: list[TopicFollower]) -> None:
         started = time.monotonic()
         group = Group(self.settings.group_id, self.settings.session_timeout_ms)
+        marks = Watermarks()
+
+        async def revoked(partitions: frozenset[TopicPartition]) -> None:
+            await self._commit_answered(consumer, marks)  # what is answered is committed before they go
+            marks.forget(partitions)
+            log.info("router_partitions_revoked", partitions=sorted(p.partition for p in partitions))
+
         consumer = new_consumer(
-            self.kafka, self.orders_topic, group=group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+            self.kafka,
+            self.orders_topic,
+            group=group,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            on_revoked=revoked,
         )
         # The followers catch up while the group join runs; nothing fetched is handled before they did.
         if not await start_unless_stopped(consumer, stop):
@@ -193,14 +211,13 @@ class RouterService:
                 halted=self.kill_switch.halted,
                 caught_up=[f.topic for f in followers],
             )
-            await self._serve_in_flight(consumer, stop)
+            await self._serve_in_flight(consumer, marks, stop)
         finally:
             await consumer.stop()  # offsets were committed as requests were answered; nothing is pending
 
-    async def _serve_in_flight(self, consumer: Consumer, stop: asyncio.Event) -> None:
+    async def _serve_in_flight(self, consumer: Consumer, marks: Watermarks, stop: asyncio.Event) -> None:
         """Answer up to max_in_flight requests at once, a key at a time; commit under the lowest open one."""
         slots = asyncio.Semaphore(self.settings.max_in_flight)
-        marks = Watermarks()
         keys = PerKey()
         try:
             async with asyncio.TaskGroup() as tg:

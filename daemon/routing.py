@@ -48,7 +48,8 @@ from router.cache import PriceCache
 from router.execution import Executor, PaperExecutor
 from router.funding import symbol_assets
 from router.kill_switch import KillSwitch
-from router.ledger import Ledger
+from router.ledger import Lease, Ledger
+from router.ledger.postgres import PostgresStore
 from router.live import LiveExecutor
 from router.loss import LossGuard
 from router.open_orders import OpenOrderCheck
@@ -242,6 +243,14 @@ def build_balances(
     return BalanceBook({venue: configured[venue] for venue in venues if venue in configured}), None
 
 
+def open_ledger(sections: RouterSections) -> Ledger:
+    """Open the ledger: SQLite in state_dir (one process), or the PostgreSQL one every router shares."""
+    url = sections.router.ledger_url
+    if url is None:
+        return Ledger.open(Path(sections.daemon.state_dir))
+    return Ledger(PostgresStore(url), Lease.for_process(sections.router.lease_ms))
+
+
 def build_router(
     sections: RouterSections,
     cache: PriceCache,
@@ -260,7 +269,7 @@ def build_router(
     if live is not None:
         fees = {venue: fee for venue, fee in fees.items() if venue in live.venues}
     preferences = PreferenceStore(configured_preferences(sections.users), known_venues=VENUE_IDS)
-    ledger = Ledger.open(Path(sections.daemon.state_dir))
+    ledger = open_ledger(sections)
     kill_switch = KillSwitch(ledger)
     positions = PositionBook(
         sections.risk.valuation_currency, fresh_mids(cache, sections.risk.valuation_currency)
@@ -315,7 +324,11 @@ def build_router(
         )
     open_orders = None if live is None else OpenOrderCheck(live.connectors, ledger)
     retention_ms = sections.router.ledger_retention_ms
-    pruner = None if retention_ms == -1 else LedgerPruner(ledger.path, retention_ms, positions.currency)
+    pruner = (
+        None
+        if retention_ms == -1
+        else LedgerPruner(ledger.store, retention_ms, positions.currency, lease=ledger.lease)
+    )
     return RouterParts(
         router,
         ledger,

@@ -46,6 +46,10 @@ class LedgerError(RouterError):
     """The ledger cannot be used; the router must not execute anything without it."""
 
 
+class LeaseLost(LedgerError):
+    """This router no longer holds the request's claim (another took it over): act no more on it."""
+
+
 class ExecutionError(RouterError):
     """An executor failed in a way it could not settle by itself."""
 

@@ -190,17 +190,30 @@ class LegRunner:
             if self.mode == "paper":
                 for venue, moves in carried.balances.items():
                     self._balances.apply_moves(venue, moves)
-        fills = 0
-        for symbol, fill in settled_fills(legs):
-            self._risk.record_fill(symbol, fill, watch=False)
-            if self.mode == "paper":
-                self._balances.apply_fill(symbol, fill)
-            fills += 1
+        fills = self._count_fills(legs, watch=False)
         if fills:
             gross, _ = self._risk.positions.gross_exposure()
             log.info("positions_restored", fills=fills, gross_exposure=decimal_text(gross))
         self._risk.restored()
         return fills
+
+    async def count_others_fills(self) -> int:
+        """Count the fills other routers sharing the ledger made since the last call; return how many.
+
+        They move the positions (and the loss guard) as this router's own do, and on paper the
+        balance book; live balances are read from the venues, which already reflect them.
+        """
+        return self._count_fills(await self._ledger.afills_elsewhere(), watch=True)
+
+    def _count_fills(self, legs: Sequence[tuple[bytes, LegIntent]], *, watch: bool) -> int:
+        fills = settled_fills(legs)
+        for symbol, fill in fills:
+            self._risk.record_fill(symbol, fill, watch=False)
+            if self.mode == "paper":
+                self._balances.apply_fill(symbol, fill)
+        if watch and fills:
+            self._risk.restored()  # the loss guard, once over the new fills
+        return len(fills)
 
 
 def intent_of(leg: OrderLeg) -> LegIntent:

@@ -236,3 +236,16 @@ LEDGER_PRUNED = Counter(
     "smartroute_ledger_pruned_requests_total",
     "Answered requests deleted from the ledger by [router] ledger_retention_ms, fills carried forward.",
 )
+LEASES_TAKEN_OVER = Counter(
+    "smartroute_ledger_leases_taken_over_total",
+    "Requests this router took over from another whose lease on them expired (shared ledger only).",
+)
+LEASE_RENEWAL_FAILURES = Counter(
+    "smartroute_ledger_lease_renewal_failures_total",
+    "Renewals of this router's leases that failed (shared ledger unreachable): past a lease, "
+    "other routers take its requests over.",
+)
+LEASES_LOST = Counter(
+    "smartroute_ledger_leases_lost_total",
+    "Requests this router stopped acting on because another router took its claim over.",
+)

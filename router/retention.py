@@ -10,7 +10,7 @@ folded into the ledger's carried history in the same transaction
 rebuilt at the next start are the same as without the prune.
 
 Off the order path: the prune runs in a worker thread on its own connection to
-the ledger file, in chunks of `chunk` requests, each one short transaction,
+the ledger, in chunks of `chunk` requests, each one short transaction,
 with a pause between chunks so the router's own writes (which wait on SQLite's
 busy timeout, 5 s) get the lock between them.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import structlog
 
 from router.carry import fold
-from router.ledger import Ledger
+from router.ledger import Lease, Ledger, Store
 from router.metrics import LEDGER_PRUNED
 
 log = structlog.get_logger(__name__)
@@ -41,21 +41,22 @@ _PAUSE_S = 0.05  # between chunks: the event loop's writes get the lock
 
 
 def prune_ledger(
-    path: Path,
+    where: Path | Store,
     older_than_ns: int,
     currency: str,
     *,
     chunk: int = _CHUNK,
     pause_s: float = 0.0,
     stopping: Callable[[], bool] = lambda: False,
+    lease: Lease | None = None,
 ) -> int:
-    """Prune `path`'s ledger down to requests answered since `older_than_ns`; return how many went.
+    """Prune the ledger at `where` down to requests answered since `older_than_ns`; return how many went.
 
     Blocking: opens its own connection (run it in a thread, as `LedgerPruner` does). Stops
     between two chunks once `stopping()` is true.
     """
     pruned = 0
-    with Ledger(path) as ledger:
+    with Ledger(where, lease) as ledger:
         while not stopping() and (deleted := ledger.prune_done(older_than_ns, fold(currency), limit=chunk)):
             pruned += deleted
             LEDGER_PRUNED.inc(deleted)
@@ -66,21 +67,26 @@ def prune_ledger(
 
 
 class LedgerPruner:
-    """Prune the ledger file at `path` on a schedule, in a worker thread."""
+    """Prune the ledger on a schedule, in a worker thread."""
 
     def __init__(
         self,
-        path: Path,
+        where: Path | Store,
         retention_ms: int,
         currency: str,
         *,
         interval_s: float = _HOUR_S,
         clock_ns: Callable[[], int] = time.time_ns,
+        lease: Lease | None = None,
     ) -> None:
-        """Keep `retention_ms` of answered requests in the ledger at `path`; `currency` values carried PnL."""
+        """Keep `retention_ms` of answered requests in the ledger at `where`; `currency` values carried PnL.
+
+        `lease` is the router's (a shared ledger is opened as its owner; the pruner claims nothing).
+        """
         if retention_ms < 1:
             raise ValueError(f"retention_ms must be >= 1, got {retention_ms}")
-        self.path = path
+        self.where = where
+        self.lease = lease
         self.retention_ms = retention_ms
         self.currency = currency
         self.interval_s = interval_s
@@ -92,7 +98,13 @@ class LedgerPruner:
         started = time.monotonic()
         stopping = (lambda: False) if stop is None else stop.is_set
         pruned = await asyncio.to_thread(
-            prune_ledger, self.path, older_than_ns, self.currency, pause_s=_PAUSE_S, stopping=stopping
+            prune_ledger,
+            self.where,
+            older_than_ns,
+            self.currency,
+            pause_s=_PAUSE_S,
+            stopping=stopping,
+            lease=self.lease,
         )
         log.info("ledger_retention", pruned=pruned, seconds=round(time.monotonic() - started, 3))
         return pruned

@@ -148,6 +148,7 @@ class RiskGate:
         self.loss_guard = loss_guard
         self._clock_ns = clock_ns
         self._accepted_ns: deque[int] = deque()
+        self.routers = 1  # routers sharing max_orders_per_second (a shared ledger counts them)
         self._in_flight: dict[str, dict[str, Decimal]] = {}  # hold → planned deltas per asset, not settled
 
     def check(
@@ -254,11 +255,13 @@ class RiskGate:
         while self._accepted_ns and self._accepted_ns[0] <= now_ns - _WINDOW_NS:
             self._accepted_ns.popleft()
         limit = self.limits.max_orders_per_second
-        if len(self._accepted_ns) >= limit:
+        share = max(1, limit // self.routers)  # the desk's limit, split between the routers alive
+        if len(self._accepted_ns) >= share:
+            of = "" if share == limit else f", this router's share ({self.routers} routers alive) of {limit}"
             raise RiskRejected(
                 "max_orders_per_second",
                 f"{len(self._accepted_ns)} orders accepted in the last second reach max_orders_per_second "
-                f"{limit}",
+                f"{share}{of}",
             )
 
     def record_fill(self, symbol: str, fill: Fill, *, watch: bool = True) -> None:

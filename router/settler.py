@@ -25,6 +25,11 @@ commit) is answered with nothing: the settler owns the request and publishes
 its one result; the router neither executes it again nor answers it with a
 guess.
 
+**On a shared ledger** the settler also answers the requests this router took
+over from one whose lease expired (`take_over`, from `router.leases`), and
+drops a request another router took over from it (`LeaseLost`): that one
+answers it now.
+
 Errors other than ExecutionError (the ledger failing, a bug) still stop the
 router: nothing may execute without a working ledger.
 """
@@ -38,8 +43,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from router.errors import ExecutionError, ResultNotPublished
-from router.ledger import Ledger
+from router.errors import ExecutionError, LeaseLost, ResultNotPublished
+from router.ledger import Ledger, OwedResult
 from router.metrics import REQUESTS_UNSETTLED, SETTLE_ATTEMPTS
 
 log = structlog.get_logger(__name__)
@@ -135,13 +140,19 @@ class Settler:
     def resume(self) -> int:
         """Hold every result the ledger says is owed (a previous run's), to try at once; return how many."""
         for owed in self._ledger.owed():
-            self._held[owed.request_id] = Unsettled(
-                owed.request_id, owed.request, owed.since_ns, owed.error, result=owed.result
-            )
+            self.take_over(owed)
         self._count()
         if self._held:
             log.warning("settler_resumed", requests=len(self._held))
         return len(self._held)
+
+    def take_over(self, owed: OwedResult) -> None:
+        """Hold a request whose result is owed (durably, already), to try at once."""
+        self._held[owed.request_id] = Unsettled(
+            owed.request_id, owed.request, owed.since_ns, owed.error, result=owed.result
+        )
+        self._count()
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event, publish: Publish) -> None:
         """Try every held request when due, until `stop`; a new one wakes it."""
@@ -165,6 +176,10 @@ class Settler:
                 held.result = await self._settle(held.request_id, held.request)
             except ExecutionError as exc:
                 return self._failed(held, "failed", str(exc))
+            except LeaseLost as exc:  # another router took it over: it answers it now
+                del self._held[held.request_id]
+                log.warning("order_settle_handed_over", request_id=held.request_id, error=str(exc))
+                return 0
         try:
             await publish(held.request_id, held.result)
         except ResultNotPublished as exc:

@@ -50,14 +50,14 @@ from router.api import VenuePrice, arbitrage_message, best_price, decode_result,
 from router.arbitrage import NoArbitrage, plan_arbitrage, settle_arbitrage
 from router.balances import BalanceBook
 from router.cache import PriceCache
-from router.errors import ExecutionError, InvalidRequest
+from router.errors import ExecutionError, InvalidRequest, LeaseLost
 from router.execution import Executor, refusal
-from router.funding import symbol_assets
 from router.intake import Handled, Intake
 from router.kill_switch import KillSwitch
-from router.ledger import Ledger
+from router.leases import LeaseKeeper
+from router.ledger import ClaimStatus, Ledger
 from router.legs import LegRunner
-from router.metrics import ORDER_REQUESTS
+from router.metrics import LEASES_LOST, ORDER_REQUESTS
 from router.opportunities import OpenOpportunities, check_open
 from router.orders import order_result, plan_order
 from router.per_key import PerKey
@@ -73,6 +73,7 @@ from router.routing import NoRoute, VenueView
 from router.settler import Publish, Settler
 from router.signatures import Headers
 from router.validation import parse_request
+from router.views import venue_views
 
 __all__ = ["Handled", "SmartRouter", "VenuePrice", "decode_result"]
 
@@ -131,6 +132,8 @@ class SmartRouter:
         self.settler = Settler(ledger, self._recover_one, clock_ns=clock_ns)
         # The request_ids being answered in this process now: a duplicate waits for the first's answer.
         self._answering = PerKey()
+        # Shared ledger: renews leases, takes over a gone router's requests, counts others' fills.
+        self.leases = LeaseKeeper(ledger, self.settler, self._answering.busy, self._legs, risk)
 
     @property
     def mode(self) -> Mode:
@@ -229,12 +232,23 @@ class SmartRouter:
             assert claim.result is not None
             ORDER_REQUESTS.labels(status="replayed", reject_code="").inc()
             return Handled(request.request_id, claim.result, executed=False, replayed=True, invalid=None)
-        if claim.status == "in_flight":
-            # A crash or a failed settlement left the claim open: the settler answers a request it
-            # holds; any other is settled from the ledger now — never by sending again.
-            recovered = None
-            if not self.settler.holds(request.request_id):
-                recovered = await self._try_recover(request.request_id, raw)
+        try:
+            return await self._answer_claim(claim.status, request, raw, now, enqueued)
+        except LeaseLost as exc:  # another router took the claim over (shared ledger): it answers
+            LEASES_LOST.inc()
+            self._legs.release_hold(request.request_id)
+            log.warning("order_request_handed_over", request_id=request.request_id, error=str(exc))
+            return Handled(request.request_id, None, executed=False, replayed=True, invalid=None)
+
+    async def _answer_claim(
+        self, status: ClaimStatus, request: Request, raw: bytes, now: int, enqueued: Enqueued | None
+    ) -> Handled:
+        if status != "new":
+            # "in_flight": a crash or a failed settlement left the claim open — the settler answers a
+            # request it holds, any other is settled from the ledger now, never by sending again;
+            # "held": another live router holds the claim (shared ledger) and answers it.
+            held = status == "held" or self.settler.holds(request.request_id)
+            recovered = None if held else await self._try_recover(request.request_id, raw)
             return Handled(request.request_id, recovered, executed=False, replayed=True, invalid=None)
         if stale := expired_message(enqueued, now, self._max_request_age_ns):
             log.warning("order_request_expired", request_id=request.request_id, reason=stale)
@@ -335,23 +349,9 @@ class SmartRouter:
 
     def _venue_views(self, symbol: str) -> list[VenueView]:
         """Return what the planner knows of every configured venue for `symbol` now."""
-        now = self._cache.clock_ns()
-        base, quote = symbol_assets(symbol)
-        views = []
-        for venue, fee in sorted(self._taker_fee_bps.items()):
-            entry = self._cache.get(venue, symbol)
-            views.append(
-                VenueView(
-                    venue=venue,
-                    quote=None if entry is None else entry.quote,
-                    quote_age_ms=None if entry is None else entry.age_ns(now) / 1e6,
-                    taker_fee_bps=fee,
-                    ack_latency_ms=self._legs.ack_latency_ms(venue),
-                    available_base=self._balances.available(venue, base),
-                    available_quote=self._balances.available(venue, quote),
-                )
-            )
-        return views
+        return venue_views(
+            self._cache, self._taker_fee_bps, self._legs.ack_latency_ms, self._balances, symbol
+        )
 
     # ----- recovery after a crash --------------------------------------------------------------
 

@@ -35,6 +35,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,6 +47,8 @@ from daemon.broker import EmbeddedBroker
 from daemon.kafka_jars import jar_dir, java_binary
 from daemon.logs import configure_logging
 from daemon.postgres_server import LocalPostgres, server_bindir
+from router.ledger import Lease, Ledger
+from router.ledger.postgres import PostgresStore
 
 NO_JAVA = (
     "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
@@ -109,10 +112,25 @@ def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
     postgres_server.drop_database(name)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """Open an empty ledger: the SQLite file in a state_dir, then a PostgreSQL database (shared)."""
+    if request.param == "sqlite":
+        with Ledger.open(tmp_path / "state") as opened:
+            yield opened
+    else:
+        url = request.getfixturevalue("postgres_url")
+        with Ledger(PostgresStore(url), Lease("router-a", 60_000)) as opened:
+            yield opened
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test on the session's PostgreSQL server `postgres`, so `-m postgres` selects them."""
     for item in items:
-        if "postgres_server" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        params = getattr(item, "callspec", None)
+        on_postgres = params is not None and params.params.get("any_ledger") == "postgres"
+        if "postgres_server" in names and ("any_ledger" not in names or on_postgres):
             item.add_marker(pytest.mark.postgres)
 
 

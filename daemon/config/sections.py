@@ -12,6 +12,7 @@ from typing import Final, Literal
 
 from connectors.types import Mode
 from daemon.config.table import Table, show
+from router.ledger.postgres import ledger_url_problem
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 MODES: Final[tuple[Mode, ...]] = ("paper", "live")
@@ -88,6 +89,9 @@ class RouterConfig:
     reconcile_interval_ms: int = 300_000  # live: how often venues' open orders are checked against the ledger
     # answered requests older than this leave the ledger, fills carried forward (-1: kept forever)
     ledger_retention_ms: int = 30 * 86_400_000
+    # None: the SQLite ledger in state_dir (one process); "postgresql://...": one ledger for every router
+    ledger_url: str | None = None
+    lease_ms: int = 15_000  # shared ledger: a claim not renewed this long is taken over by another router
 
 
 def read_daemon(t: Table) -> DaemonConfig:
@@ -195,7 +199,11 @@ def read_router(t: Table) -> RouterConfig:
             "reconcile_interval_ms", d.reconcile_interval_ms, minimum=1000, maximum=86_400_000
         ),
         ledger_retention_ms=t.integer("ledger_retention_ms", d.ledger_retention_ms, minimum=-1),
+        ledger_url=t.optional_string("ledger_url"),
+        lease_ms=t.integer("lease_ms", d.lease_ms, minimum=1000, maximum=600_000),
     )
+    if cfg.ledger_url is not None and (problem := ledger_url_problem(cfg.ledger_url)):
+        raise t.error("ledger_url", problem)
     if cfg.ledger_retention_ms == 0:
         raise t.error("ledger_retention_ms", "must be -1 (kept forever) or a positive number of ms, got 0")
     if cfg.balance_tolerance_bps > 10_000:

@@ -2,21 +2,25 @@
 
     consumer = new_consumer(cfg.kafka, topic)                                   # group-less, from the start
     consumer = new_consumer(cfg.kafka, topic, group=Group(id, session_timeout_ms))  # a consumer group
+    consumer = new_consumer(cfg.kafka, topic, group=group, on_revoked=commit_answered)  # told first
     if not await start_unless_stopped(consumer, stop): return
     await record_consumer_lag(consumer, topic, group_id)
 
 What differs between smartroute's consumers is a keyword: the group (none: every partition,
 offsets never committed), where a partition without a committed offset starts (`offsets`),
 how long an empty fetch waits at the broker, and how soon a newly created topic is noticed.
+A group member can be told which partitions a rebalance takes from it before they go
+(`on_revoked`, awaited by the rebalance): the place to commit what it already finished.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError
 
 from daemon.config import KafkaConfig
@@ -25,6 +29,8 @@ from daemon.kafka.settings import client_options
 from daemon.metrics import KAFKA_CONSUMER_LAG
 
 Offsets = Literal["earliest", "latest"]
+# on_revoked(partitions): awaited by a rebalance before `partitions` are taken from this member
+Revoked = Callable[[frozenset[TopicPartition]], Awaitable[None]]
 
 # aiokafka's defaults, kept where a consumer does not say otherwise.
 DEFAULT_FETCH_MAX_WAIT_MS: Final = 500
@@ -87,11 +93,13 @@ def new_consumer(
     offsets: Offsets = "earliest",
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
     metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
+    on_revoked: Revoked | None = None,
 ) -> Consumer:
     """Return an unstarted consumer of `topics` (none: assign or subscribe later) with `cfg`'s settings.
 
     Without a group it reads every partition and commits nothing; with one, offsets are committed
-    by the caller unless `group.auto_commit`.
+    by the caller unless `group.auto_commit`; `on_revoked` (a group only) is awaited before a
+    rebalance takes partitions away.
     """
     options: dict[str, object] = {
         **client_options(cfg),
@@ -108,7 +116,26 @@ def new_consumer(
             "session_timeout_ms": group.session_timeout_ms,
             "heartbeat_interval_ms": group.heartbeat_interval_ms,
         }
-    return Consumer(cfg, *topics, **options)
+    if on_revoked is None:
+        return Consumer(cfg, *topics, **options)
+    if group is None or not topics:
+        raise ValueError("on_revoked needs a group and topics to subscribe to")
+    consumer = Consumer(cfg, **options)
+    consumer.subscribe(topics=list(topics), listener=_Revocations(on_revoked))
+    return consumer
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no type hints
+    """Tell the consumer's owner which partitions a rebalance takes away, before they go."""
+
+    def __init__(self, on_revoked: Revoked) -> None:
+        self._on_revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._on_revoked(frozenset(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        """Nothing to do: a partition starts from its committed offset."""
 
 
 async def start_unless_stopped(consumer: Consumer, stop: asyncio.Event) -> bool:

@@ -1,6 +1,9 @@
 """The durable execution ledger: each request_id executes at most once, ever.
 
-One SQLite file (`state_dir/ledger.sqlite3`) in WAL mode with synchronous=FULL.
+One SQLite file (`state_dir/ledger.sqlite3`) in WAL mode with synchronous=FULL
+for one router process, or one PostgreSQL database (`[router] ledger_url`)
+shared by any number of routers in one consumer group: each claim then has an
+owner and a lease (`leases.py`), and a router acts only on the claims it holds.
 The router claims a request before executing it and completes it with the
 result message after:
 
@@ -60,10 +63,14 @@ The package has one module per kind of record, over its connections:
     residuals.py ResidualRecords: an arbitrage's unhedged quantity, tracked until flat
     owed.py      OwedRecords: results the background settler still owes (router.settler)
     retention.py RetentionRecords: prune old answered requests, their fills carried forward
+    leases.py    LeaseRecords: renew this router's leases, take over expired ones
+    store.py     Store (SQLite), Lease, Connection: what differs between databases
+    postgres.py  PostgresStore: the shared ledger and its schema
 """
 
 from __future__ import annotations
 
+from router.ledger.leases import LeaseRecords
 from router.ledger.legs import LegIntent, LegRecords, LegState
 from router.ledger.owed import OwedRecords, OwedResult
 from router.ledger.requests import Claim, ClaimStatus, RequestRecords
@@ -72,6 +79,7 @@ from router.ledger.retention import CARRIED_FLAG, Fold, RetentionRecords
 from router.ledger.schema import APPLICATION_ID as _APPLICATION_ID
 from router.ledger.schema import FILE_NAME
 from router.ledger.schema import MIGRATIONS as _MIGRATIONS
+from router.ledger.store import Lease, SqliteStore, Store
 
 __all__ = [
     "CARRIED_FLAG",
@@ -81,14 +89,17 @@ __all__ = [
     "Claim",
     "ClaimStatus",
     "Fold",
+    "Lease",
     "Ledger",
     "LegIntent",
     "LegState",
     "OwedResult",
     "ResidualRecord",
     "ResidualState",
+    "SqliteStore",
+    "Store",
 ]
 
 
-class Ledger(RequestRecords, LegRecords, ResidualRecords, OwedRecords, RetentionRecords):
+class Ledger(RequestRecords, LegRecords, ResidualRecords, OwedRecords, RetentionRecords, LeaseRecords):
     """Record each request before and after execution so it never executes twice."""

@@ -1,18 +1,21 @@
-"""LedgerFile: the SQLite connections under every ledger record — opening, migrating, transactions.
+"""LedgerFile: the connections under every ledger record — opening, migrating, transactions.
 
-The file is in WAL mode with synchronous=FULL, so every write is on disk before
-the call returns. Two connections: the synchronous one (open, migrate, reads,
-and the rare writes made off the order path, each its own short transaction)
-and the group writer's (`router.ledger.writer`), which owns the hot path's
-writes, batched one durable transaction per batch on its own thread. WAL lets
-the synchronous connection read while the writer writes, and every read sees
-what was committed before it began. Small durable flags (the kill switch) and
-the file's statistics live here too.
+The ledger lives in a `Store` (`router.ledger.store`): an SQLite file in WAL
+mode with synchronous=FULL, or a PostgreSQL database shared by several routers
+(`router.ledger.postgres`); every write is durable before the call returns.
+Two connections: the synchronous one (open, migrate, reads, and the rare writes
+made off the order path, each its own short transaction) and the group
+writer's (`router.ledger.writer`), which owns the hot path's writes, batched
+one durable transaction per batch on its own thread. Every read sees what was
+committed before it began. The `Lease` says who this process claims requests
+as. Small durable flags (the kill switch) and the ledger's statistics live here
+too.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,121 +24,109 @@ from typing import Any, Self
 
 import structlog
 
-from router.errors import LedgerError
-from router.ledger.schema import APPLICATION_ID, BUSY_TIMEOUT_MS, FILE_NAME, MIGRATIONS
+from router.errors import LeaseLost, LedgerError
+from router.ledger.store import Connection, Lease, SqliteStore, Store
 from router.ledger.writer import GroupWriter
 
 log = structlog.get_logger("router.ledger")
 
 
 class LedgerFile:
-    """One open ledger file at the current schema version; the records' base class."""
+    """One open ledger at the current schema version; the records' base class."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (creating if needed) the ledger file at `path` and bring its schema up to date."""
-        self.path = path
+    def __init__(self, where: Path | Store, lease: Lease | None = None) -> None:
+        """Open (creating if needed) the ledger — an SQLite file's path, or a store — at its schema."""
+        self.store: Store = SqliteStore(where) if isinstance(where, Path) else where
+        self.lease = lease or Lease()
+        if self.lease.expires != self.store.shared:
+            raise LedgerError(
+                f"ledger {self.store.name}: a {'shared' if self.store.shared else 'single-process'} ledger "
+                f"needs {'an expiring' if self.store.shared else 'the local'} lease"
+            )
+        conn = self.store.open()
+        self._conn: Connection | None = conn
+        self._lock = threading.RLock()  # the synchronous connection serves one caller at a time
+        self.fills_seen: str | None = None  # shared ledger: where the reading of others' fills is
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"ledger {path}: cannot open: {exc}") from exc
-        try:
-            self._configure(conn)
-            self._migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise LedgerError(f"ledger {path}: cannot open: {exc}") from exc
+            self.writer = GroupWriter(self.store)
         except LedgerError:
             conn.close()
             raise
-        self._conn: sqlite3.Connection | None = conn
-        try:
-            self.writer = GroupWriter(path)
-        except LedgerError:
-            conn.close()
-            raise
-        log.info("ledger_opened", path=str(path), **self.stats())
+        log.info("ledger_opened", ledger=self.store.name, owner=self.lease.owner, **self.stats())
 
     @classmethod
     def open(cls, state_dir: Path) -> Self:
-        """Open the ledger kept in `state_dir`."""
-        return cls(state_dir / FILE_NAME)
+        """Open the SQLite ledger kept in `state_dir`."""
+        return cls(SqliteStore.in_dir(state_dir))
 
-    def _configure(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._check_identity(conn)  # before any write, so a foreign file is left exactly as it was
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise LedgerError(f"ledger {self.path}: WAL journal mode unavailable (got {mode!r})")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        # Read the version inside the write transaction: two processes opening a new file at once
-        # must not both create the schema.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._check_identity(conn)
-            for step in range(version, len(MIGRATIONS)):
-                # executescript() would COMMIT first; running statements one by one keeps the
-                # migration and the version bump in one transaction.
-                for statement in MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.rollback()
-            raise
-
-    def _check_identity(self, conn: sqlite3.Connection) -> int:
-        """Return the file's schema version; refuse files that are not (or not yet) ours."""
-        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise LedgerError(
-                f"ledger {self.path}: schema version {version} is newer than this smartroute "
-                f"understands ({len(MIGRATIONS)})"
-            )
-        if version == 0:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise LedgerError(f"ledger {self.path}: an SQLite database that is not a smartroute ledger")
-        elif conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            raise LedgerError(f"ledger {self.path}: an SQLite database that is not a smartroute ledger")
-        return version
+    @property
+    def where(self) -> str:
+        """Say where the ledger is (a path, or a database URL without its password)."""
+        return self.store.name
 
     def _fail(self, action: str, problem: object) -> LedgerError:
-        return LedgerError(f"ledger {self.path}: {action}: {problem}")
+        return LedgerError(f"ledger {self.store.name}: {action}: {problem}")
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Connection:
         if self._conn is None:
             raise self._fail("use", "the ledger is closed")
         return self._conn
 
     @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        """Run one durable write transaction; map SQLite's errors to LedgerError."""
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._fail(action, exc) from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.rollback()
-            raise self._fail(action, exc) from exc
-        except BaseException:
-            conn.rollback()
-            raise
+    def _write(self, action: str) -> Iterator[Connection]:
+        """Run one durable write transaction; map the database's errors to LedgerError."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute(self.store.begin)
+            except self.store.errors as exc:
+                raise self._failed(conn, action, exc) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except self.store.errors as exc:
+                raise self._failed(conn, action, exc) from exc
+            except BaseException:
+                _rollback(conn, self.store)
+                raise
+
+    @contextmanager
+    def _snapshot(self, action: str) -> Iterator[Connection]:
+        """Run reads in one transaction that sees one snapshot of the ledger throughout."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute(self.store.begin_snapshot)
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            except self.store.errors as exc:
+                raise self._failed(conn, action, exc) from exc
 
     def _read(self, action: str, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                return list(conn.execute(sql, params).fetchall())
+            except self.store.errors as exc:
+                raise self._failed(conn, action, exc) from exc
+
+    def _failed(self, conn: Connection, action: str, exc: Exception) -> LedgerError:
+        """Undo what `conn` had open; if it broke (a database restart), open a new one for the next call."""
+        _rollback(conn, self.store)
         try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail(action, exc) from exc
+            conn.execute("SELECT 1").fetchall()
+        except self.store.errors:
+            try:
+                fresh = self.store.connect()
+            except LedgerError:
+                pass  # the next call fails the same way and tries again
+            else:
+                self._conn = fresh
+                with contextlib.suppress(*self.store.errors):
+                    conn.close()
+        return self._fail(action, exc)
 
     def set_flag(self, name: str, value: bytes | None) -> None:
         """Store a small durable value under `name`; None deletes it."""
@@ -172,7 +163,7 @@ class LedgerFile:
         return counts
 
     def close(self) -> None:
-        """Close the file; closing again is a no-op."""
+        """Close the ledger; closing again is a no-op."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
             self.writer.close()  # what is queued is committed first
@@ -185,3 +176,31 @@ class LedgerFile:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _rollback(conn: Connection, store: Store) -> None:
+    """Roll back what is open; a connection the database already dropped has nothing to undo."""
+    try:
+        if conn.in_transaction:
+            conn.rollback()
+    except store.errors:
+        pass
+
+
+def owns(conn: Connection, lease: Lease, request_id: str, action: str, *, renew: bool = False) -> bool:
+    """Tell whether `request_id` exists; raise LeaseLost if `lease`'s owner does not hold its claim.
+
+    The check is an UPDATE of the request's row guarded by its owner, so it holds the row's lock
+    until the transaction ends: no other router can take the request over between this check and
+    the write it guards (PostgreSQL; SQLite's write transaction excludes every other writer).
+    `renew` (before a send): the lease is also extended to its full length from now, in the same
+    statement — the venue call that follows has all of it.
+    """
+    change = "lease_until_ns = now_ns() + ?" if renew else "owner = owner"
+    params = (lease.ttl_ns, request_id, lease.owner) if renew else (request_id, lease.owner)
+    if conn.execute(f"UPDATE requests SET {change} WHERE request_id = ? AND owner = ?", params).rowcount == 1:
+        return True
+    row = conn.execute("SELECT owner FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+    if row is None:
+        return False
+    raise LeaseLost(f"{action}: request {request_id!r} is held by {row[0]!r} now, not by {lease.owner!r}")

@@ -7,13 +7,13 @@ recorded too, so a restart never settles that leg as "never placed".
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from router.ledger.file import LedgerFile
+from router.ledger.file import LedgerFile, owns
+from router.ledger.store import Connection
 
 LegState = Literal["intent", "sent", "settled"]
 
@@ -51,13 +51,13 @@ class LegRecords(LedgerFile):
     async def arecord_leg_intents(self, intents: Sequence[LegIntent]) -> None:
         """Record every leg of `intents` (all or none) through the group writer, before any is sent."""
 
-        def record(conn: sqlite3.Connection) -> None:
+        def record(conn: Connection) -> None:
             for intent in intents:
                 self._record_intent(conn, intent)
 
         await self.writer.submit("record_leg_intent", record)
 
-    def _record_intent(self, conn: sqlite3.Connection, intent: LegIntent) -> None:
+    def _record_intent(self, conn: Connection, intent: LegIntent) -> None:
         action, problem = "record_leg_intent", intent_problem(intent)
         if problem is not None:
             raise self._fail(action, problem)
@@ -72,6 +72,15 @@ class LegRecords(LedgerFile):
         ).fetchone()
         if found is None or found[0] != "executing":
             raise self._fail(action, f"request {intent.request_id!r} is not executing")
+        owns(conn, self.lease, intent.request_id, action)
+        used = conn.execute(
+            "SELECT request_id, leg FROM legs WHERE client_order_id = ?", (intent.client_order_id,)
+        ).fetchone()
+        if used is not None:
+            raise self._fail(
+                action,
+                f"client order id {intent.client_order_id!r} is already used by leg {used[1]} of {used[0]!r}",
+            )
         limit = None if intent.limit_price is None else str(intent.limit_price)
         row = (*_leg_key(intent), str(intent.quantity), limit)
         conn.execute(f"INSERT INTO legs ({LEG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', NULL)", row)
@@ -89,9 +98,7 @@ class LegRecords(LedgerFile):
         """`mark_leg` through the group writer: returns once the leg's new state is on disk."""
         await self.writer.submit("mark_leg", lambda conn: self._mark(conn, request_id, leg, state, outcome))
 
-    def _mark(
-        self, conn: sqlite3.Connection, request_id: str, leg: int, state: str, outcome: bytes | None
-    ) -> None:
+    def _mark(self, conn: Connection, request_id: str, leg: int, state: str, outcome: bytes | None) -> None:
         leg_name = f"leg {leg} of {request_id!r}"
         if state not in ("sent", "settled"):
             raise self._fail("mark_leg", f"state must be 'sent' or 'settled', got {state!r}")
@@ -107,20 +114,28 @@ class LegRecords(LedgerFile):
             raise self._fail(
                 "mark_leg", f"{leg_name} is {current.state}; cannot mark it {state} with this outcome"
             )
+        # Sending renews the lease: the venue call has all of it; settling only needs the claim.
+        owns(conn, self.lease, request_id, "mark_leg", renew=state == "sent")
         conn.execute(
-            "UPDATE legs SET state = ?, outcome = ? WHERE request_id = ? AND leg = ?",
-            (state, None if outcome is None else bytes(outcome), request_id, leg),
+            "UPDATE legs SET state = ?, outcome = ?, settled_by = ? WHERE request_id = ? AND leg = ?",
+            (
+                state,
+                None if outcome is None else bytes(outcome),
+                self.lease.owner if state == "settled" else None,
+                request_id,
+                leg,
+            ),
         )
 
     def record_acknowledged(self, request_id: str, leg: int, venue_order_id: str) -> None:
         """Record that the venue acknowledged a sent leg as `venue_order_id` (durable before it is used)."""
         with self._write("record_acknowledged") as conn:
-            _acknowledge(conn, request_id, leg, venue_order_id)
+            self._acknowledge(conn, request_id, leg, venue_order_id)
 
     async def arecord_acknowledged(self, request_id: str, leg: int, venue_order_id: str) -> None:
         """`record_acknowledged` through the group writer: returns once it is on disk."""
         await self.writer.submit(
-            "record_acknowledged", lambda conn: _acknowledge(conn, request_id, leg, venue_order_id)
+            "record_acknowledged", lambda conn: self._acknowledge(conn, request_id, leg, venue_order_id)
         )
 
     def acknowledged(self, request_id: str) -> dict[int, str]:
@@ -146,17 +161,18 @@ class LegRecords(LedgerFile):
         return self._legs("unsettled_legs", "state <> 'settled'", ())
 
     def _legs(self, action: str, where: str, params: tuple[object, ...]) -> list[LegIntent]:
-        try:
-            return fetch_legs(self._connection(), where, params)
-        except sqlite3.Error as exc:
-            raise self._fail(action, exc) from exc
+        rows = self._read(
+            action, f"SELECT {LEG_COLUMNS} FROM legs WHERE {where} ORDER BY request_id, leg", params
+        )
+        return [leg_from_row(row) for row in rows]
 
-
-def _acknowledge(conn: sqlite3.Connection, request_id: str, leg: int, venue_order_id: str) -> None:
-    conn.execute(
-        "INSERT OR IGNORE INTO acknowledged_legs (request_id, leg, venue_order_id) VALUES (?, ?, ?)",
-        (request_id, leg, venue_order_id),
-    )
+    def _acknowledge(self, conn: Connection, request_id: str, leg: int, venue_order_id: str) -> None:
+        owns(conn, self.lease, request_id, "record_acknowledged")
+        conn.execute(
+            "INSERT INTO acknowledged_legs (request_id, leg, venue_order_id) VALUES (?, ?, ?)"
+            " ON CONFLICT (request_id, leg) DO NOTHING",
+            (request_id, leg, venue_order_id),
+        )
 
 
 def intent_problem(intent: LegIntent) -> str | None:
@@ -194,7 +210,7 @@ def _same_intent(stored: LegIntent, intent: LegIntent) -> bool:
     )
 
 
-def fetch_legs(conn: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[LegIntent]:
+def fetch_legs(conn: Connection, where: str, params: tuple[object, ...]) -> list[LegIntent]:
     rows = conn.execute(
         f"SELECT {LEG_COLUMNS} FROM legs WHERE {where} ORDER BY request_id, leg", params
     ).fetchall()

@@ -11,10 +11,10 @@ and only then deletes the row.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from router.ledger.file import LedgerFile
+from router.ledger.file import LedgerFile, owns
+from router.ledger.store import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +40,8 @@ class OwedRecords(LedgerFile):
         """`owe` through the group writer: returns once the row is on disk."""
         await self.writer.submit("owe", lambda conn: self._owe(conn, request_id, since_ns, error))
 
-    def _owe(self, conn: sqlite3.Connection, request_id: str, since_ns: int, error: str) -> None:
-        found = conn.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        if found is None:
+    def _owe(self, conn: Connection, request_id: str, since_ns: int, error: str) -> None:
+        if not owns(conn, self.lease, request_id, "owe"):
             raise self._fail("owe", f"request {request_id!r} was never claimed")
         conn.execute(
             "INSERT INTO owed_results (request_id, since_ns, error) VALUES (?, ?, ?)"
@@ -51,11 +50,13 @@ class OwedRecords(LedgerFile):
         )
 
     def owed(self) -> list[OwedResult]:
-        """Return every owed result, oldest first, with its request and (when settled) its result."""
+        """Return the owed results this router holds, oldest first, with request and (settled) result."""
         rows = self._read(
             "owed",
             "SELECT owed_results.request_id, requests.request, since_ns, error, requests.result"
-            " FROM owed_results JOIN requests USING (request_id) ORDER BY since_ns, request_id",
+            " FROM owed_results JOIN requests USING (request_id) WHERE requests.owner = ?"
+            " ORDER BY since_ns, request_id",
+            (self.lease.owner,),
         )
         return [
             OwedResult(str(rid), bytes(raw), int(since), str(err), None if res is None else bytes(res))
@@ -72,5 +73,5 @@ class OwedRecords(LedgerFile):
         await self.writer.submit("answered", lambda conn: _forget(conn, request_id))
 
 
-def _forget(conn: sqlite3.Connection, request_id: str) -> None:
+def _forget(conn: Connection, request_id: str) -> None:
     conn.execute("DELETE FROM owed_results WHERE request_id = ?", (request_id,))

@@ -12,13 +12,13 @@ attempt. `remaining` is the quantity still unhedged after the settled attempts.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from router.ledger.file import LedgerFile
+from router.ledger.file import LedgerFile, owns
 from router.ledger.legs import LEG_COLUMNS, LegIntent, fetch_legs, intent_problem
+from router.ledger.store import Connection
 
 ResidualState = Literal["open", "flat", "abandoned", "left"]
 
@@ -66,10 +66,18 @@ class ResidualRecords(LedgerFile):
         return _from_row(rows[0]) if rows else None
 
     def open_residuals(self) -> list[ResidualRecord]:
-        """Return every residual still being worked, oldest first."""
+        """Return every residual still being worked by this router, oldest first.
+
+        On a shared ledger another router's residuals are its own to work, or taken over once its
+        lease expired (`router.ledger.leases`).
+        """
+        columns = ", ".join(f"residuals.{name}" for name in _COLUMNS.split(", "))
         rows = self._read(
             "open_residuals",
-            f"SELECT {_COLUMNS} FROM residuals WHERE state = 'open' ORDER BY started_ns, request_id",
+            f"SELECT {columns} FROM residuals JOIN requests USING (request_id)"
+            " WHERE residuals.state = 'open' AND requests.owner = ?"
+            " ORDER BY residuals.started_ns, residuals.request_id",
+            (self.lease.owner,),
         )
         return [_from_row(row) for row in rows]
 
@@ -86,6 +94,7 @@ class ResidualRecords(LedgerFile):
             stored = _fetch(conn, intent.request_id)
             if stored is None or stored.state != "open":
                 raise self._fail(action, f"request {intent.request_id!r} has no open residual")
+            owns(conn, self.lease, intent.request_id, action, renew=True)
             if fetch_legs(
                 conn, "request_id = ? AND (leg = ? OR state <> 'settled')", (intent.request_id, intent.leg)
             ):
@@ -160,7 +169,7 @@ def _row(r: ResidualRecord) -> tuple[object, ...]:
     )
 
 
-def _fetch(conn: sqlite3.Connection, request_id: str) -> ResidualRecord | None:
+def _fetch(conn: Connection, request_id: str) -> ResidualRecord | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM residuals WHERE request_id = ?", (request_id,)).fetchone()
     return None if row is None else _from_row(row)
 

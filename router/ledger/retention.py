@@ -18,12 +18,12 @@ transaction: the caller bounds how long the write lock is held.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from router.ledger.file import LedgerFile, log
 from router.ledger.legs import LEG_COLUMNS, LegIntent, leg_from_row
+from router.ledger.store import Connection
 
 CARRIED_FLAG: Final = "carried_history"
 
@@ -59,6 +59,7 @@ class RetentionRecords(LedgerFile):
         if limit < 1:
             raise self._fail("prune_done", f"limit must be >= 1, got {limit}")
         with self._write("prune_done") as conn:
+            self.store.lock(conn, CARRIED_FLAG)  # routers sharing a ledger prune one at a time
             rows = conn.execute(_PRUNABLE, (older_than_ns, limit)).fetchall()
             pruned: list[str] = []
             for request_id, prunable in rows:
@@ -77,26 +78,39 @@ class RetentionRecords(LedgerFile):
                 (CARRIED_FLAG, carried),
             )
             conn.execute(f"DELETE FROM requests WHERE request_id IN ({marks})", pruned)
-        log.info("ledger_pruned", path=str(self.path), deleted=len(pruned), older_than_ns=older_than_ns)
+        log.info("ledger_pruned", ledger=self.where, deleted=len(pruned), older_than_ns=older_than_ns)
         return len(pruned)
 
     def history(self) -> tuple[bytes | None, list[tuple[bytes, LegIntent]]]:
         """Return the carried history and every settled leg with its request, in replay order.
 
         Both are read in one transaction, so a prune running meanwhile (another connection) is seen
-        wholly or not at all: no fill is counted twice or missed.
+        wholly or not at all: no fill is counted twice or missed. On a shared ledger the read's
+        snapshot is kept: `afills_elsewhere` goes on from it.
         """
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN")
-            try:
-                found = conn.execute("SELECT value FROM flags WHERE name = ?", (CARRIED_FLAG,)).fetchone()
-                legs = conn.execute(_SETTLED.format(where="")).fetchall()
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._fail("history", exc) from exc
+        with self._snapshot("history") as conn:
+            self.fills_seen = self.store.snapshot(conn)
+            found = conn.execute("SELECT value FROM flags WHERE name = ?", (CARRIED_FLAG,)).fetchone()
+            legs = conn.execute(_SETTLED.format(where="")).fetchall()
         return (None if found is None else bytes(found[0])), _settled(legs)
+
+    async def afills_elsewhere(self) -> list[tuple[bytes, LegIntent]]:
+        """Return the legs other routers settled since the last call (or `history`), each once.
+
+        Shared ledger only (SQLite: nothing, one process); before `history`, nothing either: the
+        history read counts everything up to its own snapshot.
+        """
+        since, owner, store = self.fills_seen, self.lease.owner, self.store
+        if since is None:
+            return []
+
+        def read(conn: Connection) -> tuple[str | None, list[Any]]:
+            until = store.snapshot(conn)
+            return until, [] if until is None else store.fills_since(conn, since, until, owner)
+
+        until, rows = await self.writer.submit("fills_elsewhere", read)
+        self.fills_seen = until
+        return _settled(rows)
 
 
 def _settled(rows: list[Any]) -> list[tuple[bytes, LegIntent]]:

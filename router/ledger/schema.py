@@ -81,4 +81,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX requests_claimed ON requests (claimed_ns, request_id);
     """,
+    # 4 → 5: who holds each claim and until when (router.ledger.store.Lease), and who settled each
+    # leg. On SQLite the owner is "local" and never expires; existing claims become its own.
+    """
+    ALTER TABLE requests ADD COLUMN owner TEXT NOT NULL DEFAULT 'local';
+    ALTER TABLE requests ADD COLUMN lease_until_ns INTEGER NOT NULL DEFAULT 9223372036854775807;
+    CREATE INDEX requests_leases ON requests (owner, lease_until_ns);
+    ALTER TABLE legs ADD COLUMN settled_by TEXT;
+    """,
 )

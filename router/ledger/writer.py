@@ -1,7 +1,7 @@
 """GroupWriter: the ledger's hot-path writes, grouped into one durable transaction per batch.
 
-One thread owns its own SQLite connection to the ledger file (WAL,
-synchronous=FULL). `submit` puts an operation — a function of that connection —
+One thread owns its own connection to the ledger's store (an SQLite file in
+WAL mode with synchronous=FULL, or PostgreSQL). `submit` puts an operation — a function of that connection —
 on the thread's queue and returns an awaitable future. The thread takes
 everything queued, runs it in ONE transaction (each operation under its own
 savepoint), commits — one fsync for the whole batch — and only then resolves
@@ -9,11 +9,16 @@ the futures. While it commits, new operations queue up and form the next batch.
 
 An operation that raises LedgerError (a refusal: "leg recorded with different
 fields") is rolled back to its savepoint and fails its own future only; the
-rest of the batch commits. Any other failure — SQLite's (disk full, I/O error,
-a failed commit) or a bug — rolls the whole transaction back and fails every
-future of the batch with LedgerError: nothing of it is applied. So a caller
-that got its result knows its write is on disk, and one that got an error
-knows nothing of its write is.
+rest of the batch commits. A transaction the store calls retryable (a
+PostgreSQL deadlock with another router's batch: rolled back whole) runs
+again, a few times. Any other failure — the database's (disk full, I/O error,
+a lost connection, a failed commit) or a bug — rolls the whole transaction back
+and fails every future of the batch with LedgerError; the next batch opens a
+new connection if this one broke. A caller that got its result knows its write
+is durable. One that got an error knows nothing of its write is — except when
+the connection broke during COMMIT itself, which no database can tell: the
+callers then treat the request as in flight (`router.smart`), settled from the
+ledger and the venue, never executed again.
 """
 
 from __future__ import annotations
@@ -21,19 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from router.errors import LedgerError
-from router.ledger.schema import BUSY_TIMEOUT_MS
+from router.ledger.store import Connection, Store
 
 T = TypeVar("T")
 
-Operation = Callable[[sqlite3.Connection], Any]
+Operation = Callable[[Connection], Any]
+_ATTEMPTS = 5  # runs of a batch whose transaction the store calls retryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,9 @@ class _Queued:
 class GroupWriter:
     """Run submitted write operations on one thread, a batch per durable transaction."""
 
-    def __init__(self, path: Path) -> None:
-        """Start the writer thread on the (already migrated) ledger file at `path`."""
-        self.path = path
+    def __init__(self, store: Store) -> None:
+        """Start the writer thread on the (already migrated) ledger in `store`."""
+        self.store = store
         self.commits = 0  # durable transactions committed (each one fsync)
         self.operations = 0  # operations those transactions held
         self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
@@ -63,10 +67,10 @@ class GroupWriter:
             self._thread.join()
             raise self._open_error
 
-    async def submit(self, action: str, operation: Callable[[sqlite3.Connection], T]) -> T:
+    async def submit(self, action: str, operation: Callable[[Connection], T]) -> T:
         """Run `operation` in the next batch; return its value once that batch is on disk."""
         if self._closed:
-            raise LedgerError(f"ledger {self.path}: {action}: the ledger is closed")
+            raise LedgerError(f"ledger {self.store.name}: {action}: the ledger is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Queued(action, operation, loop, future))
@@ -80,18 +84,14 @@ class GroupWriter:
         self._queue.put(None)
         self._thread.join()
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect(self) -> Connection | None:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            self._open_error = LedgerError(f"ledger {self.path}: cannot open the writer: {exc}")
+            return self.store.connect()
+        except LedgerError as exc:
+            self._open_error = LedgerError(f"{exc} (the group writer)")
             return None
         finally:
             self._opened.set()
-        return conn
 
     def _run(self) -> None:
         conn = self._connect()
@@ -113,32 +113,70 @@ class GroupWriter:
                     else:
                         batch.append(item)
                 if batch:
-                    self._commit(conn, batch)
+                    conn = self._commit(conn, batch)
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Queued]) -> None:
-        """Run `batch` in one transaction and resolve its futures; all fail if the transaction does."""
-        outcomes: list[tuple[bool, Any]] = []
+    def _commit(self, conn: Connection, batch: list[_Queued]) -> Connection:
+        """Run `batch` in one transaction and resolve its futures; all fail if the transaction does.
+
+        Return the connection the next batch uses: a new one if this one broke.
+        """
+        for attempt in range(1, _ATTEMPTS + 1):
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                conn.execute(self.store.begin)
+                for item in batch:
+                    outcomes.append(_run_one(conn, item))
+                conn.execute("COMMIT")
+            except BaseException as exc:  # every other failure fails the whole batch: nothing is applied
+                broken = not _rolled_back(conn, self.store) or not _answers(conn, self.store)
+                if not broken and attempt < _ATTEMPTS and self.store.retryable(exc):
+                    continue
+                error = LedgerError(
+                    f"ledger {self.store.name}: batch of {len(batch)} write(s) not committed: {exc!r}"
+                )
+                for item in batch:
+                    _resolve(item, False, error)
+                return self._reconnected(conn) if broken else conn
+            self.commits += 1
+            self.operations += len(batch)
+            for item, (ok, value) in zip(batch, outcomes, strict=True):
+                _resolve(item, ok, value)
+            return conn
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def _reconnected(self, conn: Connection) -> Connection:
+        """Replace a broken connection; keep it (the next batch fails and tries again) if none opens."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                outcomes.append(_run_one(conn, item))
-            conn.execute("COMMIT")
-        except BaseException as exc:  # every other failure fails the whole batch: nothing is applied
-            if conn.in_transaction:
-                conn.rollback()
-            error = LedgerError(f"ledger {self.path}: batch of {len(batch)} write(s) not committed: {exc!r}")
-            for item in batch:
-                _resolve(item, False, error)
-            return
-        self.commits += 1
-        self.operations += len(batch)
-        for item, (ok, value) in zip(batch, outcomes, strict=True):
-            _resolve(item, ok, value)
+            fresh = self.store.connect()
+        except LedgerError:
+            return conn
+        with contextlib.suppress(*self.store.errors):
+            conn.close()
+        return fresh
 
 
-def _run_one(conn: sqlite3.Connection, item: _Queued) -> tuple[bool, Any]:
+def _answers(conn: Connection, store: Store) -> bool:
+    """Tell whether `conn` still works (a restarted database closed it under us)."""
+    try:
+        conn.execute("SELECT 1").fetchall()
+    except store.errors:
+        return False
+    return True
+
+
+def _rolled_back(conn: Connection, store: Store) -> bool:
+    """Roll back an open transaction; False: the connection is broken (nothing to roll back on it)."""
+    try:
+        if conn.in_transaction:
+            conn.rollback()
+    except store.errors:
+        return False
+    return True
+
+
+def _run_one(conn: Connection, item: _Queued) -> tuple[bool, Any]:
     """Run one operation under a savepoint: a refusal (LedgerError) undoes only this operation."""
     conn.execute("SAVEPOINT operation")
     try:

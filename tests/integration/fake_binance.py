@@ -206,6 +206,7 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
         late_s: float = 0.3,
         retry_after_s: int = 7,
         commission_rate: Decimal = Decimal("0.001"),
+        order_latency_s: float = 0.0,
     ) -> None:
         FakeServer.__init__(self)
         FaultsAndLog.__init__(self)
@@ -214,6 +215,7 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
         self.clock, self.skew_ms, self.late_s = clock, skew_ms, late_s
         self.weight_limit, self.orders_per_10s, self.ban_s = weight_limit, orders_per_10s, ban_s
         self.retry_after_s, self.commission_rate = retry_after_s, commission_rate
+        self.order_latency_s = order_latency_s  # a placed order's answer comes this late (a slow venue)
         self.books: dict[str, Book] = {}
         self.set_book(
             "BTCUSDT", [("64000.00", "1.5"), ("63990.00", "3")], [("64000.50", "0.8"), ("64010.00", "5")]
@@ -284,6 +286,8 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
             return self._reply(response, path)
         if fault is not None and fault.startswith("accept_then_"):
             return await self._after_accept(request, fault)
+        if (method, path) == ("POST", "order") and self.order_latency_s:
+            await asyncio.sleep(self.order_latency_s)  # executed already: a crash now leaves it unknown
         return self._reply(web.Response(body=orjson.dumps(answer), content_type="application/json"), path)
 
     def _reply(self, response: web.Response, path: str) -> web.Response:

@@ -171,6 +171,7 @@ def test_scaleout_runs_one_then_two_routers_in_one_group_and_reports_their_cpu(
     for routers in ("1", "2"):
         run = round_[routers]
         assert run["routers"] == int(routers)
+        assert run["ledger"].startswith("postgresql://")  # one ledger for the group, as deployed
         assert_answered(run["statuses"], results["settings"]["router_requests"])
         assert len(run["router_cpu_s"]) == int(routers) and all(cpu >= 0 for cpu in run["router_cpu_s"])
     summary = results["scaleout"]["summary"]

@@ -56,6 +56,7 @@ ALERTS = {
     "SmartrouteResidualHalt",
     "SmartrouteResidualOpen",
     "SmartrouteRequestsUnsettled",
+    "SmartrouteLedgerLeasesNotRenewed",
 }
 
 
@@ -433,6 +434,27 @@ ALERT_CASES: list[dict[str, Any]] = [
                        instance="a", severity="critical"),
             ),
             silent("SmartrouteRequestsUnsettled", "9m"),
+        ],
+    },
+    {  # a: the shared ledger refuses its renewals from 3 to 6 minutes; b renews throughout
+        "interval": "1m",
+        "input_series": [
+            series("smartroute_ledger_lease_renewal_failures_total", "0 0 0 3 6 9 12 12x6", instance="a"),
+            series("smartroute_ledger_lease_renewal_failures_total", "0x12", instance="b"),
+        ],
+        "alert_rule_test": [
+            silent("SmartrouteLedgerLeasesNotRenewed", "3m"),
+            fired(
+                "SmartrouteLedgerLeasesNotRenewed",
+                "5m",
+                expect("smartroute on a cannot renew its leases on the shared ledger",
+                       "The PostgreSQL ledger ([router] ledger_url) has refused or not answered the lease "
+                       "renewals for minutes: once lease_ms passes, other routers take this one's requests "
+                       "over and it stops acting on them; no order executes without the ledger. Log event "
+                       "ledger_leases_not_renewed names the error.",
+                       instance="a", severity="critical"),
+            ),
+            silent("SmartrouteLedgerLeasesNotRenewed", "10m"),
         ],
     },
 ]  # fmt: skip

@@ -733,3 +733,23 @@ def test_risk_limits_read_per_asset_positions_and_the_loss_limit() -> None:
         Decimal(1000),
     )
     assert dict(risk.max_position) == {"BTC": Decimal("2.5"), "ETH": Decimal(40), "SOL": Decimal(300)}
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://smartroute:pw@db:5432/ledger", "must not contain a password"),
+        ("mysql://db/ledger", "must be a postgresql:// URL"),
+        ("postgresql://smartroute@db:5432", "must name the database"),
+    ],
+)
+def test_a_bad_ledger_url_refuses_to_start_naming_the_key(tmp_path: Path, url: str, problem: str) -> None:
+    message = error_of(tmp_path, f'[router]\nledger_url = "{url}"\n')
+    assert "router.ledger_url" in message and problem in message
+    assert "pw@" not in message
+
+
+def test_a_shared_ledger_url_and_its_lease_are_read(tmp_path: Path) -> None:
+    cfg = load(tmp_path, '[router]\nledger_url = "postgresql://sr@db:5432/ledger"\nlease_ms = 5000\n')
+    assert (cfg.router.ledger_url, cfg.router.lease_ms) == ("postgresql://sr@db:5432/ledger", 5000)
+    assert "router.lease_ms" in error_of(tmp_path, "[router]\nlease_ms = 999\n")

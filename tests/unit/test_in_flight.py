@@ -35,6 +35,22 @@ def test_the_watermark_stops_at_the_lowest_request_not_yet_answered() -> None:
     assert marks.committable() == {P0: 14} and marks.open() == 0
 
 
+def test_partitions_a_rebalance_took_are_forgotten_and_their_late_answers_ignored() -> None:
+    marks = Watermarks()
+    for offset in (10, 11):
+        marks.started(P0, offset)
+    marks.started(P1, 5)
+    marks.answered(P0, 10)
+    assert marks.committable() == {P0: 11}  # committed before the partition goes
+    marks.forget(frozenset({P0}))
+    marks.answered(P0, 11)  # a request of P0 still running when it went: answered, nothing to commit
+    assert marks.committable() == {} and marks.open() == 1
+    marks.started(P0, 11)  # P0 assigned back: read again from its committed offset
+    assert marks.committable() == {}
+    marks.answered(P0, 11)
+    assert marks.committable() == {P0: 12}
+
+
 async def test_work_for_one_key_runs_in_call_order_and_other_keys_run_meanwhile() -> None:
     keys = PerKey()
     order: list[str] = []
@@ -176,7 +192,7 @@ async def test_a_slow_venue_delays_only_its_key_and_holds_the_commit_below_it(mo
         ]
     )
     svc, stop = service(router, published), asyncio.Event()
-    serving = asyncio.create_task(RouterService._serve_in_flight(svc, consumer, stop))
+    serving = asyncio.create_task(RouterService._serve_in_flight(svc, consumer, Watermarks(), stop))
     await asyncio.wait_for(published.until(3), 5)
     await asyncio.sleep(0.2)  # a poll later: the commit reflects what is answered
 
@@ -196,7 +212,7 @@ async def test_no_more_than_max_in_flight_requests_are_answered_at_once(monkeypa
     router, published = SlowVenueRouter(), Published()
     consumer = OneFetchConsumer([record(i, f"k{i}".encode(), f"slow-{i}") for i in range(6)])
     svc, stop = service(router, published, max_in_flight=4), asyncio.Event()
-    serving = asyncio.create_task(RouterService._serve_in_flight(svc, consumer, stop))
+    serving = asyncio.create_task(RouterService._serve_in_flight(svc, consumer, Watermarks(), stop))
     await asyncio.sleep(0.2)
     assert len(router.started) == 4
     router.venue_back.set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -17,10 +16,10 @@ REQUEST = b'{"v":1,"request_id":"arb-1","user_id":"alice","kind":"arbitrage"}'
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path) as opened:
-        opened.claim("arb-1", "alice", REQUEST, now_ns=1)
-        yield opened
+def ledger(any_ledger: Ledger) -> Ledger:
+    """Each test runs on SQLite and on PostgreSQL."""
+    any_ledger.claim("arb-1", "alice", REQUEST, now_ns=1)
+    return any_ledger
 
 
 def residual(**changes: object) -> ResidualRecord:
@@ -120,6 +119,6 @@ def test_a_version_2_ledger_is_upgraded_in_place_and_keeps_what_it_held(tmp_path
         assert ledger.open_residuals() == [residual()]
     conn = sqlite3.connect(tmp_path / FILE_NAME)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     finally:
         conn.close()

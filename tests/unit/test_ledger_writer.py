@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,9 +18,9 @@ NOW = 1_800_000_000_000_000_000
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "state") as opened:
-        yield opened
+def ledger(any_ledger: Ledger) -> Ledger:
+    """Each test runs on SQLite and on PostgreSQL."""
+    return any_ledger
 
 
 class Gate:

@@ -113,6 +113,20 @@ def test_rate_limit_rejects_the_order_after_n_in_one_second_then_recovers() -> N
         risk.check([leg()], user_max_order_notional=None)
 
 
+def test_routers_sharing_a_ledger_split_the_order_rate_between_them() -> None:
+    limits = RiskLimits(Decimal(10_000), 7, Decimal(50_000))
+    risk, _ = gate(limits)
+    risk.routers = 3  # what the lease keeper counted alive in the shared ledger
+    for _ in range(2):  # 7 // 3
+        risk.check([leg()], user_max_order_notional=None)
+    with pytest.raises(
+        RiskRejected, match=r"max_orders_per_second 2, this router's share \(3 routers alive\) of 7"
+    ):
+        risk.check([leg()], user_max_order_notional=None)
+    risk.routers = 1  # the others are gone: the whole limit is this router's again
+    risk.check([leg()], user_max_order_notional=None)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
