@@ -5,7 +5,8 @@ synchronous=FULL). `submit` puts an operation — a function of that connection 
 on the thread's queue and returns an awaitable future. The thread takes
 everything queued, runs it in ONE transaction (each operation under its own
 savepoint), commits — one fsync for the whole batch — and only then resolves
-the futures, all of them in one wake-up of the callers' event loop. While it commits, new operations queue up and form the next batch.
+the futures, all of them in one wake-up of the callers' event loop. While it
+commits, new operations queue up and form the next batch.
 
 An operation that raises LedgerError (a refusal: "leg recorded with different
 fields") is rolled back to its savepoint and fails its own future only; the
