@@ -149,6 +149,8 @@ class RiskGate:
         self._clock_ns = clock_ns
         self._accepted_ns: deque[int] = deque()
         self._in_flight: dict[str, dict[str, Decimal]] = {}  # hold → planned deltas per asset, not settled
+        # Per asset the holds change: the sum of their rises, of their falls, and how many holds.
+        self._held: dict[str, tuple[Decimal, Decimal, int]] = {}
 
     def check(
         self, legs: Sequence[PlannedLeg], *, user_max_order_notional: Decimal | None, hold: str | None = None
@@ -169,34 +171,30 @@ class RiskGate:
         self._check_rate(now_ns)
         self._accepted_ns.append(now_ns)
         if hold is not None:
+            self.release(hold)  # checked again under the same hold: the new deltas replace the old
             self._in_flight[hold] = deltas
+            with localcontext(_EXACT):
+                for asset, d in deltas.items():
+                    up, down, holds = self._held.get(asset, (_ZERO_DELTA, _ZERO_DELTA, 0))
+                    self._held[asset] = (up + d, down, holds + 1) if d > 0 else (up, down + d, holds + 1)
 
     def release(self, hold: str) -> None:
         """Stop counting a held order's planned changes: its legs settled (their fills are counted)."""
-        self._in_flight.pop(hold, None)
-
-    def _held(self) -> dict[str, tuple[Decimal, Decimal]]:
-        """Return, per asset the orders in flight change, the sum of their rises and of their falls.
-
-        One pass over the holds, summed in hold order: the same sums `_worst` took hold by hold.
-        """
-        held: dict[str, tuple[Decimal, Decimal]] = {}
-        for deltas in self._in_flight.values():
+        deltas = self._in_flight.pop(hold, None)
+        if deltas is None:
+            return
+        with localcontext(_EXACT):  # exact: the sums are those of the holds left, in value
             for asset, d in deltas.items():
-                up, down = held.get(asset, (_ZERO_DELTA, _ZERO_DELTA))
-                if d > 0:
-                    up += d
-                elif d < 0:
-                    down += d
-                held[asset] = (up, down)
-        return held
+                up, down, holds = self._held[asset]
+                if holds == 1:
+                    del self._held[asset]
+                else:
+                    self._held[asset] = (up - d, down, holds - 1) if d > 0 else (up, down - d, holds - 1)
 
-    def _worst(
-        self, asset: str, held: Mapping[str, tuple[Decimal, Decimal]], delta: Decimal = _ZERO_DELTA
-    ) -> Decimal:
-        """Return the net of `asset` (+ `delta`) farthest from 0 the orders in flight (`held`) may leave."""
+    def _worst(self, asset: str, delta: Decimal = _ZERO_DELTA) -> Decimal:
+        """Return the net of `asset` (+ `delta`) farthest from 0 the orders in flight may leave."""
         net = self.positions.net(asset) + delta
-        up, down = held.get(asset, (_ZERO_DELTA, _ZERO_DELTA))
+        up, down, _ = self._held.get(asset, (_ZERO_DELTA, _ZERO_DELTA, 0))
         return max(net + down, net + up, key=abs)
 
     def _check_notional(self, legs: Sequence[PlannedLeg], user_max: Decimal | None) -> None:
@@ -220,9 +218,8 @@ class RiskGate:
         for leg in legs:
             for asset, delta in fill_flows(leg.symbol, leg.side, leg.quantity, leg.price):
                 deltas[asset] = deltas.get(asset, Decimal(0)) + delta
-        held = self._held()
-        current = {asset: self._worst(asset, held) for asset in deltas}
-        after = {asset: self._worst(asset, held, delta) for asset, delta in deltas.items()}
+        current = {asset: self._worst(asset) for asset in deltas}
+        after = {asset: self._worst(asset, delta) for asset, delta in deltas.items()}
         what = _describe(legs)
         for asset in sorted(deltas):
             limit = self.limits.max_position.get(asset)
@@ -234,16 +231,11 @@ class RiskGate:
                     f"{what} would take the net {asset} position from {decimal_text(current[asset])} to "
                     f"{decimal_text(after[asset])}, past max_position.{asset} {decimal_text(limit)}",
                 )
-        self._check_gross(legs, held, current, after, what)
+        self._check_gross(legs, current, after, what)
         return deltas
 
     def _check_gross(
-        self,
-        legs: Sequence[PlannedLeg],
-        held: Mapping[str, tuple[Decimal, Decimal]],
-        current: dict[str, Decimal],
-        after: dict[str, Decimal],
-        what: str,
+        self, legs: Sequence[PlannedLeg], current: dict[str, Decimal], after: dict[str, Decimal], what: str
     ) -> None:
         book, currency = self.positions, self.positions.currency
         growing = [a for a in sorted(after) if a != currency and abs(after[a]) > abs(current[a])]
@@ -260,9 +252,9 @@ class RiskGate:
                 f"{what} would grow the {unpriced[0]} position, which has no price in {currency}: "
                 "its gross exposure cannot be checked",
             )
-        worst_held = {asset: self._worst(asset, held) for asset in held}
-        gross_now, _ = book.gross_exposure(worst_held | current)
-        gross_after, _ = book.gross_exposure(worst_held | after)
+        held = {asset: self._worst(asset) for asset in self._held}
+        gross_now, _ = book.gross_exposure(held | current)
+        gross_after, _ = book.gross_exposure(held | after)
         for asset in (a for a in growing if book.price(a) is None):
             gross_after += abs(after[asset]) * leg_prices[asset]
         limit = self.limits.max_gross_exposure
