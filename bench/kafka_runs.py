@@ -14,7 +14,7 @@ from bench.harness import Harness, progress, started_broker
 from daemon.postgres_server import LocalPostgres
 
 _FIGURES = ("requests_per_s", "p50_ms", "p99_ms")
-# The router, the bare loop in the router's shape (per partition), and the bare loop per whole fetch.
+# The router, the bare loop per partition (the router's first loop shape), and per whole fetch.
 LOOPS = ("router", "bare", "bare_fetch")
 
 

@@ -58,7 +58,7 @@ async def run_router(
     async with ExchangeSimulator(("binance", "bybit"), (_SYMBOL,), seed=11) as sim:
         cfg = router_config(bootstrap, sim, workdir / "state")
         await create_bench_topics(cfg)
-        daemon = Daemon(cfg, roles=frozenset({"feeds", "route"}))  # `smartroute route`
+        daemon = Daemon(cfg, roles=frozenset({"feeds", "route"}), freeze_heap=True)  # `smartroute route`
         stop = asyncio.Event()
         running = asyncio.create_task(daemon.run(stop), name="bench-router-daemon")
         client = LoadClient(cfg, window, _SYMBOL)

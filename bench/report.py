@@ -170,7 +170,7 @@ def _memory_lines(s: Mapping[str, Any]) -> list[str]:
 
 _LOOP_LABELS: Final = {
     "router": "router (paper)",
-    "bare": "bare, router's shape: send+commit per partition",
+    "bare": "bare, send+commit per partition (the router's first loop)",
     "bare_fetch": "bare, one send+commit per fetch",
 }
 

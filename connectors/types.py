@@ -7,7 +7,7 @@ imported everywhere else; tests/unit/test_vocabulary.py keeps it that way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, getcontext
 from typing import Final, Literal
 
 import msgspec
@@ -250,6 +250,12 @@ def decimal_text(value: Decimal) -> str:
 
     This is how every price, quantity and amount is written into a Kafka message.
     """
+    text = str(value)
+    # Already plain (no exponent, NaN or Infinity) and too short for normalize() to round: trim it.
+    if "E" not in text and "N" not in text and "n" not in text and len(text) <= getcontext().prec:
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
     if not value.is_finite():
         raise ValueError(f"not a finite decimal: {value}")
     text = format(value.normalize(), "f")

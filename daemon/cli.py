@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace, roles: frozenset[str] | None = None) -> in
 
     from daemon.app import ALL_ROLES, Daemon
 
-    _run_until_signalled(Daemon(cfg, roles=ALL_ROLES if roles is None else roles).run)
+    _run_until_signalled(Daemon(cfg, roles=ALL_ROLES if roles is None else roles, freeze_heap=True).run)
     return 0
 
 

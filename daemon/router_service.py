@@ -269,20 +269,25 @@ class RouterService:
             return
 
     async def _commit_answered(self, consumer: Consumer, marks: Watermarks) -> None:
-        for partition, offset in marks.committable().items():
-            await self._commit(consumer, partition, offset)
+        """Commit every partition whose watermark moved, all in one request (one round trip)."""
+        if moved := marks.committable():
+            await self._commit(consumer, moved)
 
-    async def _commit(self, consumer: Consumer, partition: TopicPartition, offset: int) -> None:
-        """Commit an answered batch; a refused commit is expected around rebalances and is never fatal.
+    async def _commit(self, consumer: Consumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit answered batches; a refused commit is expected around rebalances and is never fatal.
 
-        Whoever owns the partition next reads those requests again and answers them from the
-        ledger with the stored results; a later commit on this partition covers these offsets too.
+        Whoever owns a partition next reads those requests again and answers them from the
+        ledger with the stored results; a later commit on the partition covers these offsets too.
         """
         try:
-            await consumer.commit({partition: offset})
+            await consumer.commit(offsets)
         except KafkaError as exc:
             ROUTER_COMMIT_FAILURES.inc()
-            log.warning("router_commit_failed", error=repr(exc), partition=partition.partition, offset=offset)
+            log.warning(
+                "router_commit_failed",
+                error=repr(exc),
+                offsets={partition.partition: offset for partition, offset in sorted(offsets.items())},
+            )
 
     async def _publish_result(self, request_id: str, result: bytes) -> None:
         """Publish a result the settler settled, keyed by request_id, once the broker acknowledged it."""

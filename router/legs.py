@@ -5,11 +5,11 @@ Every leg — of an order, of an arbitrage, of an unwind — goes through here:
 1. what it may spend is reserved in the balance book (`router.balances`): a leg
    the venue cannot fund is refused unsent, and so are its siblings — an
    arbitrage never sends one leg alone for want of funds;
-2. its intent is recorded in the ledger before anything is sent (the intents of
-   a request's legs in one write);
-3. it is marked "sent", executed once, and its outcome recorded as "settled";
-   every one of these writes goes through the ledger's group writer
-   (`router.ledger.writer`) and is on disk before the next step begins;
+2. its intent is recorded in the ledger, marked "sent", before anything is sent
+   (the intents of a request's legs, marked sent, in one write);
+3. it is executed once, and its outcome recorded as "settled"; every one of these
+   writes goes through the ledger's group writer (`router.ledger.writer`) and is
+   on disk before the next step begins;
 4. its reservation is released and its fills move the balance book and feed the
    risk gate (net positions, realized PnL, the loss limit).
 
@@ -87,7 +87,9 @@ class LegRunner:
             self._reserve(legs)
         except InsufficientBalance as exc:
             return [LegOutcome(leg, (), f"not sent: {exc.message}", exc.reject_code) for leg in legs]
-        await self._ledger.arecord_leg_intents([intent_of(leg) for leg in legs])
+        # Intents and "sent" marks in one write: every leg is sent next (a crash now settles them
+        # from the venue, as it would a leg marked sent alone; none is ever sent again).
+        await self._ledger.arecord_leg_intents([intent_of(leg) for leg in legs], sent=True)
         # Every leg runs to its end before an error leaves: nothing of this request is still running
         # when the settler (router.settler) takes it over.
         done = await asyncio.gather(*(self._run_one(leg) for leg in legs), return_exceptions=True)
@@ -133,7 +135,6 @@ class LegRunner:
             raise
 
     async def _run_one(self, leg: OrderLeg) -> LegOutcome:
-        await self._ledger.amark_leg(leg.request_id, leg.leg, "sent")
         started = time.monotonic()
         # An executor error leaves the leg in flight, its reservation held: the funds may be spent.
         outcome = await self._executor.execute(leg)

@@ -150,6 +150,8 @@ class RiskGate:
         self._accepted_ns: deque[int] = deque()
         self.routers = 1  # routers sharing max_orders_per_second (a shared ledger counts them)
         self._in_flight: dict[str, dict[str, Decimal]] = {}  # hold → planned deltas per asset, not settled
+        # Per asset the holds change: the sum of their rises, of their falls, and how many holds.
+        self._held: dict[str, tuple[Decimal, Decimal, int]] = {}
 
     def check(
         self, legs: Sequence[PlannedLeg], *, user_max_order_notional: Decimal | None, hold: str | None = None
@@ -170,17 +172,30 @@ class RiskGate:
         self._check_rate(now_ns)
         self._accepted_ns.append(now_ns)
         if hold is not None:
+            self.release(hold)  # checked again under the same hold: the new deltas replace the old
             self._in_flight[hold] = deltas
+            with localcontext(_EXACT):
+                for asset, d in deltas.items():
+                    up, down, holds = self._held.get(asset, (_ZERO_DELTA, _ZERO_DELTA, 0))
+                    self._held[asset] = (up + d, down, holds + 1) if d > 0 else (up, down + d, holds + 1)
 
     def release(self, hold: str) -> None:
         """Stop counting a held order's planned changes: its legs settled (their fills are counted)."""
-        self._in_flight.pop(hold, None)
+        deltas = self._in_flight.pop(hold, None)
+        if deltas is None:
+            return
+        with localcontext(_EXACT):  # exact: the sums are those of the holds left, in value
+            for asset, d in deltas.items():
+                up, down, holds = self._held[asset]
+                if holds == 1:
+                    del self._held[asset]
+                else:
+                    self._held[asset] = (up - d, down, holds - 1) if d > 0 else (up, down - d, holds - 1)
 
     def _worst(self, asset: str, delta: Decimal = _ZERO_DELTA) -> Decimal:
         """Return the net of `asset` (+ `delta`) farthest from 0 the orders in flight may leave."""
         net = self.positions.net(asset) + delta
-        up = sum((d[asset] for d in self._in_flight.values() if d.get(asset, 0) > 0), Decimal(0))
-        down = sum((d[asset] for d in self._in_flight.values() if d.get(asset, 0) < 0), Decimal(0))
+        up, down, _ = self._held.get(asset, (_ZERO_DELTA, _ZERO_DELTA, 0))
         return max(net + down, net + up, key=abs)
 
     def _check_notional(self, legs: Sequence[PlannedLeg], user_max: Decimal | None) -> None:
@@ -238,7 +253,7 @@ class RiskGate:
                 f"{what} would grow the {unpriced[0]} position, which has no price in {currency}: "
                 "its gross exposure cannot be checked",
             )
-        held = {asset: self._worst(asset) for deltas in self._in_flight.values() for asset in deltas}
+        held = {asset: self._worst(asset) for asset in self._held}
         gross_now, _ = book.gross_exposure(held | current)
         gross_after, _ = book.gross_exposure(held | after)
         for asset in (a for a in growing if book.price(a) is None):

@@ -303,14 +303,14 @@ class SmartRouter:
             plan = plan_order(request, prefs, views, self._cache.max_quote_age_ns / 1e6)
         except NoRoute as exc:
             return self._reject(request, exc.reject_code, exc.message, received_ns, exc.as_message())
-        route = plan.route.as_message()
+        # The route's message is built once, after the legs ran (never on the way to the venue).
         try:
             self._risk.check(plan.planned_legs(), user_max_order_notional=prefs.max_order_notional, hold=hold)
         except RiskRejected as exc:
-            return self._reject(request, exc.reject_code, exc.message, received_ns, route)
+            return self._reject(request, exc.reject_code, exc.message, received_ns, plan.route.as_message())
         outcomes = await self._legs.run_held(hold, plan.legs)
         if refused := refusal(outcomes):
-            return self._reject(request, *refused, received_ns, route)
+            return self._reject(request, *refused, received_ns, plan.route.as_message())
         return order_result(
             request,
             plan.route,

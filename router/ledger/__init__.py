@@ -30,7 +30,8 @@ each caller awaits its own write's durability before its next step:
 - claim before execute: a request is executed only after its "new" claim is on
   disk, so any later delivery (this process, or after a crash) finds it;
 - intent before send: a leg reaches a venue only after its intent and "sent"
-  mark are on disk, so a restart settles it from the venue, never sends again;
+  mark are on disk (the order path writes both in one operation), so a restart
+  settles it from the venue, never sends again;
 - outcome before result: the result is published only after the legs'
   outcomes and the result itself (or the owed row) are on disk;
 - offsets after acknowledged results: the service commits an offset only after

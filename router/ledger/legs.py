@@ -48,12 +48,17 @@ class LegRecords(LedgerFile):
         with self._write("record_leg_intent") as conn:
             self._record_intent(conn, intent)
 
-    async def arecord_leg_intents(self, intents: Sequence[LegIntent]) -> None:
-        """Record every leg of `intents` (all or none) through the group writer, before any is sent."""
+    async def arecord_leg_intents(self, intents: Sequence[LegIntent], *, sent: bool = False) -> None:
+        """Record every leg of `intents` (all or none) through the group writer, before any is sent.
+
+        With `sent`, each leg is marked "sent" in the same write: the caller sends them all next.
+        """
 
         def record(conn: Connection) -> None:
             for intent in intents:
                 self._record_intent(conn, intent)
+                if sent:
+                    self._mark(conn, intent.request_id, intent.leg, "sent", None)
 
         await self.writer.submit("record_leg_intent", record)
 

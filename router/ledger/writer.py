@@ -5,7 +5,8 @@ WAL mode with synchronous=FULL, or PostgreSQL). `submit` puts an operation — a
 on the thread's queue and returns an awaitable future. The thread takes
 everything queued, runs it in ONE transaction (each operation under its own
 savepoint), commits — one fsync for the whole batch — and only then resolves
-the futures. While it commits, new operations queue up and form the next batch.
+the futures, all of them in one wake-up of the callers' event loop. While it
+commits, new operations queue up and form the next batch.
 
 An operation that raises LedgerError (a refusal: "leg recorded with different
 fields") is rolled back to its savepoint and fails its own future only; the
@@ -136,13 +137,11 @@ class GroupWriter:
                 error = LedgerError(
                     f"ledger {self.store.name}: batch of {len(batch)} write(s) not committed: {exc!r}"
                 )
-                for item in batch:
-                    _resolve(item, False, error)
+                _resolve([(item, False, error) for item in batch])
                 return self._reconnected(conn) if broken else conn
             self.commits += 1
             self.operations += len(batch)
-            for item, (ok, value) in zip(batch, outcomes, strict=True):
-                _resolve(item, ok, value)
+            _resolve([(item, ok, value) for item, (ok, value) in zip(batch, outcomes, strict=True)])
             return conn
         raise AssertionError("unreachable: the last attempt returns")
 
@@ -189,14 +188,21 @@ def _run_one(conn: Connection, item: _Queued) -> tuple[bool, Any]:
     return True, value
 
 
-def _resolve(item: _Queued, ok: bool, value: Any) -> None:
-    def settle() -> None:
+def _resolve(settled: list[tuple[_Queued, bool, Any]]) -> None:
+    """Hand each caller its outcome on its event loop: one wake-up of each loop per batch, not per write."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Queued, bool, Any]]] = {}
+    for entry in settled:
+        by_loop.setdefault(entry[0].loop, []).append(entry)
+    for loop, entries in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the callers' event loop is closed: nobody awaits these
+            loop.call_soon_threadsafe(_settle, entries)
+
+
+def _settle(entries: list[tuple[_Queued, bool, Any]]) -> None:
+    for item, ok, value in entries:
         if item.future.done():  # its caller was cancelled: the write stands (a crash would leave it too)
-            return
+            continue
         if ok:
             item.future.set_result(value)
         else:
             item.future.set_exception(value)
-
-    with contextlib.suppress(RuntimeError):  # the caller's event loop is closed: nobody awaits this
-        item.loop.call_soon_threadsafe(settle)

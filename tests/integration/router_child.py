@@ -118,8 +118,8 @@ def crash_at_step(step: str, request_id: str) -> None:
             die()
         return claimed
 
-    async def record_intents(self: Ledger, legs: list[LegIntent]) -> None:
-        await intents(self, legs)
+    async def record_intents(self: Ledger, legs: list[LegIntent], *, sent: bool = False) -> None:
+        await intents(self, legs, sent=sent)
         if step == "after_intent" and any(leg.request_id == request_id for leg in legs):
             die()
 

@@ -136,6 +136,20 @@ async def test_leg_intents_are_recorded_all_or_none(ledger: Ledger) -> None:
     assert ledger.legs("r-1") == []
 
 
+async def test_intents_marked_sent_are_one_write_all_or_none(ledger: Ledger) -> None:
+    await ledger.aclaim("r-1", "u", b"{}", now_ns=NOW)
+    operations = ledger.writer.operations
+    await ledger.arecord_leg_intents([intent("r-1", 0), intent("r-1", 1)], sent=True)
+    assert ledger.writer.operations - operations == 1
+    assert [leg.state for leg in ledger.legs("r-1")] == ["sent", "sent"]
+
+    await ledger.aclaim("r-2", "u", b"{}", now_ns=NOW)
+    clash = LegIntent("r-2", 1, "okx", "c-r-2-0", "buy", Decimal(1), None, "intent", None)  # same order id
+    with pytest.raises(LedgerError):
+        await ledger.arecord_leg_intents([intent("r-2", 0), clash], sent=True)
+    assert ledger.legs("r-2") == []
+
+
 async def test_a_duplicate_delivered_while_the_first_executes_gets_its_result_never_a_recovery(
     tmp_path: Path,
 ) -> None:

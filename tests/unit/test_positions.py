@@ -271,6 +271,21 @@ def test_a_sell_in_flight_makes_no_room_for_a_buy_until_it_filled() -> None:
     risk.check([leg("buy", "1", "60000")], user_max_order_notional=None, hold="r-buy")
 
 
+def test_holds_released_in_any_order_leave_nothing_held() -> None:
+    risk = gate({"BTC": "2"}, BTC="60000")
+    holds = [("r-1", "buy", "0.7"), ("r-2", "sell", "0.3"), ("r-3", "buy", "0.6"), ("r-4", "sell", "0.25")]
+    for hold, side, quantity in holds:
+        risk.check([leg(side, quantity, "60000")], user_max_order_notional=None, hold=hold)
+    with pytest.raises(RiskRejected) as caught:  # the buys in flight may all fill: 1.3 + 0.8 > 2
+        risk.check([leg("buy", "0.8", "60000")], user_max_order_notional=None)
+    assert "from 1.3 to 2.1" in caught.value.message
+    risk.release("r-3")
+    risk.check([leg("buy", "0.8", "60000")], user_max_order_notional=None, hold="r-3")  # 0.7 + 0.8
+    for hold in ("r-2", "r-1", "r-4", "r-3", "r-1"):  # a second release is a no-op
+        risk.release(hold)
+    risk.check([leg("buy", "2", "60000")], user_max_order_notional=None)  # nothing held: 0 → 2 fits
+
+
 def test_orders_in_flight_count_in_the_gross_exposure() -> None:
     risk = gate({}, gross="100000", BTC="60000", ETH="3000")
     risk.check([leg("buy", "1", "60000")], user_max_order_notional=None, hold="r-btc")  # 60000 in flight

@@ -31,10 +31,10 @@ def _failures() -> float:
 async def test_a_refused_commit_is_counted_and_the_router_goes_on() -> None:
     service: Any = RouterService.__new__(RouterService)  # only _commit is exercised: no broker, no router
     consumer = RefusingConsumer()
-    partition = TopicPartition("smartroute.orders", 3)
+    offsets = {TopicPartition("smartroute.orders", 3): 42, TopicPartition("smartroute.orders", 5): 7}
     before = _failures()
-    await RouterService._commit(service, consumer, partition, 42)  # type: ignore[arg-type]
-    assert consumer.asked == [{partition: 42}]
+    await RouterService._commit(service, consumer, offsets)  # type: ignore[arg-type]
+    assert consumer.asked == [offsets]  # every partition that moved, in one request
     assert _failures() == before + 1
 
 

@@ -151,6 +151,40 @@ async def test_market_buy_fills_on_the_cheapest_venue_all_in(world: World) -> No
     assert [c["venue"] for c in route["considered"]] == ["binance", "bybit", "okx"]
 
 
+class LedgerReadingExecutor(CountingExecutor):
+    """Reads the ledger as each leg reaches the venue: what a crash at that instant would leave."""
+
+    ledger: Ledger
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.states_at_send: list[list[str]] = []
+
+    async def execute(self, leg: OrderLeg) -> LegOutcome:
+        self.states_at_send.append([intent.state for intent in self.ledger.legs(leg.request_id)])
+        return await super().execute(leg)
+
+
+async def test_every_leg_is_recorded_sent_on_disk_before_it_reaches_the_venue(tmp_path: Path) -> None:
+    w = World(tmp_path / "state", executor=LedgerReadingExecutor)
+    executor = w.executor
+    assert isinstance(executor, LedgerReadingExecutor)
+    executor.ledger = w.ledger
+    try:
+        w.book("binance", [("99", "5")], [("100", "2")])
+        w.book("bybit", [("101", "2")], [("102", "5")])
+        raw = {"v": 1, "request_id": "arb-1", "user_id": "u1", "kind": "arbitrage", "symbol": "BTC-USDT"}
+        raw |= {"quantity": "1", "buy_venue": "binance", "sell_venue": "bybit"}
+        handled = await w.router.handle(orjson.dumps(raw))
+        assert orjson.loads(handled.result or b"")["status"] == "filled"
+        assert len(executor.sent) == 2
+        # A crash at either venue call finds both legs sent, so a restart settles them from the
+        # venue and never sends one again.
+        assert executor.states_at_send == [["sent", "sent"], ["sent", "sent"]]
+    finally:
+        w.ledger.close()
+
+
 async def test_the_same_request_three_times_executes_once_with_identical_results(world: World) -> None:
     three_books(world)
     answers = [await world.router.handle(order()) for _ in range(3)]
