@@ -109,11 +109,13 @@ def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
     postgres_server.drop_database(name)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test on the session's PostgreSQL server `postgres`, so `-m postgres` selects them."""
     for item in items:
         if "postgres_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+        group_for_xdist(item)
 
 
 @pytest.fixture(
@@ -141,24 +143,25 @@ def kafka_topic(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[pytest.TestReport | None]:
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport | None]:
     """For apache_kafka tests: point a failure at the broker log; in CI, report a skip as a failure."""
     report: pytest.TestReport = yield
     if item.get_closest_marker("apache_kafka") is None:
         return report
     if report.failed and _apache_kafka_logs:
         report.sections.append(("Apache Kafka", "broker logs: " + ", ".join(_apache_kafka_logs)))
-    if report.skipped:
-        if call.excinfo is not None and NO_JAVA in str(call.excinfo.value):
-            _skipped_for_java.append(item.nodeid)
-        if in_ci():
-            report.outcome = "failed"
-            report.longrepr = (
-                f"{item.nodeid} was skipped ({report.longrepr}); CI must run every apache_kafka test"
-            )
+    if report.skipped and in_ci():
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} was skipped ({report.longrepr}); CI must run every apache_kafka test"
+        )
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count the apache_kafka tests skipped for want of Java (under pytest-xdist: in the controller)."""
+    if report.skipped and "apache_kafka" in report.keywords and NO_JAVA in str(report.longrepr):
+        _skipped_for_java.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -200,3 +203,15 @@ def captured_logs() -> Iterator[io.StringIO]:
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+# Parallel runs (`make test` runs pytest-xdist's `-n 3 --dist loadgroup`): each worker starts the
+# session's brokers and servers it needs for itself. Apache Kafka is a JVM (seconds to start, about
+# a gigabyte of memory), so every test on it goes to one worker: the group "apache_kafka".
+KAFKA_FIXTURES = frozenset({"apache_kafka", "secure_kafka"})
+
+
+def group_for_xdist(item: pytest.Item) -> None:
+    """Put a test on Apache Kafka (its marker or a broker fixture) in the xdist group `apache_kafka`."""
+    if item.get_closest_marker("apache_kafka") or KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.xdist_group("apache_kafka"))
