@@ -47,6 +47,9 @@ from daemon.kafka_jars import jar_dir, java_binary
 from daemon.logs import configure_logging
 from daemon.postgres_server import LocalPostgres, server_bindir
 
+# `make test` runs on pytest-xdist workers, with every Apache Kafka test on one of them.
+pytest_plugins = ["xdist_groups"]
+
 NO_JAVA = (
     "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
     "to run them: apt-get install -y openjdk-17-jre-headless maven (or bash .ci/run)"
@@ -109,13 +112,11 @@ def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
     postgres_server.drop_database(name)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test on the session's PostgreSQL server `postgres`, so `-m postgres` selects them."""
     for item in items:
         if "postgres_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
-        group_for_xdist(item)
 
 
 @pytest.fixture(
@@ -203,15 +204,3 @@ def captured_logs() -> Iterator[io.StringIO]:
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
-
-
-# Parallel runs (`make test` runs pytest-xdist's `-n 3 --dist loadgroup`): each worker starts the
-# session's brokers and servers it needs for itself. Apache Kafka is a JVM (seconds to start, about
-# a gigabyte of memory), so every test on it goes to one worker: the group "apache_kafka".
-KAFKA_FIXTURES = frozenset({"apache_kafka", "secure_kafka"})
-
-
-def group_for_xdist(item: pytest.Item) -> None:
-    """Put a test on Apache Kafka (its marker or a broker fixture) in the xdist group `apache_kafka`."""
-    if item.get_closest_marker("apache_kafka") or KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
-        item.add_marker(pytest.mark.xdist_group("apache_kafka"))

@@ -33,11 +33,11 @@ def test_elsewhere():
 
 
 def run_suite(tmp_path: Path, *, ci: bool, workers: int) -> tuple[int, str]:
-    for name in ("conftest.py", "prerequisites.py"):
+    for name in ("conftest.py", "prerequisites.py", "xdist_groups.py"):
         shutil.copy(TESTS / name, tmp_path / name)
     (tmp_path / "test_suite.py").write_text(SUITE)
     env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": "true"} if ci else {})
-    parallel = ["-n", str(workers), "--dist", "loadgroup"] if workers else ["-p", "no:xdist"]
+    parallel = ["-n", str(workers), "--dist", "loadfile"] if workers else ["-p", "no:xdist"]
     pytest_args = ["-q", "-p", "no:cacheprovider", "-o", "markers=apache_kafka", *parallel, "."]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *pytest_args],
