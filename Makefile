@@ -16,8 +16,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/smartroute demo
 
+# The suite runs on 3 pytest-xdist workers (most of its time is waiting on brokers and daemons, not
+# CPU); every Apache Kafka test goes to one of them (tests/xdist_groups.py). `make test WORKERS=0`: serially.
+WORKERS ?= 3
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

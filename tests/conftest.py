@@ -50,6 +50,9 @@ from daemon.postgres_server import LocalPostgres, server_bindir
 from router.ledger import Lease, Ledger
 from router.ledger.postgres import PostgresStore
 
+# `make test` runs on pytest-xdist workers, with every Apache Kafka test on one of them.
+pytest_plugins = ["xdist_groups"]
+
 NO_JAVA = (
     "apache_kafka tests skipped: they need Java 17+ (and Maven, once, to fetch the Kafka jars); "
     "to run them: apt-get install -y openjdk-17-jre-headless maven (or bash .ci/run)"
@@ -159,24 +162,25 @@ def kafka_topic(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[pytest.TestReport | None]:
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport | None]:
     """For apache_kafka tests: point a failure at the broker log; in CI, report a skip as a failure."""
     report: pytest.TestReport = yield
     if item.get_closest_marker("apache_kafka") is None:
         return report
     if report.failed and _apache_kafka_logs:
         report.sections.append(("Apache Kafka", "broker logs: " + ", ".join(_apache_kafka_logs)))
-    if report.skipped:
-        if call.excinfo is not None and NO_JAVA in str(call.excinfo.value):
-            _skipped_for_java.append(item.nodeid)
-        if in_ci():
-            report.outcome = "failed"
-            report.longrepr = (
-                f"{item.nodeid} was skipped ({report.longrepr}); CI must run every apache_kafka test"
-            )
+    if report.skipped and in_ci():
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} was skipped ({report.longrepr}); CI must run every apache_kafka test"
+        )
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count the apache_kafka tests skipped for want of Java (under pytest-xdist: in the controller)."""
+    if report.skipped and "apache_kafka" in report.keywords and NO_JAVA in str(report.longrepr):
+        _skipped_for_java.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -32,22 +32,30 @@ def test_elsewhere():
 """
 
 
-def run_suite(tmp_path: Path, *, ci: bool) -> tuple[int, str]:
-    for name in ("conftest.py", "prerequisites.py"):
+def run_suite(tmp_path: Path, *, ci: bool, workers: int) -> tuple[int, str]:
+    for name in ("conftest.py", "prerequisites.py", "xdist_groups.py"):
         shutil.copy(TESTS / name, tmp_path / name)
     (tmp_path / "test_suite.py").write_text(SUITE)
     env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": "true"} if ci else {})
+    parallel = ["-n", str(workers), "--dist", "loadfile"] if workers else ["-p", "no:xdist"]
+    pytest_args = ["-q", "-p", "no:cacheprovider", "-o", "markers=apache_kafka", *parallel, "."]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "markers=apache_kafka", "."],
+        [sys.executable, "-m", "pytest", *pytest_args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     return result.returncode, result.stdout
 
 
+# 0: in the one pytest process; 2: under pytest-xdist (`make test`), where workers run the tests
+# and the controller prints the summary.
+WORKERS = pytest.mark.parametrize("workers", [0, 2])
+
+
+@WORKERS
 def test_without_java_the_apache_kafka_tests_skip_with_one_line_saying_how_to_run_them(
-    tmp_path: Path,
+    tmp_path: Path, workers: int
 ) -> None:
-    code, out = run_suite(tmp_path, ci=False)
+    code, out = run_suite(tmp_path, ci=False, workers=workers)
     assert code == 0, out
     assert out.count("Java 17+") == 1, out
     assert (
@@ -56,7 +64,8 @@ def test_without_java_the_apache_kafka_tests_skip_with_one_line_saying_how_to_ru
     assert "1 passed, 2 skipped" in out
 
 
-def test_in_ci_every_skipped_apache_kafka_test_is_a_failure(tmp_path: Path) -> None:
-    code, out = run_suite(tmp_path, ci=True)
+@WORKERS
+def test_in_ci_every_skipped_apache_kafka_test_is_a_failure(tmp_path: Path, workers: int) -> None:
+    code, out = run_suite(tmp_path, ci=True, workers=workers)
     assert code == 1, out
     assert "2 failed, 1 passed" in out, out

@@ -141,3 +141,13 @@ def log_append_time(bootstrap: str, topic: str) -> None:
     )
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
+    # The controller has the change; the broker applies it a moment later. Until it reports it, a
+    # record would still keep the producer's CreateTime (seen on a loaded machine).
+    deadline = time.monotonic() + 30
+    while True:
+        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+        (entries,) = (future.result(timeout=30) for future in described.values())
+        if entries["message.timestamp.type"].value == "LogAppendTime":
+            return
+        assert time.monotonic() < deadline, "the broker never applied message.timestamp.type=LogAppendTime"
+        time.sleep(0.1)

@@ -147,11 +147,14 @@ def test_a_bad_record_names_its_line_and_uncompressed_offset(
     ("content", "problem"),
     [
         (b"plain text, not gzip", "corrupt"),
-        (gzip.compress(b""), "empty file"),
-        (gzip.compress(b'{"format":"something-else","version":1}\n'), "not a smartroute recording"),
-        (gzip.compress(HEADER.replace(b'"version":1', b'"version":99')), "unsupported recording version"),
+        (gzip.compress(b"", mtime=0), "empty file"),
+        (gzip.compress(b'{"format":"something-else","version":1}\n', mtime=0), "not a smartroute recording"),
+        (
+            gzip.compress(HEADER.replace(b'"version":1', b'"version":99'), mtime=0),
+            "unsupported recording version",
+        ),
     ],
-)
+)  # mtime=0: the same bytes, hence the same test ids, in every process (pytest-xdist compares them)
 def test_a_file_that_is_not_a_recording_is_refused_at_open(
     tmp_path: Path, content: bytes, problem: str
 ) -> None:
