@@ -257,7 +257,7 @@ def scaleout_lines(s: Mapping[str, Any]) -> list[str]:
     """Return the scale-out table: 1 vs 2 route processes in one group on Apache Kafka."""
     lines = [
         f"**Scale-out** — `smartroute route` processes in one consumer group on Apache Kafka, "
-        f"a SQLite ledger each, {s['window']} paper orders in flight, {s['requests']} timed requests a run",
+        f"one PostgreSQL ledger, {s['window']} paper orders in flight, {s['requests']} timed requests a run",
         "",
         _row(("routers", "requests/s", "p50 ms", "p99 ms", "router CPU (cores)")),
         _row(("---:", "---:", "---:", "---:", "---:")),
