@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -76,14 +77,15 @@ class Findings:
             call()
         except DOCUMENTED:
             self.documented_errors += 1
-        except Exception as exc:  # noqa: BLE001 - every other exception is what this scenario counts
+        except Exception as exc:  # every other exception is what this scenario counts
             where = exc.__traceback__
             while where is not None and where.tb_next is not None:
                 where = where.tb_next
             line = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where is not None else "?"
             key = f"{type(exc).__name__} at {Path(line).name if line != '?' else line}"
-            seen = self.unexpected.setdefault(key, {"count": 0, "error": repr(exc)[:_SAMPLE_CHARS],
-                                                   "frame": _sample(frame), "where": line})  # fmt: skip
+            seen = self.unexpected.setdefault(
+                key, {"count": 0, "error": repr(exc)[:_SAMPLE_CHARS], "frame": _sample(frame), "where": line}
+            )
             seen["count"] += 1
         elapsed_ms = (time.perf_counter_ns() - started) / 1e6
         if timed:
@@ -104,8 +106,13 @@ def fuzz_parser(venue: str, depth: int | None, budget_s: float, base_seed: int) 
     findings = Findings()
     under_test = st.one_of(st.sampled_from(documented).flatmap(mutated), random_frame())
 
-    @settings(max_examples=_BATCH, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=_BATCH,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(
         frames=st.lists(under_test, min_size=1, max_size=3),
         snapshot=st.sampled_from(documented).flatmap(mutated),
@@ -114,13 +121,13 @@ def fuzz_parser(venue: str, depth: int | None, budget_s: float, base_seed: int) 
         parser: Parser = adapter.new_parser()
         received_ns = time.time_ns()
         for frame in documented:
-            findings.feed(lambda f=frame: parser.parse(f, received_ns), frame, timed=False)
-        for frame in frames:
-            findings.feed(lambda f=frame: parser.parse(f, received_ns), frame, timed=True)
+            findings.feed(partial(parser.parse, frame, received_ns), frame, timed=False)
+        for fuzzed in frames:
+            findings.feed(partial(parser.parse, fuzzed, received_ns), fuzzed, timed=True)
         if isinstance(parser, SnapshotParser):
             for symbol in parser.snapshot_requests():
                 findings.feed(
-                    lambda s=symbol: parser.load_snapshot(s, snapshot, received_ns), snapshot, timed=True
+                    partial(parser.load_snapshot, symbol, snapshot, received_ns), snapshot, timed=True
                 )
 
     deadline = time.monotonic() + budget_s
@@ -148,10 +155,15 @@ async def run_scenario(context: Context) -> Outcome:
         measured("inputs", "frames under test parsed", sum(f.inputs for f in parsers.values())),
     ]
     details = {
-        name: {"inputs": f.inputs, "documented_errors": f.documented_errors, "slowest_ms": f.slowest_ms,
-               "slowest_input": f.slowest_input, "unexpected": f.unexpected}
+        name: {
+            "inputs": f.inputs,
+            "documented_errors": f.documented_errors,
+            "slowest_ms": f.slowest_ms,
+            "slowest_input": f.slowest_input,
+            "unexpected": f.unexpected,
+        }
         for name, f in parsers.items()
-    }  # fmt: skip
+    }
     size = {"budget_s_per_venue": budget_s, "parsers": len(parsers)}
     return Outcome(figures, size=size, details=details)
 

@@ -88,15 +88,20 @@ def documented_names(readme: str) -> set[str]:
 
 
 def parse(text: str) -> dict[str, dict[str, Any]]:
-    """Parse a scrape into {family: {"type", "samples": [(sample name, labels, value)]}} (ValueError if bad).
+    """Parse a scrape into {family: {"type", "samples": [(sample name, labels, value)], "bare"}}.
 
-    The `_created` gauges prometheus_client adds beside each counter and histogram are left out.
+    Raises ValueError for text the parser refuses. The parser names every counter sample
+    `<family>_total`, so `bare` records from the text itself whether the family served a sample
+    under its own name (a counter without `_total`). The `_created` gauges prometheus_client adds
+    beside each counter and histogram are left out.
     """
+    raw_samples = {
+        line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines() if line and line[0] != "#"
+    }
     families: dict[str, dict[str, Any]] = {}
     for family in text_string_to_metric_families(text):
         samples = [(s.name, dict(s.labels), s.value) for s in family.samples]
-        families[family.name] = {"type": family.type, "samples": samples}
-    # prometheus_client serves each counter's and histogram's creation time as a `<name>_created` gauge.
+        families[family.name] = {"type": family.type, "samples": samples, "bare": family.name in raw_samples}
     created = [
         name for name in families if name.endswith("_created") and name.removesuffix("_created") in families
     ]
@@ -117,12 +122,9 @@ def badly_named(families: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     for name, family in families.items():
         if not name.startswith(PREFIX):
             continue
-        samples = {sample for sample, _, _ in family["samples"]}
         if units := NON_BASE_UNITS.intersection(name.split("_")):
             wrong[name] = f"not a base unit: {', '.join(sorted(units))}"
-        elif family["type"] == "counter" and any(
-            not sample.endswith(("_total", "_created")) for sample in samples
-        ):
+        elif family["type"] == "counter" and family["bare"]:
             wrong[name] = "a counter not ending in _total"
         elif family["type"] != "counter" and name.endswith("_total"):
             wrong[name] = f"a {family['type']} ending in _total"
@@ -221,7 +223,10 @@ async def first_scrape(session: aiohttp.ClientSession, url: str) -> str:
 async def run_scenario(context: Context) -> Outcome:
     """Start the daemon, scrape at start and after two rounds of requests; return the figures."""
     scrapes: list[str] = []
-    async with context.kafka() as bootstrap, ExchangeSimulator(VENUES, SYMBOLS, seed=context.seed) as sim:
+    async with (
+        context.kafka() as bootstrap,
+        ExchangeSimulator(tuple(VENUES), SYMBOLS, seed=context.seed) as sim,
+    ):
         cfg = daemon_config(bootstrap, sim, context.workdir, context.seed)
         await create_bench_topics(cfg)
         daemon, stop = Daemon(cfg), asyncio.Event()

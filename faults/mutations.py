@@ -8,23 +8,51 @@ an item repeated, a key added; then, sometimes, the bytes are cut short or one b
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 import json
+from typing import Any, Final
 
 import orjson
 from hypothesis import strategies as st
 
 # Values that break careless number and text handling.
-EDGE_VALUES: Final = (
-    "", "0", "-0", "1e999", "-1e999", "NaN", "nan", "Infinity", "-1", "0.00000001", "1e-30",
-    "99999999999999999999999999999999", " 1", "1 ", "1,5", "0x10", "١", "１", 0, -1, 2**63, -(2**63) - 1,
-    1.5, 1e308, True, None, [], {},
-)  # fmt: skip
+EDGE_VALUES: Final[tuple[Any, ...]] = (
+    "",
+    "0",
+    "-0",
+    "1e999",
+    "-1e999",
+    "NaN",
+    "nan",
+    "Infinity",
+    "-1",
+    "0.00000001",
+    "1e-30",
+    "99999999999999999999999999999999",
+    " 1",
+    "1 ",
+    "1,5",
+    "0x10",
+    "١",
+    "１",
+    0,
+    -1,
+    2**63,
+    -(2**63) - 1,
+    1.5,
+    1e308,
+    True,
+    None,
+    [],
+    {},
+)
 _LEAVES: Final = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=24), st.sampled_from(EDGE_VALUES),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=24),
+    st.sampled_from(EDGE_VALUES),
+)
 JSON_VALUES: Final = st.recursive(
     _LEAVES,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),

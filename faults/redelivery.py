@@ -5,7 +5,7 @@ ledger) answers N order requests. It stops; a seeded half of the requests is pro
 exact copies; a new router on the same ledger, whose consumer group has no committed offset
 (as after an offset reset to 0), reads the whole topic from offset 0: every request is
 delivered a second time, the copies a third. The replay starts after `max_request_age_ms`
-(5 s here) has passed, so every replayed record is older than the router accepts for new work.
+(5 s here; 2 s small) has passed, so every replayed record is older than the router accepts for new work.
 
 Figures, counted from the ledger (every leg the router ever sent to a venue, intent first):
 new executions during the replay (0); results of the replay that differ from the first result
@@ -31,7 +31,6 @@ from faults.scenario import Context, Figure, Outcome, Scenario, measured, zero
 from router.ledger.schema import FILE_NAME
 
 SYMBOL: Final = "BTC-USDT"
-MAX_REQUEST_AGE_MS: Final = 5000
 _ANSWER_TIMEOUT_S: Final = 300.0
 _QUIET_S: Final = 3.0
 _GIVE_UP_S: Final = 30.0  # no result for this long: the deliveries left are not answered
@@ -60,7 +59,8 @@ async def run_scenario(context: Context) -> Outcome:
         ExchangeSimulator(("binance", "bybit"), (SYMBOL,), seed=context.seed) as sim,
     ):
         cfg = router_config(bootstrap, sim, state_dir)
-        cfg = replace(cfg, router=replace(cfg.router, max_request_age_ms=MAX_REQUEST_AGE_MS))
+        max_age_ms = 2000 if context.small else 5000
+        cfg = replace(cfg, router=replace(cfg.router, max_request_age_ms=max_age_ms))
         await create_bench_topics(cfg)
         ids = [f"redeliver-{context.seed}-{n}" for n in range(count)]
         values = [order_request(rid, n, SYMBOL) for n, rid in enumerate(ids)]
@@ -72,7 +72,7 @@ async def run_scenario(context: Context) -> Outcome:
             before = executions(state_dir)
             copies = [value for value in values if rng.random() < 0.5]
             await client.send(copies)
-            await asyncio.sleep(MAX_REQUEST_AGE_MS / 1000 + 0.5)
+            await asyncio.sleep(max_age_ms / 1000 + 0.5)
             replayed = replay_config(cfg)
             expected = len(ids) * 2 + len(copies)
             async with serving_router(replayed):
@@ -107,7 +107,7 @@ async def run_scenario(context: Context) -> Outcome:
         "requests": count,
         "copies": len(copies),
         "deliveries": expected,
-        "max_request_age_ms": MAX_REQUEST_AGE_MS,
+        "max_request_age_ms": max_age_ms,
     }
     return Outcome(figures, size=size, details=details)
 

@@ -44,7 +44,7 @@ def _row(cells: tuple[object, ...]) -> str:
 
 def _value(figure: Mapping[str, Any]) -> str:
     value = figure["value"]
-    text = f"{value:,}" if isinstance(value, int) or float(value).is_integer() else f"{value:,.2f}"
+    text = f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
     return f"{text} {figure['unit']}".strip()
 
 

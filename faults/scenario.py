@@ -13,7 +13,7 @@ the sizes it ran at and whatever details explain the figures.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -102,5 +102,5 @@ class Scenario:
     number: int
     name: str
     title: str
-    run: Callable[[Context], Awaitable[Outcome]]
+    run: Callable[[Context], Coroutine[Any, Any, Outcome]]
     time_limit_s: Callable[[Context], float]
