@@ -187,16 +187,24 @@ def analyse(
         "last_update_ns": last_ns,
         "frozen_ns": frozen_ns,
         "last_update_after_freeze_ms": (last_ns - frozen_ns) / 1e6,
-        "statuses_after": dict(Counter(f"{r['status']}:{r.get('reject_code')}" for r in after)),
+        "statuses_after": dict(Counter(_status(r) for r in after)),
         "opportunity_events": dict(Counter(e.get("event") for e in events)),
         "events_using_frozen_after_last_update": dict(
             Counter(e.get("event") for e in using if int(e["detected_ns"]) > last_ns)
         ),
+        "example_after": {
+            status: next(r for r in after if _status(r) == status) for status in {_status(r) for r in after}
+        },
         "over_age_opportunities": opportunities[:5],
         "over_age_decisions": decisions[:5],
     }
     size = {"requests": count, "max_quote_age_ms": MAX_QUOTE_AGE_MS, "watched_s": watch_s}
     return Outcome(figures, size=size, details=details)
+
+
+def _status(result: dict[str, Any]) -> str:
+    code = result.get("reject_code")
+    return str(result.get("status")) + ("" if code is None else f":{code}")
 
 
 async def _send_straddling(client: Requests, count: int, prefix: str) -> list[str]:
