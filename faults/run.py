@@ -6,7 +6,8 @@
 Each scenario of `faults.registry` runs in a fresh worker process (`faults.worker`) in its own
 session, killed past the scenario's time limit. The run prints a Markdown table of every figure
 beside its target and writes `<out>/<date>.json` (figures, details, the machine, the commit,
-the seed, the broker each scenario used) and `<out>/<date>.md` (the table). A figure that
+the seed, the broker each scenario used) and `<out>/<date>.md` (the table); a day's later runs
+write `<date>-2`, `<date>-3`, ...: none overwrites another. A figure that
 misses its target is reported as missed; the run fails (exit 1) only when a scenario could not
 complete, and then says why in the table as well.
 """
@@ -78,6 +79,15 @@ def run_scenario(name: str, context: Context, log: Path) -> dict[str, Any]:
     return head | outcome
 
 
+def free_stem(out: Path, date: str) -> str:
+    """`<date>`, or `<date>-2`, `-3`, ... when that day already has results: a run never overwrites one."""
+    stem, number = date, 1
+    while (out / f"{stem}.json").exists() or (out / f"{stem}.md").exists():
+        number += 1
+        stem = f"{date}-{number}"
+    return stem
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen scenarios, print the table, write the JSON and Markdown results."""
     parser = argparse.ArgumentParser(
@@ -124,9 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(table)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{date}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-        (out / f"{date}.md").write_text(table)
-        sys.stdout.write(f"\nwritten: {out / date}.json and .md\n")
+        stem = free_stem(out, date)
+        (out / f"{stem}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+        (out / f"{stem}.md").write_text(table)
+        sys.stdout.write(f"\nwritten: {out / stem}.json and .md\n")
     return 1 if any("error" in s for s in results["scenarios"].values()) else 0
 
 

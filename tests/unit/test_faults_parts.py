@@ -7,6 +7,7 @@ here each check is fed a fault made by hand, so that a passing run cannot be a b
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from faults.metrics_contract import badly_named, documented_names, parse, reques
 from faults.mutations import mutated
 from faults.redelivery import differing
 from faults.report import markdown
+from faults.run import free_stem
 from faults.scenario import below, measured, zero
 from faults.stale_prices import FROZEN, MAX_QUOTE_AGE_MS, over_age_decisions, over_age_opportunities
 
@@ -170,3 +172,11 @@ def test_the_table_shows_a_missed_target_as_missed_and_a_failed_scenario_as_not_
     assert "| slowest | 5 ms | < 100 ms | met |" in table
     assert "| inputs | 7 |  |  |" in table
     assert "**did not complete**: timed out after 60 s" in table
+
+
+def test_a_days_later_run_never_overwrites_an_earlier_one(tmp_path: Path) -> None:
+    assert free_stem(tmp_path, "2026-12-08") == "2026-12-08"
+    (tmp_path / "2026-12-08.json").write_text("{}")
+    assert free_stem(tmp_path, "2026-12-08") == "2026-12-08-2"
+    (tmp_path / "2026-12-08-2.md").write_text("")
+    assert free_stem(tmp_path, "2026-12-08") == "2026-12-08-3"
