@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from connectors.errors import ParseError
 from faults.fuzzing import Findings, documented_frames
-from faults.metrics_contract import badly_named, documented_names, parse, request_values
+from faults.metrics_contract import (
+    badly_named,
+    documented_names,
+    later_series,
+    parse,
+    request_values,
+    undocumented_families,
+)
 from faults.mutations import mutated
 from faults.redelivery import differing
 from faults.report import markdown
@@ -180,3 +187,18 @@ def test_a_days_later_run_never_overwrites_an_earlier_one(tmp_path: Path) -> Non
     assert free_stem(tmp_path, "2026-12-08") == "2026-12-08-2"
     (tmp_path / "2026-12-08-2.md").write_text("")
     assert free_stem(tmp_path, "2026-12-08") == "2026-12-08-3"
+
+
+def test_the_metrics_table_says_which_series_appear_later_and_any_unnamed_family_is_found() -> None:
+    table = (
+        "| `smartroute_a_total` | counter | `venue` | start | A. |\n"
+        "| `smartroute_b` | gauge | `venue` | live mode only | B. |\n"
+    )
+    assert later_series(table) == {"smartroute_b": "live mode only"}
+    families = parse(SCRAPE)
+    assert undocumented_families(
+        families, {"smartroute_fine_total", "smartroute_leg_ms", "smartroute_orders"}
+    ) == [
+        "smartroute_by_user",
+        "smartroute_open_total",
+    ]
