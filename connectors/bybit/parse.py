@@ -172,7 +172,7 @@ class OrderbookParser:
 
 def _control(message: dict[str, Any], frame: str | bytes) -> list[Quote]:
     op = message.get("op")
-    if op not in _CONTROL_OPS:
+    if not isinstance(op, str) or op not in _CONTROL_OPS:  # a dict or list is unhashable
         raise ParseError(f"bybit: unexpected frame without a topic: {frame_sample(frame)!r}")
     if message.get("success") is False:
         raise ParseError(f"bybit: {op} failed: {message.get('ret_msg')!r}")

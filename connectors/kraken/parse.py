@@ -62,7 +62,7 @@ def positive_of(value: object, name: str) -> Decimal:
 def control(message: dict[str, Any], frame: str | bytes) -> None:
     """Accept an ack or pong; raise ParseError for a failed request or an unknown message."""
     method = message.get("method")
-    if method not in _ACK_METHODS:
+    if not isinstance(method, str) or method not in _ACK_METHODS:  # a dict or list is unhashable
         raise ParseError(f"kraken: unexpected message without a channel: {frame_sample(frame)!r}")
     if message.get("success") is False:
         raise ParseError(f"kraken: {method} {message.get('symbol', '')!r} failed: {message.get('error')!r}")
@@ -78,6 +78,8 @@ def is_data(message: dict[str, Any], frame: str | bytes, channel: str) -> bool:
     if found is None:
         control(message, frame)
         return False
+    if not isinstance(found, str):  # a dict or list is unhashable
+        raise ParseError(f"kraken: channel is not a string: {frame_sample(frame)!r}")
     if found in CONTROL_CHANNELS:
         return False
     if found != channel:

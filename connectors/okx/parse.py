@@ -64,7 +64,7 @@ def decode_push(frame: str | bytes, symbols: Mapping[str, str]) -> Push | None:
 def control(message: dict[str, Any], frame: str | bytes) -> None:
     """Accept an ack; raise ParseError for an error, ReconnectRequested for notice 64008."""
     event = message.get("event")
-    if event in _ACK_EVENTS:
+    if isinstance(event, str) and event in _ACK_EVENTS:  # a dict or list is unhashable
         return
     code, msg = message.get("code"), message.get("msg")
     if event == "notice" and code == NOTICE_RECONNECT:

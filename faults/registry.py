@@ -1,0 +1,25 @@
+"""The fault suite's scenarios, in the order they run: one module each, its `SCENARIO` listed here.
+
+Adding a scenario: a module `faults/<name>.py` whose `SCENARIO = Scenario(number, name, title,
+run, time_limit_s)` runs it (see `faults.scenario`), one line below, its test in
+`tests/integration/test_faults_small.py` and its section in `faults/README.md`.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Final
+
+from faults import fuzzing, metrics_contract, redelivery, stale_prices
+
+SCENARIOS: Final = MappingProxyType(
+    {
+        scenario.name: scenario
+        for scenario in (
+            metrics_contract.SCENARIO,
+            redelivery.SCENARIO,
+            fuzzing.SCENARIO,
+            stale_prices.SCENARIO,
+        )
+    }
+)
