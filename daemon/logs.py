@@ -25,7 +25,9 @@ def _redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mu
 
 
 def _json_dumps(obj: Any, **_: Any) -> str:
-    return orjson.dumps(obj, default=str).decode()
+    # A log line must never raise where it is written (a handler logging a failure would then fail
+    # itself): keys need not be strings, and any value JSON cannot hold is written as its str().
+    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:

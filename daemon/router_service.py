@@ -286,7 +286,7 @@ class RouterService:
             log.warning(
                 "router_commit_failed",
                 error=repr(exc),
-                offsets={partition.partition: offset for partition, offset in sorted(offsets.items())},
+                offsets={str(partition.partition): offset for partition, offset in sorted(offsets.items())},
             )
 
     async def _publish_result(self, request_id: str, result: bytes) -> None:
