@@ -84,7 +84,11 @@ class Desk:
         return name
 
     def kill(self, name: str) -> None:
-        self.routers.pop(name).kill()
+        process = self.routers.pop(name)
+        try:
+            process.kill()
+        except ProcessLookupError:  # it was gone before we killed it
+            raise AssertionError(f"{name} exited on its own (see its log below)") from None
         self.killed.append(name)
 
     async def stop_all(self) -> None:
