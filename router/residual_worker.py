@@ -31,7 +31,7 @@ import structlog
 from connectors.types import decimal_text
 from router.arbitrage import ArbitrageOutcome
 from router.cache import PriceCache
-from router.errors import ExecutionError
+from router.errors import ExecutionError, LeaseLost
 from router.execution import LegOutcome
 from router.kill_switch import MAX_REASON_CHARS, KillSwitch
 from router.ledger import Ledger, ResidualRecord, ResidualState
@@ -122,15 +122,21 @@ class ResidualWorker:
         while not stop.is_set():
             for record in self._ledger.open_residuals():
                 try:
-                    await self.step(record.request_id)
-                except ExecutionError as exc:
-                    # The attempt's leg stays sent in the ledger; the next pass settles it from the venue.
-                    log.error("residual_attempt_unsettled", request_id=record.request_id, error=str(exc))
-                    if self._clock_ns() - record.started_ns >= self.settings.timeout_ms * 1_000_000:
-                        self._abandon(record)  # not known flat in time: halt, as for any other residual
+                    await self._work(record)
+                except LeaseLost as exc:  # another router took the request over (shared ledger): its now
+                    log.warning("residual_handed_over", request_id=record.request_id, error=str(exc))
             self._count_open()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause_s)
+
+    async def _work(self, record: ResidualRecord) -> None:
+        try:
+            await self.step(record.request_id)
+        except ExecutionError as exc:
+            # The attempt's leg stays sent in the ledger; the next pass settles it from the venue.
+            log.error("residual_attempt_unsettled", request_id=record.request_id, error=str(exc))
+            if self._clock_ns() - record.started_ns >= self.settings.timeout_ms * 1_000_000:
+                self._abandon(record)  # not known flat in time: halt, as for any other residual
 
     async def step(self, request_id: str) -> ResidualRecord | None:
         """Make one attempt on an open residual (or end it: flat, or abandoned on timeout)."""

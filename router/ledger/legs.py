@@ -67,6 +67,8 @@ class LegRecords(LedgerFile):
         if problem is not None:
             raise self._fail(action, problem)
         leg_name = f"leg {intent.leg} of {intent.request_id!r}"
+        # The claim first: a router that lost the request must hear LeaseLost, not a state it did not make.
+        owns(conn, self.lease, intent.request_id, action)
         existing = fetch_legs(conn, "request_id = ? AND leg = ?", (intent.request_id, intent.leg))
         if existing:
             if not _same_intent(existing[0], intent):
@@ -77,7 +79,6 @@ class LegRecords(LedgerFile):
         ).fetchone()
         if found is None or found[0] != "executing":
             raise self._fail(action, f"request {intent.request_id!r} is not executing")
-        owns(conn, self.lease, intent.request_id, action)
         used = conn.execute(
             "SELECT request_id, leg FROM legs WHERE client_order_id = ?", (intent.client_order_id,)
         ).fetchone()
@@ -109,6 +110,9 @@ class LegRecords(LedgerFile):
             raise self._fail("mark_leg", f"state must be 'sent' or 'settled', got {state!r}")
         if state == "settled" and outcome is None:
             raise self._fail("mark_leg", f"settling {leg_name} needs an outcome")
+        # The claim first (LeaseLost, not another router's state); sending renews the lease, so the
+        # venue call has all of it; settling only needs the claim.
+        owns(conn, self.lease, request_id, "mark_leg", renew=state == "sent")
         found = fetch_legs(conn, "request_id = ? AND leg = ?", (request_id, leg))
         if not found:
             raise self._fail("mark_leg", f"{leg_name} is not recorded")
@@ -119,8 +123,6 @@ class LegRecords(LedgerFile):
             raise self._fail(
                 "mark_leg", f"{leg_name} is {current.state}; cannot mark it {state} with this outcome"
             )
-        # Sending renews the lease: the venue call has all of it; settling only needs the claim.
-        owns(conn, self.lease, request_id, "mark_leg", renew=state == "sent")
         conn.execute(
             "UPDATE legs SET state = ?, outcome = ?, settled_by = ? WHERE request_id = ? AND leg = ?",
             (

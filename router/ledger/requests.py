@@ -99,16 +99,15 @@ class RequestRecords(LedgerFile):
         await self.writer.submit("complete", lambda conn: self._complete(conn, request_id, result, now_ns))
 
     def _complete(self, conn: Connection, request_id: str, result: bytes, now_ns: int) -> None:
+        if not owns(conn, self.lease, request_id, "complete"):  # another router's now: LeaseLost
+            raise self._fail("complete", f"request {request_id!r} was never claimed")
         row = conn.execute(
             "SELECT state, result FROM requests WHERE request_id = ?", (request_id,)
         ).fetchone()
-        if row is None:
-            raise self._fail("complete", f"request {request_id!r} was never claimed")
         if row[0] == "done":
             if bytes(row[1]) != result:
                 raise self._fail("complete", f"request {request_id!r} already has a different result")
             return
-        owns(conn, self.lease, request_id, "complete")
         conn.execute(
             "UPDATE requests SET state = 'done', result = ?, completed_ns = ? WHERE request_id = ?",
             (bytes(result), now_ns, request_id),

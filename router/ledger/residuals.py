@@ -51,6 +51,7 @@ class ResidualRecords(LedgerFile):
         if problem := _residual_problem(residual):
             raise self._fail(action, problem)
         with self._write(action) as conn:
+            owns(conn, self.lease, residual.request_id, action)
             stored = _fetch(conn, residual.request_id)
             if stored is not None:
                 return stored
@@ -91,10 +92,10 @@ class ResidualRecords(LedgerFile):
         if problem := intent_problem(intent):
             raise self._fail(action, problem)
         with self._write(action) as conn:
+            owns(conn, self.lease, intent.request_id, action, renew=True)  # LeaseLost first
             stored = _fetch(conn, intent.request_id)
             if stored is None or stored.state != "open":
                 raise self._fail(action, f"request {intent.request_id!r} has no open residual")
-            owns(conn, self.lease, intent.request_id, action, renew=True)
             if fetch_legs(
                 conn, "request_id = ? AND (leg = ? OR state <> 'settled')", (intent.request_id, intent.leg)
             ):
@@ -121,6 +122,7 @@ class ResidualRecords(LedgerFile):
         if state == "left":
             raise self._fail(action, "a residual is left only when it is recorded")
         with self._write(action) as conn:
+            owns(conn, self.lease, request_id, action)
             stored = _fetch(conn, request_id)
             if stored is None:
                 raise self._fail(action, f"request {request_id!r} has no residual")

@@ -111,6 +111,14 @@ async def test_a_router_that_lost_its_claim_can_neither_send_settle_owe_nor_comp
     await b.amark_leg("r-1", 0, "settled", b'{"never_placed":true}')
     await b.acomplete("r-1", RESULT, now_ns=4)
     assert a.claim("r-1", "alice", REQUEST, now_ns=5).result == RESULT
+    # What b recorded since is b's: a hears that it lost the request, never "a different result"
+    # or "already settled" (which would stop a router as a broken ledger).
+    with pytest.raises(LeaseLost):
+        await a.acomplete("r-1", b'{"status":"filled"}', now_ns=6)
+    with pytest.raises(LeaseLost):
+        await a.amark_leg("r-1", 0, "settled", b'{"filled":"0.5"}')
+    with pytest.raises(LeaseLost):
+        await a.arecord_leg_intents([leg("r-1", 1)])
 
 
 async def test_renewed_leases_stay_held_and_sending_a_leg_renews_its_lease(
