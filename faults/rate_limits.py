@@ -133,7 +133,9 @@ async def run_scenario(context: Context) -> Outcome:
         }
         figures = [
             zero(
-                "before_retry_after", "requests sent before a Retry-After had passed", len(venue.violations)
+                "before_retry_after",
+                "requests the venue got during a Retry-After, not on their way at its 429",
+                len(venue.violations),
             ),
             zero("bans", "418 bans (IP banned)", venue.statuses[418]),
             zero(
