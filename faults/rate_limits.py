@@ -7,12 +7,23 @@ real rules: request weight per minute and orders per 10 s, each with a 429 and `
 when exceeded, and a 418 (an IP ban) for any request that arrives before a `Retry-After` has
 passed. Time is a `VirtualClock` shared by the fake and the limiter, so windows pass without
 sleeping. Two throttles the client cannot foresee are added: a seeded 1 % of the orders are
-answered 429 (Retry-After 7 s) whatever the counts, and once a third of the orders are accepted the venue
-halves its order limit without saying so (the client learns it only from 429 -1015).
+answered 429 (Retry-After 7 s) whatever the counts, and once a third of the orders are accepted
+the venue halves its order limit without saying so (the client learns it only from 429 -1015).
 
-Figures: requests the fake received before a Retry-After had passed (0, hard: each is a
-violation the fake logs, and earns a ban); 418 bans (0, hard); then measured: orders accepted,
-orders refused by a 429, virtual seconds the burst took, wall seconds.
+Then the same number of orders at Bybit, one after another (`BybitTrading`, whose throttles
+pace by the per-endpoint limit, 20 orders a second, and by what `X-Bapi-Limit-Status` and
+`X-Bapi-Limit-Reset-Timestamp` report), against the fake Bybit, with a seeded 1 % of them
+answered retCode 10006 (the endpoint held until its reset) or HTTP 429 (every request held a
+second); the fake logs as a violation any request into such a hold or over 20 in a second.
+
+Binance figures: requests the fake received during a Retry-After that were not already on their
+way when its 429 was answered (0, hard: the fake's violations, each earning a ban; an order the
+client sent before it read the 429, written down in order by `watching`, gets a 429 instead);
+418 bans (0, hard); orders sent during a Retry-After the client had read, counted from the
+answers' headers, not the limiter's state (0, hard); then measured: orders accepted, refused
+by a 429 and of those sent before the 429 was read, virtual seconds the burst took, wall seconds.
+Bybit figures: the fake's violations (0, hard), 403 bans (0, hard); orders accepted, refused,
+virtual and wall time.
 """
 
 from __future__ import annotations
@@ -27,12 +38,19 @@ from typing import Any, Final
 from connectors.binance.errors import RateLimited, VenueBanned
 from connectors.binance.rest import BinanceConnector
 from connectors.binance.session import ApiCredentials
+from connectors.bybit.signing import BybitCredentials
+from connectors.bybit.trading import BybitTrading
+from connectors.errors import RateLimited as VenueRateLimited
+from connectors.errors import VenueBanned as VenueIpBanned
+from connectors.trading import venue_client_order_id
+from connectors.types import Side
 from faults.fakes import fake
-from faults.scenario import Context, Outcome, Scenario, measured, zero
+from faults.scenario import Context, Figure, Outcome, Scenario, measured, zero
 
 IN_FLIGHT: Final = 100
 INJECTED_SHARE: Final = 0.01
 _NO_WAIT_LIMIT_S: Final = 1e9  # an order of the burst waits for its turn however long the queue
+_SIDES: Final[tuple[tuple[Side, Decimal], ...]] = (("buy", Decimal("3000.1")), ("sell", Decimal("2999.9")))
 ORDER: Final = contextvars.ContextVar("ORDER", default="")  # the client order id a task is placing
 
 
@@ -134,20 +152,76 @@ async def run_scenario(context: Context) -> Outcome:
         figures = [
             zero(
                 "before_retry_after",
-                "requests the venue got during a Retry-After, not on their way at its 429",
+                "Binance: requests the venue got during a Retry-After, not on their way at its 429",
                 len(venue.violations),
             ),
-            zero("bans", "418 bans (IP banned)", venue.statuses[418]),
-            zero(
-                "sent_early", "orders sent while a Retry-After already read was running", len(limiter.early)
-            ),
-            measured("accepted", "orders accepted", outcomes["accepted"]),
-            measured("refused_429", "orders refused by a 429", outcomes["refused_429"]),
+            zero("bans", "Binance: 418 bans (IP banned)", venue.statuses[418]),
+            zero("sent_early", "Binance: orders sent during a Retry-After it had read", len(limiter.early)),
+            measured("accepted", "Binance: orders accepted", outcomes["accepted"]),
+            measured("refused_429", "Binance: orders refused by a 429", outcomes["refused_429"]),
             measured("in_flight_at_a_429", "of which sent before the client read the 429", venue.excused),
-            measured("virtual_s", "time the burst took on the venue's clock", round(virtual_s, 1), "s"),
-            measured("wall_s", "wall time", round(wall_s, 1), "s"),
+            measured("virtual_s", "Binance: time the burst took, venue's clock", round(virtual_s, 1), "s"),
+            measured("wall_s", "Binance: wall time", round(wall_s, 1), "s"),
         ]
+    bybit_figures, details["bybit"] = await bybit_stream(count, rng)
+    figures[3:3] = bybit_figures[:2]  # the hard figures together, then what was measured
+    figures.extend(bybit_figures[2:])
     return Outcome(figures, size={"orders": count, "in_flight": IN_FLIGHT}, details=details)
+
+
+async def bybit_stream(count: int, rng: random.Random) -> tuple[list[Figure], dict[str, Any]]:
+    """Bybit: orders one after another under its per-endpoint limit, with seeded 10006s and 429s.
+
+    Bybit's own throttling: 20 orders a second on `/v5/order/create` (reported on every answer),
+    retCode 10006 blocking the endpoint until the reset it names, an HTTP 429 holding every
+    request for a second, and any request sent into one of those a `violation` of the fake's.
+    """
+    fake_bybit = fake("fake_bybit")
+    clock = fake_bybit.VirtualClock()
+    outcomes = {"accepted": 0, "refused": 0, "banned": 0}
+    async with fake_bybit.FakeBybit(clock=clock) as venue:
+        client = BybitTrading(
+            BybitCredentials(fake_bybit.API_KEY, fake_bybit.API_SECRET), ["ETH-USDT"],
+            rest_url=venue.rest_url, wall_ms=clock.wall_ms, monotonic=clock, sleep=clock.sleep,
+            request_timeout_s=30.0, order_max_wait_s=_NO_WAIT_LIMIT_S, max_wait_s=_NO_WAIT_LIMIT_S,
+        )  # fmt: skip
+        started, wall = clock(), time.monotonic()
+        async with client:
+            for index in range(count):
+                draw = rng.random()
+                if draw < INJECTED_SHARE:
+                    venue.inject("POST", "/v5/order/create", "10006" if draw < INJECTED_SHARE / 2 else "429")
+                side, price = _SIDES[index % 2]  # buy, sell, buy, ...: the balances stay where they were
+                client_order_id = venue_client_order_id(f"burst-{index}", 0, "hex32")
+                try:
+                    await client.place_order("ETH-USDT", side, Decimal("0.002"), price, client_order_id)
+                except VenueRateLimited:
+                    outcomes["refused"] += 1
+                except VenueIpBanned:
+                    outcomes["banned"] += 1
+                else:
+                    outcomes["accepted"] += 1
+        virtual_s, wall_s = clock() - started, time.monotonic() - wall
+        details = {"violations": venue.violations[:50], "outcomes": outcomes,
+                   "executed_twice": sorted(k for k, n in venue.executed.items() if n > 1)}  # fmt: skip
+        figures = [
+            zero(
+                "bybit_violations",
+                "Bybit: requests into a 10006 reset, a 429 second or over the limit",
+                len(venue.violations),
+            ),
+            zero("bybit_bans", "Bybit: 403 bans", outcomes["banned"]),
+            measured("bybit_accepted", "Bybit: orders accepted", outcomes["accepted"]),
+            measured("bybit_refused", "Bybit: orders refused by a 10006 or a 429", outcomes["refused"]),
+            measured(
+                "bybit_virtual_s",
+                "Bybit: time the orders took on the venue's clock",
+                round(virtual_s, 1),
+                "s",
+            ),
+            measured("bybit_wall_s", "Bybit: wall time", round(wall_s, 1), "s"),
+        ]
+    return figures, details
 
 
 SCENARIO: Final = Scenario(

@@ -143,6 +143,11 @@ def test_rate_limits_a_burst_never_sends_before_retry_after_and_is_never_banned(
     assert figure(scenario, "accepted") > scenario["size"]["orders"] // 2
     assert details["statuses"].get("418", 0) == 0 and details["duplicates"] == []
     assert details["orders_per_10s_at_end"] == 50
+    # Bybit: its orders one after another under the per-endpoint limit, the seeded 10006s and
+    # 429s each refusing one order and nothing sent into their hold.
+    bybit = details["bybit"]["outcomes"]
+    assert bybit["refused"] > 0 and bybit["accepted"] + bybit["refused"] == scenario["size"]["orders"]
+    assert details["bybit"]["executed_twice"] == []
 
 
 def test_clock_skew_costs_at_most_one_refused_request_per_clock_event(
