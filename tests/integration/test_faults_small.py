@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 # offender fails the test, and so does a fix (then remove the entry). Each is in faults/README.md.
 KNOWN_MISSES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("metrics_contract", "badly_named"): ("badly_named", {"smartroute_venue_taker_fee_bps"}),
+    # The first Bybit order after the venue's clock fell 3 s behind: refused 10002, then left
+    # OutcomeUnknown (its settlement waits for a window 8 s long, its schedule lasts 7.7 s).
+    ("clock_skew", "bybit_not_placed_once"): ("bybit_not_placed_once", {"skew-2-0"}),
 }
 
 
@@ -161,3 +164,5 @@ def test_clock_skew_costs_at_most_one_refused_request_per_clock_event(
     assert details["rejections_by_phase"] == {"start": 0, "+3 s": 0, "-3 s": 1, "+10 s jump": 1}
     assert figure(scenario, "orders") == size["orders_per_event"] * (size["events"] + 1)
     assert figure(scenario, "resyncs") >= 2
+    assert details["bybit_rejections_by_phase"] == details["rejections_by_phase"]
+    assert details["bybit_unknown"] == details["bybit_not_placed_once"]
