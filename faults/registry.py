@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-from faults import fuzzing, metrics_contract, redelivery, stale_prices
+from faults import clock_skew, fuzzing, metrics_contract, rate_limits, redelivery, stale_prices
 
 SCENARIOS: Final = MappingProxyType(
     {
@@ -20,6 +20,9 @@ SCENARIOS: Final = MappingProxyType(
             redelivery.SCENARIO,
             fuzzing.SCENARIO,
             stale_prices.SCENARIO,
+            # scenarios 9 and 10: trading clients against the fake venues' limits and clocks
+            rate_limits.SCENARIO,
+            clock_skew.SCENARIO,
         )
     }
 )

@@ -207,6 +207,7 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
         retry_after_s: int = 7,
         commission_rate: Decimal = Decimal("0.001"),
         order_latency_s: float = 0.0,
+        excuse: Callable[[str, str], bool] | None = None,
     ) -> None:
         FakeServer.__init__(self)
         FaultsAndLog.__init__(self)
@@ -216,6 +217,10 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
         self.weight_limit, self.orders_per_10s, self.ban_s = weight_limit, orders_per_10s, ban_s
         self.retry_after_s, self.commission_rate = retry_after_s, commission_rate
         self.order_latency_s = order_latency_s  # a placed order's answer comes this late (a slow venue)
+        # `excuse(cause, request)`: whether the order `request` (a client order id) was sent before the
+        # client read the 429 answered to `cause`. Such a request arriving during the Retry-After
+        # was on its way, not a violation: it gets a 429 too (counted in `excused`), not a ban.
+        self.excuse, self.excused, self._backoff_cause, self._placing = excuse, 0, "", ""
         self.books: dict[str, Book] = {}
         self.set_book(
             "BTCUSDT", [("64000.00", "1.5"), ("63990.00", "3")], [("64000.50", "0.8"), ("64010.00", "5")]
@@ -304,6 +309,9 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
             raise ApiError(
                 418, -1003, "Way too many requests; IP banned.", self._retry(self._banned_until - now)
             )
+        if now < self._backoff_until and self._excused(params):
+            self.excused += 1
+            raise ApiError(429, -1003, "Too many requests.", self._retry(self._backoff_until - now))
         if now < self._backoff_until:
             self.violations.append(
                 f"{method} {path} at {now:.3f}, before Retry-After ended at {self._backoff_until:.3f}"
@@ -315,6 +323,7 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
             raise ApiError(418, -1003, "Way too many requests; IP banned.", self._retry(self.ban_s))
         if fault == "429":
             self._backoff_until = now + self.retry_after_s
+            self._backoff_cause = params.get("newClientOrderId", "")
             raise ApiError(
                 429, -1003, "Too many requests; please use the websocket.", self._retry(self.retry_after_s)
             )
@@ -323,11 +332,13 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
         used = self._weight[1] if self._weight[0] == window else 0
         if used + weight > self.weight_limit:
             self._backoff_until = (window + 1) * 60.0
+            self._backoff_cause = params.get("newClientOrderId", "")
             raise ApiError(
                 429, -1003, "Too much request weight used.", self._retry(self._backoff_until - now)
             )
         self._weight = (window, used + weight)
         if (method, path) == ("POST", "order"):
+            self._placing = params.get("newClientOrderId", "")
             self._count_order(now)
 
     def _count_order(self, now: float) -> None:
@@ -337,9 +348,14 @@ class FakeBinance(FakeServer, FaultsAndLog[Fault, Seen]):
             count = count if start == window else 0
             if count + 1 > limit:
                 self._backoff_until = (window + 1) * float(seconds)
+                self._backoff_cause = self._placing
                 message = f"Too many new orders; current limit is {limit} orders per {seconds}s."
                 raise ApiError(429, -1015, message, self._retry(self._backoff_until - now))
             self._order_counts[seconds] = (window, count + 1)
+
+    def _excused(self, params: dict[str, str]) -> bool:
+        request = params.get("newClientOrderId", "")
+        return bool(self.excuse and request and self.excuse(self._backoff_cause, request))
 
     @staticmethod
     def _retry(seconds: float) -> dict[str, str]:

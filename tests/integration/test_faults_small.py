@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 # offender fails the test, and so does a fix (then remove the entry). Each is in faults/README.md.
 KNOWN_MISSES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("metrics_contract", "badly_named"): ("badly_named", {"smartroute_venue_taker_fee_bps"}),
+    # The first Bybit order after the venue's clock fell 3 s behind: refused 10002, then left
+    # OutcomeUnknown (its settlement waits 9 s for the window to close; its queries span 7.7 s).
+    ("clock_skew", "bybit_not_placed_once"): ("bybit_not_placed_once", {"skew-2-0"}),
 }
 
 
@@ -126,3 +129,40 @@ def test_the_printed_table_is_the_markdown_written_beside_the_json(
     assert "load_average_1m_end" in machine
     for name, scenario in results["scenarios"].items():
         assert f"**{scenario['number']}. {scenario['title']}** (`{name}`)" in table
+
+
+# --- scenarios 9 and 10: trading clients against the fake venues' limits and clocks ---------------
+
+
+def test_rate_limits_a_burst_never_sends_before_retry_after_and_is_never_banned(
+    small_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenario = completed(small_run[0], "rate_limits")
+    details = scenario["details"]
+    # The 429s did come (the injected ones, and the ones the venue's halved order limit earned)
+    # and the burst went on after them: most orders were accepted, each once.
+    assert figure(scenario, "refused_429") >= details["injected_429"] > 0
+    assert figure(scenario, "accepted") + figure(scenario, "refused_429") == scenario["size"]["orders"]
+    assert figure(scenario, "accepted") > scenario["size"]["orders"] // 2
+    assert details["statuses"].get("418", 0) == 0 and details["duplicates"] == []
+    assert details["orders_per_10s_at_end"] == 50
+    # Bybit: its orders one after another under the per-endpoint limit, the seeded 10006s and
+    # 429s each refusing one order and nothing sent into their hold.
+    bybit = details["bybit"]["outcomes"]
+    assert bybit["refused"] > 0 and bybit["accepted"] + bybit["refused"] == scenario["size"]["orders"]
+    assert details["bybit"]["executed_twice"] == []
+
+
+def test_clock_skew_costs_at_most_one_refused_request_per_clock_event(
+    small_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenario = completed(small_run[0], "clock_skew")
+    details, size = scenario["details"], scenario["size"]
+    # Counted from the log, the -1021s are the fake's own 400s; the events behind us (-3 s) and
+    # the 10 s jump each cost exactly one, the +3 s inside the window none.
+    assert sum(details["rejections_by_phase"].values()) == details["statuses"]["400"]
+    assert details["rejections_by_phase"] == {"start": 0, "+3 s": 0, "-3 s": 1, "+10 s jump": 1}
+    assert figure(scenario, "orders") == size["orders_per_event"] * (size["events"] + 1)
+    assert figure(scenario, "resyncs") >= 2
+    assert details["bybit_rejections_by_phase"] == details["rejections_by_phase"]
+    assert details["bybit_unknown"] == details["bybit_not_placed_once"]

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.binance.ratelimit import RateLimiter
 from connectors.errors import ParseError
+from faults.clock_skew import outside
 from faults.fuzzing import Findings, documented_frames
 from faults.metrics_contract import (
     badly_named,
@@ -25,6 +28,7 @@ from faults.metrics_contract import (
     undocumented_families,
 )
 from faults.mutations import mutated
+from faults.rate_limits import ORDER, watching
 from faults.redelivery import differing
 from faults.report import markdown
 from faults.run import free_stem
@@ -202,3 +206,33 @@ def test_the_metrics_table_says_which_series_appear_later_and_any_unnamed_family
         "smartroute_by_user",
         "smartroute_open_total",
     ]
+
+
+async def test_an_order_sent_after_its_client_read_a_429_is_early_and_one_sent_before_is_excused() -> None:
+    now = [100.0]
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    limiter = watching(RateLimiter)("test-watching", clock=lambda: now[0], sleep=no_sleep)
+    for order in ("a", "b"):  # both leave before any answer
+        ORDER.set(order)
+        await limiter.acquire(1, orders=1, max_wait_s=1.0)
+    ORDER.set("a")
+    limiter.observe(429, {"Retry-After": "7"})  # the client reads a's 429
+    assert limiter.sent_before_reading("a", "b") and limiter.early == []
+    now[0] += 6.0  # still within the 7 s
+    ORDER.set("c")
+    limiter._backoff_until = 0.0  # a limiter that forgot the Retry-After lets c go
+    await limiter.acquire(1, orders=1, max_wait_s=1.0)
+    assert limiter.early == ["c"] and not limiter.sent_before_reading("a", "c")
+
+
+def test_a_timestamp_outside_the_recv_window_of_the_venues_clock_then_is_counted() -> None:
+    def seen(at_s: float, stamp_ms: int) -> SimpleNamespace:
+        return SimpleNamespace(time=at_s, params={"timestamp": str(stamp_ms), "recvWindow": "5000"})
+
+    assert not outside(seen(1000.0, 1_000_000), 0)
+    assert not outside(seen(1000.0, 1_000_000), 3000)  # the venue 3 s ahead: within 5 s
+    assert outside(seen(1000.0, 1_000_000), -3000)  # the venue behind: our stamp is from its future
+    assert outside(seen(1000.0, 1_000_000), 10_000)  # 10 s old on the venue's clock
