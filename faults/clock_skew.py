@@ -77,38 +77,10 @@ async def run_scenario(context: Context) -> Outcome:
             rejections.append(sum(outside(seen, skew) for seen in signed))
         syncs = len(venue.requests_to("GET", "time"))
         not_once = sorted(cid for cid in sent if venue.accepted[cid] != 1)
-    worst = max(rejections[1:])
     b_rejections, b_not_once, b_syncs, b_unknown = await bybit_stream(per_event)
-    b_worst = max(b_rejections[1:])
     figures = [
-        Figure(
-            "rejections_per_event",
-            "Binance: timestamp rejections (-1021) in one clock event, most",
-            worst,
-            "≤ 1",
-            worst <= 1,
-            hard=True,
-        ),
-        zero(
-            "outside_after_resync",
-            "Binance: requests outside the recvWindow after the first of an event",
-            sum(max(0, n - 1) for n in rejections[1:]),
-        ),
-        zero("not_placed_once", "Binance: orders not placed exactly once", len(not_once)),
-        Figure(
-            "bybit_rejections_per_event",
-            "Bybit: timestamp rejections (10002) in one clock event, most",
-            b_worst,
-            "≤ 1",
-            b_worst <= 1,
-            hard=True,
-        ),
-        zero(
-            "bybit_outside_after_resync",
-            "Bybit: requests outside the recv window after the first of an event",
-            sum(max(0, n - 1) for n in b_rejections[1:]),
-        ),
-        zero("bybit_not_placed_once", "Bybit: orders not placed exactly once", len(b_not_once)),
+        *skew_figures("", "Binance", "-1021", "recvWindow", rejections, not_once),
+        *skew_figures("bybit_", "Bybit", "10002", "recv window", b_rejections, b_not_once),
         measured("resyncs", "Binance: clock measurements after the start", syncs - 1),
         measured("orders", "Binance: orders placed", sum(venue.accepted[cid] for cid in sent)),
         measured("bybit_resyncs", "Bybit: clock measurements after the start", b_syncs - 1),
@@ -187,3 +159,26 @@ SCENARIO: Final = Scenario(
     run_scenario,
     lambda context: 120.0 if context.small else 1200.0,
 )
+
+
+def skew_figures(
+    prefix: str, venue: str, code: str, window: str, rejections: list[int], not_once: list[str]
+) -> list[Figure]:
+    """Return one venue's hard figures: most rejections in a clock event, outside after, not placed once."""
+    worst = max(rejections[1:])
+    return [
+        Figure(
+            f"{prefix}rejections_per_event",
+            f"{venue}: timestamp rejections ({code}) in one clock event, most",
+            worst,
+            "≤ 1",
+            worst <= 1,
+            hard=True,
+        ),
+        zero(
+            f"{prefix}outside_after_resync",
+            f"{venue}: requests outside the {window} after the first of an event",
+            sum(max(0, n - 1) for n in rejections[1:]),
+        ),
+        zero(f"{prefix}not_placed_once", f"{venue}: orders not placed exactly once", len(not_once)),
+    ]
