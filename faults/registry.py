@@ -10,13 +10,14 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-from faults import fuzzing, metrics_contract, redelivery, stale_prices
+from faults import crashes, fuzzing, metrics_contract, redelivery, stale_prices
 
 SCENARIOS: Final = MappingProxyType(
     {
         scenario.name: scenario
         for scenario in (
             metrics_contract.SCENARIO,
+            crashes.SCENARIO,
             redelivery.SCENARIO,
             fuzzing.SCENARIO,
             stale_prices.SCENARIO,

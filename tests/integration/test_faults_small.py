@@ -86,6 +86,21 @@ def test_metrics_contract_holds_with_every_documented_series_at_start(
     assert scenario["brokers"] == ["tansu"]
 
 
+def test_router_crashes_execute_nothing_twice_and_answer_each_request_once(
+    small_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenario = completed(small_run[0], "crashes")
+    details, size = scenario["details"], scenario["size"]
+    # Every kill happened (at its crash point or from outside), and the last router stopped cleanly.
+    assert figure(scenario, "kills_at_crash_point") + figure(scenario, "kills_from_outside") == size["kills"]
+    assert figure(scenario, "kills_at_crash_point") > 0 and details["exits"]["last_exit_code"] == 0
+    # Every request was claimed once and answered; legs did reach the venue.
+    assert details["ledger"]["requests_claimed"] == size["requests"]
+    assert len(details["crash_points"]) == size["kills"]
+    assert details["deliveries"] >= size["requests"] and figure(scenario, "legs_sent") > 0
+    assert scenario["brokers"] == ["tansu"]
+
+
 def test_redelivery_executes_nothing_again_and_answers_identically(
     small_run: tuple[dict[str, Any], str, Path],
 ) -> None:
