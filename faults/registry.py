@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-from faults import crashes, fuzzing, metrics_contract, redelivery, stale_prices
+from faults import churn, crashes, fuzzing, metrics_contract, redelivery, stale_prices
 
 SCENARIOS: Final = MappingProxyType(
     {
@@ -21,6 +21,7 @@ SCENARIOS: Final = MappingProxyType(
             redelivery.SCENARIO,
             fuzzing.SCENARIO,
             stale_prices.SCENARIO,
+            churn.SCENARIO,
         )
     }
 )

@@ -129,6 +129,19 @@ def test_stale_prices_are_never_used_past_max_quote_age(small_run: tuple[dict[st
     assert figure(scenario, "stale_refused_after") > 0
 
 
+def test_rebalance_churn_sends_nothing_twice_and_loses_nothing(
+    small_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenario = completed(small_run[0], "churn")
+    details, size = scenario["details"], scenario["size"]
+    # Routers were killed while requests flowed, none exited by itself, the survivors stopped cleanly.
+    assert figure(scenario, "kills") >= 1 and details["exited_on_their_own"] == {}
+    assert set(details["exit_codes_at_stop"].values()) == {0}
+    assert len(details["exit_codes_at_stop"]) == size["routers"]
+    assert sum(details["statuses"].values()) == size["requests"] and details["legs_sent"] > 0
+    assert scenario["brokers"] == ["tansu"]
+
+
 def test_the_printed_table_is_the_markdown_written_beside_the_json(
     small_run: tuple[dict[str, Any], str, Path],
 ) -> None:
