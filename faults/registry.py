@@ -10,19 +10,30 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-from faults import clock_skew, fuzzing, metrics_contract, rate_limits, redelivery, stale_prices
+from faults import (
+    churn,
+    clock_skew,
+    crashes,
+    fuzzing,
+    metrics_contract,
+    rate_limits,
+    redelivery,
+    stale_prices,
+)
 
 SCENARIOS: Final = MappingProxyType(
     {
         scenario.name: scenario
         for scenario in (
             metrics_contract.SCENARIO,
+            crashes.SCENARIO,
             redelivery.SCENARIO,
             fuzzing.SCENARIO,
             stale_prices.SCENARIO,
             # scenarios 9 and 10: trading clients against the fake venues' limits and clocks
             rate_limits.SCENARIO,
             clock_skew.SCENARIO,
+            churn.SCENARIO,
         )
     }
 )

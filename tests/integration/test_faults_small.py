@@ -89,6 +89,21 @@ def test_metrics_contract_holds_with_every_documented_series_at_start(
     assert scenario["brokers"] == ["tansu"]
 
 
+def test_router_crashes_execute_nothing_twice_and_answer_each_request_once(
+    small_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenario = completed(small_run[0], "crashes")
+    details, size = scenario["details"], scenario["size"]
+    # Every kill happened (at its crash point or from outside), and the last router stopped cleanly.
+    assert figure(scenario, "kills_at_crash_point") + figure(scenario, "kills_from_outside") == size["kills"]
+    assert figure(scenario, "kills_at_crash_point") > 0 and details["exits"]["last_exit_code"] == 0
+    # Every request was claimed once and answered; legs did reach the venue.
+    assert details["ledger"]["requests_claimed"] == size["requests"]
+    assert len(details["crash_points"]) == size["kills"]
+    assert details["deliveries"] >= size["requests"] and figure(scenario, "legs_sent") > 0
+    assert scenario["brokers"] == ["tansu"]
+
+
 def test_redelivery_executes_nothing_again_and_answers_identically(
     small_run: tuple[dict[str, Any], str, Path],
 ) -> None:
@@ -115,6 +130,19 @@ def test_stale_prices_are_never_used_past_max_quote_age(small_run: tuple[dict[st
     # The requests straddled the threshold: some used the frozen venue before it, some came after.
     assert figure(scenario, "frozen_filled_before") > 0 and figure(scenario, "requests_after") > 0
     assert figure(scenario, "stale_refused_after") > 0
+
+
+def test_rebalance_churn_sends_nothing_twice_and_loses_nothing(
+    small_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenario = completed(small_run[0], "churn")
+    details, size = scenario["details"], scenario["size"]
+    # Routers were killed while requests flowed, none exited by itself, the survivors stopped cleanly.
+    assert figure(scenario, "kills") >= 1 and details["exited_on_their_own"] == {}
+    assert set(details["exit_codes_at_stop"].values()) == {0}
+    assert len(details["exit_codes_at_stop"]) == size["routers"]
+    assert sum(details["statuses"].values()) == size["requests"] and details["legs_sent"] > 0
+    assert scenario["brokers"] == ["tansu"]
 
 
 def test_the_printed_table_is_the_markdown_written_beside_the_json(
