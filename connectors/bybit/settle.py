@@ -114,8 +114,10 @@ class OrderSettler:
         """
         signed = self._rest.clock.now_ms() if signed_ms is None else signed_ms
         closes_ms = signed + self.recv_window_ms + self.settle_margin_ms  # venue clock
-        for delay in (*self.settle_delays_s, None):
-            pause = delay
+        delays = list(self.settle_delays_s)
+        queries, closing = 0, False
+        while True:
+            queries += 1
             try:
                 return await self._query(symbol, client_order_id)
             except OrderNotFound:
@@ -123,15 +125,22 @@ class OrderSettler:
                 if left_s <= 0:
                     log.warning("order_settled_absent", venue=VENUE, client_order_id=client_order_id)
                     raise
-                pause = None if delay is None else min(delay, left_s)
+                if delays:
+                    pause = min(delays.pop(0), left_s)
+                elif not closing and left_s <= (self.recv_window_ms + self.settle_margin_ms) / 1000:
+                    # The schedule ran out before the window closed (the order was signed ahead of
+                    # now): wait for it to close and ask once more, rather than leave it unknown.
+                    pause, closing = left_s, True
+                else:
+                    break
             except (VenueError, ParseError) as exc:
                 log.warning("order_query_failed", client_order_id=client_order_id, error=str(exc))
-            if pause is None:
-                break
+                if not delays:
+                    break
+                pause = delays.pop(0)
             await self._sleep(pause)
         raise OutcomeUnknown(
-            f"bybit order {client_order_id}: no final answer after {len(self.settle_delays_s) + 1} queries; "
-            "settle it by query"
+            f"bybit order {client_order_id}: no final answer after {queries} queries; settle it by query"
         )
 
     async def _send_again(self, symbol: str, body: dict[str, str]) -> OrderReport:

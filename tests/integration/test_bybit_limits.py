@@ -76,10 +76,16 @@ async def test_a_refusal_while_a_copy_could_still_be_accepted_is_never_sent_agai
 ) -> None:
     async with asyncio.timeout(10), connect(fake, clock) as bybit:
         fake.skew_ms = -3_000  # our timestamp runs 3 s ahead: acceptable only in 2 s .. 8 s from now
-        with pytest.raises(OutcomeUnknown, match="settle it by query"):
-            await bybit.place_order("BTC-USDT", "buy", D("0.1"), D("64001"), cid(2))
-    assert len(fake.requests_to(*CREATE)) == 1 and fake.executed == {}
-    assert len(fake.requests_to("GET", "/v5/order/realtime")) == 6  # settled by query, five pauses
+        refused_at = clock()
+        report = await bybit.place_order("BTC-USDT", "buy", D("0.1"), D("64001"), cid(2))
+    first, second = fake.requests_to(*CREATE)
+    # Settled by query along the schedule (five pauses, 7.7 s), then once more when the window
+    # closed — the schedule ran out first — and only then sent again: never while a copy could be
+    # accepted, never left unknown (it was, until the fault suite's clock-skew scenario).
+    assert second.time - refused_at >= 8
+    assert int(second.headers["X-BAPI-TIMESTAMP"]) > int(first.headers["X-BAPI-TIMESTAMP"])
+    assert len(fake.requests_to("GET", "/v5/order/realtime")) >= 7
+    assert report.status == "Filled" and fake.executed == {cid(2): 1}
 
 
 async def test_the_order_goes_again_once_its_window_closes_during_the_settlement(

@@ -26,9 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 # offender fails the test, and so does a fix (then remove the entry). Each is in faults/README.md.
 KNOWN_MISSES: dict[tuple[str, str], tuple[str, set[str]]] = {
     ("metrics_contract", "badly_named"): ("badly_named", {"smartroute_venue_taker_fee_bps"}),
-    # The first Bybit order after the venue's clock fell 3 s behind: refused 10002, then left
-    # OutcomeUnknown (its settlement waits 9 s for the window to close; its queries span 7.7 s).
-    ("clock_skew", "bybit_not_placed_once"): ("bybit_not_placed_once", {"skew-2-0"}),
 }
 
 
