@@ -33,7 +33,7 @@ from typing import Final
 from bench.transport import create_bench_topics, order_request
 from connectors.sim import ExchangeSimulator
 from daemon.config import Config, load_config
-from faults.orders import Requests
+from faults.orders import Requests, status_of
 from faults.scenario import Context, Figure, Outcome, Scenario, measured, zero
 from router.ledger.schema import FILE_NAME
 
@@ -182,7 +182,7 @@ async def run_scenario(context: Context) -> Outcome:
             "kills_from_outside", "SIGKILLs from outside (crash point not reached)", exits["from_outside"]
         ),
         measured("legs_sent", "legs sent to the venues", counts["sent"]),
-        measured("filled", "requests filled", sum(_status(results[0]) == "filled" for results in firsts)),
+        measured("filled", "requests filled", sum(status_of(results[0]) == "filled" for results in firsts)),
         measured(
             "settled_after_interruption",
             "requests a crash interrupted, settled from the ledger and the executor",
@@ -194,7 +194,7 @@ async def run_scenario(context: Context) -> Outcome:
         "exits": dict(exits),
         "crash_points": points,
         "steps": dict(Counter(point["step"] for point in points)),
-        "statuses": dict(Counter(_status(results[0]) for results in firsts)),
+        "statuses": dict(Counter(status_of(results[0]) for results in firsts)),
         "not_one": {rid: distinct[rid] for rid in not_one[:20]},
         "first_unfilled": next(
             (r[0] for r in client.results.values() if r[0].get("status") != "filled"), None
@@ -202,11 +202,6 @@ async def run_scenario(context: Context) -> Outcome:
         "deliveries": sum(len(client.raw.get(rid, ())) for rid in ids),
     }
     return Outcome(figures, size={"requests": count, "kills": kills}, details=details)
-
-
-def _status(result: dict[str, object]) -> str:
-    code = result.get("reject_code")
-    return str(result.get("status")) + ("" if code is None else f":{code}")
 
 
 def _limit(context: Context) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -111,3 +111,9 @@ async def serving_router(cfg: Config, timeout_s: float = 60.0) -> AsyncIterator[
         stop.set()
         async with asyncio.timeout(timeout_s):
             await running
+
+
+def status_of(result: Mapping[str, object]) -> str:
+    """Return a result's status, with its reject code when it has one: "filled", "rejected:expired"."""
+    code = result.get("reject_code")
+    return str(result.get("status")) + ("" if code is None else f":{code}")

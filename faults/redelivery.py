@@ -26,7 +26,7 @@ from bench.orders import router_config
 from bench.transport import create_bench_topics, order_request
 from connectors.sim import ExchangeSimulator
 from daemon.config import Config
-from faults.orders import Requests, serving_router
+from faults.orders import Requests, serving_router, status_of
 from faults.scenario import Context, Figure, Outcome, Scenario, measured, zero
 from router.ledger.schema import FILE_NAME
 
@@ -100,8 +100,8 @@ async def run_scenario(context: Context) -> Outcome:
     details = {
         "ledger_before": before,
         "ledger_after": after,
-        "first_statuses": dict(Counter(_status(r) for r in first.values())),
-        "replay_statuses": dict(Counter(_status(r) for answers in results.values() for r in answers[1:])),
+        "first_statuses": dict(Counter(status_of(r) for r in first.values())),
+        "replay_statuses": dict(Counter(status_of(r) for answers in results.values() for r in answers[1:])),
         "differing": changed[:20],
         "examples": [{"first": first[rid], "later": results[rid][1:]} for rid in changed[:3]],
     }
@@ -126,11 +126,6 @@ async def wait_for_count(client: Requests, ids: list[str], expected: int) -> Non
     while sum(len(client.results.get(rid, ())) for rid in ids) < expected and loop.time() - last < _GIVE_UP_S:
         if await client.poll():
             last = loop.time()
-
-
-def _status(result: dict[str, Any]) -> str:
-    code = result.get("reject_code")
-    return str(result.get("status")) + ("" if code is None else f":{code}")
 
 
 def _limit(context: Context) -> float:

@@ -31,7 +31,7 @@ from connectors.sim import ExchangeSimulator
 from daemon.app import Daemon
 from daemon.config import Config, build_config
 from daemon.kafka import new_consumer
-from faults.orders import Requests
+from faults.orders import Requests, status_of
 from faults.scenario import Context, Figure, Outcome, Scenario, measured, zero
 
 SYMBOL: Final = "BTC-USDT"
@@ -187,24 +187,20 @@ def analyse(
         "last_update_ns": last_ns,
         "frozen_ns": frozen_ns,
         "last_update_after_freeze_ms": (last_ns - frozen_ns) / 1e6,
-        "statuses_after": dict(Counter(_status(r) for r in after)),
+        "statuses_after": dict(Counter(status_of(r) for r in after)),
         "opportunity_events": dict(Counter(e.get("event") for e in events)),
         "events_using_frozen_after_last_update": dict(
             Counter(e.get("event") for e in using if int(e["detected_ns"]) > last_ns)
         ),
         "example_after": {
-            status: next(r for r in after if _status(r) == status) for status in {_status(r) for r in after}
+            status: next(r for r in after if status_of(r) == status)
+            for status in {status_of(r) for r in after}
         },
         "over_age_opportunities": opportunities[:5],
         "over_age_decisions": decisions[:5],
     }
     size = {"requests": count, "max_quote_age_ms": MAX_QUOTE_AGE_MS, "watched_s": watch_s}
     return Outcome(figures, size=size, details=details)
-
-
-def _status(result: dict[str, Any]) -> str:
-    code = result.get("reject_code")
-    return str(result.get("status")) + ("" if code is None else f":{code}")
 
 
 async def _send_straddling(client: Requests, count: int, prefix: str) -> list[str]:
