@@ -202,6 +202,22 @@ async def test_a_burst_of_orders_is_paced_under_the_documented_order_limit(clock
     assert max(fake.executed.values()) == 1 and len(fake.executed) == 30
 
 
+async def test_a_reset_a_millisecond_away_by_our_clock_is_read_as_now_and_the_second_is_waited(
+    clock: VirtualClock,
+) -> None:
+    # Below the limit Bybit's reset timestamp is "now"; our estimate of its clock runs 1 ms behind
+    # it here, so "now" reads as 1 ms away. Waiting that 1 ms sent a 21st order within the second
+    # (fault scenario 9: 183 over-limit requests in 10,000).
+    async with asyncio.timeout(20), FakeBybit(clock=clock) as fake, connect(fake, clock) as bybit:
+        fake.skew_ms = 1
+        reports = [
+            await bybit.place_order("ETH-USDT", "buy", D("0.01"), D("3000.1"), cid(f"r{n}"))
+            for n in range(45)
+        ]
+    assert [r.status for r in reports] == ["Filled"] * 45
+    assert fake.violations == []
+
+
 async def test_an_order_never_waits_longer_than_its_budget_for_a_turn(
     fake: FakeBybit, clock: VirtualClock
 ) -> None:
