@@ -194,13 +194,18 @@ def owns(conn: Connection, lease: Lease, request_id: str, action: str, *, renew:
     until the transaction ends: no other router can take the request over between this check and
     the write it guards (PostgreSQL; SQLite's write transaction excludes every other writer).
     `renew` (before a send): the lease is also extended to its full length from now, in the same
-    statement — the venue call that follows has all of it.
+    statement — the venue call that follows has all of it. A lease that never expires (the
+    single-process SQLite ledger) has nothing to lock or renew: the owner is read, nothing written.
     """
-    change = "lease_until_ns = now_ns() + ?" if renew else "owner = owner"
-    params = (lease.ttl_ns, request_id, lease.owner) if renew else (request_id, lease.owner)
-    if conn.execute(f"UPDATE requests SET {change} WHERE request_id = ? AND owner = ?", params).rowcount == 1:
-        return True
+    if lease.expires:
+        change = "lease_until_ns = now_ns() + ?" if renew else "owner = owner"
+        params = (lease.ttl_ns, request_id, lease.owner) if renew else (request_id, lease.owner)
+        sql = f"UPDATE requests SET {change} WHERE request_id = ? AND owner = ?"
+        if conn.execute(sql, params).rowcount == 1:
+            return True
     row = conn.execute("SELECT owner FROM requests WHERE request_id = ?", (request_id,)).fetchone()
     if row is None:
         return False
+    if row[0] == lease.owner:
+        return True
     raise LeaseLost(f"{action}: request {request_id!r} is held by {row[0]!r} now, not by {lease.owner!r}")
