@@ -14,7 +14,6 @@ too.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from typing import Any, Self
 import structlog
 
 from router.errors import LeaseLost, LedgerError
-from router.ledger.store import Connection, Lease, SqliteStore, Store
+from router.ledger.store import Connection, Lease, SqliteStore, Store, reconnected, rolled_back
 from router.ledger.writer import GroupWriter
 
 log = structlog.get_logger("router.ledger")
@@ -87,7 +86,7 @@ class LedgerFile:
             except self.store.errors as exc:
                 raise self._failed(conn, action, exc) from exc
             except BaseException:
-                _rollback(conn, self.store)
+                self._recover(conn)
                 raise
 
     @contextmanager
@@ -113,20 +112,14 @@ class LedgerFile:
                 raise self._failed(conn, action, exc) from exc
 
     def _failed(self, conn: Connection, action: str, exc: Exception) -> LedgerError:
-        """Undo what `conn` had open; if it broke (a database restart), open a new one for the next call."""
-        _rollback(conn, self.store)
-        try:
-            conn.execute("SELECT 1").fetchall()
-        except self.store.errors:
-            try:
-                fresh = self.store.connect()
-            except LedgerError:
-                pass  # the next call fails the same way and tries again
-            else:
-                self._conn = fresh
-                with contextlib.suppress(*self.store.errors):
-                    conn.close()
+        """Undo what `conn` had open (reconnecting if it broke) and return the error to raise."""
+        self._recover(conn)
         return self._fail(action, exc)
+
+    def _recover(self, conn: Connection) -> None:
+        """Roll back what `conn` had open; if it broke (a database restart), reconnect for the next call."""
+        if not rolled_back(conn, self.store):
+            self._conn = reconnected(conn, self.store)
 
     def set_flag(self, name: str, value: bytes | None) -> None:
         """Store a small durable value under `name`; None deletes it."""
@@ -176,15 +169,6 @@ class LedgerFile:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _rollback(conn: Connection, store: Store) -> None:
-    """Roll back what is open; a connection the database already dropped has nothing to undo."""
-    try:
-        if conn.in_transaction:
-            conn.rollback()
-    except store.errors:
-        pass
 
 
 def owns(conn: Connection, lease: Lease, request_id: str, action: str, *, renew: bool = False) -> bool:

@@ -18,6 +18,7 @@ once their lease expired (`router.ledger.leases`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -93,6 +94,28 @@ class Store(Protocol):
 
     def fills_since(self, conn: Connection, since: str, until: str, owner: str) -> list[Any]:
         """Return the rows of the legs other owners settled after mark `since`, by mark `until`."""
+
+
+def rolled_back(conn: Connection, store: Store) -> bool:
+    """Roll back what `conn` has open after a failure; False: it broke (the database closed it)."""
+    try:
+        if conn.in_transaction:
+            conn.rollback()
+        conn.execute("SELECT 1").fetchall()
+    except store.errors:
+        return False
+    return True
+
+
+def reconnected(conn: Connection, store: Store) -> Connection:
+    """Replace a broken connection; keep it (the next call fails and tries again) if none opens."""
+    try:
+        fresh = store.connect()
+    except LedgerError:
+        return conn
+    with contextlib.suppress(*store.errors):
+        conn.close()
+    return fresh
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from router.errors import LedgerError
-from router.ledger.store import Connection, Store
+from router.ledger.store import Connection, Store, reconnected, rolled_back
 
 T = TypeVar("T")
 
@@ -131,48 +131,19 @@ class GroupWriter:
                     outcomes.append(_run_one(conn, item))
                 conn.execute("COMMIT")
             except BaseException as exc:  # every other failure fails the whole batch: nothing is applied
-                broken = not _rolled_back(conn, self.store) or not _answers(conn, self.store)
+                broken = not rolled_back(conn, self.store)
                 if not broken and attempt < _ATTEMPTS and self.store.retryable(exc):
                     continue
                 error = LedgerError(
                     f"ledger {self.store.name}: batch of {len(batch)} write(s) not committed: {exc!r}"
                 )
                 _resolve([(item, False, error) for item in batch])
-                return self._reconnected(conn) if broken else conn
+                return reconnected(conn, self.store) if broken else conn
             self.commits += 1
             self.operations += len(batch)
             _resolve([(item, ok, value) for item, (ok, value) in zip(batch, outcomes, strict=True)])
             return conn
         raise AssertionError("unreachable: the last attempt returns")
-
-    def _reconnected(self, conn: Connection) -> Connection:
-        """Replace a broken connection; keep it (the next batch fails and tries again) if none opens."""
-        try:
-            fresh = self.store.connect()
-        except LedgerError:
-            return conn
-        with contextlib.suppress(*self.store.errors):
-            conn.close()
-        return fresh
-
-
-def _answers(conn: Connection, store: Store) -> bool:
-    """Tell whether `conn` still works (a restarted database closed it under us)."""
-    try:
-        conn.execute("SELECT 1").fetchall()
-    except store.errors:
-        return False
-    return True
-
-
-def _rolled_back(conn: Connection, store: Store) -> bool:
-    """Roll back an open transaction; False: the connection is broken (nothing to roll back on it)."""
-    try:
-        if conn.in_transaction:
-            conn.rollback()
-    except store.errors:
-        return False
-    return True
 
 
 def _run_one(conn: Connection, item: _Queued) -> tuple[bool, Any]:
