@@ -93,8 +93,14 @@ class Requests:
 
 
 @contextlib.asynccontextmanager
-async def serving_router(cfg: Config, timeout_s: float = 60.0) -> AsyncIterator[Daemon]:
-    """Run a daemon with the feeds and route roles (`smartroute route`) for the block, once reconciled."""
+async def serving_router(
+    cfg: Config, timeout_s: float = 60.0, *, stop_timeout_s: float | None = None
+) -> AsyncIterator[Daemon]:
+    """Run a daemon with the feeds and route roles (`smartroute route`) for the block, once reconciled.
+
+    It must be reconciled within `timeout_s` (a daemon that stops before raises its error) and
+    stop within `stop_timeout_s` (default: `timeout_s`).
+    """
     daemon, stop = Daemon(cfg, roles=frozenset({"feeds", "route"})), asyncio.Event()
     running = asyncio.create_task(daemon.run(stop), name="faults-router")
     try:
@@ -109,7 +115,7 @@ async def serving_router(cfg: Config, timeout_s: float = 60.0) -> AsyncIterator[
         yield daemon
     finally:
         stop.set()
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s if stop_timeout_s is None else stop_timeout_s):
             await running
 
 
